@@ -1,0 +1,133 @@
+//! Diagnostics as plain values, and where they point.
+//!
+//! Rules build [`Diagnostic`]s; the renderers in [`render`] only format them.
+//! Every renderer takes line and column numbers from [`position`], so all
+//! output formats agree.
+
+pub mod position;
+pub mod render;
+
+use std::fmt;
+use std::ops::Range;
+
+use serde::Serialize;
+
+use crate::rules::RuleMeta;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Note,
+    Warning,
+    Error,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Note => "note",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LabelStyle {
+    Primary,
+    Secondary,
+}
+
+/// A span of the source text with a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Label {
+    pub style: LabelStyle,
+    pub span: Range<usize>,
+    pub message: String,
+}
+
+/// One finding. The first label is the primary one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub rule: &'static str,
+    pub code: &'static str,
+    pub severity: Severity,
+    pub message: String,
+    /// The ONNX node the finding is about, when it has a name.
+    pub node: Option<String>,
+    pub labels: Vec<Label>,
+    pub notes: Vec<String>,
+    pub help: Vec<String>,
+}
+
+impl Diagnostic {
+    /// A diagnostic of `rule` at its default severity.
+    pub fn new(rule: &RuleMeta, message: impl Into<String>) -> Self {
+        Diagnostic {
+            rule: rule.name,
+            code: rule.code,
+            severity: rule.severity,
+            message: message.into(),
+            node: None,
+            labels: Vec::new(),
+            notes: Vec::new(),
+            help: Vec::new(),
+        }
+    }
+
+    pub fn with_severity(mut self, severity: Severity) -> Self {
+        self.severity = severity;
+        self
+    }
+
+    pub fn with_node(mut self, name: &str) -> Self {
+        self.node = (!name.is_empty()).then(|| name.to_string());
+        self
+    }
+
+    pub fn primary(mut self, span: Range<usize>, message: impl Into<String>) -> Self {
+        self.labels.insert(
+            0,
+            Label {
+                style: LabelStyle::Primary,
+                span,
+                message: message.into(),
+            },
+        );
+        self
+    }
+
+    pub fn secondary(mut self, span: Range<usize>, message: impl Into<String>) -> Self {
+        self.labels.push(Label {
+            style: LabelStyle::Secondary,
+            span,
+            message: message.into(),
+        });
+        self
+    }
+
+    pub fn note(mut self, note: impl Into<String>) -> Self {
+        self.notes.push(note.into());
+        self
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help.push(help.into());
+        self
+    }
+
+    /// The span every format reports as the diagnostic's position.
+    pub fn primary_span(&self) -> Range<usize> {
+        self.labels
+            .iter()
+            .find(|l| l.style == LabelStyle::Primary)
+            .map(|l| l.span.clone())
+            .unwrap_or(0..0)
+    }
+}

@@ -1,0 +1,383 @@
+//! Building [`Graph`]s from a model, and the structural problems found on the way.
+
+use std::collections::{HashMap, HashSet};
+
+use petgraph::algo::tarjan_scc;
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use super::{Dim, Edge, Graph, NodeId, Tensor, Vertex};
+use crate::onnx::proto::{
+    tensor_shape_proto::dimension::Value as DimValue, type_proto::Value as Ty, GraphProto,
+    NodeProto, OperatorSetIdProto, TensorProto, ValueInfoProto,
+};
+use crate::onnx::source::{ScopeId, ScopeStep, Source};
+use crate::onnx::Model;
+
+/// A structural error in one graph: the graph still builds, and `invalid-graph` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub kind: ProblemKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// Input `slot` of `node` names a tensor that nothing produces.
+    Undefined {
+        node: NodeId,
+        slot: usize,
+        tensor: String,
+    },
+    /// `node` writes a tensor that something earlier already defines.
+    ProducedTwice {
+        node: NodeId,
+        tensor: String,
+        first: Option<NodeId>,
+    },
+    /// These nodes depend on each other in a cycle.
+    Cycle { nodes: Vec<NodeId> },
+    /// A graph output that nothing produces.
+    OutputUndefined { tensor: String },
+    /// `node` uses a domain that the model does not import.
+    MissingOpset { node: NodeId, domain: String },
+}
+
+/// Every graph of the model: the main graph first, then nested and function bodies.
+pub fn build<'m>(model: &'m Model, source: &'m Source) -> Vec<Graph<'m>> {
+    let mut out = Vec::new();
+    let opsets = domains(&model.proto.opset_import);
+    let body = Body::graph(model.graph());
+    build_body(
+        model,
+        source,
+        body,
+        ScopeId::default(),
+        "main graph".into(),
+        &HashSet::new(),
+        &opsets,
+        &mut out,
+    );
+    for (i, f) in model.proto.functions.iter().enumerate() {
+        let body = Body {
+            nodes: f.node.iter().collect(),
+            inputs: f.input.iter().map(String::as_str).collect(),
+            outputs: f.output.iter().map(String::as_str).collect(),
+            initializers: Vec::new(),
+            infos: f.value_info.iter().collect(),
+        };
+        let fopsets = domains(&f.opset_import);
+        build_body(
+            model,
+            source,
+            body,
+            ScopeId(vec![ScopeStep::Function(i as u32)]),
+            format!("function `{}`", f.name),
+            &HashSet::new(),
+            &fopsets,
+            &mut out,
+        );
+    }
+    out
+}
+
+struct Body<'m> {
+    nodes: Vec<&'m NodeProto>,
+    inputs: Vec<&'m str>,
+    outputs: Vec<&'m str>,
+    initializers: Vec<&'m TensorProto>,
+    infos: Vec<&'m ValueInfoProto>,
+}
+
+impl<'m> Body<'m> {
+    fn graph(g: &'m GraphProto) -> Self {
+        Body {
+            nodes: g.node.iter().collect(),
+            inputs: g.input.iter().map(|v| v.name.as_str()).collect(),
+            outputs: g.output.iter().map(|v| v.name.as_str()).collect(),
+            initializers: g.initializer.iter().collect(),
+            infos: g
+                .input
+                .iter()
+                .chain(&g.output)
+                .chain(&g.value_info)
+                .collect(),
+        }
+    }
+}
+
+fn domains(opsets: &[OperatorSetIdProto]) -> HashSet<String> {
+    opsets.iter().map(|o| canonical_domain(&o.domain)).collect()
+}
+
+fn canonical_domain(d: &str) -> String {
+    if d == "ai.onnx" {
+        String::new()
+    } else {
+        d.to_string()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_body<'m>(
+    model: &'m Model,
+    source: &'m Source,
+    body: Body<'m>,
+    scope: ScopeId,
+    title: String,
+    outer: &HashSet<&'m str>,
+    opsets: &HashSet<String>,
+    out: &mut Vec<Graph<'m>>,
+) {
+    let mut problems = Vec::new();
+    let mut g: DiGraph<Vertex, Edge> = DiGraph::new();
+    let mut tensors: Vec<Tensor<'m>> = Vec::new();
+    let mut by_name: HashMap<&'m str, usize> = HashMap::new();
+
+    let mut types: HashMap<&str, (Option<i32>, Option<Vec<Dim>>)> = HashMap::new();
+    for vi in &body.infos {
+        types
+            .entry(vi.name.as_str())
+            .or_insert_with(|| value_type(vi));
+    }
+    for t in &body.initializers {
+        let dims = t.dims.iter().map(|&d| Dim::Known(d)).collect();
+        types.insert(t.name.as_str(), (Some(t.data_type), Some(dims)));
+    }
+
+    let define = |name: &'m str,
+                  vertex: NodeIndex,
+                  slot: usize,
+                  tensors: &mut Vec<Tensor<'m>>,
+                  by_name: &mut HashMap<&'m str, usize>|
+     -> Option<NodeIndex> {
+        if let Some(&t) = by_name.get(name) {
+            return Some(tensors[t].producer);
+        }
+        let (elem_type, dims) = types.get(name).cloned().unwrap_or((None, None));
+        by_name.insert(name, tensors.len());
+        tensors.push(Tensor {
+            name,
+            producer: vertex,
+            slot,
+            elem_type,
+            dims,
+        });
+        None
+    };
+
+    for (i, t) in body.initializers.iter().enumerate() {
+        let v = g.add_node(Vertex::Initializer(i));
+        define(&t.name, v, 0, &mut tensors, &mut by_name);
+    }
+    for (i, name) in body.inputs.iter().enumerate() {
+        if by_name.contains_key(name) {
+            // An initializer listed as an input too (IR < 4, or torch's
+            // keep_initializers_as_inputs): it stays a constant.
+            continue;
+        }
+        let v = g.add_node(Vertex::Input(i));
+        define(name, v, 0, &mut tensors, &mut by_name);
+    }
+    let node_vertex: Vec<NodeIndex> = (0..body.nodes.len())
+        .map(|i| g.add_node(Vertex::Node(i)))
+        .collect();
+    for (i, n) in body.nodes.iter().enumerate() {
+        for (slot, o) in n.output.iter().enumerate() {
+            if o.is_empty() {
+                continue;
+            }
+            if let Some(prev) = define(o, node_vertex[i], slot, &mut tensors, &mut by_name) {
+                let first = match g[prev] {
+                    Vertex::Node(id) => Some(id),
+                    _ => None,
+                };
+                problems.push(Problem {
+                    kind: ProblemKind::ProducedTwice {
+                        node: i,
+                        tensor: o.clone(),
+                        first,
+                    },
+                });
+            }
+        }
+    }
+
+    let mut outer_vertex = None;
+    let mut undefined_vertex = None;
+    let mut source_of = |name: &'m str,
+                         g: &mut DiGraph<Vertex, Edge>,
+                         tensors: &mut Vec<Tensor<'m>>,
+                         by_name: &mut HashMap<&'m str, usize>|
+     -> (usize, bool) {
+        if let Some(&t) = by_name.get(name) {
+            return (t, true);
+        }
+        let known = outer.contains(name);
+        let slot = if known {
+            &mut outer_vertex
+        } else {
+            &mut undefined_vertex
+        };
+        let v = *slot.get_or_insert_with(|| {
+            g.add_node(if known {
+                Vertex::Outer
+            } else {
+                Vertex::Undefined
+            })
+        });
+        by_name.insert(name, tensors.len());
+        tensors.push(Tensor {
+            name,
+            producer: v,
+            slot: 0,
+            elem_type: None,
+            dims: None,
+        });
+        (tensors.len() - 1, known)
+    };
+
+    for (i, n) in body.nodes.iter().enumerate() {
+        for (slot, name) in n.input.iter().enumerate() {
+            if name.is_empty() {
+                continue;
+            }
+            let (t, defined) = source_of(name, &mut g, &mut tensors, &mut by_name);
+            if !defined && g[tensors[t].producer] == Vertex::Undefined {
+                problems.push(Problem {
+                    kind: ProblemKind::Undefined {
+                        node: i,
+                        slot,
+                        tensor: name.clone(),
+                    },
+                });
+            }
+            let from = tensors[t].slot;
+            g.add_edge(
+                tensors[t].producer,
+                node_vertex[i],
+                Edge {
+                    tensor: t,
+                    from,
+                    to: slot,
+                },
+            );
+        }
+        if !opsets.contains(&canonical_domain(&n.domain)) {
+            problems.push(Problem {
+                kind: ProblemKind::MissingOpset {
+                    node: i,
+                    domain: n.domain.clone(),
+                },
+            });
+        }
+    }
+    for (i, name) in body.outputs.iter().enumerate() {
+        let v = g.add_node(Vertex::Output(i));
+        match by_name.get(name) {
+            Some(&t) if !matches!(g[tensors[t].producer], Vertex::Undefined) => {
+                let from = tensors[t].slot;
+                g.add_edge(
+                    tensors[t].producer,
+                    v,
+                    Edge {
+                        tensor: t,
+                        from,
+                        to: 0,
+                    },
+                );
+            }
+            _ if outer.contains(name) => {}
+            _ => problems.push(Problem {
+                kind: ProblemKind::OutputUndefined {
+                    tensor: name.to_string(),
+                },
+            }),
+        }
+    }
+    for scc in tarjan_scc(&g) {
+        let cyclic = scc.len() > 1 || g.contains_edge(scc[0], scc[0]);
+        if cyclic {
+            let mut nodes: Vec<NodeId> = scc
+                .iter()
+                .filter_map(|&v| match g[v] {
+                    Vertex::Node(id) => Some(id),
+                    _ => None,
+                })
+                .collect();
+            nodes.sort_unstable();
+            problems.push(Problem {
+                kind: ProblemKind::Cycle { nodes },
+            });
+        }
+    }
+
+    // Names this graph defines are visible to the graphs nested in its nodes.
+    let mut visible: HashSet<&'m str> = outer.clone();
+    visible.extend(
+        tensors
+            .iter()
+            .filter(|t| !matches!(g[t.producer], Vertex::Undefined | Vertex::Outer))
+            .map(|t| t.name),
+    );
+
+    let nodes = body.nodes.clone();
+    out.push(Graph {
+        model,
+        source,
+        scope: scope.clone(),
+        title: title.clone(),
+        nodes: body.nodes,
+        initializers: body.initializers,
+        inputs: body.inputs,
+        outputs: body.outputs,
+        g,
+        node_vertex,
+        tensors,
+        by_name,
+        problems,
+    });
+
+    for (ni, n) in nodes.iter().enumerate() {
+        for (ai, a) in n.attribute.iter().enumerate() {
+            for (gi, sub) in a.g.iter().chain(a.graphs.iter()).enumerate() {
+                let step = ScopeStep::Node {
+                    node: ni as u32,
+                    attr: ai as u32,
+                    graph: gi as u32,
+                };
+                let who = match n.name.as_deref() {
+                    Some(name) if !name.is_empty() => format!("{} node `{name}`", n.op_type),
+                    _ => format!("{} node", n.op_type),
+                };
+                build_body(
+                    model,
+                    source,
+                    Body::graph(sub),
+                    scope.child(step),
+                    format!("`{}` of {who}", a.name),
+                    &visible,
+                    opsets,
+                    out,
+                );
+            }
+        }
+    }
+}
+
+fn value_type(vi: &ValueInfoProto) -> (Option<i32>, Option<Vec<Dim>>) {
+    match vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(Ty::TensorType(tt)) => {
+            let dims = tt.shape.as_ref().map(|s| {
+                s.dim
+                    .iter()
+                    .map(|d| match &d.value {
+                        Some(DimValue::DimValue(v)) => Dim::Known(*v),
+                        Some(DimValue::DimParam(p)) => Dim::Named(p.clone()),
+                        None => Dim::Unknown,
+                    })
+                    .collect()
+            });
+            (Some(tt.elem_type), dims)
+        }
+        _ => (None, None),
+    }
+}

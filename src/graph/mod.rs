@@ -1,0 +1,334 @@
+//! The petgraph view of a model that rules query.
+//!
+//! ONNX nodes are vertices and tensors are edges. Graph inputs, initializers,
+//! names from an enclosing scope and names nothing defines are source
+//! vertices, graph outputs are sinks. Every graph of a model (the main graph,
+//! each If/Loop/Scan body, each local function) becomes its own [`Graph`],
+//! and rules see them only through the queries below, never the protobuf.
+
+mod build;
+mod node;
+
+use std::collections::HashMap;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+
+pub use build::{build, Problem, ProblemKind};
+pub use node::{Attr, NodeRef};
+
+use crate::onnx::proto::{data_type as dt, TensorProto};
+use crate::onnx::source::{ScopeId, Source};
+use crate::onnx::{Model, ValueError};
+
+/// Index of an ONNX node within its graph, in file order.
+pub type NodeId = usize;
+
+/// A vertex of the petgraph graph.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Vertex {
+    Node(NodeId),
+    Input(usize),
+    Initializer(usize),
+    Output(usize),
+    /// A name defined by an enclosing graph.
+    Outer,
+    /// A name that nothing defines (an `invalid-graph` error).
+    Undefined,
+}
+
+/// An edge: tensor `tensor` leaves its producer's output `from` and enters input `to`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Edge {
+    pub tensor: TensorId,
+    pub from: usize,
+    pub to: usize,
+}
+
+pub type TensorId = usize;
+
+#[derive(Clone, Debug)]
+pub(crate) struct Tensor<'m> {
+    name: &'m str,
+    producer: NodeIndex,
+    slot: usize,
+    elem_type: Option<i32>,
+    dims: Option<Vec<Dim>>,
+}
+
+/// A dimension of a declared shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dim {
+    Known(i64),
+    Named(String),
+    Unknown,
+}
+
+/// One graph of a model, ready for queries.
+pub struct Graph<'m> {
+    pub(crate) model: &'m Model,
+    pub(crate) source: &'m Source,
+    pub(crate) scope: ScopeId,
+    /// What this graph is, for messages: `main graph`, `then_branch of If node ...`.
+    pub(crate) title: String,
+    pub(crate) nodes: Vec<&'m crate::onnx::proto::NodeProto>,
+    pub(crate) initializers: Vec<&'m TensorProto>,
+    pub(crate) inputs: Vec<&'m str>,
+    pub(crate) outputs: Vec<&'m str>,
+    pub(crate) g: DiGraph<Vertex, Edge>,
+    pub(crate) node_vertex: Vec<NodeIndex>,
+    pub(crate) tensors: Vec<Tensor<'m>>,
+    pub(crate) by_name: HashMap<&'m str, TensorId>,
+    pub(crate) problems: Vec<Problem>,
+}
+
+/// Where a value comes from once value-preserving ops are looked through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Node(NodeId),
+    Input(usize),
+    Initializer(usize),
+    /// An enclosing graph's value, or one nothing defines.
+    Unknown,
+}
+
+/// A use of a value reached by [`Graph::follow`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Use {
+    pub node: NodeId,
+    pub slot: usize,
+    /// The value-preserving nodes walked through on the way, in order.
+    pub via: Vec<NodeId>,
+}
+
+/// Ops that do not change what a value means, only its layout.
+const LAYOUT_OPS: &[&str] = &[
+    "Identity",
+    "Reshape",
+    "Flatten",
+    "Squeeze",
+    "Unsqueeze",
+    "Transpose",
+];
+
+impl<'m> Graph<'m> {
+    pub fn model(&self) -> &'m Model {
+        self.model
+    }
+
+    pub fn source(&self) -> &'m Source {
+        self.source
+    }
+
+    pub fn scope(&self) -> &ScopeId {
+        &self.scope
+    }
+
+    pub fn title(&self) -> &str {
+        &self.title
+    }
+
+    /// The underlying petgraph graph, for walks the named queries do not cover.
+    pub fn petgraph(&self) -> &DiGraph<Vertex, Edge> {
+        &self.g
+    }
+
+    /// Structural errors found while building this graph.
+    pub fn problems(&self) -> &[Problem] {
+        &self.problems
+    }
+
+    /// The petgraph vertex of a node.
+    pub fn vertex(&self, id: NodeId) -> NodeIndex {
+        self.node_vertex[id]
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Every node, in file order.
+    pub fn nodes(&self) -> impl Iterator<Item = NodeRef<'_, 'm>> + '_ {
+        (0..self.nodes.len()).map(move |id| self.node(id))
+    }
+
+    pub fn node(&self, id: NodeId) -> NodeRef<'_, 'm> {
+        NodeRef {
+            graph: self,
+            id,
+            proto: self.nodes[id],
+        }
+    }
+
+    /// Nodes of one op type in the default domain, in file order.
+    pub fn nodes_of<'a>(&'a self, op: &'a str) -> impl Iterator<Item = NodeRef<'a, 'm>> + 'a {
+        self.nodes().filter(move |n| n.is(op))
+    }
+
+    fn tensor(&self, name: &str) -> Option<&Tensor<'m>> {
+        self.by_name.get(name).map(|&t| &self.tensors[t])
+    }
+
+    /// The node that produces `tensor`, with the output slot.
+    pub fn producer(&self, tensor: &str) -> Option<(NodeRef<'_, 'm>, usize)> {
+        let t = self.tensor(tensor)?;
+        match self.g[t.producer] {
+            Vertex::Node(id) => Some((self.node(id), t.slot)),
+            _ => None,
+        }
+    }
+
+    /// The nodes that read `tensor`, with the input slot, in file order.
+    pub fn consumers(&self, tensor: &str) -> Vec<(NodeRef<'_, 'm>, usize)> {
+        let Some(&tid) = self.by_name.get(tensor) else {
+            return Vec::new();
+        };
+        let from = self.tensors[tid].producer;
+        let mut uses: Vec<(NodeId, usize)> = self
+            .g
+            .edges_directed(from, Direction::Outgoing)
+            .filter(|e| e.weight().tensor == tid)
+            .filter_map(|e| match self.g[e.target()] {
+                Vertex::Node(id) => Some((id, e.weight().to)),
+                _ => None,
+            })
+            .collect();
+        uses.sort_unstable();
+        uses.into_iter().map(|(id, s)| (self.node(id), s)).collect()
+    }
+
+    /// Whether `tensor` is one of the graph's outputs.
+    pub fn is_output(&self, tensor: &str) -> bool {
+        self.outputs.contains(&tensor)
+    }
+
+    /// Whether a node passes its first input to its first output without changing
+    /// what the values mean: layout ops, and a Cast from one float type to another.
+    pub fn is_value_preserving(&self, n: &NodeRef<'_, 'm>) -> bool {
+        if !n.domain_is_default() {
+            return false;
+        }
+        if LAYOUT_OPS.contains(&n.op_type()) {
+            return true;
+        }
+        if n.op_type() == "Cast" {
+            let to_float = n.attr_i64("to").is_some_and(|t| dt::is_float(t as i32));
+            let from_float = n
+                .input(0)
+                .and_then(|i| self.elem_type(i))
+                .is_none_or(dt::is_float);
+            return to_float && from_float;
+        }
+        false
+    }
+
+    /// The uses of `tensor`, looking through value-preserving ops: a Reshape of
+    /// the value is followed to its own uses. Sorted by node.
+    pub fn follow(&self, tensor: &str) -> Vec<Use> {
+        let mut out = Vec::new();
+        let mut stack = vec![(tensor, Vec::new())];
+        let mut seen = std::collections::HashSet::new();
+        while let Some((t, via)) = stack.pop() {
+            if !seen.insert(t) {
+                continue;
+            }
+            for (n, slot) in self.consumers(t) {
+                if slot == 0 && self.is_value_preserving(&n) {
+                    if let Some(next) = n.output(0) {
+                        let mut v = via.clone();
+                        v.push(n.id());
+                        stack.push((next, v));
+                    }
+                } else {
+                    out.push(Use {
+                        node: n.id(),
+                        slot,
+                        via: via.clone(),
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| (a.node, a.slot, &a.via).cmp(&(b.node, b.slot, &b.via)));
+        out.dedup();
+        out
+    }
+
+    /// Where `tensor` comes from, looking back through value-preserving ops.
+    pub fn origin(&self, tensor: &str) -> Origin {
+        let mut name = tensor;
+        for _ in 0..=self.nodes.len() {
+            let Some(t) = self.tensor(name) else {
+                return Origin::Unknown;
+            };
+            match self.g[t.producer] {
+                Vertex::Node(id) => {
+                    let n = self.node(id);
+                    match n.input(0) {
+                        Some(prev) if t.slot == 0 && self.is_value_preserving(&n) => name = prev,
+                        _ => return Origin::Node(id),
+                    }
+                }
+                Vertex::Input(i) => return Origin::Input(i),
+                Vertex::Initializer(i) => return Origin::Initializer(i),
+                _ => return Origin::Unknown,
+            }
+        }
+        Origin::Unknown
+    }
+
+    /// The stored tensor behind a constant value: an initializer that is not also a
+    /// graph input (which a caller could override), or a `Constant` node's `value`.
+    pub fn constant(&self, tensor: &str) -> Option<&'m TensorProto> {
+        let t = self.tensor(tensor)?;
+        match self.g[t.producer] {
+            Vertex::Initializer(i) => Some(self.initializers[i]),
+            Vertex::Node(id) => {
+                let n = self.node(id);
+                if n.is("Constant") {
+                    n.attr("value").and_then(|a| a.tensor())
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        }
+    }
+
+    pub fn is_constant(&self, tensor: &str) -> bool {
+        self.constant(tensor).is_some()
+    }
+
+    /// A constant's values as f64, read on demand (external data included).
+    /// `None` when the value is not a constant.
+    pub fn values(&self, tensor: &str) -> Option<Result<Vec<f64>, ValueError>> {
+        self.constant(tensor).map(|t| self.model.values_f64(t))
+    }
+
+    /// A constant scalar (one element), as f64.
+    pub fn scalar(&self, tensor: &str) -> Option<f64> {
+        match self.values(tensor)? {
+            Ok(v) if v.len() == 1 => Some(v[0]),
+            _ => None,
+        }
+    }
+
+    /// The declared element type of a value, when the model states it.
+    pub fn elem_type(&self, tensor: &str) -> Option<i32> {
+        self.tensor(tensor)?.elem_type
+    }
+
+    /// The declared shape of a value, when the model states it.
+    pub fn shape(&self, tensor: &str) -> Option<&[Dim]> {
+        self.tensor(tensor)?.dims.as_deref()
+    }
+
+    /// The name of graph input `i`.
+    pub fn input_name(&self, i: usize) -> &'m str {
+        self.inputs[i]
+    }
+
+    pub fn initializer(&self, i: usize) -> &'m TensorProto {
+        self.initializers[i]
+    }
+}

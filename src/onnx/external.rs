@@ -1,0 +1,190 @@
+//! External tensor data (`data_location = EXTERNAL`).
+//!
+//! Locations are resolved against the model's folder and checked when the
+//! model is loaded, with nothing but `stat`: an absolute path, a `..`
+//! component, a symlink that leaves the folder, a missing file, or an
+//! offset/length past the end of the file is refused before any byte is read.
+//! The data itself is memory-mapped only when a rule asks for a tensor's
+//! values, and each file is mapped once.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+
+use super::proto::{DataLocation, TensorProto};
+
+/// Where one tensor's bytes live, already validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExternalRef {
+    /// The location as written in the model, for messages.
+    pub location: String,
+    file: PathBuf,
+    offset: u64,
+    length: u64,
+}
+
+/// The external files of one model.
+#[derive(Debug)]
+pub struct ExternalData {
+    /// The model's folder, canonicalized.
+    dir: Option<PathBuf>,
+    /// Canonical path and size of each location seen, so a 500-tensor model stats its file once.
+    checked: Mutex<HashMap<String, (PathBuf, u64)>>,
+    mapped: Mutex<HashMap<PathBuf, Bytes>>,
+}
+
+pub fn is_external(t: &TensorProto) -> bool {
+    t.data_location == Some(DataLocation::External as i32)
+}
+
+impl ExternalData {
+    /// `model_path` is the model file; its folder is the only place data may come from.
+    pub fn new(model_path: &Path) -> Self {
+        let dir = model_path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .and_then(|p| p.canonicalize().ok());
+        ExternalData {
+            dir,
+            checked: Mutex::new(HashMap::new()),
+            mapped: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Validates the external reference of `t` without reading data.
+    pub fn resolve(&self, t: &TensorProto) -> Result<ExternalRef, String> {
+        let mut location = None;
+        let mut offset = None;
+        let mut length = None;
+        for e in &t.external_data {
+            match e.key.as_str() {
+                "location" => location = Some(e.value.clone()),
+                "offset" => offset = Some(parse_u64("offset", &e.value)?),
+                "length" => length = Some(parse_u64("length", &e.value)?),
+                _ => {}
+            }
+        }
+        let tensor = display_name(t);
+        let location =
+            location.ok_or_else(|| format!("tensor {tensor} is external but has no location"))?;
+        let (file, size) = self
+            .check_location(&location)
+            .map_err(|e| format!("tensor {tensor}: external data location `{location}` {e}"))?;
+        let offset = offset.unwrap_or(0);
+        let length = match length {
+            Some(l) => l,
+            None => size.checked_sub(offset).unwrap_or(u64::MAX),
+        };
+        match offset.checked_add(length) {
+            Some(end) if end <= size => Ok(ExternalRef {
+                location,
+                file,
+                offset,
+                length,
+            }),
+            _ => Err(format!(
+                "tensor {tensor}: external data range {offset}+{length} is past the end of `{location}` ({size} bytes)"
+            )),
+        }
+    }
+
+    fn check_location(&self, location: &str) -> Result<(PathBuf, u64), String> {
+        if let Some(hit) = lock(&self.checked).get(location) {
+            return Ok(hit.clone());
+        }
+        let rel = Path::new(location);
+        if location.is_empty() {
+            return Err("is empty".into());
+        }
+        if rel.is_absolute() || location.starts_with('/') || location.starts_with('\\') {
+            return Err("is absolute; it must be relative to the model's folder".into());
+        }
+        if rel
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+            || location.split(['/', '\\']).any(|p| p == "..")
+        {
+            return Err("leaves the model's folder".into());
+        }
+        let dir = self.dir.as_ref().ok_or_else(|| {
+            "cannot be resolved: the model's folder is not accessible".to_string()
+        })?;
+        let joined = dir.join(rel);
+        let real = joined.canonicalize().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => "does not exist".to_string(),
+            _ => format!("cannot be opened: {e}"),
+        })?;
+        if !real.starts_with(dir) {
+            return Err("resolves through a symlink to outside the model's folder".into());
+        }
+        let meta = std::fs::metadata(&real).map_err(|e| format!("cannot be opened: {e}"))?;
+        if !meta.is_file() {
+            return Err("is not a regular file".into());
+        }
+        let hit = (real, meta.len());
+        lock(&self.checked).insert(location.to_string(), hit.clone());
+        Ok(hit)
+    }
+
+    /// The tensor's bytes, mapping the file on first use.
+    pub fn read(&self, r: &ExternalRef) -> Result<Bytes, String> {
+        let mut mapped = lock(&self.mapped);
+        let whole = match mapped.get(&r.file) {
+            Some(b) => b.clone(),
+            None => {
+                let b = map_file(&r.file).map_err(|e| format!("`{}`: {e}", r.location))?;
+                mapped.insert(r.file.clone(), b.clone());
+                b
+            }
+        };
+        // The bounds were checked against the size at load time; the file may have shrunk since.
+        let start = usize::try_from(r.offset).ok();
+        let end = start.and_then(|s| s.checked_add(usize::try_from(r.length).ok()?));
+        match (start, end) {
+            (Some(s), Some(e)) if e <= whole.len() => Ok(whole.slice(s..e)),
+            _ => Err(format!(
+                "`{}` is shorter than when the model was loaded",
+                r.location
+            )),
+        }
+    }
+}
+
+/// Memory-maps a file read-only as `Bytes`. An empty file gives empty bytes (mmap refuses length 0).
+pub fn map_file(path: &Path) -> std::io::Result<Bytes> {
+    let file = File::open(path)?;
+    if file.metadata()?.len() == 0 {
+        return Ok(Bytes::new());
+    }
+    // SAFETY: the map is read-only and private to nnlint. Another process truncating
+    // the file while nnlint runs can still fault; that is the documented mmap caveat.
+    let map = unsafe { memmap2::Mmap::map(&file)? };
+    Ok(Bytes::from_owner(map))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn parse_u64(key: &str, v: &str) -> Result<u64, String> {
+    v.trim()
+        .parse::<u64>()
+        .map_err(|_| format!("external data {key} `{v}` is not a non-negative integer"))
+}
+
+fn display_name(t: &TensorProto) -> String {
+    if t.name.is_empty() {
+        "(unnamed)".into()
+    } else {
+        format!("`{}`", t.name)
+    }
+}

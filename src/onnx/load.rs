@@ -1,0 +1,177 @@
+//! Loading a model file: memory map, zero-copy prost decode, external-data checks.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use prost::Message;
+
+use super::external::{is_external, map_file, ExternalData};
+use super::proto::{AttributeProto, GraphProto, ModelProto, TensorProto};
+
+/// A decoded model and where its weights live.
+#[derive(Debug)]
+pub struct Model {
+    /// The path as the user gave it.
+    pub path: PathBuf,
+    pub proto: ModelProto,
+    pub(crate) external: ExternalData,
+}
+
+/// Why a file could not be read. Displays as one line that names the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadError {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.reason)
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// Reads a binary `.onnx` file.
+///
+/// The file is memory-mapped and decoded from `Bytes`, so `raw_data` fields
+/// are slices of the map: weights cost address space, not memory, until read.
+/// prost's recursion limit bounds nesting, so hostile inputs cannot overflow the stack.
+pub fn load(path: &Path) -> Result<Model, LoadError> {
+    let err = |reason: String| LoadError {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| err(io_reason(&e)))?;
+    if meta.is_dir() {
+        return Err(err("is a directory".into()));
+    }
+    let bytes = map_file(path).map_err(|e| err(io_reason(&e)))?;
+    if bytes.is_empty() {
+        return Err(err("file is empty, not an ONNX model".into()));
+    }
+    let proto = decode(bytes).map_err(err)?;
+    let model = Model {
+        path: path.to_path_buf(),
+        external: ExternalData::new(path),
+        proto,
+    };
+    model.check_external().map_err(err)?;
+    Ok(model)
+}
+
+/// Decodes and sanity-checks a `ModelProto`.
+pub fn decode(bytes: Bytes) -> Result<ModelProto, String> {
+    let proto = ModelProto::decode(bytes)
+        .map_err(|e| format!("not a valid ONNX protobuf file ({})", decode_reason(&e)))?;
+    if proto.graph.is_none() {
+        return Err("not an ONNX model: it has no graph".into());
+    }
+    if proto.ir_version <= 0 {
+        return Err(format!(
+            "not an ONNX model: ir_version is {}",
+            proto.ir_version
+        ));
+    }
+    Ok(proto)
+}
+
+impl Model {
+    /// A model that was not read from a binary file (the text syntax, tests).
+    pub fn from_proto(path: &Path, proto: ModelProto) -> Result<Model, LoadError> {
+        let model = Model {
+            path: path.to_path_buf(),
+            external: ExternalData::new(path),
+            proto,
+        };
+        model.check_external().map_err(|reason| LoadError {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+        Ok(model)
+    }
+
+    pub fn graph(&self) -> &GraphProto {
+        // `decode` refuses models without a graph.
+        static EMPTY: std::sync::OnceLock<GraphProto> = std::sync::OnceLock::new();
+        self.proto
+            .graph
+            .as_ref()
+            .unwrap_or_else(|| EMPTY.get_or_init(GraphProto::default))
+    }
+
+    /// The raw little-endian bytes of a tensor stored as `raw_data` or externally,
+    /// `None` when it uses the typed fields.
+    pub fn raw_bytes(&self, t: &TensorProto) -> Result<Option<Bytes>, String> {
+        if is_external(t) {
+            let r = self.external.resolve(t)?;
+            return self.external.read(&r).map(Some);
+        }
+        Ok(t.raw_data.clone())
+    }
+
+    fn check_external(&self) -> Result<(), String> {
+        let mut result = Ok(());
+        for_each_tensor_in_model(&self.proto, &mut |t| {
+            if result.is_ok() && is_external(t) {
+                result = self.external.resolve(t).map(|_| ());
+            }
+        });
+        result
+    }
+}
+
+/// Calls `f` on every tensor the model stores: initializers, tensor attributes,
+/// sparse tensors, in every subgraph and function.
+pub fn for_each_tensor_in_model(m: &ModelProto, f: &mut dyn FnMut(&TensorProto)) {
+    if let Some(g) = &m.graph {
+        for_each_tensor_in_graph(g, f);
+    }
+    for func in &m.functions {
+        for n in &func.node {
+            for a in &n.attribute {
+                for_each_tensor_in_attr(a, f);
+            }
+        }
+    }
+}
+
+fn for_each_tensor_in_graph(g: &GraphProto, f: &mut dyn FnMut(&TensorProto)) {
+    g.initializer.iter().for_each(&mut *f);
+    for s in &g.sparse_initializer {
+        s.values.iter().chain(s.indices.iter()).for_each(&mut *f);
+    }
+    for n in &g.node {
+        for a in &n.attribute {
+            for_each_tensor_in_attr(a, f);
+        }
+    }
+}
+
+fn for_each_tensor_in_attr(a: &AttributeProto, f: &mut dyn FnMut(&TensorProto)) {
+    a.t.iter().chain(a.tensors.iter()).for_each(&mut *f);
+    for s in a.sparse_tensor.iter().chain(a.sparse_tensors.iter()) {
+        s.values.iter().chain(s.indices.iter()).for_each(&mut *f);
+    }
+    for g in a.g.iter().chain(a.graphs.iter()) {
+        for_each_tensor_in_graph(g, f);
+    }
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => format!("cannot read file: {e}"),
+    }
+}
+
+fn decode_reason(e: &prost::DecodeError) -> String {
+    // prost's message spans several lines of context; keep the first.
+    let s = e.to_string();
+    let s = s.lines().next().unwrap_or("").to_string();
+    s.strip_prefix("failed to decode Protobuf message: ")
+        .unwrap_or(&s)
+        .to_string()
+}

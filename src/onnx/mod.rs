@@ -1,0 +1,12 @@
+//! Reading models: the prost messages, the memory-mapped loader with its
+//! external-data checks, tensor values, and the text listing.
+
+pub mod external;
+pub mod load;
+pub mod printer;
+pub mod proto;
+pub mod source;
+pub mod values;
+
+pub use load::{load, LoadError, Model};
+pub use values::ValueError;

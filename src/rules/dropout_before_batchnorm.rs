@@ -1,0 +1,71 @@
+//! Dropout whose output is normalized by BatchNormalization: the variance shift.
+
+use super::{Category, Rule, RuleMeta};
+use crate::diag::{Diagnostic, Severity};
+use crate::graph::{Graph, NodeRef};
+
+pub static META: RuleMeta = RuleMeta {
+    name: "dropout-before-batchnorm",
+    code: "NN301",
+    severity: Severity::Warning,
+    category: Category::Parameters,
+    summary: "dropout feeds batch normalization, whose statistics then do not hold at inference",
+    explanation: include_str!("../../rules/dropout-before-batchnorm.md"),
+};
+
+pub struct DropoutBeforeBatchnorm;
+
+impl Rule for DropoutBeforeBatchnorm {
+    fn meta(&self) -> &'static RuleMeta {
+        &META
+    }
+
+    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+        for drop in graph.nodes_of("Dropout") {
+            let ratio = ratio(graph, &drop);
+            if ratio == Some(0.0) {
+                continue; // a no-op dropout shifts nothing; `dropout-rate` says so
+            }
+            let Some(output) = drop.output(0) else {
+                continue;
+            };
+            for u in graph.follow(output) {
+                let bn = graph.node(u.node);
+                if !bn.is("BatchNormalization") || u.slot != 0 {
+                    continue;
+                }
+                let mut d =
+                    Diagnostic::new(&META, "dropout feeds batch normalization (variance shift)")
+                        .with_node(drop.name())
+                        .primary(drop.span().call, "dropout output ...")
+                        .secondary(
+                            bn.op_span(),
+                            "...is normalized here with statistics dropout has skewed",
+                        );
+                for &via in &u.via {
+                    d = d.secondary(graph.node(via).op_span(), "passed through unchanged");
+                }
+                if let Some(r) = ratio {
+                    d = d.note(format!(
+                        "training drops {:.0}% of activations, so the running variance BatchNormalization \
+                         learns is not the variance it sees once dropout is off",
+                        r * 100.0
+                    ));
+                }
+                out.push(d.help("move Dropout after BatchNormalization, or drop one of them"));
+            }
+        }
+    }
+}
+
+/// The drop probability when the model states it as a constant.
+fn ratio(graph: &Graph<'_>, drop: &NodeRef<'_, '_>) -> Option<f64> {
+    // Opset 12 moved `ratio` from an attribute to the second input (default 0.5).
+    if let Some(r) = drop.attr_f32("ratio") {
+        return Some(r as f64);
+    }
+    match drop.input(1) {
+        Some(name) => graph.scalar(name),
+        None => Some(0.5),
+    }
+}
