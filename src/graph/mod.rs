@@ -332,3 +332,134 @@ impl<'m> Graph<'m> {
         self.initializers[i]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::printer::{print_model, Values};
+    use crate::onnx::proto::{
+        type_proto, AttributeProto, AttributeType, GraphProto, ModelProto, NodeProto,
+        OperatorSetIdProto, TypeProto, ValueInfoProto,
+    };
+
+    fn node(op: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
+        NodeProto {
+            op_type: op.into(),
+            name: Some(format!("{op}_{}", outputs[0])),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: outputs.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn input(name: &str, elem_type: i32) -> ValueInfoProto {
+        ValueInfoProto {
+            name: name.into(),
+            r#type: Some(TypeProto {
+                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                    elem_type,
+                    shape: None,
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn model(nodes: Vec<NodeProto>) -> Model {
+        let proto = ModelProto {
+            ir_version: 10,
+            opset_import: vec![OperatorSetIdProto {
+                domain: String::new(),
+                version: 20,
+            }],
+            graph: Some(GraphProto {
+                name: "g".into(),
+                node: nodes,
+                input: vec![input("x", dt::FLOAT), input("ids", dt::INT64)],
+                initializer: vec![TensorProto {
+                    name: "shape".into(),
+                    dims: vec![1],
+                    data_type: dt::INT64,
+                    int64_data: vec![-1],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        Model::from_proto(std::path::Path::new("mem.onnx"), proto).unwrap()
+    }
+
+    fn cast(input: &str, output: &str, to: i32) -> NodeProto {
+        let mut n = node("Cast", &[input], &[output]);
+        n.attribute.push(AttributeProto {
+            name: "to".into(),
+            r#type: AttributeType::Int as i32,
+            i: to as i64,
+            ..Default::default()
+        });
+        n
+    }
+
+    #[test]
+    fn follow_and_origin_look_through_layout_ops_only() {
+        let m = model(vec![
+            node("Dropout", &["x"], &["d"]),
+            node("Reshape", &["d", "shape"], &["r"]),
+            cast("r", "c", dt::FLOAT16),
+            node("Relu", &["c"], &["a"]),
+            node("BatchNormalization", &["c", "s", "b", "m", "v"], &["bn"]),
+            cast("ids", "f", dt::FLOAT),
+            node("Relu", &["f"], &["g"]),
+        ]);
+        let src = print_model(&m.proto, Values::Elide);
+        let graphs = build(&m, &src);
+        let g = &graphs[0];
+        let uses: Vec<(NodeId, usize, Vec<NodeId>)> = g
+            .follow("d")
+            .into_iter()
+            .map(|u| (u.node, u.slot, u.via))
+            .collect();
+        assert_eq!(uses, vec![(3, 0, vec![1, 2]), (4, 0, vec![1, 2])]);
+        assert_eq!(g.origin("c"), Origin::Node(0));
+        assert_eq!(g.origin("d"), Origin::Node(0));
+        // A cast from integers changes what the values mean.
+        assert_eq!(g.origin("f"), Origin::Node(5));
+        assert_eq!(g.follow("ids").len(), 1);
+        assert_eq!(g.producer("r").map(|(n, s)| (n.id(), s)), Some((1, 0)));
+        let consumers: Vec<NodeId> = g.consumers("c").iter().map(|(n, _)| n.id()).collect();
+        assert_eq!(consumers, vec![3, 4]);
+        assert!(g.is_constant("shape") && !g.is_constant("x"));
+        assert_eq!(g.values("shape").unwrap().unwrap(), vec![-1.0]);
+        // `s`, `b`, `m`, `v` are undefined: reported, not a panic.
+        assert_eq!(g.problems().len(), 4);
+    }
+
+    #[test]
+    fn subgraphs_see_outer_names_and_are_built_too() {
+        let branch = GraphProto {
+            name: "then".into(),
+            node: vec![node("Relu", &["x"], &["t"])],
+            output: vec![input("t", dt::FLOAT)],
+            ..Default::default()
+        };
+        let mut iff = node("If", &["x"], &["y"]);
+        iff.attribute.push(AttributeProto {
+            name: "then_branch".into(),
+            r#type: AttributeType::Graph as i32,
+            g: Some(branch),
+            ..Default::default()
+        });
+        let m = model(vec![iff]);
+        let src = print_model(&m.proto, Values::Elide);
+        let graphs = build(&m, &src);
+        assert_eq!(graphs.len(), 2);
+        assert!(graphs.iter().all(|g| g.problems().is_empty()));
+        assert_eq!(graphs[1].title(), "`then_branch` of If node `If_y`");
+        assert_eq!(graphs[1].origin("x"), Origin::Unknown);
+        // The branch's node has its own place in the listing.
+        let span = graphs[1].node(0).span();
+        assert_eq!(&src.text[span.op], "Relu");
+    }
+}

@@ -135,6 +135,11 @@ impl ExternalData {
         Ok(hit)
     }
 
+    /// How many data files are mapped so far.
+    pub fn mapped_files(&self) -> usize {
+        lock(&self.mapped).len()
+    }
+
     /// The tensor's bytes, mapping the file on first use.
     pub fn read(&self, r: &ExternalRef) -> Result<Bytes, String> {
         let mut mapped = lock(&self.mapped);

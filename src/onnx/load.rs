@@ -175,3 +175,59 @@ fn decode_reason(e: &prost::DecodeError) -> String {
         .unwrap_or(&s)
         .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INLINE: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/torch/dropout_bn_mlp_torchscript_train.onnx"
+    );
+
+    #[test]
+    fn raw_data_is_a_slice_of_the_map_not_a_copy() {
+        let bytes = map_file(Path::new(INLINE)).unwrap();
+        let start = bytes.as_ptr() as usize;
+        let mapped = start..start + bytes.len();
+        let proto = decode(bytes.clone()).unwrap();
+        let raws: Vec<Bytes> = proto
+            .graph
+            .unwrap()
+            .initializer
+            .into_iter()
+            .filter_map(|t| t.raw_data)
+            .collect();
+        assert!(raws.len() >= 4);
+        for r in raws {
+            assert!(
+                mapped.contains(&(r.as_ptr() as usize)),
+                "raw_data was copied"
+            );
+        }
+    }
+
+    #[test]
+    fn external_values_are_read_on_demand() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/torch/dropout_bn_mlp_dynamo_train.onnx"
+        );
+        let model = load(Path::new(path)).unwrap();
+        assert!(crate::onnx::external::is_external(
+            &model.graph().initializer[0]
+        ));
+        assert!(lock_is_empty(&model));
+        let w = model.values_f32(&model.graph().initializer[0]).unwrap();
+        assert_eq!(w.len(), 32 * 16);
+        assert!(
+            w.iter().all(|v| v.abs() <= 0.25),
+            "fc1 init is U(-1/4, 1/4)"
+        );
+        assert!(!lock_is_empty(&model));
+    }
+
+    fn lock_is_empty(m: &Model) -> bool {
+        m.external.mapped_files() == 0
+    }
+}

@@ -1,0 +1,351 @@
+//! The command line as users and editors see it: formats, exit codes, bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use prost::Message;
+use regex::Regex;
+
+use nnlint::onnx::proto::{
+    data_type, DataLocation, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
+    StringStringEntryProto, TensorProto,
+};
+
+const BUGGY: &str = "fixtures/torch/dropout_bn_mlp_torchscript_train.onnx";
+const BUGGY_DYNAMO: &str = "fixtures/torch/dropout_bn_mlp_dynamo_train.onnx";
+const CLEAN: &str = "fixtures/torch/bn_dropout_mlp_torchscript_train.onnx";
+const SHORT: &str = r"^(.+):(\d+):(\d+): (error|warning|note)\[([A-Za-z0-9-]+)\]: (.+)$";
+
+fn nnlint(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nnlint"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8(b.to_vec()).unwrap()
+}
+
+#[test]
+fn buggy_model_warns_and_exits_1() {
+    let out = nnlint(&[BUGGY]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("warning[NN301]: dropout feeds batch normalization"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("= help: move Dropout after BatchNormalization"));
+    assert!(stdout.contains(&format!("┌─ {BUGGY}:14:")));
+    assert!(out.stderr.is_empty());
+}
+
+#[test]
+fn clean_model_prints_nothing_and_exits_0() {
+    for model in [CLEAN, "fixtures/torch/dropout_bn_mlp_dynamo_eval.onnx"] {
+        let out = nnlint(&[model]);
+        assert_eq!(out.status.code(), Some(0), "{model}");
+        assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{model}");
+    }
+}
+
+#[test]
+fn short_format_is_what_problem_matchers_read() {
+    let out = nnlint(&["--format", "short", "fixtures/torch", "fixtures/invalid"]);
+    assert_eq!(out.status.code(), Some(1));
+    let re = Regex::new(SHORT).unwrap();
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.len() >= 10, "{stdout}");
+    for line in &lines {
+        let c = re
+            .captures(line)
+            .unwrap_or_else(|| panic!("not a short line: {line}"));
+        assert!(Path::new(&c[1]).exists(), "{line}");
+        assert!(c[2].parse::<usize>().unwrap() >= 1 && c[3].parse::<usize>().unwrap() >= 1);
+        assert!(
+            !c[6].starts_with(char::is_uppercase) && !c[6].ends_with('.'),
+            "{line}"
+        );
+    }
+    assert!(lines.contains(
+        &"fixtures/torch/dropout_bn_mlp_dynamo_train.onnx:12:39: warning[NN301]: dropout feeds batch normalization (variance shift)"
+    ));
+}
+
+#[test]
+fn json_format_has_the_documented_fields_and_agrees_with_short() {
+    let json = nnlint(&["--format", "json", BUGGY_DYNAMO, "fixtures/invalid"]);
+    let short = nnlint(&["--format", "short", BUGGY_DYNAMO, "fixtures/invalid"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let items = v.as_array().unwrap();
+    let short = text(&short.stdout);
+    assert_eq!(items.len(), short.lines().count());
+    let re = Regex::new(SHORT).unwrap();
+    for (item, line) in items.iter().zip(short.lines()) {
+        for key in [
+            "file",
+            "rule",
+            "code",
+            "severity",
+            "message",
+            "node",
+            "line",
+            "column",
+            "end_line",
+            "end_column",
+            "notes",
+        ] {
+            assert!(item.get(key).is_some(), "missing {key} in {item}");
+        }
+        let c = re.captures(line).unwrap();
+        assert_eq!(item["file"], c[1]);
+        assert_eq!(item["line"].as_u64().unwrap().to_string(), c[2]);
+        assert_eq!(item["column"].as_u64().unwrap().to_string(), c[3]);
+        assert_eq!(item["severity"], c[4]);
+        assert_eq!(item["code"], c[5]);
+        assert_eq!(item["message"], c[6]);
+    }
+    let first = &items[0];
+    assert_eq!(first["rule"], "dropout-before-batchnorm");
+    assert_eq!(first["node"], "node_native_dropout__1");
+    assert_eq!(
+        (first["line"].as_u64(), first["end_line"].as_u64()),
+        (Some(12), Some(12))
+    );
+    assert!(first["end_column"].as_u64() > first["column"].as_u64());
+}
+
+#[test]
+fn output_is_byte_for_byte_deterministic() {
+    for format in ["human", "short", "json"] {
+        let a = nnlint(&["--format", format, "fixtures"]);
+        let b = nnlint(&["--format", format, "fixtures"]);
+        assert_eq!(a.stdout, b.stdout, "{format}");
+        assert!(!a.stdout.is_empty());
+    }
+}
+
+#[test]
+fn select_and_ignore() {
+    let only_invalid = nnlint(&["--format", "short", "--select", "invalid-graph", BUGGY]);
+    assert_eq!(only_invalid.status.code(), Some(0));
+    assert!(only_invalid.stdout.is_empty());
+    let by_prefix = nnlint(&[
+        "--format", "short", "--select", "NN3", "--ignore", "NN301", BUGGY,
+    ]);
+    assert!(by_prefix.stdout.is_empty());
+    let by_code = nnlint(&[
+        "--format", "short", "--select", "NN301", "--ignore", "NN3", BUGGY,
+    ]);
+    assert_eq!(text(&by_code.stdout).lines().count(), 1);
+    let unknown = nnlint(&["--select", "no-such-rule", BUGGY]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(text(&unknown.stderr).contains("unknown rule selector `no-such-rule` in --select"));
+}
+
+#[test]
+fn rules_and_explain() {
+    let rules = text(&nnlint(&["rules"]).stdout);
+    for r in nnlint::rules::all() {
+        let m = r.meta();
+        assert!(
+            rules.contains(m.name) && rules.contains(m.code),
+            "{}",
+            m.name
+        );
+        for key in [m.name, m.code] {
+            let out = nnlint(&["explain", key]);
+            assert_eq!(out.status.code(), Some(0));
+            assert!(text(&out.stdout).contains(m.explanation));
+        }
+    }
+    assert_eq!(nnlint(&["explain", "nope"]).status.code(), Some(2));
+}
+
+#[test]
+fn print_writes_the_listing_diagnostics_point_into() {
+    let out = nnlint(&["print", BUGGY]);
+    assert_eq!(out.status.code(), Some(0));
+    let listing = text(&out.stdout);
+    let line14 = listing.lines().nth(13).unwrap();
+    assert!(line14.contains("= Dropout ("), "{line14}");
+    // Initializers are listed without values.
+    assert!(listing.contains("float[32,16] \"fc1.weight\","));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(nnlint(&[]).status.code(), Some(2));
+    assert_eq!(nnlint(&["--format", "xml", BUGGY]).status.code(), Some(2));
+}
+
+// ---- bad input -------------------------------------------------------------
+
+fn model_with_external(location: &str, offset: Option<u64>, length: Option<u64>) -> ModelProto {
+    let mut ext = vec![StringStringEntryProto {
+        key: "location".into(),
+        value: location.into(),
+    }];
+    if let Some(o) = offset {
+        ext.push(StringStringEntryProto {
+            key: "offset".into(),
+            value: o.to_string(),
+        });
+    }
+    if let Some(l) = length {
+        ext.push(StringStringEntryProto {
+            key: "length".into(),
+            value: l.to_string(),
+        });
+    }
+    ModelProto {
+        ir_version: 10,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 20,
+        }],
+        graph: Some(GraphProto {
+            name: "g".into(),
+            node: vec![NodeProto {
+                input: vec!["w".into()],
+                output: vec!["y".into()],
+                op_type: "Relu".into(),
+                ..Default::default()
+            }],
+            initializer: vec![TensorProto {
+                name: "w".into(),
+                dims: vec![4],
+                data_type: data_type::FLOAT,
+                external_data: ext,
+                data_location: Some(DataLocation::External as i32),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+struct Case {
+    path: PathBuf,
+    expect: &'static str,
+}
+
+fn bad_inputs(dir: &Path) -> Vec<Case> {
+    let mut cases = Vec::new();
+    let mut add = |name: &str, bytes: Vec<u8>, expect: &'static str| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        cases.push(Case { path, expect });
+    };
+    add(
+        "text.onnx",
+        b"this is not a model, just some text\n".to_vec(),
+        "not",
+    );
+    let real = std::fs::read(BUGGY).unwrap();
+    add(
+        "truncated.onnx",
+        real[..real.len() / 2].to_vec(),
+        "not a valid ONNX protobuf file",
+    );
+    add("empty.onnx", Vec::new(), "empty");
+    let dynamo = std::fs::read(BUGGY_DYNAMO).unwrap();
+    add("dropout_bn_mlp_dynamo_train.onnx", dynamo, "does not exist");
+    add(
+        "dotdot.onnx",
+        model_with_external("../../etc/passwd", None, None).encode_to_vec(),
+        "leaves the model's folder",
+    );
+    add(
+        "absolute.onnx",
+        model_with_external("/etc/passwd", None, None).encode_to_vec(),
+        "is absolute",
+    );
+    std::fs::write(dir.join("short.bin"), [0u8; 16]).unwrap();
+    add(
+        "past_end.onnx",
+        model_with_external("short.bin", Some(8), Some(64)).encode_to_vec(),
+        "past the end",
+    );
+    add(
+        "bad_offset.onnx",
+        model_with_external("short.bin", Some(u64::MAX), Some(2)).encode_to_vec(),
+        "past the end",
+    );
+    #[cfg(unix)]
+    {
+        let outside = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(outside.path(), [0u8; 64]).unwrap();
+        let (_f, kept) = outside.keep().unwrap();
+        std::os::unix::fs::symlink(&kept, dir.join("link.bin")).unwrap();
+        add(
+            "symlink.onnx",
+            model_with_external("link.bin", None, None).encode_to_vec(),
+            "symlink",
+        );
+    }
+    cases.push(Case {
+        path: dir.join("missing.onnx"),
+        expect: "no such file",
+    });
+    cases
+}
+
+#[test]
+fn bad_inputs_get_one_line_naming_the_file_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for case in bad_inputs(dir.path()) {
+        let p = case.path.to_str().unwrap();
+        let out = nnlint(&[p]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{p}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{p}: {stderr}");
+        assert!(stderr.starts_with(&format!("error: {p}: ")), "{stderr}");
+        assert!(
+            stderr.contains(case.expect),
+            "{p}: expected `{}` in {stderr}",
+            case.expect
+        );
+        assert!(!stderr.contains("panicked"));
+    }
+}
+
+#[test]
+fn other_files_are_still_linted_after_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = bad_inputs(dir.path());
+    let mut args: Vec<&str> = cases.iter().map(|c| c.path.to_str().unwrap()).collect();
+    args.push(BUGGY);
+    args.push("--format");
+    args.push("short");
+    let out = nnlint(&args);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(text(&out.stderr).lines().count(), cases.len());
+    assert!(text(&out.stdout).contains(&format!("{BUGGY}:14:")));
+}
+
+#[test]
+fn linting_never_writes_to_a_model() {
+    let snapshot = || -> Vec<(PathBuf, Vec<u8>, std::time::SystemTime)> {
+        let mut v = Vec::new();
+        for e in std::fs::read_dir("fixtures/torch").unwrap() {
+            let p = e.unwrap().path();
+            let meta = std::fs::metadata(&p).unwrap();
+            v.push((
+                p.clone(),
+                std::fs::read(&p).unwrap(),
+                meta.modified().unwrap(),
+            ));
+        }
+        v.sort();
+        v
+    };
+    let before = snapshot();
+    nnlint(&["fixtures/torch"]);
+    nnlint(&["print", BUGGY_DYNAMO]);
+    assert!(before == snapshot());
+}
