@@ -48,12 +48,88 @@ def gpt2(out):
             torch.onnx.export(w, (ids, mask), path, dynamo=True, verbose=False, input_names=["input_ids", "attention_mask"], output_names=["logits"])
 
 
+class WithLoss(torch.nn.Module):
+    """`F.cross_entropy` inside forward, as training scripts that export the loss write it."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, x, y):
+        return torch.nn.functional.cross_entropy(self.m(x), y)
+
+
+class TransformerLM(torch.nn.Module):
+    """A small `torch.nn.TransformerEncoder` language model."""
+
+    def __init__(self, vocab=1000, d=128, layers=2):
+        super().__init__()
+        self.emb = torch.nn.Embedding(vocab, d)
+        layer = torch.nn.TransformerEncoderLayer(d, 4, 256, dropout=0.1, batch_first=True)
+        self.enc = torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.head = torch.nn.Linear(d, vocab)
+
+    def forward(self, ids):
+        return self.head(self.enc(self.emb(ids)))
+
+
+def export(model, args, path, dynamo, train):
+    model.train(train)
+    kwargs = {"dynamo": dynamo}
+    if dynamo:
+        kwargs["verbose"] = False
+    else:
+        kwargs["training"] = torch.onnx.TrainingMode.TRAINING if train else torch.onnx.TrainingMode.EVAL
+        kwargs["do_constant_folding"] = not train
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(model, args, path, **kwargs)
+        except Exception as e:  # an exporter limitation is a fact to report, not a crash
+            print(f"FAILED {os.path.basename(path)}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+
+
+def architectures(out):
+    """The clean architectures that must lint without warnings (issue: no false alarms)."""
+    import torchvision
+
+    d = os.path.join(out, "arch")
+    os.makedirs(d, exist_ok=True)
+    y = torch.randint(0, 1000, (2,))
+    for name in ("resnet18", "mobilenet_v2", "vgg11_bn", "efficientnet_b0"):
+        # VGG's adaptive pool to 7x7 exports (TorchScript) only from a multiple of 7.
+        side = 224 if name.startswith("vgg") else 64
+        x = torch.randn(2, 3, side, side)
+        torch.manual_seed(0)
+        net = getattr(torchvision.models, name)(weights=None)
+        for dynamo in (True, False):
+            for train in (True, False):
+                for loss in (False, True):
+                    tag = f"{name}_{'dynamo' if dynamo else 'torchscript'}_{'train' if train else 'eval'}{'_ce' if loss else ''}"
+                    path = os.path.join(d, tag + ".onnx")
+                    if os.path.exists(path):
+                        continue
+                    model = WithLoss(net) if loss else net
+                    export(model, (x, y) if loss else (x,), path, dynamo, train)
+    torch.manual_seed(0)
+    lm = TransformerLM()
+    ids = torch.randint(0, 1000, (2, 16))
+    for dynamo in (True, False):
+        for train in (True, False):
+            tag = f"transformer_lm_{'dynamo' if dynamo else 'torchscript'}_{'train' if train else 'eval'}"
+            path = os.path.join(d, tag + ".onnx")
+            if not os.path.exists(path):
+                export(lm, (ids,), path, dynamo, train)
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else "/tmp/nnlint-bench"
     os.makedirs(out, exist_ok=True)
     gpt2(out)
-    for f in sorted(os.listdir(out)):
-        print(f, os.path.getsize(os.path.join(out, f)))
+    architectures(out)
+    for root, _, files in os.walk(out):
+        for f in sorted(files):
+            print(os.path.join(root, f), os.path.getsize(os.path.join(root, f)))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ use nnlint::onnx::proto::{
 
 const BUGGY: &str = "fixtures/torch/dropout_bn_mlp_torchscript_train.onnx";
 const BUGGY_DYNAMO: &str = "fixtures/torch/dropout_bn_mlp_dynamo_train.onnx";
-const CLEAN: &str = "fixtures/torch/bn_dropout_mlp_torchscript_train.onnx";
+const CLEAN: &str = "fixtures/torch/bn_dropout_mlp_dynamo_train.onnx";
 const SHORT: &str = r"^(.+):(\d+):(\d+): (error|warning|note)\[([A-Za-z0-9-]+)\]: (.+)$";
 
 fn nnlint(args: &[&str]) -> Output {

@@ -39,12 +39,18 @@ pub enum ProblemKind {
     OutputUndefined { tensor: String },
     /// `node` uses a domain that the model does not import.
     MissingOpset { node: NodeId, domain: String },
+    /// `node` is not an operator of the default domain at the imported opset.
+    UnknownOp { node: NodeId, opset: i64 },
 }
+
+/// The input slot recorded for a name a node's subgraph reads from this graph.
+pub const IMPLICIT_SLOT: usize = usize::MAX;
 
 /// Every graph of the model: the main graph first, then nested and function bodies.
 pub fn build<'m>(model: &'m Model, source: &'m Source) -> Vec<Graph<'m>> {
     let mut out = Vec::new();
     let opsets = domains(&model.proto.opset_import);
+    let version = default_version(&model.proto.opset_import);
     let body = Body::graph(model.graph());
     build_body(
         model,
@@ -53,7 +59,7 @@ pub fn build<'m>(model: &'m Model, source: &'m Source) -> Vec<Graph<'m>> {
         ScopeId::default(),
         "main graph".into(),
         &HashSet::new(),
-        &opsets,
+        (&opsets, version),
         &mut out,
     );
     for (i, f) in model.proto.functions.iter().enumerate() {
@@ -65,6 +71,7 @@ pub fn build<'m>(model: &'m Model, source: &'m Source) -> Vec<Graph<'m>> {
             infos: f.value_info.iter().collect(),
         };
         let fopsets = domains(&f.opset_import);
+        let fversion = default_version(&f.opset_import).or(version);
         build_body(
             model,
             source,
@@ -72,7 +79,7 @@ pub fn build<'m>(model: &'m Model, source: &'m Source) -> Vec<Graph<'m>> {
             ScopeId(vec![ScopeStep::Function(i as u32)]),
             format!("function `{}`", f.name),
             &HashSet::new(),
-            &fopsets,
+            (&fopsets, fversion),
             &mut out,
         );
     }
@@ -104,6 +111,43 @@ impl<'m> Body<'m> {
     }
 }
 
+fn default_version(opsets: &[OperatorSetIdProto]) -> Option<i64> {
+    opsets
+        .iter()
+        .find(|o| canonical_domain(&o.domain).is_empty())
+        .map(|o| o.version)
+}
+
+/// Whether `op` is a default-domain operator at opset `version`.
+pub fn is_known_op(op: &str, version: i64) -> bool {
+    match super::onnx_ops::DEFAULT_DOMAIN_OPS.binary_search_by(|(name, _)| (*name).cmp(op)) {
+        Ok(i) => super::onnx_ops::DEFAULT_DOMAIN_OPS[i].1 <= version,
+        Err(_) => false,
+    }
+}
+
+/// Names a nested graph (and the graphs nested in it) reads without defining.
+fn outer_refs<'m>(g: &'m GraphProto, out: &mut HashSet<&'m str>) {
+    let mut defined: HashSet<&str> = g.input.iter().map(|v| v.name.as_str()).collect();
+    defined.extend(g.initializer.iter().map(|t| t.name.as_str()));
+    defined.extend(
+        g.node
+            .iter()
+            .flat_map(|n| n.output.iter().map(String::as_str)),
+    );
+    let mut used = HashSet::new();
+    for n in &g.node {
+        used.extend(n.input.iter().map(String::as_str).filter(|s| !s.is_empty()));
+        for a in &n.attribute {
+            for sub in a.g.iter().chain(&a.graphs) {
+                outer_refs(sub, &mut used);
+            }
+        }
+    }
+    used.extend(g.output.iter().map(|v| v.name.as_str()));
+    out.extend(used.into_iter().filter(|u| !defined.contains(u)));
+}
+
 fn domains(opsets: &[OperatorSetIdProto]) -> HashSet<String> {
     opsets.iter().map(|o| canonical_domain(&o.domain)).collect()
 }
@@ -124,7 +168,7 @@ fn build_body<'m>(
     scope: ScopeId,
     title: String,
     outer: &HashSet<&'m str>,
-    opsets: &HashSet<String>,
+    (opsets, version): (&HashSet<String>, Option<i64>),
     out: &mut Vec<Graph<'m>>,
 ) {
     let mut problems = Vec::new();
@@ -236,17 +280,31 @@ fn build_body<'m>(
     };
 
     for (i, n) in body.nodes.iter().enumerate() {
-        for (slot, name) in n.input.iter().enumerate() {
+        let mut implicit = HashSet::new();
+        for a in &n.attribute {
+            for sub in a.g.iter().chain(&a.graphs) {
+                outer_refs(sub, &mut implicit);
+            }
+        }
+        let mut implicit: Vec<&'m str> = implicit.into_iter().collect();
+        implicit.sort_unstable();
+        let explicit = n
+            .input
+            .iter()
+            .enumerate()
+            .map(|(slot, name)| (slot, name.as_str()));
+        let implicit = implicit.into_iter().map(|name| (IMPLICIT_SLOT, name));
+        for (slot, name) in explicit.chain(implicit) {
             if name.is_empty() {
                 continue;
             }
             let (t, defined) = source_of(name, &mut g, &mut tensors, &mut by_name);
-            if !defined && g[tensors[t].producer] == Vertex::Undefined {
+            if !defined && g[tensors[t].producer] == Vertex::Undefined && slot != IMPLICIT_SLOT {
                 problems.push(Problem {
                     kind: ProblemKind::Undefined {
                         node: i,
                         slot,
-                        tensor: name.clone(),
+                        tensor: name.to_string(),
                     },
                 });
             }
@@ -261,13 +319,20 @@ fn build_body<'m>(
                 },
             );
         }
-        if !opsets.contains(&canonical_domain(&n.domain)) {
+        let domain = canonical_domain(&n.domain);
+        if !opsets.contains(&domain) {
             problems.push(Problem {
                 kind: ProblemKind::MissingOpset {
                     node: i,
                     domain: n.domain.clone(),
                 },
             });
+        } else if let (true, Some(v)) = (domain.is_empty(), version) {
+            if !is_known_op(&n.op_type, v) {
+                problems.push(Problem {
+                    kind: ProblemKind::UnknownOp { node: i, opset: v },
+                });
+            }
         }
     }
     for (i, name) in body.outputs.iter().enumerate() {
@@ -320,7 +385,7 @@ fn build_body<'m>(
     );
 
     let nodes = body.nodes.clone();
-    out.push(Graph {
+    let mut graph = Graph {
         model,
         source,
         scope: scope.clone(),
@@ -334,7 +399,10 @@ fn build_body<'m>(
         tensors,
         by_name,
         problems,
-    });
+        opset: version,
+    };
+    super::shapes::infer(&mut graph);
+    out.push(graph);
 
     for (ni, n) in nodes.iter().enumerate() {
         for (ai, a) in n.attribute.iter().enumerate() {
@@ -355,7 +423,7 @@ fn build_body<'m>(
                     scope.child(step),
                     format!("`{}` of {who}", a.name),
                     &visible,
-                    opsets,
+                    (opsets, version),
                     out,
                 );
             }

@@ -7,7 +7,10 @@
 //! and rules see them only through the queries below, never the protobuf.
 
 mod build;
+mod layers;
 mod node;
+mod onnx_ops;
+mod shapes;
 
 use std::collections::HashMap;
 
@@ -15,7 +18,8 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 
-pub use build::{build, Problem, ProblemKind};
+pub use build::{build, is_known_op, Problem, ProblemKind, IMPLICIT_SLOT};
+pub use layers::{activation, Activation, LayerKind, WeightLayer, NORMALIZATION_OPS};
 pub use node::{Attr, NodeRef};
 
 use crate::onnx::proto::{data_type as dt, TensorProto};
@@ -81,6 +85,57 @@ pub struct Graph<'m> {
     pub(crate) tensors: Vec<Tensor<'m>>,
     pub(crate) by_name: HashMap<&'m str, TensorId>,
     pub(crate) problems: Vec<Problem>,
+    pub(crate) opset: Option<i64>,
+}
+
+/// A value fixed at export time.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stored<'m> {
+    Tensor(&'m TensorProto),
+    /// `ConstantOfShape`: `value` repeated over `dims`.
+    Fill {
+        dims: Vec<i64>,
+        value: f64,
+        elem_type: i32,
+    },
+}
+
+impl Stored<'_> {
+    pub fn dims(&self) -> &[i64] {
+        match self {
+            Stored::Tensor(t) => &t.dims,
+            Stored::Fill { dims, .. } => dims,
+        }
+    }
+
+    pub fn elem_type(&self) -> i32 {
+        match self {
+            Stored::Tensor(t) => t.data_type,
+            Stored::Fill { elem_type, .. } => *elem_type,
+        }
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> Result<usize, ValueError> {
+        self.dims().iter().try_fold(1usize, |acc, &d| {
+            usize::try_from(d)
+                .ok()
+                .and_then(|d| acc.checked_mul(d))
+                .ok_or_else(|| ValueError(format!("invalid dims {:?}", self.dims())))
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len().map_or(true, |n| n == 0)
+    }
+
+    /// The single value every element holds, when that is known without reading.
+    pub fn fill_value(&self) -> Option<f64> {
+        match self {
+            Stored::Fill { value, .. } => Some(*value),
+            Stored::Tensor(_) => None,
+        }
+    }
 }
 
 /// Where a value comes from once value-preserving ops are looked through.
@@ -132,6 +187,25 @@ impl<'m> Graph<'m> {
     /// The underlying petgraph graph, for walks the named queries do not cover.
     pub fn petgraph(&self) -> &DiGraph<Vertex, Edge> {
         &self.g
+    }
+
+    /// The default-domain opset version this graph is written against.
+    pub fn opset(&self) -> Option<i64> {
+        self.opset
+    }
+
+    /// A Softmax-family node's normalized axis, given the rank of its input.
+    /// Opset 13 changed the default from 1 to -1.
+    pub fn softmax_axis(&self, n: &NodeRef<'_, 'm>, rank: usize) -> Option<usize> {
+        let default = if self.opset.unwrap_or(13) >= 13 {
+            -1
+        } else {
+            1
+        };
+        let axis = n.attr_i64("axis").unwrap_or(default);
+        let rank = i64::try_from(rank).ok()?;
+        let a = if axis < 0 { axis + rank } else { axis };
+        (0..rank).contains(&a).then_some(a as usize)
     }
 
     /// Structural errors found while building this graph.
@@ -295,14 +369,56 @@ impl<'m> Graph<'m> {
         }
     }
 
+    /// A value fixed at export time: a stored tensor, or a `ConstantOfShape` fill
+    /// of a constant shape (how model-zoo graphs without weights spell them).
+    pub fn stored(&self, tensor: &str) -> Option<Stored<'m>> {
+        if let Some(t) = self.constant(tensor) {
+            return Some(Stored::Tensor(t));
+        }
+        let (n, 0) = self.producer(tensor)? else {
+            return None;
+        };
+        if !n.is("ConstantOfShape") {
+            return None;
+        }
+        let dims: Vec<i64> = self
+            .values(n.input(0)?)?
+            .ok()?
+            .into_iter()
+            .map(|d| d as i64)
+            .collect();
+        let (value, elem_type) = match n.attr("value").and_then(|a| a.tensor()) {
+            Some(t) => (*self.model.values_f64(t).ok()?.first()?, t.data_type),
+            None => (0.0, dt::FLOAT),
+        };
+        Some(Stored::Fill {
+            dims,
+            value,
+            elem_type,
+        })
+    }
+
     pub fn is_constant(&self, tensor: &str) -> bool {
-        self.constant(tensor).is_some()
+        self.stored(tensor).is_some()
+    }
+
+    /// Calls `f` with every element of a stored value, in order, without collecting them.
+    pub fn for_each_value(&self, s: &Stored<'m>, mut f: impl FnMut(f64)) -> Result<(), ValueError> {
+        match s {
+            Stored::Tensor(t) => self.model.for_each_value(t, f),
+            Stored::Fill { value, .. } => {
+                (0..s.len()?).for_each(|_| f(*value));
+                Ok(())
+            }
+        }
     }
 
     /// A constant's values as f64, read on demand (external data included).
     /// `None` when the value is not a constant.
     pub fn values(&self, tensor: &str) -> Option<Result<Vec<f64>, ValueError>> {
-        self.constant(tensor).map(|t| self.model.values_f64(t))
+        let s = self.stored(tensor)?;
+        let mut out = Vec::new();
+        Some(self.for_each_value(&s, |v| out.push(v)).map(|_| out))
     }
 
     /// A constant scalar (one element), as f64.

@@ -2,7 +2,7 @@
 
 use super::{Category, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
-use crate::graph::{Graph, NodeRef};
+use crate::graph::Graph;
 
 pub static META: RuleMeta = RuleMeta {
     name: "dropout-before-batchnorm",
@@ -22,7 +22,7 @@ impl Rule for DropoutBeforeBatchnorm {
 
     fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
         for drop in graph.nodes_of("Dropout") {
-            let ratio = ratio(graph, &drop);
+            let ratio = super::dropout_rate::ratio(graph, &drop);
             if ratio == Some(0.0) {
                 continue; // a no-op dropout shifts nothing; `dropout-rate` says so
             }
@@ -55,17 +55,5 @@ impl Rule for DropoutBeforeBatchnorm {
                 out.push(d.help("move Dropout after BatchNormalization, or drop one of them"));
             }
         }
-    }
-}
-
-/// The drop probability when the model states it as a constant.
-fn ratio(graph: &Graph<'_>, drop: &NodeRef<'_, '_>) -> Option<f64> {
-    // Opset 12 moved `ratio` from an attribute to the second input (default 0.5).
-    if let Some(r) = drop.attr_f32("ratio") {
-        return Some(r as f64);
-    }
-    match drop.input(1) {
-        Some(name) => graph.scalar(name),
-        None => Some(0.5),
     }
 }

@@ -110,6 +110,20 @@ impl Rule for InvalidGraph {
                         "add `\"{domain}\" : VERSION` to the model's opset_import"
                     ))
                 }
+                ProblemKind::UnknownOp { node, opset } => {
+                    let n = graph.node(*node);
+                    Diagnostic::new(
+                        &META,
+                        format!(
+                            "`{}` is not an operator of the default domain at opset {opset}{in_graph}",
+                            n.op_type()
+                        ),
+                    )
+                    .with_node(n.name())
+                    .primary(n.op_span(), "unknown operator")
+                    .secondary(graph.source().opset.clone(), "opset imported here")
+                    .help("check the spelling, import a newer opset, or give the op its own domain")
+                }
             };
             out.push(d);
         }

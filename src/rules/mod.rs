@@ -3,9 +3,30 @@
 //! Each rule lives in its own file with its metadata next to its logic, and
 //! its explanation in `rules/<name>.md`, embedded into the binary.
 
+mod batchnorm_batch_size_one;
+mod bias_before_batchnorm;
+mod constant_weights;
+mod dead_node;
+mod dead_relu;
+mod double_sigmoid;
+mod double_softmax;
 mod dropout_before_batchnorm;
+mod dropout_rate;
+mod duplicate_node_name;
+mod init_scale;
 mod invalid_graph;
+mod linear_stack;
+mod missing_normalization;
+mod multi_loss_scale;
+mod nll_without_log;
+mod non_finite;
+mod relu_on_logits;
 pub mod select;
+mod softmax_batch_axis;
+mod softmax_single_class;
+mod unnormalized_input;
+mod unused_initializer;
+mod unused_input;
 
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::Graph;
@@ -51,7 +72,28 @@ pub trait Rule: Sync {
 
 static RULES: &[&dyn Rule] = &[
     &invalid_graph::InvalidGraph,
+    &unused_initializer::UnusedInitializer,
+    &unused_input::UnusedInput,
+    &dead_node::DeadNode,
+    &duplicate_node_name::DuplicateNodeName,
+    &double_softmax::DoubleSoftmax,
+    &double_sigmoid::DoubleSigmoid,
+    &nll_without_log::NllWithoutLog,
+    &relu_on_logits::ReluOnLogits,
+    &softmax_single_class::SoftmaxSingleClass,
+    &softmax_batch_axis::SoftmaxBatchAxis,
+    &multi_loss_scale::MultiLossScale,
+    &linear_stack::LinearStack,
+    &dead_relu::DeadRelu,
+    &non_finite::NonFinite,
     &dropout_before_batchnorm::DropoutBeforeBatchnorm,
+    &dropout_rate::DropoutRate,
+    &missing_normalization::MissingNormalization,
+    &unnormalized_input::UnnormalizedInput,
+    &constant_weights::ConstantWeights,
+    &init_scale::InitScale,
+    &bias_before_batchnorm::BiasBeforeBatchnorm,
+    &batchnorm_batch_size_one::BatchnormBatchSizeOne,
 ];
 
 /// Every rule, in code order.

@@ -1,0 +1,53 @@
+//! A bias that the following BatchNorm subtracts again.
+
+use super::{Category, Rule, RuleMeta};
+use crate::diag::{Diagnostic, Severity};
+use crate::graph::Graph;
+
+pub static META: RuleMeta = RuleMeta {
+    name: "bias-before-batchnorm",
+    code: "NN307",
+    severity: Severity::Note,
+    category: Category::Parameters,
+    summary: "a conv or dense bias directly followed by batch normalization, which cancels it",
+    explanation: include_str!("../../rules/bias-before-batchnorm.md"),
+};
+
+pub struct BiasBeforeBatchnorm;
+
+impl Rule for BiasBeforeBatchnorm {
+    fn meta(&self) -> &'static RuleMeta {
+        &META
+    }
+
+    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+        for layer in graph.weight_layers() {
+            let Some(bias) = layer.bias_name else {
+                continue;
+            };
+            let n = graph.node(layer.node);
+            // For MatMul the bias is added by the next node; start from there.
+            let from = match n.output(0) {
+                Some(o) if layer.kind == crate::graph::LayerKind::MatMul => graph
+                    .consumers(o)
+                    .first()
+                    .and_then(|(add, _)| add.output(0)),
+                o => o,
+            };
+            let Some(from) = from else { continue };
+            for u in graph.follow(from) {
+                let bn = graph.node(u.node);
+                if !bn.is("BatchNormalization") || u.slot != 0 {
+                    continue;
+                }
+                out.push(
+                    Diagnostic::new(&META, format!("bias `{bias}` is cancelled by the batch normalization after it"))
+                        .with_node(n.name())
+                        .primary(n.span().call, "adds a bias ...")
+                        .secondary(bn.op_span(), "... which this subtracts again with the batch mean")
+                        .help("create the layer without a bias (`bias=False`); BatchNorm's shift plays its part"),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Weight tensors whose values are all the same.
+
+use super::{Category, Rule, RuleMeta};
+use crate::diag::{Diagnostic, Severity};
+use crate::graph::Graph;
+
+pub static META: RuleMeta = RuleMeta {
+    name: "constant-weights",
+    code: "NN305",
+    severity: Severity::Warning,
+    category: Category::Parameters,
+    summary: "every value of a weight tensor is the same, so its units stay identical",
+    explanation: include_str!("../../rules/constant-weights.md"),
+};
+
+pub struct ConstantWeights;
+
+impl Rule for ConstantWeights {
+    fn meta(&self) -> &'static RuleMeta {
+        &META
+    }
+
+    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+        for layer in graph.weight_layers() {
+            let (mut first, mut same, mut count) = (None, true, 0usize);
+            let read = match layer.weight.fill_value() {
+                Some(v) => layer.weight.len().map(|n| {
+                    (first, count) = (Some(v), n);
+                }),
+                None => graph.for_each_value(&layer.weight, |v| {
+                    count += 1;
+                    match first {
+                        None => first = Some(v),
+                        Some(f) => same &= f == v || (f.is_nan() && v.is_nan()),
+                    }
+                }),
+            };
+            let Some(value) = first else { continue };
+            if read.is_err() || !same || count < 2 {
+                continue;
+            }
+            let n = graph.node(layer.node);
+            let value = crate::onnx::printer::format_f64(value);
+            out.push(
+                Diagnostic::new(
+                    &META,
+                    format!(
+                        "all {count} values of weight `{}` are {value}",
+                        layer.weight_name
+                    ),
+                )
+                .with_node(n.name())
+                .primary(
+                    n.span().call,
+                    "every unit of this layer computes the same thing",
+                )
+                .note(
+                    "units that start identical get identical gradients and never become different",
+                )
+                .help("initialize with random values (the framework's default initializer does)"),
+            );
+        }
+    }
+}

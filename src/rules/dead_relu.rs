@@ -1,0 +1,112 @@
+//! ReLU units whose bias keeps them off for nearly every input (static half).
+
+use super::{Category, Rule, RuleMeta};
+use crate::diag::{Diagnostic, Severity};
+use crate::graph::{Graph, WeightLayer};
+
+pub static META: RuleMeta = RuleMeta {
+    name: "dead-relu",
+    code: "NN202",
+    severity: Severity::Warning,
+    category: Category::Connections,
+    summary: "relu units whose bias is so negative they never activate",
+    explanation: include_str!("../../rules/dead-relu.md"),
+};
+
+/// A unit is dead when `b_j / ||w_j||` is below this: off for standardized inputs beyond 4 sigma.
+pub const BIAS_RATIO: f64 = -4.0;
+/// The layer is reported when at least this fraction of its units is dead.
+pub const MIN_FRACTION: f64 = 0.1;
+
+pub struct DeadRelu;
+
+impl Rule for DeadRelu {
+    fn meta(&self) -> &'static RuleMeta {
+        &META
+    }
+
+    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+        for relu in graph.nodes_of("Relu") {
+            let Some(input) = relu.input(0) else { continue };
+            let Some((producer, _)) = graph.producer(input) else {
+                continue;
+            };
+            // The layer itself, or the bias Add after a MatMul.
+            let layer = graph.weight_layer(producer.id()).or_else(|| {
+                producer
+                    .is("Add")
+                    .then(|| {
+                        (0..2).filter_map(|i| producer.input(i)).find_map(|t| {
+                            graph
+                                .producer(t)
+                                .and_then(|(p, _)| graph.weight_layer(p.id()))
+                        })
+                    })
+                    .flatten()
+            });
+            let Some(layer) = layer else { continue };
+            if graph.normalizes(&graph.node(layer.node)) {
+                continue; // a folded BatchNorm's bias is relative to its running mean
+            }
+            let Some((dead, units)) = dead_units(graph, &layer) else {
+                continue;
+            };
+            let fraction = dead as f64 / units as f64;
+            if dead == 0 || fraction < MIN_FRACTION {
+                continue;
+            }
+            let l = graph.node(layer.node);
+            out.push(
+                Diagnostic::new(
+                    &META,
+                    format!("{dead} of {units} units ({:.0}%) behind this relu are dead at initialization", fraction * 100.0),
+                )
+                .with_node(relu.name())
+                .primary(relu.span().call, "these units never activate ...")
+                .secondary(l.op_span(), format!("... because bias / ||weight|| < {BIAS_RATIO} here"))
+                .note("a unit whose pre-activation is negative for every input gets no gradient and stays dead")
+                .help("initialize biases at zero or slightly positive; check what wrote these biases"),
+            );
+        }
+    }
+}
+
+/// Counts the units of `layer` whose bias is below `BIAS_RATIO` times their weight norm.
+fn dead_units(graph: &Graph<'_>, layer: &WeightLayer<'_>) -> Option<(usize, usize)> {
+    let units = layer.units?;
+    let bias_name = layer.bias_name?;
+    if layer.weight.fill_value().is_some() {
+        return None; // every unit is the same: `constant-weights` says so, once
+    }
+    let bias = graph.values(bias_name)?.ok()?;
+    if bias.len() != units || units == 0 {
+        return None;
+    }
+    let mut sq = vec![0f64; units];
+    let per_unit = layer.weight.len().ok()? / units;
+    let mut i = 0usize;
+    let (mut first, mut all_equal) = (None, true);
+    graph
+        .for_each_value(&layer.weight, |v| {
+            all_equal &= *first.get_or_insert(v) == v;
+            let unit = if layer.units_first {
+                i / per_unit.max(1)
+            } else {
+                i % units
+            };
+            if let Some(s) = sq.get_mut(unit) {
+                *s += v * v;
+            }
+            i += 1;
+        })
+        .ok()?;
+    if all_equal {
+        return None; // every unit is the same: `constant-weights` says so, once
+    }
+    let dead = sq
+        .iter()
+        .zip(&bias)
+        .filter(|(s, b)| **s > 0.0 && **b / s.sqrt() < BIAS_RATIO)
+        .count();
+    Some((dead, units))
+}

@@ -1,0 +1,46 @@
+//! Node names used twice.
+
+use std::collections::HashMap;
+
+use super::{Category, Rule, RuleMeta};
+use crate::diag::{Diagnostic, Severity};
+use crate::graph::Graph;
+
+pub static META: RuleMeta = RuleMeta {
+    name: "duplicate-node-name",
+    code: "NN005",
+    severity: Severity::Note,
+    category: Category::Hygiene,
+    summary: "two nodes of a graph share a name",
+    explanation: include_str!("../../rules/duplicate-node-name.md"),
+};
+
+pub struct DuplicateNodeName;
+
+impl Rule for DuplicateNodeName {
+    fn meta(&self) -> &'static RuleMeta {
+        &META
+    }
+
+    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+        let mut first = HashMap::new();
+        for n in graph.nodes() {
+            if n.name().is_empty() {
+                continue;
+            }
+            match first.get(n.name()) {
+                None => {
+                    first.insert(n.name(), n.id());
+                }
+                Some(&earlier) => out.push(
+                    Diagnostic::new(&META, format!("node name `{}` is used twice", n.name()))
+                        .with_node(n.name())
+                        .primary(n.span().call, "second node with this name")
+                        .secondary(graph.node(earlier).span().call, "first used here")
+                        .note("tools that address nodes by name (profilers, quantizers, nnlint's own --select by node) pick one of them")
+                        .help("give every node a unique name"),
+                ),
+            }
+        }
+    }
+}

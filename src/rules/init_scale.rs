@@ -1,0 +1,130 @@
+//! Weights initialized far from the scale their fan-in and activation call for.
+
+use super::{Category, Rule, RuleMeta};
+use crate::diag::{Diagnostic, Severity};
+use crate::graph::{Activation, Graph};
+
+pub static META: RuleMeta = RuleMeta {
+    name: "init-scale",
+    code: "NN306",
+    severity: Severity::Warning,
+    category: Category::Parameters,
+    summary: "a weight's standard deviation is 10x or more off the scale its fan-in and activation call for",
+    explanation: include_str!("../../rules/init-scale.md"),
+};
+
+/// How far (as a factor either way) the standard deviation may stray from the expected scale.
+pub const FACTOR: f64 = 10.0;
+/// Weights with fewer elements give too noisy a standard deviation to judge.
+pub const MIN_ELEMENTS: usize = 64;
+
+pub struct InitScale;
+
+impl Rule for InitScale {
+    fn meta(&self) -> &'static RuleMeta {
+        &META
+    }
+
+    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+        for layer in graph.weight_layers() {
+            let Some(fan_in) = layer.fan_in.filter(|&f| f > 0) else {
+                continue;
+            };
+            if graph.normalized_before_activation(layer.node) {
+                continue; // normalization undoes the weight's scale
+            }
+            let Some((count, std)) = std_dev(graph, &layer.weight) else {
+                continue;
+            };
+            if count < MIN_ELEMENTS || std == 0.0 || !std.is_finite() {
+                continue; // `constant-weights` and `non-finite` speak to those
+            }
+            let activation = graph.activation_after(layer.node);
+            let fan_in = fan_in as f64;
+            let fan_out = layer.units.unwrap_or(1) as f64;
+            // The schemes a careful author might have used for this activation.
+            let (scheme, candidates): (&str, Vec<f64>) = match activation.map(|(_, a)| a) {
+                Some(Activation::ReluLike) => ("He", vec![(2.0 / fan_in).sqrt()]),
+                Some(Activation::Saturating) => (
+                    "Glorot/LeCun",
+                    vec![(2.0 / (fan_in + fan_out)).sqrt(), (1.0 / fan_in).sqrt()],
+                ),
+                None => ("LeCun", vec![(1.0 / fan_in).sqrt()]),
+            };
+            let ratio = |e: f64| std / e;
+            let Some(expected) = candidates
+                .iter()
+                .copied()
+                .min_by(|a, b| ratio(*a).ln().abs().total_cmp(&ratio(*b).ln().abs()))
+            else {
+                continue;
+            };
+            let r = ratio(expected);
+            if (1.0 / FACTOR..FACTOR).contains(&r) {
+                continue;
+            }
+            let n = graph.node(layer.node);
+            let (how, word) = if r >= FACTOR {
+                (r, "above")
+            } else {
+                (1.0 / r, "below")
+            };
+            let fmt = crate::onnx::printer::format_f64;
+            let mut d = Diagnostic::new(
+                &META,
+                format!(
+                    "weight `{}` starts {how:.0}x {word} {scheme} scale",
+                    layer.weight_name
+                ),
+            )
+            .with_node(n.name())
+            .primary(
+                n.span().call,
+                format!(
+                    "std {} for fan-in {fan_in}, expected about {}",
+                    fmt(round3(std)),
+                    fmt(round3(expected))
+                ),
+            );
+            if let Some((act, _)) = activation {
+                d = d.secondary(
+                    graph.node(act).op_span(),
+                    "the activation that sets the expected scale",
+                );
+            }
+            out.push(
+                d.note(if r >= FACTOR {
+                    "too large a scale saturates the activation or makes activations explode with depth"
+                } else {
+                    "too small a scale makes activations and gradients vanish with depth"
+                })
+                .help("use the framework's default initializer, or He (kaiming) for ReLU and Glorot (xavier) for tanh/sigmoid"),
+            );
+        }
+    }
+}
+
+/// Element count and population standard deviation, streamed.
+fn std_dev(graph: &Graph<'_>, t: &crate::graph::Stored<'_>) -> Option<(usize, f64)> {
+    if t.fill_value().is_some() {
+        return Some((t.len().ok()?, 0.0));
+    }
+    let (mut n, mut mean, mut m2) = (0usize, 0f64, 0f64);
+    graph
+        .for_each_value(t, |v| {
+            n += 1;
+            let delta = v - mean;
+            mean += delta / n as f64;
+            m2 += delta * (v - mean);
+        })
+        .ok()?;
+    (n > 0).then(|| (n, (m2 / n as f64).sqrt()))
+}
+
+fn round3(v: f64) -> f64 {
+    if v == 0.0 {
+        return 0.0;
+    }
+    let scale = 10f64.powi(2 - v.abs().log10().floor() as i32);
+    (v * scale).round() / scale
+}

@@ -1,0 +1,102 @@
+//! Deep chains of weight layers with neither normalization nor residual connections.
+
+use petgraph::algo::toposort;
+
+use super::{Category, Rule, RuleMeta};
+use crate::diag::{Diagnostic, Severity};
+use crate::graph::{Graph, NodeId, Vertex};
+
+pub static META: RuleMeta = RuleMeta {
+    name: "missing-normalization",
+    code: "NN303",
+    severity: Severity::Warning,
+    category: Category::Parameters,
+    summary: "a chain of 10 or more weight layers has no normalization and no residual connection",
+    explanation: include_str!("../../rules/missing-normalization.md"),
+};
+
+/// Chains of at least this many weight layers fire.
+pub const DEPTH: usize = 10;
+
+pub struct MissingNormalization;
+
+#[derive(Clone, Copy, Default)]
+struct Chain {
+    depth: usize,
+    start: Option<NodeId>,
+}
+
+impl Rule for MissingNormalization {
+    fn meta(&self) -> &'static RuleMeta {
+        &META
+    }
+
+    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+        let Ok(order) = toposort(graph.petgraph(), None) else {
+            return; // a cycle is `invalid-graph`'s finding
+        };
+        let mut chain = vec![Chain::default(); graph.node_count()];
+        let mut deepest: Option<(NodeId, Chain)> = None;
+        for v in order {
+            let Vertex::Node(id) = graph.petgraph()[v] else {
+                continue;
+            };
+            let n = graph.node(id);
+            let inputs: Vec<Chain> = n
+                .inputs()
+                .iter()
+                .filter(|t| !t.is_empty() && !graph.is_constant(t))
+                .map(|t| match graph.producer(t) {
+                    Some((p, _)) => chain[p.id()],
+                    None => Chain::default(),
+                })
+                .collect();
+            let longest = inputs
+                .iter()
+                .copied()
+                .max_by_key(|c| c.depth)
+                .unwrap_or_default();
+            let residual = n.is("Add") && inputs.len() == 2 && inputs[0].depth != inputs[1].depth;
+            chain[id] = if graph.normalizes(&n) || residual {
+                Chain::default()
+            } else if graph.weight_layer(id).is_some() {
+                Chain {
+                    depth: longest.depth + 1,
+                    start: longest.start.or(Some(id)),
+                }
+            } else {
+                longest
+            };
+            if graph.weight_layer(id).is_some()
+                && deepest.is_none_or(|(_, c)| chain[id].depth > c.depth)
+            {
+                deepest = Some((id, chain[id]));
+            }
+        }
+        let Some((
+            last,
+            Chain {
+                depth,
+                start: Some(start),
+            },
+        )) = deepest
+        else {
+            return;
+        };
+        if depth < DEPTH {
+            return;
+        }
+        let end = graph.node(last);
+        out.push(
+            Diagnostic::new(
+                &META,
+                format!("{depth} weight layers in a row without normalization or a residual connection"),
+            )
+            .with_node(end.name())
+            .primary(end.span().call, format!("weight layer {depth} of the chain"))
+            .secondary(graph.node(start).op_span(), "the chain starts here")
+            .note("without normalization or skip connections, activations and gradients shrink or grow geometrically with depth")
+            .help("add BatchNorm/LayerNorm between layers, or residual connections around blocks"),
+        );
+    }
+}

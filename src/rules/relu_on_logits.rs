@@ -1,0 +1,48 @@
+//! A non-negative activation applied to the logits of a softmax.
+
+use super::{Category, Rule, RuleMeta};
+use crate::diag::{Diagnostic, Severity};
+use crate::graph::{Graph, Origin};
+
+pub static META: RuleMeta = RuleMeta {
+    name: "relu-on-logits",
+    code: "NN104",
+    severity: Severity::Warning,
+    category: Category::Loss,
+    summary: "a non-negative activation sits on the logits of a softmax or softmax loss",
+    explanation: include_str!("../../rules/relu-on-logits.md"),
+};
+
+const NON_NEGATIVE: &[&str] = &["Relu", "Softplus", "Sigmoid", "Abs"];
+
+pub struct ReluOnLogits;
+
+impl Rule for ReluOnLogits {
+    fn meta(&self) -> &'static RuleMeta {
+        &META
+    }
+
+    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+        let softmaxes = graph
+            .nodes()
+            .filter(|n| n.is("Softmax") || n.is("LogSoftmax") || n.is("SoftmaxCrossEntropyLoss"));
+        for sm in softmaxes {
+            let Some(logits) = sm.input(0) else { continue };
+            let Origin::Node(act) = graph.origin(logits) else {
+                continue;
+            };
+            let act = graph.node(act);
+            if !NON_NEGATIVE.iter().any(|op| act.is(op)) {
+                continue;
+            }
+            out.push(
+                Diagnostic::new(&META, format!("the logits of a softmax pass through {} first", act.op_type()))
+                    .with_node(act.name())
+                    .primary(act.span().call, "logits can no longer be negative ...")
+                    .secondary(sm.op_span(), "... before they are normalized here")
+                    .note("clipped logits cannot express low confidence, and every class whose logit is cut to 0 gets no gradient")
+                    .help("remove the activation: the last layer before a softmax should be linear"),
+            );
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! Integer inputs cast to float and fed to a weight layer unscaled.
+
+use super::{Category, Rule, RuleMeta};
+use crate::diag::{Diagnostic, Severity};
+use crate::graph::Graph;
+use crate::onnx::proto::data_type;
+
+pub static META: RuleMeta = RuleMeta {
+    name: "unnormalized-input",
+    code: "NN304",
+    severity: Severity::Warning,
+    category: Category::Parameters,
+    summary:
+        "an integer input is cast to float and reaches a weight layer without scaling or centring",
+    explanation: include_str!("../../rules/unnormalized-input.md"),
+};
+
+pub struct UnnormalizedInput;
+
+impl Rule for UnnormalizedInput {
+    fn meta(&self) -> &'static RuleMeta {
+        &META
+    }
+
+    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+        for &input in &graph.inputs {
+            let Some(ty) = graph.elem_type(input) else {
+                continue;
+            };
+            if !data_type::is_integer(ty) {
+                continue;
+            }
+            for cast_use in graph.follow(input) {
+                let cast = graph.node(cast_use.node);
+                let to_float = cast
+                    .attr_i64("to")
+                    .is_some_and(|t| data_type::is_float(t as i32));
+                if !cast.is("Cast") || !to_float {
+                    continue;
+                }
+                let Some(floats) = cast.output(0) else {
+                    continue;
+                };
+                for u in graph.follow(floats) {
+                    let Some(layer) = graph.weight_layer(u.node) else {
+                        continue;
+                    };
+                    if layer.data_slot != u.slot {
+                        continue;
+                    }
+                    let l = graph.node(u.node);
+                    let name = format!("`{input}`");
+                    out.push(
+                        Diagnostic::new(
+                            &META,
+                            format!("{} input {name} reaches a weight layer unscaled", data_type::name(ty)),
+                        )
+                        .with_node(cast.name())
+                        .primary(cast.span().call, "cast to float here ...")
+                        .secondary(l.op_span(), "... and multiplied by weights with nothing scaling it in between")
+                        .note("raw integer ranges (0..255 for pixels) make the first layer's pre-activations hundreds of times too large")
+                        .help("divide by the range (or subtract the mean and divide by the std) before the first layer"),
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! Initializers nothing reads.
+
+use super::{Category, Rule, RuleMeta};
+use crate::diag::{Diagnostic, Severity};
+use crate::graph::Graph;
+
+pub static META: RuleMeta = RuleMeta {
+    name: "unused-initializer",
+    code: "NN002",
+    severity: Severity::Note,
+    category: Category::Hygiene,
+    summary: "an initializer that no node reads",
+    explanation: include_str!("../../rules/unused-initializer.md"),
+};
+
+pub struct UnusedInitializer;
+
+impl Rule for UnusedInitializer {
+    fn meta(&self) -> &'static RuleMeta {
+        &META
+    }
+
+    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+        for t in &graph.initializers {
+            if !graph.consumers(&t.name).is_empty() || graph.is_output(&t.name) {
+                continue;
+            }
+            let span = graph
+                .source()
+                .value(graph.scope(), &t.name)
+                .unwrap_or_else(|| graph.source().graph(graph.scope()));
+            out.push(
+                Diagnostic::new(&META, format!("initializer `{}` is never used", t.name))
+                    .primary(span, "no node reads this")
+                    .help("remove it to shrink the model, or check the node that should read it"),
+            );
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Which rules fire on which fixture: every rule fires on its planted case, in
+//! every export mode where the pattern survives export, and stays silent on the
+//! healthy variants. The ui tests pin the exact output; this pins the intent,
+//! so a re-bless cannot quietly accept a rule that stopped firing.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use nnlint::diag::Severity;
+use nnlint::{lint_file, Options};
+
+/// Fixture name prefix, whether the finding needs a train-mode export, and the
+/// rules expected at warning level or above.
+const EXPECTED: &[(&str, bool, &[&str])] = &[
+    ("bn_dropout_mlp", false, &[]),
+    ("conv_bias_bn", false, &[]),
+    ("conv_nobias_bn", false, &[]),
+    ("dead_relu", false, &["dead-relu"]),
+    ("deep_bn_mlp", false, &[]),
+    ("deep_plain_mlp", false, &["missing-normalization"]),
+    ("deep_residual_mlp", false, &[]),
+    ("double_sigmoid_bce", false, &["double-sigmoid"]),
+    ("double_softmax_ce", false, &["double-softmax"]),
+    ("double_softmax_chain", false, &["double-softmax"]),
+    ("dropout_bn_conv", true, &["dropout-before-batchnorm"]),
+    ("dropout_bn_mlp", true, &["dropout-before-batchnorm"]),
+    ("dropout_rate_high", true, &["dropout-rate"]),
+    ("dropout_rate_one", true, &["dropout-rate"]),
+    ("dropout_rate_zero", false, &[]),
+    ("healthy_bce", false, &[]),
+    ("healthy_ce", false, &[]),
+    ("healthy_nll", false, &[]),
+    ("healthy_softmax", false, &[]),
+    ("init_scale_large", false, &["init-scale"]),
+    ("init_scale_normalized", false, &[]),
+    ("init_scale_small_tanh", false, &["init-scale"]),
+    ("linear_bottleneck", false, &[]),
+    ("linear_stack", false, &["linear-stack"]),
+    ("multi_loss_balanced", false, &[]),
+    ("multi_loss_scale", false, &["multi-loss-scale"]),
+    ("nll_logits", false, &["nll-without-log"]),
+    ("nll_softmax", false, &["nll-without-log"]),
+    ("non_finite", false, &["non-finite"]),
+    ("pixels_scaled", false, &[]),
+    ("pixels_unscaled", false, &["unnormalized-input"]),
+    ("relu_on_logits", false, &["relu-on-logits"]),
+    ("softmax_batch_axis", false, &["softmax-batch-axis"]),
+    ("softmax_single_class", false, &["softmax-single-class"]),
+    ("zero_weights", false, &["constant-weights"]),
+];
+
+fn rules_at(path: &Path, min: Severity) -> BTreeSet<&'static str> {
+    lint_file(path, &Options::default())
+        .unwrap()
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity >= min)
+        .map(|d| d.rule)
+        .collect()
+}
+
+#[test]
+fn every_torch_fixture_fires_exactly_its_rules() {
+    let mut checked = 0;
+    let mut entries: Vec<_> = std::fs::read_dir("fixtures/torch")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for path in entries
+        .iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "onnx"))
+    {
+        let stem = path.file_stem().unwrap().to_str().unwrap();
+        let (prefix, train_only, rules) = EXPECTED
+            .iter()
+            .filter(|(p, _, _)| stem.starts_with(&format!("{p}_")))
+            .max_by_key(|(p, _, _)| p.len())
+            .unwrap_or_else(|| panic!("{stem} has no expectation in the matrix"));
+        let fires = !train_only || stem.ends_with("_train");
+        let expected: BTreeSet<&str> = if fires {
+            rules.iter().copied().collect()
+        } else {
+            BTreeSet::new()
+        };
+        assert_eq!(
+            rules_at(path, Severity::Warning),
+            expected,
+            "{stem} (matched `{prefix}`)"
+        );
+        checked += 1;
+    }
+    assert_eq!(
+        checked,
+        EXPECTED.len() * 4,
+        "every pattern in all four export modes"
+    );
+}
+
+#[test]
+fn every_rule_fires_somewhere_in_the_fixtures() {
+    let mut fired = BTreeSet::new();
+    for dir in ["fixtures/torch", "fixtures/invalid", "fixtures/handmade"] {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "onnx") {
+                fired.extend(rules_at(&p, Severity::Note));
+            }
+        }
+    }
+    for r in nnlint::rules::all() {
+        assert!(
+            fired.contains(r.meta().name),
+            "no fixture fires {}",
+            r.meta().name
+        );
+    }
+}
+
+#[test]
+fn notes_fire_where_planted() {
+    let notes = |p: &str| rules_at(Path::new(p), Severity::Note);
+    assert!(notes("fixtures/torch/conv_bias_bn_torchscript_train.onnx")
+        .contains("bias-before-batchnorm"));
+    assert!(
+        !notes("fixtures/torch/conv_nobias_bn_torchscript_train.onnx")
+            .contains("bias-before-batchnorm")
+    );
+    assert!(
+        notes("fixtures/torch/dropout_rate_zero_torchscript_train.onnx").contains("dropout-rate")
+    );
+    let hygiene = notes("fixtures/handmade/hygiene.onnx");
+    for r in [
+        "unused-initializer",
+        "unused-input",
+        "dead-node",
+        "duplicate-node-name",
+    ] {
+        assert!(hygiene.contains(r), "{r}");
+    }
+    assert_eq!(
+        rules_at(
+            Path::new("fixtures/handmade/batchnorm_train_batch1.onnx"),
+            Severity::Warning
+        ),
+        BTreeSet::from(["batchnorm-batch-size-one"])
+    );
+    assert!(rules_at(
+        Path::new("fixtures/handmade/batchnorm_train_batch4.onnx"),
+        Severity::Note
+    )
+    .is_empty());
+    assert_eq!(
+        rules_at(
+            Path::new("fixtures/handmade/unknown_op.onnx"),
+            Severity::Warning
+        ),
+        BTreeSet::from(["invalid-graph"])
+    );
+}
+
+/// The onnx package's model-zoo graphs (`light_*`) replace weights by constant
+/// fills, so `constant-weights` fires on them. Three of them are deep plain
+/// networks (VGG-19, SqueezeNet, GoogLeNet) that `missing-normalization`
+/// reports by its definition; nothing else may fire at warning level.
+#[test]
+fn light_model_zoo_graphs_warn_only_about_constant_weights_and_plain_depth() {
+    for e in std::fs::read_dir("fixtures/third_party/onnx-backend/light").unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "onnx") {
+            continue;
+        }
+        let rules = rules_at(&p, Severity::Warning);
+        assert!(rules.contains("constant-weights"), "{}", p.display());
+        let plain = ["light_vgg19", "light_squeezenet", "light_inception_v1"]
+            .iter()
+            .any(|n| p.file_stem().unwrap() == *n);
+        let allowed: BTreeSet<&str> = if plain {
+            BTreeSet::from(["constant-weights", "missing-normalization"])
+        } else {
+            BTreeSet::from(["constant-weights"])
+        };
+        assert_eq!(rules, allowed, "{}", p.display());
+    }
+}
