@@ -183,3 +183,26 @@ fn light_model_zoo_graphs_warn_only_about_constant_weights_and_plain_depth() {
         assert_eq!(rules, allowed, "{}", p.display());
     }
 }
+
+/// torchvision resnet18, mobilenet_v2, vgg11_bn and efficientnet_b0, a
+/// TransformerEncoder LM and GPT-2 small, exported by both exporters in train
+/// and eval mode (the torchvision ones with and without `F.cross_entropy`),
+/// with their weights stripped (see benches/no_false_alarms.py): no warning.
+#[test]
+fn clean_architectures_raise_no_warning() {
+    let mut count = 0;
+    for e in std::fs::read_dir("fixtures/architectures").unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "onnx") {
+            assert_eq!(rules_at(&p, Severity::Warning), BTreeSet::new(), "{}", p.display());
+            count += 1;
+        }
+    }
+    assert_eq!(count, 38);
+    // The run with full weights, recorded when the fixtures were made.
+    let full = std::fs::read_to_string("fixtures/architectures/full-weights.txt").unwrap();
+    assert!(full.starts_with("# nnlint --format short on 38 full-weight exports"));
+    for line in full.lines().skip(1) {
+        assert!(line.contains(": note["), "recorded false alarm: {line}");
+    }
+}

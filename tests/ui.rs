@@ -13,7 +13,12 @@ use std::path::{Path, PathBuf};
 use nnlint::diag::render::{render, Format};
 use nnlint::{lint_file, Options};
 
-const UI_DIRS: &[&str] = &["fixtures/torch", "fixtures/invalid", "fixtures/handmade"];
+const UI_DIRS: &[&str] = &[
+    "fixtures/torch",
+    "fixtures/invalid",
+    "fixtures/handmade",
+    "fixtures/architectures",
+];
 
 fn models() -> Vec<PathBuf> {
     let mut v = Vec::new();
