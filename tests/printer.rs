@@ -53,17 +53,21 @@ fn elided_listing_keeps_every_node_on_the_same_line() {
     let elided = print_model(&model.proto, Values::Elide);
     let full = print_model(&model.proto, Values::Full);
     let line = |text: &str, at: usize| text[..at].matches('\n').count();
-    for (key, span) in &elided.nodes {
-        let other = &full.nodes[key];
-        assert_eq!(
-            line(&elided.text, span.stmt.start),
-            line(&full.text, other.stmt.start)
-        );
-        assert_eq!(
-            &elided.text[span.stmt.clone()],
-            &full.text[other.stmt.clone()]
-        );
+    let mut compared = 0;
+    for (scope, spans) in &elided.nodes {
+        for (span, other) in spans.iter().zip(&full.nodes[scope]) {
+            assert_eq!(
+                line(&elided.text, span.stmt.start),
+                line(&full.text, other.stmt.start)
+            );
+            assert_eq!(
+                &elided.text[span.stmt.clone()],
+                &full.text[other.stmt.clone()]
+            );
+            compared += 1;
+        }
     }
+    assert_eq!(compared, model.graph().node.len());
     assert!(
         !elided.text.contains("{-0.0"),
         "initializer values leaked into the listing"

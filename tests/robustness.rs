@@ -163,3 +163,51 @@ fn deeply_nested_subgraphs_are_refused_not_overflowed() {
         .expect("must be refused");
     assert!(err.to_string().contains("recursion limit"), "{err}");
 }
+
+#[test]
+fn a_100k_node_chain_does_not_overflow_the_stack() {
+    use nnlint::onnx::proto::*;
+    use prost::Message;
+    let n = 100_000;
+    let node = |i: usize| NodeProto {
+        op_type: "Relu".into(),
+        name: Some(format!("relu{i}")),
+        input: vec![if i == 0 {
+            "x".into()
+        } else {
+            format!("t{}", i - 1)
+        }],
+        output: vec![format!("t{i}")],
+        ..Default::default()
+    };
+    let value = |name: String| ValueInfoProto {
+        name,
+        ..Default::default()
+    };
+    let model = ModelProto {
+        ir_version: 10,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 20,
+        }],
+        graph: Some(GraphProto {
+            name: "chain".into(),
+            node: (0..n).map(node).collect(),
+            input: vec![value("x".into())],
+            output: vec![value(format!("t{}", n - 1))],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chain.onnx");
+    std::fs::write(&path, model.encode_to_vec()).unwrap();
+    // Run on a thread with a small stack, as deep recursion would need far more.
+    let report = std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn(move || lint_file(&path, &Options::default()).map(|r| r.diagnostics.len()))
+        .unwrap()
+        .join()
+        .expect("linting a long chain must not overflow the stack");
+    assert_eq!(report.unwrap(), 0);
+}

@@ -194,7 +194,12 @@ fn clean_architectures_raise_no_warning() {
     for e in std::fs::read_dir("fixtures/architectures").unwrap() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "onnx") {
-            assert_eq!(rules_at(&p, Severity::Warning), BTreeSet::new(), "{}", p.display());
+            assert_eq!(
+                rules_at(&p, Severity::Warning),
+                BTreeSet::new(),
+                "{}",
+                p.display()
+            );
             count += 1;
         }
     }

@@ -85,7 +85,18 @@ impl<'m> Graph<'m> {
     }
 
     /// The node as a weight layer: Gemm, Conv, or MatMul with one stored operand.
-    pub fn weight_layer(&self, id: NodeId) -> Option<WeightLayer<'m>> {
+    pub fn weight_layer(&self, id: NodeId) -> Option<&WeightLayer<'m>> {
+        self.layers
+            .get_or_init(|| {
+                (0..self.node_count())
+                    .map(|id| self.find_weight_layer(id))
+                    .collect()
+            })
+            .get(id)?
+            .as_ref()
+    }
+
+    fn find_weight_layer(&self, id: NodeId) -> Option<WeightLayer<'m>> {
         let n = self.node(id);
         if !n.domain_is_default() {
             return None;
@@ -177,10 +188,8 @@ impl<'m> Graph<'m> {
     }
 
     /// Every weight layer, in file order.
-    pub fn weight_layers(&self) -> Vec<WeightLayer<'m>> {
-        (0..self.node_count())
-            .filter_map(|id| self.weight_layer(id))
-            .collect()
+    pub fn weight_layers(&self) -> impl Iterator<Item = &WeightLayer<'m>> + '_ {
+        (0..self.node_count()).filter_map(|id| self.weight_layer(id))
     }
 
     /// Whether the node normalizes its output: a normalization op, or a weight

@@ -11,8 +11,9 @@ mod layers;
 mod node;
 mod onnx_ops;
 mod shapes;
+mod stats;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
@@ -21,6 +22,7 @@ use petgraph::Direction;
 pub use build::{build, is_known_op, Problem, ProblemKind, IMPLICIT_SLOT};
 pub use layers::{activation, Activation, LayerKind, WeightLayer, NORMALIZATION_OPS};
 pub use node::{Attr, NodeRef};
+pub use stats::TensorStats;
 
 use crate::onnx::proto::{data_type as dt, TensorProto};
 use crate::onnx::source::{ScopeId, Source};
@@ -86,6 +88,8 @@ pub struct Graph<'m> {
     pub(crate) by_name: HashMap<&'m str, TensorId>,
     pub(crate) problems: Vec<Problem>,
     pub(crate) opset: Option<i64>,
+    pub(crate) stats: std::sync::OnceLock<HashMap<&'m str, TensorStats>>,
+    pub(crate) layers: std::sync::OnceLock<Vec<Option<WeightLayer<'m>>>>,
 }
 
 /// A value fixed at export time.
@@ -302,7 +306,7 @@ impl<'m> Graph<'m> {
     pub fn follow(&self, tensor: &str) -> Vec<Use> {
         let mut out = Vec::new();
         let mut stack = vec![(tensor, Vec::new())];
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = rustc_hash::FxHashSet::default();
         while let Some((t, via)) = stack.pop() {
             if !seen.insert(t) {
                 continue;

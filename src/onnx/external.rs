@@ -10,9 +10,10 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Component, Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use memmap2::Mmap;
 
 use super::proto::{DataLocation, TensorProto};
 
@@ -33,7 +34,7 @@ pub struct ExternalData {
     dir: Option<PathBuf>,
     /// Canonical path and size of each location seen, so a 500-tensor model stats its file once.
     checked: Mutex<HashMap<String, (PathBuf, u64)>>,
-    mapped: Mutex<HashMap<PathBuf, Bytes>>,
+    mapped: Mutex<HashMap<PathBuf, Mapped>>,
 }
 
 pub fn is_external(t: &TensorProto) -> bool {
@@ -144,10 +145,11 @@ impl ExternalData {
     pub fn read(&self, r: &ExternalRef) -> Result<Bytes, String> {
         let mut mapped = lock(&self.mapped);
         let whole = match mapped.get(&r.file) {
-            Some(b) => b.clone(),
+            Some(m) => m.bytes(),
             None => {
-                let b = map_file(&r.file).map_err(|e| format!("`{}`: {e}", r.location))?;
-                mapped.insert(r.file.clone(), b.clone());
+                let m = map_file(&r.file).map_err(|e| format!("`{}`: {e}", r.location))?;
+                let b = m.bytes();
+                mapped.insert(r.file.clone(), m);
                 b
             }
         };
@@ -162,18 +164,89 @@ impl ExternalData {
             )),
         }
     }
+
+    /// Gives back the resident pages behind `part`, which was read from one of the files.
+    pub fn release(&self, part: &[u8]) {
+        for m in lock(&self.mapped).values() {
+            m.release(part);
+        }
+    }
 }
 
-/// Memory-maps a file read-only as `Bytes`. An empty file gives empty bytes (mmap refuses length 0).
-pub fn map_file(path: &Path) -> std::io::Result<Bytes> {
+/// Ranges smaller than this are not worth a `madvise`.
+const RELEASE_MIN: usize = 64 << 10;
+
+/// A read-only memory map, handed out as zero-copy `Bytes`.
+///
+/// File-backed pages count as resident once touched; [`Mapped::release`] gives
+/// them back after a pass over a tensor, so reading every weight of a 500 MB
+/// model once does not leave 500 MB resident.
+#[derive(Clone, Debug)]
+pub struct Mapped {
+    map: Option<Arc<Mmap>>,
+    bytes: Bytes,
+}
+
+struct Owner(Arc<Mmap>);
+
+impl AsRef<[u8]> for Owner {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Mapped {
+    pub fn bytes(&self) -> Bytes {
+        self.bytes.clone()
+    }
+
+    /// Whether `part` lies in this map.
+    pub fn contains(&self, part: &[u8]) -> bool {
+        self.map.as_ref().is_some_and(|map| {
+            let (base, start) = (map.as_ptr() as usize, part.as_ptr() as usize);
+            start >= base && start + part.len() <= base + map.len()
+        })
+    }
+
+    /// Drops the resident pages of `part` if it lies in this map; the data is
+    /// read from the file again if anything touches it later.
+    pub fn release(&self, part: &[u8]) {
+        let Some(map) = &self.map else { return };
+        // Each madvise flushes TLBs on every core: not worth it for a few pages.
+        if part.len() < RELEASE_MIN || !self.contains(part) {
+            return;
+        }
+        let (base, start) = (map.as_ptr() as usize, part.as_ptr() as usize);
+        // SAFETY: the map is a read-only shared file mapping. MADV_DONTNEED only
+        // drops resident pages; the next access faults them in again from the
+        // file, with the same contents. No Rust reference sees a change.
+        #[cfg(unix)]
+        unsafe {
+            let _ = map.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                start - base,
+                part.len(),
+            );
+        }
+    }
+}
+
+/// Memory-maps a file read-only. An empty file gives empty bytes (mmap refuses length 0).
+pub fn map_file(path: &Path) -> std::io::Result<Mapped> {
     let file = File::open(path)?;
     if file.metadata()?.len() == 0 {
-        return Ok(Bytes::new());
+        return Ok(Mapped {
+            map: None,
+            bytes: Bytes::new(),
+        });
     }
-    // SAFETY: the map is read-only and private to nnlint. Another process truncating
-    // the file while nnlint runs can still fault; that is the documented mmap caveat.
-    let map = unsafe { memmap2::Mmap::map(&file)? };
-    Ok(Bytes::from_owner(map))
+    // SAFETY: the map is read-only. Another process truncating the file while
+    // nnlint runs can still fault; that is the documented mmap caveat.
+    let map = Arc::new(unsafe { Mmap::map(&file)? });
+    Ok(Mapped {
+        bytes: Bytes::from_owner(Owner(map.clone())),
+        map: Some(map),
+    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use prost::Message;
 
-use super::external::{is_external, map_file, ExternalData};
+use super::external::{is_external, map_file, ExternalData, Mapped};
 use super::proto::{AttributeProto, GraphProto, ModelProto, TensorProto};
 
 /// A decoded model and where its weights live.
@@ -16,6 +16,8 @@ pub struct Model {
     pub path: PathBuf,
     pub proto: ModelProto,
     pub(crate) external: ExternalData,
+    /// The model file itself, which inline `raw_data` slices point into.
+    map: Option<Mapped>,
 }
 
 /// Why a file could not be read. Displays as one line that names the file.
@@ -47,7 +49,8 @@ pub fn load(path: &Path) -> Result<Model, LoadError> {
     if meta.is_dir() {
         return Err(err("is a directory".into()));
     }
-    let bytes = map_file(path).map_err(|e| err(io_reason(&e)))?;
+    let map = map_file(path).map_err(|e| err(io_reason(&e)))?;
+    let bytes = map.bytes();
     if bytes.is_empty() {
         return Err(err("file is empty, not an ONNX model".into()));
     }
@@ -56,6 +59,7 @@ pub fn load(path: &Path) -> Result<Model, LoadError> {
         path: path.to_path_buf(),
         external: ExternalData::new(path),
         proto,
+        map: Some(map),
     };
     model.check_external().map_err(err)?;
     Ok(model)
@@ -84,6 +88,7 @@ impl Model {
             path: path.to_path_buf(),
             external: ExternalData::new(path),
             proto,
+            map: None,
         };
         model.check_external().map_err(|reason| LoadError {
             path: path.to_path_buf(),
@@ -109,6 +114,28 @@ impl Model {
             return self.external.read(&r).map(Some);
         }
         Ok(t.raw_data.clone())
+    }
+
+    /// Gives back the resident memory pages behind a tensor's stored bytes, after
+    /// a pass over them. Reading them again later still works.
+    pub fn release(&self, t: &TensorProto) {
+        if is_external(t) {
+            if let Ok(r) = self.external.resolve(t) {
+                if let Ok(b) = self.external.read(&r) {
+                    self.external.release(&b);
+                }
+            }
+        } else if let (Some(raw), Some(map)) = (&t.raw_data, &self.map) {
+            map.release(raw);
+        }
+    }
+
+    /// Gives back the resident pages behind any bytes read from this model's files.
+    pub fn release_bytes(&self, part: &[u8]) {
+        match &self.map {
+            Some(map) if map.contains(part) => map.release(part),
+            _ => self.external.release(part),
+        }
     }
 
     fn check_external(&self) -> Result<(), String> {
@@ -187,7 +214,7 @@ mod tests {
 
     #[test]
     fn raw_data_is_a_slice_of_the_map_not_a_copy() {
-        let bytes = map_file(Path::new(INLINE)).unwrap();
+        let bytes = map_file(Path::new(INLINE)).unwrap().bytes();
         let start = bytes.as_ptr() as usize;
         let mapped = start..start + bytes.len();
         let proto = decode(bytes.clone()).unwrap();

@@ -178,10 +178,13 @@ impl Printer {
 
     fn record_value(&mut self, scope: &ScopeId, name: &str, start: usize) {
         let end = self.out.len();
-        self.src
-            .values
-            .entry((scope.clone(), name.to_string()))
-            .or_insert(start..end);
+        let values = match self.src.values.get_mut(scope) {
+            Some(v) => v,
+            None => self.src.values.entry(scope.clone()).or_default(),
+        };
+        if !values.contains_key(name) {
+            values.insert(name.to_string(), start..end);
+        }
     }
 
     fn nodes(&mut self, nodes: &[NodeProto], scope: &ScopeId) {
@@ -232,9 +235,12 @@ impl Printer {
         }
         let stmt = stmt_start..self.out.len();
         self.out.push('\n');
-        self.src
-            .nodes
-            .insert((scope.clone(), index), NodeSpan { stmt, op, call });
+        let spans = match self.src.nodes.get_mut(scope) {
+            Some(v) => v,
+            None => self.src.nodes.entry(scope.clone()).or_default(),
+        };
+        debug_assert_eq!(spans.len(), index, "nodes are printed in order");
+        spans.push(NodeSpan { stmt, op, call });
     }
 
     fn attributes(&mut self, attrs: &[AttributeProto], node: usize, scope: &ScopeId) {

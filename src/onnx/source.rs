@@ -5,7 +5,7 @@
 //! produced the text records the byte ranges here, and the graph hands them
 //! to rules, so no rule ever computes a position.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::ops::Range;
 
 /// One step from the main graph down to a nested graph.
@@ -44,9 +44,10 @@ pub struct NodeSpan {
 #[derive(Clone, Debug, Default)]
 pub struct Source {
     pub text: String,
-    pub nodes: HashMap<(ScopeId, usize), NodeSpan>,
+    /// Per graph, its nodes' spans in node order.
+    pub nodes: HashMap<ScopeId, Vec<NodeSpan>>,
     /// Graph inputs, outputs and initializers, by scope and tensor name.
-    pub values: HashMap<(ScopeId, String), Range<usize>>,
+    pub values: HashMap<ScopeId, HashMap<String, Range<usize>>>,
     /// Each graph's signature (its name up to its outputs).
     pub graphs: HashMap<ScopeId, Range<usize>>,
     /// The `opset_import` entry of the model header.
@@ -55,11 +56,11 @@ pub struct Source {
 
 impl Source {
     pub fn node(&self, scope: &ScopeId, index: usize) -> Option<&NodeSpan> {
-        self.nodes.get(&(scope.clone(), index))
+        self.nodes.get(scope)?.get(index)
     }
 
     pub fn value(&self, scope: &ScopeId, name: &str) -> Option<Range<usize>> {
-        self.values.get(&(scope.clone(), name.to_string())).cloned()
+        self.values.get(scope)?.get(name).cloned()
     }
 
     /// A span for something of a graph that has no place of its own: the graph's signature.

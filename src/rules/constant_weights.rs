@@ -22,21 +22,14 @@ impl Rule for ConstantWeights {
 
     fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
         for layer in graph.weight_layers() {
-            let (mut first, mut same, mut count) = (None, true, 0usize);
-            let read = match layer.weight.fill_value() {
-                Some(v) => layer.weight.len().map(|n| {
-                    (first, count) = (Some(v), n);
-                }),
-                None => graph.for_each_value(&layer.weight, |v| {
-                    count += 1;
-                    match first {
-                        None => first = Some(v),
-                        Some(f) => same &= f == v || (f.is_nan() && v.is_nan()),
-                    }
-                }),
+            let Some(st) = graph.stats(layer.weight_name) else {
+                continue;
             };
-            let Some(value) = first else { continue };
-            if read.is_err() || !same || count < 2 {
+            let (Some(value), true) = (st.first, st.all_equal) else {
+                continue;
+            };
+            let count = st.count;
+            if count < 2 {
                 continue;
             }
             let n = graph.node(layer.node);

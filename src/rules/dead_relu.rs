@@ -48,7 +48,7 @@ impl Rule for DeadRelu {
             if graph.normalizes(&graph.node(layer.node)) {
                 continue; // a folded BatchNorm's bias is relative to its running mean
             }
-            let Some((dead, units)) = dead_units(graph, &layer) else {
+            let Some((dead, units)) = dead_units(graph, layer) else {
                 continue;
             };
             let fraction = dead as f64 / units as f64;
@@ -74,38 +74,18 @@ impl Rule for DeadRelu {
 /// Counts the units of `layer` whose bias is below `BIAS_RATIO` times their weight norm.
 fn dead_units(graph: &Graph<'_>, layer: &WeightLayer<'_>) -> Option<(usize, usize)> {
     let units = layer.units?;
-    let bias_name = layer.bias_name?;
-    if layer.weight.fill_value().is_some() {
+    let weight = graph.stats(layer.weight_name)?;
+    if weight.all_equal {
         return None; // every unit is the same: `constant-weights` says so, once
     }
-    let bias = graph.values(bias_name)?.ok()?;
-    if bias.len() != units || units == 0 {
+    let sq = weight.unit_sq.as_ref()?;
+    let bias = graph.stats(layer.bias_name?)?.values.as_ref()?;
+    if bias.len() != units || sq.len() != units || units == 0 {
         return None;
-    }
-    let mut sq = vec![0f64; units];
-    let per_unit = layer.weight.len().ok()? / units;
-    let mut i = 0usize;
-    let (mut first, mut all_equal) = (None, true);
-    graph
-        .for_each_value(&layer.weight, |v| {
-            all_equal &= *first.get_or_insert(v) == v;
-            let unit = if layer.units_first {
-                i / per_unit.max(1)
-            } else {
-                i % units
-            };
-            if let Some(s) = sq.get_mut(unit) {
-                *s += v * v;
-            }
-            i += 1;
-        })
-        .ok()?;
-    if all_equal {
-        return None; // every unit is the same: `constant-weights` says so, once
     }
     let dead = sq
         .iter()
-        .zip(&bias)
+        .zip(bias)
         .filter(|(s, b)| **s > 0.0 && **b / s.sqrt() < BIAS_RATIO)
         .count();
     Some((dead, units))

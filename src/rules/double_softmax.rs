@@ -60,7 +60,7 @@ impl Rule for DoubleSoftmax {
     }
 }
 
-fn same_axis(graph: &Graph<'_>, a: &NodeRef<'_, '_>, b: &NodeRef<'_, '_>) -> bool {
+fn same_axis<'m>(graph: &Graph<'m>, a: &NodeRef<'_, 'm>, b: &NodeRef<'_, 'm>) -> bool {
     let rank = a.input(0).and_then(|t| graph.shape(t)).map(<[_]>::len);
     match rank {
         Some(r) => graph.softmax_axis(a, r) == graph.softmax_axis(b, r),

@@ -33,10 +33,11 @@ impl Rule for InitScale {
             if graph.normalized_before_activation(layer.node) {
                 continue; // normalization undoes the weight's scale
             }
-            let Some((count, std)) = std_dev(graph, &layer.weight) else {
+            let Some(st) = graph.stats(layer.weight_name) else {
                 continue;
             };
-            if count < MIN_ELEMENTS || std == 0.0 || !std.is_finite() {
+            let std = st.std;
+            if st.count < MIN_ELEMENTS || st.all_equal || st.nan + st.inf > 0 || std == 0.0 {
                 continue; // `constant-weights` and `non-finite` speak to those
             }
             let activation = graph.activation_after(layer.node);
@@ -102,23 +103,6 @@ impl Rule for InitScale {
             );
         }
     }
-}
-
-/// Element count and population standard deviation, streamed.
-fn std_dev(graph: &Graph<'_>, t: &crate::graph::Stored<'_>) -> Option<(usize, f64)> {
-    if t.fill_value().is_some() {
-        return Some((t.len().ok()?, 0.0));
-    }
-    let (mut n, mut mean, mut m2) = (0usize, 0f64, 0f64);
-    graph
-        .for_each_value(t, |v| {
-            n += 1;
-            let delta = v - mean;
-            mean += delta / n as f64;
-            m2 += delta * (v - mean);
-        })
-        .ok()?;
-    (n > 0).then(|| (n, (m2 / n as f64).sqrt()))
 }
 
 fn round3(v: f64) -> f64 {

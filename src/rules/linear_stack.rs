@@ -25,14 +25,14 @@ impl Rule for LinearStack {
 
     fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
         for first in graph.weight_layers() {
-            if grouped(graph, &first) {
+            if grouped(graph, first) {
                 continue; // depthwise/grouped convs factorize a conv on purpose
             }
             for (second_id, via) in next_layers(graph, first.node) {
                 let Some(second) = graph.weight_layer(second_id) else {
                     continue;
                 };
-                if grouped(graph, &second) {
+                if grouped(graph, second) {
                     continue;
                 }
                 let (inner, outer_in, outer_out) = (first.units, first.in_width, second.units);

@@ -3,7 +3,6 @@
 use super::{Category, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{Graph, NORMALIZATION_OPS};
-use crate::onnx::proto::{data_type, TensorProto};
 
 pub static META: RuleMeta = RuleMeta {
     name: "non-finite",
@@ -28,34 +27,21 @@ impl Rule for NonFinite {
             .map(|t| {
                 (
                     t.name.as_str(),
-                    *t,
                     graph.source().value(graph.scope(), &t.name),
                     None,
                 )
             })
-            .chain(graph.nodes_of("Constant").filter_map(|n| {
-                let t = n.attr("value")?.tensor()?;
-                Some((n.output(0)?, t, Some(n.span().call), Some(n.name())))
-            }));
-        for (name, t, span, node) in stored {
-            if !data_type::is_float(t.data_type) {
+            .chain(
+                graph
+                    .nodes_of("Constant")
+                    .filter_map(|n| Some((n.output(0)?, Some(n.span().call), Some(n.name())))),
+            );
+        for (name, span, node) in stored {
+            let Some(st) = graph.stats(name) else {
                 continue;
-            }
-            let (mut nan, mut inf, mut first) = (0usize, 0usize, None);
-            let mut i = 0usize;
-            let read = graph.model().for_each_value(t, |v| {
-                if v.is_nan() {
-                    nan += 1;
-                } else if v.is_infinite() {
-                    inf += 1;
-                } else {
-                    i += 1;
-                    return;
-                }
-                first.get_or_insert(i);
-                i += 1;
-            });
-            if read.is_err() || nan + inf == 0 {
+            };
+            let (nan, inf, first) = (st.nan, st.inf, st.first_non_finite);
+            if nan + inf == 0 {
                 continue;
             }
             // An infinity is a legitimate fill value (attention masks, clamps) unless it
@@ -71,7 +57,7 @@ impl Rule for NonFinite {
             let span = span.unwrap_or_else(|| graph.source().graph(graph.scope()));
             let mut d = Diagnostic::new(&META, format!("`{name}` holds {what}"))
                 .primary(span, format!("first at flat index {}", first.unwrap_or(0)))
-                .note(format!("{} of {} elements are not finite; every output they touch becomes NaN", nan + inf, count(t)))
+                .note(format!("{} of {} elements are not finite; every output they touch becomes NaN", nan + inf, st.count))
                 .help("re-export from a checkpoint saved before the values diverged, or find what wrote them");
             if let Some(n) = node {
                 d = d.with_node(n);
@@ -88,10 +74,6 @@ fn is_parameter(graph: &Graph<'_>, name: &str) -> bool {
             l.weight_name == name || l.bias_name == Some(name) || *slot > 0 && *slot < 3
         }) || (*slot > 0 && NORMALIZATION_OPS.iter().any(|op| n.is(op)))
     })
-}
-
-fn count(t: &TensorProto) -> usize {
-    crate::onnx::values::element_count(t).unwrap_or(0)
 }
 
 fn plural(n: usize) -> &'static str {

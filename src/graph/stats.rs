@@ -1,0 +1,303 @@
+//! One streaming pass over every stored float tensor of a graph.
+//!
+//! Rules that look at values (`constant-weights`, `init-scale`, `dead-relu`,
+//! `non-finite`) read these summaries instead of the tensors, so each weight
+//! byte is touched once however many rules run, and its memory pages are
+//! given back right after. The pass runs on all cores.
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+
+use super::{Graph, Stored};
+use crate::onnx::proto::data_type;
+
+/// Bytes summarized between two releases of their memory pages.
+const RELEASE_EVERY: usize = 8 << 20;
+
+/// Biases up to this many elements, and any tensor up to [`KEEP_SMALL`] elements,
+/// keep their values in the summary.
+pub const KEEP_VALUES: usize = 4096;
+pub const KEEP_SMALL: usize = 16;
+
+/// What the rules need to know about a stored tensor's values.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TensorStats {
+    pub count: usize,
+    pub nan: usize,
+    pub inf: usize,
+    /// Flat index of the first NaN or infinity.
+    pub first_non_finite: Option<usize>,
+    /// Whether every element equals the first (NaN counting as equal to NaN).
+    pub all_equal: bool,
+    pub first: Option<f64>,
+    /// Mean and population standard deviation of the finite values.
+    pub mean: f64,
+    pub std: f64,
+    /// Per output unit, the sum of squares of its weights, for a weight layer's weight.
+    pub unit_sq: Option<Vec<f64>>,
+    /// The values themselves, for weight-layer biases of at most [`KEEP_VALUES`]
+    /// elements and for tensors of at most [`KEEP_SMALL`].
+    pub values: Option<Vec<f64>>,
+}
+
+/// How a weight tensor's elements map to output units: `(units, units_first)`.
+type Layout = Option<(usize, bool)>;
+
+/// What the pass keeps of one tensor beyond the moments.
+#[derive(Clone, Copy)]
+struct Job {
+    layout: Layout,
+    keep_values: bool,
+}
+
+impl<'m> Graph<'m> {
+    /// The summary of a stored float tensor of this graph.
+    pub fn stats(&self, tensor: &str) -> Option<&TensorStats> {
+        self.stats.get_or_init(|| self.compute_stats()).get(tensor)
+    }
+
+    fn compute_stats(&self) -> HashMap<&'m str, TensorStats> {
+        let mut layouts: HashMap<&str, Layout> = HashMap::default();
+        let mut biases: HashSet<&str> = HashSet::default();
+        for l in self.weight_layers() {
+            if let Some(units) = l.units {
+                layouts.insert(l.weight_name, Some((units, l.units_first)));
+            }
+            biases.extend(l.bias_name);
+        }
+        let mut jobs: Vec<(&'m str, Stored<'m>, Job)> = Vec::new();
+        let names: Vec<&'m str> = self
+            .initializers
+            .iter()
+            .map(|t| t.name.as_str())
+            .chain(
+                self.nodes()
+                    .filter(|n| n.is("Constant"))
+                    .filter_map(|n| n.output(0)),
+            )
+            .chain(layouts.keys().copied())
+            .collect();
+        let mut seen = rustc_hash::FxHashSet::default();
+        for name in names.iter().copied() {
+            if !seen.insert(name) {
+                continue;
+            }
+            if let Some(s) = self.stored(name) {
+                if data_type::is_float(s.elem_type()) {
+                    let count = s.len().unwrap_or(usize::MAX);
+                    let job = Job {
+                        layout: layouts.get(name).copied().flatten(),
+                        keep_values: count <= KEEP_SMALL
+                            || (count <= KEEP_VALUES && biases.contains(name)),
+                    };
+                    jobs.push((name, s, job));
+                }
+            }
+        }
+        // Largest first, dealt round-robin: the workers finish at about the same time.
+        jobs.sort_by_key(|(name, s, _)| (std::cmp::Reverse(s.len().unwrap_or(0)), *name));
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 8);
+        let graph = self;
+        let results: Vec<Vec<(&'m str, TensorStats)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|w| {
+                    let mine: Vec<&(&'m str, Stored<'m>, Job)> =
+                        jobs.iter().skip(w).step_by(workers).collect();
+                    scope.spawn(move || {
+                        mine.into_iter()
+                            .filter_map(|(name, s, job)| {
+                                graph.summarize(s, *job).map(|st| (*name, st))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        results.into_iter().flatten().collect()
+    }
+
+    fn summarize(&self, s: &Stored<'m>, job: Job) -> Option<TensorStats> {
+        let Job {
+            layout,
+            keep_values,
+        } = job;
+        let count = s.len().ok()?;
+        if let Some(v) = s.fill_value() {
+            let finite = v.is_finite();
+            return Some(TensorStats {
+                count,
+                nan: if v.is_nan() { count } else { 0 },
+                inf: if v.is_infinite() { count } else { 0 },
+                first_non_finite: (!finite && count > 0).then_some(0),
+                all_equal: true,
+                first: (count > 0).then_some(v),
+                mean: if finite { v } else { 0.0 },
+                std: 0.0,
+                unit_sq: layout
+                    .map(|(units, _)| vec![v * v * (count / units.max(1)) as f64; units]),
+                values: keep_values.then(|| vec![v; count]),
+            });
+        }
+        if let Stored::Tensor(t) = s {
+            if t.data_type == data_type::FLOAT {
+                if let Ok(Some(raw)) = self.model.raw_bytes(t) {
+                    return summarize_f32(&raw, count, job, &|part| self.model.release_bytes(part));
+                }
+            }
+        }
+        let mut st = TensorStats {
+            all_equal: true,
+            unit_sq: layout.map(|(units, _)| vec![0.0; units]),
+            values: keep_values.then(|| Vec::with_capacity(count)),
+            ..Default::default()
+        };
+        let per_unit = layout
+            .map(|(units, _)| count / units.max(1))
+            .unwrap_or(1)
+            .max(1);
+        let (mut sum, mut sumsq, mut finite) = (0f64, 0f64, 0usize);
+        let mut i = 0usize;
+        self.for_each_value(s, |v| {
+            match st.first {
+                None => st.first = Some(v),
+                Some(f) => st.all_equal &= f == v || (f.is_nan() && v.is_nan()),
+            }
+            if v.is_finite() {
+                sum += v;
+                sumsq += v * v;
+                finite += 1;
+            } else {
+                if v.is_nan() {
+                    st.nan += 1;
+                } else {
+                    st.inf += 1;
+                }
+                st.first_non_finite.get_or_insert(i);
+            }
+            if let (Some(sq), Some((units, units_first))) = (st.unit_sq.as_mut(), layout) {
+                let unit = if units_first { i / per_unit } else { i % units };
+                if let Some(x) = sq.get_mut(unit) {
+                    *x += v * v;
+                }
+            }
+            if let Some(vals) = st.values.as_mut() {
+                vals.push(v);
+            }
+            i += 1;
+        })
+        .ok()?;
+        if let Stored::Tensor(t) = s {
+            self.model.release(t);
+        }
+        st.count = i;
+        if finite > 0 {
+            st.mean = sum / finite as f64;
+            st.std = (sumsq / finite as f64 - st.mean * st.mean).max(0.0).sqrt();
+        }
+        Some(st)
+    }
+}
+
+/// The common case, float32 bytes, row by row so the inner loops vectorize.
+/// `release` is called on each block of bytes once it is summarized.
+fn summarize_f32(
+    raw: &[u8],
+    count: usize,
+    job: Job,
+    release: &dyn Fn(&[u8]),
+) -> Option<TensorStats> {
+    let Job {
+        layout,
+        keep_values,
+    } = job;
+    if raw.len() != count.checked_mul(4)? {
+        return None; // the generic path reports the size mismatch
+    }
+    let mut st = TensorStats {
+        count,
+        all_equal: true,
+        unit_sq: layout.map(|(units, _)| vec![0.0; units]),
+        values: keep_values.then(|| Vec::with_capacity(count)),
+        ..Default::default()
+    };
+    if count == 0 {
+        return Some(st);
+    }
+    let first = f32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
+    st.first = Some(first as f64);
+    // A row is one unit's weights (units first) or one weight of every unit (units last).
+    let row_len = match layout {
+        Some((units, true)) => (count / units.max(1)).max(1),
+        Some((units, false)) => units.max(1),
+        None => 4096,
+    };
+    let (mut sum, mut sumsq, mut finite) = (0f64, 0f64, 0usize);
+    let mut buf = vec![0f32; row_len];
+    let mut released = 0usize;
+    for (r, row) in raw.chunks(row_len * 4).enumerate() {
+        let done = (r * row_len * 4).min(raw.len());
+        if done - released >= RELEASE_EVERY {
+            release(&raw[released..done]);
+            released = done;
+        }
+        let vals = &mut buf[..row.len() / 4];
+        for (v, c) in vals.iter_mut().zip(row.chunks_exact(4)) {
+            *v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        }
+        let same = vals
+            .iter()
+            .fold(true, |acc, v| acc & (v.to_bits() == first.to_bits()));
+        st.all_equal &= same || (first.is_nan() && vals.iter().all(|v| v.is_nan()));
+        let (rs, rq) = vals
+            .iter()
+            .fold((0f32, 0f32), |(s, q), &v| (s + v, q + v * v));
+        if rs.is_finite() && rq.is_finite() {
+            sum += rs as f64;
+            sumsq += rq as f64;
+            finite += vals.len();
+        } else {
+            // Rare: count exactly, and keep the finite part of the row in the moments.
+            for (j, &v) in vals.iter().enumerate() {
+                if v.is_finite() {
+                    sum += v as f64;
+                    sumsq += (v as f64) * (v as f64);
+                    finite += 1;
+                } else {
+                    if v.is_nan() {
+                        st.nan += 1;
+                    } else {
+                        st.inf += 1;
+                    }
+                    st.first_non_finite.get_or_insert(r * row_len + j);
+                }
+            }
+        }
+        match (st.unit_sq.as_mut(), layout) {
+            (Some(sq), Some((_, true))) => {
+                if let Some(x) = sq.get_mut(r) {
+                    *x += rq as f64;
+                }
+            }
+            (Some(sq), Some((_, false))) => {
+                for (x, &v) in sq.iter_mut().zip(vals.iter()) {
+                    *x += (v * v) as f64;
+                }
+            }
+            _ => {}
+        }
+        if let Some(out) = st.values.as_mut() {
+            out.extend(vals.iter().map(|&v| v as f64));
+        }
+    }
+    release(&raw[released..]);
+    if finite > 0 {
+        st.mean = sum / finite as f64;
+        st.std = (sumsq / finite as f64 - st.mean * st.mean).max(0.0).sqrt();
+    }
+    Some(st)
+}
