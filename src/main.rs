@@ -1,21 +1,24 @@
 //! The command line: parse arguments, call the library, choose the exit code.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use nnlint::diag::render::{render, Format};
+use nnlint::diag::render::{render, sarif, Format};
 use nnlint::diag::Severity;
 use nnlint::onnx::printer::{print_model, Values};
-use nnlint::rules::{self, Selection};
-use nnlint::{expand_paths, lint_file, Options};
+use nnlint::rules::{self, RuleMeta};
+use nnlint::{config, expand_paths, lint_file, ConfigSource, FileReport, Options};
 
 /// A linter for neural-network graphs stored as ONNX.
 ///
-/// Exit status: 0 when nothing at warning level or above was found, 1 when
-/// something was, 2 when a file could not be read or the command line is wrong.
+/// Exit status: 0 when nothing at the --fail-on level or above was found
+/// (default: warning), 1 when something was, 2 when a file or configuration
+/// could not be read or the command line is wrong.
 #[derive(Parser)]
 #[command(name = "nnlint", version, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -44,9 +47,33 @@ struct LintArgs {
     #[arg(long, value_name = "RULE", value_delimiter = ',')]
     select: Vec<String>,
 
+    /// Rules to run in addition to the selected ones
+    #[arg(long, value_name = "RULE", value_delimiter = ',')]
+    extend_select: Vec<String>,
+
     /// Rules not to run: names, codes or code prefixes, comma-separated
     #[arg(long, value_name = "RULE", value_delimiter = ',')]
     ignore: Vec<String>,
+
+    /// Configuration file to use instead of the nearest nnlint.toml or pyproject.toml
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Ignore configuration files
+    #[arg(long, conflicts_with = "config")]
+    isolated: bool,
+
+    /// Lowest severity that makes the exit status 1
+    #[arg(long, value_enum, default_value_t = FailOn::Warning)]
+    fail_on: FailOn,
+
+    /// Print the findings only: no summary line
+    #[arg(long, short)]
+    quiet: bool,
+
+    /// Print how many findings each rule produced instead of the findings
+    #[arg(long)]
+    statistics: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -56,14 +83,33 @@ enum Color {
     Never,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum FailOn {
+    Error,
+    Warning,
+    Note,
+}
+
+#[derive(Clone, Copy, Default, ValueEnum)]
+enum ListFormat {
+    #[default]
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// List every rule: name, code, default severity and summary
-    Rules,
+    /// List every rule: code, name, default severity and summary
+    Rules {
+        #[arg(long, value_enum, default_value_t)]
+        format: ListFormat,
+    },
     /// Print a rule's explanation
     Explain {
         /// A rule name or code
         rule: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: ListFormat,
     },
     /// Print a model in the ONNX textual syntax, the listing diagnostics point into
     Print {
@@ -77,8 +123,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
-        Some(Command::Rules) => list_rules(),
-        Some(Command::Explain { rule }) => explain(&rule),
+        Some(Command::Rules { format }) => list_rules(format),
+        Some(Command::Explain { rule, format }) => explain(&rule, format),
         Some(Command::Print { path, values }) => print(&path, values),
         None => lint(cli.lint),
     };
@@ -90,14 +136,30 @@ fn lint(args: LintArgs) -> u8 {
         eprintln!("error: no model given\n\nUsage: nnlint [OPTIONS] <PATH>...\n\nFor more information, try '--help'.");
         return 2;
     }
-    let selection = match Selection::new(&args.select, &args.ignore) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
+    let config = if args.isolated {
+        ConfigSource::None
+    } else if let Some(path) = &args.config {
+        match config::load(path) {
+            Ok(c) => ConfigSource::Fixed(Arc::new(c)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
         }
+    } else {
+        ConfigSource::Discover
     };
-    let options = Options { selection };
+    let options = Options {
+        select: args.select,
+        extend_select: args.extend_select,
+        ignore: args.ignore,
+        config,
+    };
+    // Selectors from the command line are checked once, before any file is read.
+    if let Err(e) = nnlint::Settings::new(&options, None, std::path::Path::new("")) {
+        eprintln!("error: {e}");
+        return 2;
+    }
     let color = match args.color {
         Color::Always => true,
         Color::Never => false,
@@ -106,7 +168,10 @@ fn lint(args: LintArgs) -> u8 {
     let mut failed = false;
     let mut reports = Vec::new();
     for path in expand_paths(&args.paths) {
-        match path.and_then(|p| lint_file(&p, &options)) {
+        match path
+            .map_err(nnlint::Error::from)
+            .and_then(|p| lint_file(&p, &options))
+        {
             Ok(r) => reports.push(r),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -116,16 +181,32 @@ fn lint(args: LintArgs) -> u8 {
     }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    if let Err(e) = render(args.format, &reports, color, &mut out).and_then(|_| out.flush()) {
+    let written = if args.statistics {
+        statistics(&reports, &mut out)
+    } else {
+        render(args.format, &reports, color, &mut out).and_then(|_| {
+            if args.format == Format::Human && !args.quiet {
+                summary(&reports, &mut out)
+            } else {
+                Ok(())
+            }
+        })
+    };
+    if let Err(e) = written.and_then(|_| out.flush()) {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
             eprintln!("error: cannot write output: {e}");
         }
         return 2;
     }
+    let threshold = match args.fail_on {
+        FailOn::Error => Severity::Error,
+        FailOn::Warning => Severity::Warning,
+        FailOn::Note => Severity::Note,
+    };
     let findings = reports
         .iter()
         .flat_map(|r| &r.diagnostics)
-        .any(|d| d.severity >= Severity::Warning);
+        .any(|d| d.severity >= threshold);
     if failed {
         2
     } else if findings {
@@ -135,26 +216,84 @@ fn lint(args: LintArgs) -> u8 {
     }
 }
 
-fn list_rules() -> u8 {
-    for r in rules::all() {
-        let m = r.meta();
-        println!(
-            "{:<6} {:<28} {:<8} {}",
-            m.code, m.name, m.severity, m.summary
-        );
+/// `nnlint: 1 error, 2 warnings`, after human output with findings.
+fn summary(reports: &[FileReport], out: &mut dyn Write) -> std::io::Result<()> {
+    let mut counts = [0usize; 3];
+    for d in reports.iter().flat_map(|r| &r.diagnostics) {
+        counts[d.severity as usize] += 1;
+    }
+    let [notes, warnings, errors] = counts;
+    let mut parts = Vec::new();
+    for (n, word) in [(errors, "error"), (warnings, "warning"), (notes, "note")] {
+        if n > 0 {
+            parts.push(format!("{n} {word}{}", if n == 1 { "" } else { "s" }));
+        }
+    }
+    if !parts.is_empty() {
+        writeln!(out, "nnlint: {}", parts.join(", "))?;
+    }
+    Ok(())
+}
+
+/// One line per rule that fired: count, code, name, like `ruff --statistics`.
+fn statistics(reports: &[FileReport], out: &mut dyn Write) -> std::io::Result<()> {
+    let mut counts: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for d in reports.iter().flat_map(|r| &r.diagnostics) {
+        *counts.entry((d.code, d.rule)).or_default() += 1;
+    }
+    for ((code, rule), n) in counts {
+        writeln!(out, "{n:>5}  {code}  {rule}")?;
+    }
+    Ok(())
+}
+
+fn rule_json(m: &RuleMeta) -> serde_json::Value {
+    serde_json::json!({
+        "name": m.name,
+        "code": m.code,
+        "severity": m.severity,
+        "category": m.category,
+        "summary": m.summary,
+        "options": m.options.iter().map(|o| serde_json::json!({
+            "name": o.name, "default": o.default, "summary": o.summary,
+        })).collect::<Vec<_>>(),
+        "explanation": m.explanation,
+        "help_uri": sarif::help_uri(m),
+    })
+}
+
+fn list_rules(format: ListFormat) -> u8 {
+    match format {
+        ListFormat::Text => {
+            for r in rules::all() {
+                let m = r.meta();
+                println!(
+                    "{:<6} {:<28} {:<8} {}",
+                    m.code, m.name, m.severity, m.summary
+                );
+            }
+        }
+        ListFormat::Json => {
+            let all: Vec<_> = rules::all().map(|r| rule_json(r.meta())).collect();
+            println!("{}", serde_json::Value::from(all));
+        }
     }
     0
 }
 
-fn explain(rule: &str) -> u8 {
-    match rules::find(rule) {
-        Some(r) => {
+fn explain(rule: &str, format: ListFormat) -> u8 {
+    match (rules::find(rule), format) {
+        (Some(r), ListFormat::Text) => {
             let m = r.meta();
             println!("{} ({}, {} by default)\n", m.code, m.name, m.severity);
             print!("{}", m.explanation);
             0
         }
-        None => {
+        (Some(r), ListFormat::Json) => {
+            println!("{}", rule_json(r.meta()));
+            0
+        }
+        (None, _) => {
             eprintln!("error: no rule named `{rule}` (see `nnlint rules`)");
             2
         }

@@ -28,7 +28,7 @@ fn every_onnx_backend_test_model_is_linted_or_refused() {
     let mut linted = 0;
     for m in &models {
         // A panic here fails the test; an Err is a clean refusal.
-        if lint_file(m, &Options::default()).is_ok() {
+        if lint_file(m, &isolated()).is_ok() {
             linted += 1;
         }
     }
@@ -92,7 +92,7 @@ fn corrupted_fixtures_never_panic() {
         for v in variants {
             std::fs::write(&target, &v).unwrap();
             runs += 1;
-            if let Ok(report) = lint_file(&target, &Options::default()) {
+            if let Ok(report) = lint_file(&target, &isolated()) {
                 // Rendering must not panic either, whatever the spans are.
                 for f in [
                     nnlint::diag::render::Format::Human,
@@ -158,7 +158,7 @@ fn deeply_nested_subgraphs_are_refused_not_overflowed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("deep.onnx");
     std::fs::write(&path, bytes).unwrap();
-    let err = lint_file(&path, &Options::default())
+    let err = lint_file(&path, &isolated())
         .err()
         .expect("must be refused");
     assert!(err.to_string().contains("recursion limit"), "{err}");
@@ -205,9 +205,17 @@ fn a_100k_node_chain_does_not_overflow_the_stack() {
     // Run on a thread with a small stack, as deep recursion would need far more.
     let report = std::thread::Builder::new()
         .stack_size(1 << 20)
-        .spawn(move || lint_file(&path, &Options::default()).map(|r| r.diagnostics.len()))
+        .spawn(move || lint_file(&path, &isolated()).map(|r| r.diagnostics.len()))
         .unwrap()
         .join()
         .expect("linting a long chain must not overflow the stack");
     assert_eq!(report.unwrap(), 0);
+}
+
+/// Defaults only: a configuration file above the checkout must not change results.
+fn isolated() -> nnlint::Options {
+    nnlint::Options {
+        config: nnlint::ConfigSource::None,
+        ..Default::default()
+    }
 }

@@ -50,7 +50,7 @@ const EXPECTED: &[(&str, bool, &[&str])] = &[
 ];
 
 fn rules_at(path: &Path, min: Severity) -> BTreeSet<&'static str> {
-    lint_file(path, &Options::default())
+    lint_file(path, &isolated())
         .unwrap()
         .diagnostics
         .iter()
@@ -209,5 +209,13 @@ fn clean_architectures_raise_no_warning() {
     assert!(full.starts_with("# nnlint --format short on 38 full-weight exports"));
     for line in full.lines().skip(1) {
         assert!(line.contains(": note["), "recorded false alarm: {line}");
+    }
+}
+
+/// Defaults only: a configuration file above the checkout must not change results.
+fn isolated() -> nnlint::Options {
+    nnlint::Options {
+        config: nnlint::ConfigSource::None,
+        ..Default::default()
     }
 }

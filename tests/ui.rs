@@ -39,8 +39,8 @@ fn expected_path(model: &Path) -> PathBuf {
 }
 
 fn rendered(model: &Path) -> String {
-    let report = lint_file(model, &Options::default())
-        .unwrap_or_else(|e| panic!("fixture does not load: {e}"));
+    let report =
+        lint_file(model, &isolated()).unwrap_or_else(|e| panic!("fixture does not load: {e}"));
     let mut out = Vec::new();
     render(Format::Human, &[report], false, &mut out).unwrap();
     String::from_utf8(out).unwrap()
@@ -98,12 +98,20 @@ fn dropout_before_batchnorm_fires_exactly_where_expected() {
     for model in models().iter().filter(|m| m.starts_with("fixtures/torch")) {
         let name = model.file_stem().unwrap().to_str().unwrap();
         let fires = name.starts_with("dropout_bn") && name.ends_with("_train");
-        let report = lint_file(model, &Options::default()).unwrap();
+        let report = lint_file(model, &isolated()).unwrap();
         let hits = report
             .diagnostics
             .iter()
             .filter(|d| d.rule == "dropout-before-batchnorm")
             .count();
         assert_eq!(hits, usize::from(fires), "{name}");
+    }
+}
+
+/// Defaults only: a configuration file above the checkout must not change results.
+fn isolated() -> nnlint::Options {
+    nnlint::Options {
+        config: nnlint::ConfigSource::None,
+        ..Default::default()
     }
 }

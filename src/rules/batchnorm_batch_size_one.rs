@@ -1,8 +1,8 @@
 //! Training-mode BatchNorm over a single value per channel.
 
-use super::{Category, Rule, RuleMeta};
+use super::{Category, Check, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
-use crate::graph::{Dim, Graph};
+use crate::graph::Dim;
 
 pub static META: RuleMeta = RuleMeta {
     name: "batchnorm-batch-size-one",
@@ -10,6 +10,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Warning,
     category: Category::Parameters,
     summary: "training-mode batch normalization over one value per channel has zero variance",
+    options: &[],
     explanation: include_str!("../../rules/batchnorm-batch-size-one.md"),
 };
 
@@ -20,7 +21,8 @@ impl Rule for BatchnormBatchSizeOne {
         &META
     }
 
-    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+    fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
         for bn in graph.nodes_of("BatchNormalization") {
             let training = bn.attr_i64("training_mode") == Some(1)
                 || (bn.outputs().len() >= 3 && bn.outputs()[1..].iter().any(|o| !o.is_empty()));

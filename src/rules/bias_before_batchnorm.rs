@@ -1,8 +1,7 @@
 //! A bias that the following BatchNorm subtracts again.
 
-use super::{Category, Rule, RuleMeta};
+use super::{Category, Check, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
-use crate::graph::Graph;
 
 pub static META: RuleMeta = RuleMeta {
     name: "bias-before-batchnorm",
@@ -10,6 +9,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Note,
     category: Category::Parameters,
     summary: "a conv or dense bias directly followed by batch normalization, which cancels it",
+    options: &[],
     explanation: include_str!("../../rules/bias-before-batchnorm.md"),
 };
 
@@ -20,7 +20,8 @@ impl Rule for BiasBeforeBatchnorm {
         &META
     }
 
-    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+    fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
         for layer in graph.weight_layers() {
             let Some(bias) = layer.bias_name else {
                 continue;

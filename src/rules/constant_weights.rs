@@ -1,8 +1,7 @@
 //! Weight tensors whose values are all the same.
 
-use super::{Category, Rule, RuleMeta};
+use super::{Category, Check, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
-use crate::graph::Graph;
 
 pub static META: RuleMeta = RuleMeta {
     name: "constant-weights",
@@ -10,6 +9,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Warning,
     category: Category::Parameters,
     summary: "every value of a weight tensor is the same, so its units stay identical",
+    options: &[],
     explanation: include_str!("../../rules/constant-weights.md"),
 };
 
@@ -20,7 +20,8 @@ impl Rule for ConstantWeights {
         &META
     }
 
-    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+    fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
         for layer in graph.weight_layers() {
             let Some(st) = graph.stats(layer.weight_name) else {
                 continue;

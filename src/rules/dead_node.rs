@@ -3,9 +3,9 @@
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 
-use super::{Category, Rule, RuleMeta};
+use super::{Category, Check, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
-use crate::graph::{Graph, Vertex};
+use crate::graph::Vertex;
 
 pub static META: RuleMeta = RuleMeta {
     name: "dead-node",
@@ -13,6 +13,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Note,
     category: Category::Hygiene,
     summary: "a node whose outputs reach no graph output",
+    options: &[],
     explanation: include_str!("../../rules/dead-node.md"),
 };
 
@@ -23,7 +24,8 @@ impl Rule for DeadNode {
         &META
     }
 
-    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+    fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
         let g = graph.petgraph();
         let mut live = vec![false; graph.node_count()];
         let mut stack: Vec<_> = g

@@ -1,6 +1,6 @@
 //! ReLU units whose bias keeps them off for nearly every input (static half).
 
-use super::{Category, Rule, RuleMeta};
+use super::{Category, Check, Rule, RuleMeta, RuleOption};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{Graph, WeightLayer};
 
@@ -10,13 +10,20 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Warning,
     category: Category::Connections,
     summary: "relu units whose bias is so negative they never activate",
+    options: &[
+        RuleOption {
+            name: "bias-ratio",
+            default: -4.0,
+            summary: "a unit is dead when b / ||w|| is below this",
+        },
+        RuleOption {
+            name: "min-fraction",
+            default: 0.1,
+            summary: "the fraction of dead units that fires",
+        },
+    ],
     explanation: include_str!("../../rules/dead-relu.md"),
 };
-
-/// A unit is dead when `b_j / ||w_j||` is below this: off for standardized inputs beyond 4 sigma.
-pub const BIAS_RATIO: f64 = -4.0;
-/// The layer is reported when at least this fraction of its units is dead.
-pub const MIN_FRACTION: f64 = 0.1;
 
 pub struct DeadRelu;
 
@@ -25,7 +32,11 @@ impl Rule for DeadRelu {
         &META
     }
 
-    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+    fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
+        // Below -4, a unit is off for standardized inputs within 4 sigma of its weights.
+        let bias_ratio = cx.option("bias-ratio");
+        let min_fraction = cx.option("min-fraction");
         for relu in graph.nodes_of("Relu") {
             let Some(input) = relu.input(0) else { continue };
             let Some((producer, _)) = graph.producer(input) else {
@@ -48,11 +59,11 @@ impl Rule for DeadRelu {
             if graph.normalizes(&graph.node(layer.node)) {
                 continue; // a folded BatchNorm's bias is relative to its running mean
             }
-            let Some((dead, units)) = dead_units(graph, layer) else {
+            let Some((dead, units)) = dead_units(graph, layer, bias_ratio) else {
                 continue;
             };
             let fraction = dead as f64 / units as f64;
-            if dead == 0 || fraction < MIN_FRACTION {
+            if dead == 0 || fraction < min_fraction {
                 continue;
             }
             let l = graph.node(layer.node);
@@ -63,7 +74,7 @@ impl Rule for DeadRelu {
                 )
                 .with_node(relu.name())
                 .primary(relu.span().call, "these units never activate ...")
-                .secondary(l.op_span(), format!("... because bias / ||weight|| < {BIAS_RATIO} here"))
+                .secondary(l.op_span(), format!("... because bias / ||weight|| < {bias_ratio} here"))
                 .note("a unit whose pre-activation is negative for every input gets no gradient and stays dead")
                 .help("initialize biases at zero or slightly positive; check what wrote these biases"),
             );
@@ -71,8 +82,12 @@ impl Rule for DeadRelu {
     }
 }
 
-/// Counts the units of `layer` whose bias is below `BIAS_RATIO` times their weight norm.
-fn dead_units(graph: &Graph<'_>, layer: &WeightLayer<'_>) -> Option<(usize, usize)> {
+/// Counts the units of `layer` whose bias is below `bias_ratio` times their weight norm.
+fn dead_units(
+    graph: &Graph<'_>,
+    layer: &WeightLayer<'_>,
+    bias_ratio: f64,
+) -> Option<(usize, usize)> {
     let units = layer.units?;
     let weight = graph.stats(layer.weight_name)?;
     if weight.all_equal {
@@ -86,7 +101,7 @@ fn dead_units(graph: &Graph<'_>, layer: &WeightLayer<'_>) -> Option<(usize, usiz
     let dead = sq
         .iter()
         .zip(bias)
-        .filter(|(s, b)| **s > 0.0 && **b / s.sqrt() < BIAS_RATIO)
+        .filter(|(s, b)| **s > 0.0 && **b / s.sqrt() < bias_ratio)
         .count();
     Some((dead, units))
 }

@@ -1,8 +1,7 @@
 //! A sigmoid output passed to a loss that applies sigmoid itself.
 
-use super::{Category, Rule, RuleMeta};
+use super::{Category, Check, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
-use crate::graph::Graph;
 
 pub static META: RuleMeta = RuleMeta {
     name: "double-sigmoid",
@@ -10,6 +9,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Error,
     category: Category::Loss,
     summary: "sigmoid output is fed to binary cross-entropy with logits or another sigmoid",
+    options: &[],
     explanation: include_str!("../../rules/double-sigmoid.md"),
 };
 
@@ -20,7 +20,8 @@ impl Rule for DoubleSigmoid {
         &META
     }
 
-    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+    fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
         for first in graph.nodes_of("Sigmoid") {
             let Some(probs) = first.output(0) else {
                 continue;

@@ -1,6 +1,6 @@
 //! A probability output normalized by softmax a second time.
 
-use super::{Category, Rule, RuleMeta};
+use super::{Category, Check, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{Graph, NodeRef};
 
@@ -10,6 +10,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Error,
     category: Category::Loss,
     summary: "softmax output is fed to something that applies softmax again",
+    options: &[],
     explanation: include_str!("../../rules/double-softmax.md"),
 };
 
@@ -20,7 +21,8 @@ impl Rule for DoubleSoftmax {
         &META
     }
 
-    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+    fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
         for first in graph
             .nodes()
             .filter(|n| n.is("Softmax") || n.is("LogSoftmax"))

@@ -1,8 +1,7 @@
 //! Dropout whose output is normalized by BatchNormalization: the variance shift.
 
-use super::{Category, Rule, RuleMeta};
+use super::{Category, Check, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
-use crate::graph::Graph;
 
 pub static META: RuleMeta = RuleMeta {
     name: "dropout-before-batchnorm",
@@ -10,6 +9,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Warning,
     category: Category::Parameters,
     summary: "dropout feeds batch normalization, whose statistics then do not hold at inference",
+    options: &[],
     explanation: include_str!("../../rules/dropout-before-batchnorm.md"),
 };
 
@@ -20,7 +20,8 @@ impl Rule for DropoutBeforeBatchnorm {
         &META
     }
 
-    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+    fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
         for drop in graph.nodes_of("Dropout") {
             let ratio = super::dropout_rate::ratio(graph, &drop);
             if ratio == Some(0.0) {

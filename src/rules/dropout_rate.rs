@@ -1,6 +1,6 @@
 //! Dropout ratios that do nothing or destroy the signal.
 
-use super::{Category, Rule, RuleMeta};
+use super::{Category, Check, Rule, RuleMeta, RuleOption};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{Graph, NodeRef};
 
@@ -10,11 +10,13 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Warning,
     category: Category::Parameters,
     summary: "dropout ratio above 0.5 (warning), of 1 or more (error), or 0 (note)",
+    options: &[RuleOption {
+        name: "high",
+        default: 0.5,
+        summary: "ratios above this warn",
+    }],
     explanation: include_str!("../../rules/dropout-rate.md"),
 };
-
-/// Ratios above this warn.
-pub const HIGH: f64 = 0.5;
 
 pub struct DropoutRate;
 
@@ -23,7 +25,9 @@ impl Rule for DropoutRate {
         &META
     }
 
-    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+    fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
+        let high = cx.option("high");
         for drop in graph.nodes_of("Dropout") {
             let Some(ratio) = ratio(graph, &drop) else {
                 continue;
@@ -39,8 +43,8 @@ impl Rule for DropoutRate {
                 .primary(drop.span().call, "nothing passes through this")
                 .note("the layers after it see only zeros, and nothing before it gets a gradient")
                 .help("use a ratio below 1; 0.1 to 0.5 is typical")
-            } else if ratio > HIGH {
-                Diagnostic::new(&META, format!("dropout ratio {shown} is above {HIGH}"))
+            } else if ratio > high {
+                Diagnostic::new(&META, format!("dropout ratio {shown} is above {high}"))
                     .primary(drop.span().call, format!("drops {:.0}% of activations", ratio * 100.0))
                     .note("the surviving activations are scaled by 1/(1-p), so the signal is very noisy and training slows")
                     .help("`p` is the probability of dropping, not of keeping; 0.1 to 0.5 is typical")

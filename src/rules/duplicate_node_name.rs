@@ -2,9 +2,8 @@
 
 use std::collections::HashMap;
 
-use super::{Category, Rule, RuleMeta};
+use super::{Category, Check, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
-use crate::graph::Graph;
 
 pub static META: RuleMeta = RuleMeta {
     name: "duplicate-node-name",
@@ -12,6 +11,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Note,
     category: Category::Hygiene,
     summary: "two nodes of a graph share a name",
+    options: &[],
     explanation: include_str!("../../rules/duplicate-node-name.md"),
 };
 
@@ -22,7 +22,8 @@ impl Rule for DuplicateNodeName {
         &META
     }
 
-    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+    fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
         let mut first = HashMap::new();
         for n in graph.nodes() {
             if n.name().is_empty() {

@@ -1,8 +1,8 @@
 //! Weights initialized far from the scale their fan-in and activation call for.
 
-use super::{Category, Rule, RuleMeta};
+use super::{Category, Check, Rule, RuleMeta, RuleOption};
 use crate::diag::{Diagnostic, Severity};
-use crate::graph::{Activation, Graph};
+use crate::graph::Activation;
 
 pub static META: RuleMeta = RuleMeta {
     name: "init-scale",
@@ -10,13 +10,20 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Warning,
     category: Category::Parameters,
     summary: "a weight's standard deviation is 10x or more off the scale its fan-in and activation call for",
+    options: &[
+        RuleOption {
+            name: "factor",
+            default: 10.0,
+            summary: "how far the std may stray from the expected scale, either way",
+        },
+        RuleOption {
+            name: "min-elements",
+            default: 64.0,
+            summary: "weights with fewer elements are skipped",
+        },
+    ],
     explanation: include_str!("../../rules/init-scale.md"),
 };
-
-/// How far (as a factor either way) the standard deviation may stray from the expected scale.
-pub const FACTOR: f64 = 10.0;
-/// Weights with fewer elements give too noisy a standard deviation to judge.
-pub const MIN_ELEMENTS: usize = 64;
 
 pub struct InitScale;
 
@@ -25,7 +32,11 @@ impl Rule for InitScale {
         &META
     }
 
-    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+    fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
+        let factor = cx.option("factor");
+        // Fewer elements give too noisy a standard deviation to judge.
+        let min_elements = cx.option("min-elements");
         for layer in graph.weight_layers() {
             let Some(fan_in) = layer.fan_in.filter(|&f| f > 0) else {
                 continue;
@@ -37,7 +48,8 @@ impl Rule for InitScale {
                 continue;
             };
             let std = st.std;
-            if st.count < MIN_ELEMENTS || st.all_equal || st.nan + st.inf > 0 || std == 0.0 {
+            if (st.count as f64) < min_elements || st.all_equal || st.nan + st.inf > 0 || std == 0.0
+            {
                 continue; // `constant-weights` and `non-finite` speak to those
             }
             let activation = graph.activation_after(layer.node);
@@ -61,11 +73,11 @@ impl Rule for InitScale {
                 continue;
             };
             let r = ratio(expected);
-            if (1.0 / FACTOR..FACTOR).contains(&r) {
+            if (1.0 / factor..factor).contains(&r) {
                 continue;
             }
             let n = graph.node(layer.node);
-            let (how, word) = if r >= FACTOR {
+            let (how, word) = if r >= factor {
                 (r, "above")
             } else {
                 (1.0 / r, "below")
@@ -94,7 +106,7 @@ impl Rule for InitScale {
                 );
             }
             out.push(
-                d.note(if r >= FACTOR {
+                d.note(if r >= factor {
                     "too large a scale saturates the activation or makes activations explode with depth"
                 } else {
                     "too small a scale makes activations and gradients vanish with depth"

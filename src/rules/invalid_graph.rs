@@ -1,8 +1,8 @@
 //! Structural errors found while building the graph.
 
-use super::{Category, Rule, RuleMeta};
+use super::{Category, Check, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
-use crate::graph::{Graph, ProblemKind};
+use crate::graph::ProblemKind;
 
 pub static META: RuleMeta = RuleMeta {
     name: "invalid-graph",
@@ -11,6 +11,7 @@ pub static META: RuleMeta = RuleMeta {
     category: Category::Validity,
     summary:
         "the graph is malformed: undefined or doubly defined tensors, cycles, missing opset imports",
+    options: &[],
     explanation: include_str!("../../rules/invalid-graph.md"),
 };
 
@@ -21,7 +22,8 @@ impl Rule for InvalidGraph {
         &META
     }
 
-    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+    fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
         let in_graph = if graph.scope().0.is_empty() {
             String::new()
         } else {

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use super::{Category, Rule, RuleMeta};
+use super::{Category, Check, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{Graph, LayerKind, NodeId, WeightLayer};
 
@@ -13,6 +13,7 @@ pub static META: RuleMeta = RuleMeta {
     category: Category::Connections,
     summary:
         "two weight layers follow each other with no nonlinearity, collapsing into one linear map",
+    options: &[],
     explanation: include_str!("../../rules/linear-stack.md"),
 };
 
@@ -23,7 +24,8 @@ impl Rule for LinearStack {
         &META
     }
 
-    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+    fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
         for first in graph.weight_layers() {
             if grouped(graph, first) {
                 continue; // depthwise/grouped convs factorize a conv on purpose

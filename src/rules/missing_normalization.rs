@@ -2,9 +2,9 @@
 
 use petgraph::algo::toposort;
 
-use super::{Category, Rule, RuleMeta};
+use super::{Category, Check, Rule, RuleMeta, RuleOption};
 use crate::diag::{Diagnostic, Severity};
-use crate::graph::{Graph, NodeId, Vertex};
+use crate::graph::{NodeId, Vertex};
 
 pub static META: RuleMeta = RuleMeta {
     name: "missing-normalization",
@@ -12,11 +12,13 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Warning,
     category: Category::Parameters,
     summary: "a chain of 10 or more weight layers has no normalization and no residual connection",
+    options: &[RuleOption {
+        name: "depth",
+        default: 10.0,
+        summary: "chains of at least this many weight layers fire",
+    }],
     explanation: include_str!("../../rules/missing-normalization.md"),
 };
-
-/// Chains of at least this many weight layers fire.
-pub const DEPTH: usize = 10;
 
 pub struct MissingNormalization;
 
@@ -31,7 +33,8 @@ impl Rule for MissingNormalization {
         &META
     }
 
-    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+    fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
         let Ok(order) = toposort(graph.petgraph(), None) else {
             return; // a cycle is `invalid-graph`'s finding
         };
@@ -83,7 +86,7 @@ impl Rule for MissingNormalization {
         else {
             return;
         };
-        if depth < DEPTH {
+        if (depth as f64) < cx.option("depth") {
             return;
         }
         let end = graph.node(last);

@@ -28,6 +28,7 @@ mod unnormalized_input;
 mod unused_initializer;
 mod unused_input;
 
+use crate::config::RuleConfig;
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::Graph;
 
@@ -60,14 +61,48 @@ pub struct RuleMeta {
     pub category: Category,
     /// One line, lowercase, no trailing period.
     pub summary: &'static str,
+    /// The thresholds the rule's page documents, configurable per project.
+    pub options: &'static [RuleOption],
     /// The page under `rules/`, in markdown.
     pub explanation: &'static str,
+}
+
+/// A threshold a rule uses, with its default.
+#[derive(Debug)]
+pub struct RuleOption {
+    /// The key in `[rules.<rule>]`.
+    pub name: &'static str,
+    pub default: f64,
+    pub summary: &'static str,
+}
+
+/// What a rule sees while it checks one graph: the graph and its settings.
+pub struct Check<'a, 'm> {
+    pub graph: &'a Graph<'m>,
+    pub meta: &'static RuleMeta,
+    pub settings: Option<&'a RuleConfig>,
+}
+
+impl Check<'_, '_> {
+    /// A threshold, from the configuration or the rule's default.
+    pub fn option(&self, name: &str) -> f64 {
+        self.settings
+            .and_then(|s| s.options.get(name).copied())
+            .or_else(|| {
+                self.meta
+                    .options
+                    .iter()
+                    .find(|o| o.name == name)
+                    .map(|o| o.default)
+            })
+            .unwrap_or(f64::NAN)
+    }
 }
 
 pub trait Rule: Sync {
     fn meta(&self) -> &'static RuleMeta;
     /// Appends the rule's findings on one graph of a model.
-    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>);
+    fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>);
 }
 
 static RULES: &[&dyn Rule] = &[

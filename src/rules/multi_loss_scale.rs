@@ -1,6 +1,6 @@
 //! A summed loss whose terms carry constant weights orders of magnitude apart.
 
-use super::{Category, Rule, RuleMeta};
+use super::{Category, Check, Rule, RuleMeta, RuleOption};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{Graph, NodeId, Origin};
 
@@ -10,11 +10,13 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Warning,
     category: Category::Loss,
     summary: "the terms of a summed loss are weighted 100x or more apart",
+    options: &[RuleOption {
+        name: "ratio",
+        default: 100.0,
+        summary: "largest over smallest constant weight that fires",
+    }],
     explanation: include_str!("../../rules/multi-loss-scale.md"),
 };
-
-/// The ratio between the largest and smallest constant weight that fires.
-pub const RATIO: f64 = 100.0;
 
 const LOSS_OPS: &[&str] = &[
     "SoftmaxCrossEntropyLoss",
@@ -41,7 +43,9 @@ impl Rule for MultiLossScale {
         &META
     }
 
-    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+    fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
+        let threshold = cx.option("ratio");
         for output in &graph.outputs {
             let Some((sum, _)) = graph.producer(output) else {
                 continue;
@@ -59,7 +63,7 @@ impl Rule for MultiLossScale {
             ) else {
                 continue;
             };
-            if lo.weight <= 0.0 || hi.weight / lo.weight < RATIO {
+            if lo.weight <= 0.0 || hi.weight / lo.weight < threshold {
                 continue;
             }
             let ratio = hi.weight / lo.weight;
@@ -74,7 +78,7 @@ impl Rule for MultiLossScale {
                 .secondary(span(lo), format!("weighted {}", trim(lo.weight)))
                 .secondary(sum.op_span(), "summed here")
                 .note(format!(
-                    "the gradient of the larger term dominates; the smaller one barely trains (threshold: {RATIO}x)"
+                    "the gradient of the larger term dominates; the smaller one barely trains (threshold: {threshold}x)"
                 ))
                 .help("scale the terms so their contributions are of the same order at initialization"),
             );

@@ -1,6 +1,6 @@
 //! NegativeLogLikelihoodLoss on something other than log-probabilities.
 
-use super::{Category, Rule, RuleMeta};
+use super::{Category, Check, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{Graph, Origin};
 
@@ -10,6 +10,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Error,
     category: Category::Loss,
     summary: "negative log-likelihood loss receives probabilities or raw logits instead of log-probabilities",
+    options: &[],
     explanation: include_str!("../../rules/nll-without-log.md"),
 };
 
@@ -20,7 +21,8 @@ impl Rule for NllWithoutLog {
         &META
     }
 
-    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+    fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
         for nll in graph.nodes_of("NegativeLogLikelihoodLoss") {
             let Some(scores) = nll.input(0) else { continue };
             let Origin::Node(src) = graph.origin(scores) else {

@@ -1,6 +1,6 @@
 //! NaN or infinity stored in the model.
 
-use super::{Category, Rule, RuleMeta};
+use super::{Category, Check, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{Graph, NORMALIZATION_OPS};
 
@@ -10,6 +10,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Error,
     category: Category::Connections,
     summary: "an initializer or constant holds NaN or infinity",
+    options: &[],
     explanation: include_str!("../../rules/non-finite.md"),
 };
 
@@ -20,7 +21,8 @@ impl Rule for NonFinite {
         &META
     }
 
-    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+    fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
         let stored = graph
             .initializers
             .iter()

@@ -1,8 +1,8 @@
 //! A non-negative activation applied to the logits of a softmax.
 
-use super::{Category, Rule, RuleMeta};
+use super::{Category, Check, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
-use crate::graph::{Graph, Origin};
+use crate::graph::Origin;
 
 pub static META: RuleMeta = RuleMeta {
     name: "relu-on-logits",
@@ -10,6 +10,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Warning,
     category: Category::Loss,
     summary: "a non-negative activation sits on the logits of a softmax or softmax loss",
+    options: &[],
     explanation: include_str!("../../rules/relu-on-logits.md"),
 };
 
@@ -22,7 +23,8 @@ impl Rule for ReluOnLogits {
         &META
     }
 
-    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+    fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
         let softmaxes = graph
             .nodes()
             .filter(|n| n.is("Softmax") || n.is("LogSoftmax") || n.is("SoftmaxCrossEntropyLoss"));

@@ -94,6 +94,11 @@ impl Selection {
         })
     }
 
+    /// Whether one of the `select` selectors names `rule` (ignoring `ignore`).
+    pub fn enabled_explicitly(&self, rule: &RuleMeta) -> bool {
+        self.select.iter().any(|s| s.specificity(rule).is_some())
+    }
+
     /// Whether `rule` runs: the most specific selector decides, and `ignore` wins a tie.
     pub fn enabled(&self, rule: &RuleMeta) -> bool {
         let best = |list: &[Selector]| list.iter().filter_map(|s| s.specificity(rule)).max();

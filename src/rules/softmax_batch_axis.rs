@@ -1,8 +1,8 @@
 //! Softmax that normalizes across the batch.
 
-use super::{Category, Rule, RuleMeta};
+use super::{Category, Check, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
-use crate::graph::{Dim, Graph};
+use crate::graph::Dim;
 
 pub static META: RuleMeta = RuleMeta {
     name: "softmax-batch-axis",
@@ -10,6 +10,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Warning,
     category: Category::Loss,
     summary: "softmax normalizes over the batch axis instead of the classes",
+    options: &[],
     explanation: include_str!("../../rules/softmax-batch-axis.md"),
 };
 
@@ -20,7 +21,8 @@ impl Rule for SoftmaxBatchAxis {
         &META
     }
 
-    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+    fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
         // The batch dimension: the leading dimension of the first graph input.
         let Some(batch) = graph
             .inputs

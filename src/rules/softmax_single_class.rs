@@ -1,8 +1,8 @@
 //! Softmax over an axis of size 1.
 
-use super::{Category, Rule, RuleMeta};
+use super::{Category, Check, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
-use crate::graph::{Dim, Graph};
+use crate::graph::Dim;
 
 pub static META: RuleMeta = RuleMeta {
     name: "softmax-single-class",
@@ -10,6 +10,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Error,
     category: Category::Loss,
     summary: "softmax over an axis of size 1, whose output is constant",
+    options: &[],
     explanation: include_str!("../../rules/softmax-single-class.md"),
 };
 
@@ -20,7 +21,8 @@ impl Rule for SoftmaxSingleClass {
         &META
     }
 
-    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+    fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
         for n in graph.nodes() {
             let is_loss = n.is("SoftmaxCrossEntropyLoss");
             if !(n.is("Softmax") || n.is("LogSoftmax") || is_loss) {

@@ -1,8 +1,7 @@
 //! Integer inputs cast to float and fed to a weight layer unscaled.
 
-use super::{Category, Rule, RuleMeta};
+use super::{Category, Check, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
-use crate::graph::Graph;
 use crate::onnx::proto::data_type;
 
 pub static META: RuleMeta = RuleMeta {
@@ -12,6 +11,7 @@ pub static META: RuleMeta = RuleMeta {
     category: Category::Parameters,
     summary:
         "an integer input is cast to float and reaches a weight layer without scaling or centring",
+    options: &[],
     explanation: include_str!("../../rules/unnormalized-input.md"),
 };
 
@@ -22,7 +22,8 @@ impl Rule for UnnormalizedInput {
         &META
     }
 
-    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+    fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
         for &input in &graph.inputs {
             let Some(ty) = graph.elem_type(input) else {
                 continue;

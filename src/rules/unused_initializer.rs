@@ -1,8 +1,7 @@
 //! Initializers nothing reads.
 
-use super::{Category, Rule, RuleMeta};
+use super::{Category, Check, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
-use crate::graph::Graph;
 
 pub static META: RuleMeta = RuleMeta {
     name: "unused-initializer",
@@ -10,6 +9,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Note,
     category: Category::Hygiene,
     summary: "an initializer that no node reads",
+    options: &[],
     explanation: include_str!("../../rules/unused-initializer.md"),
 };
 
@@ -20,7 +20,8 @@ impl Rule for UnusedInitializer {
         &META
     }
 
-    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+    fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
         for t in &graph.initializers {
             if !graph.consumers(&t.name).is_empty() || graph.is_output(&t.name) {
                 continue;

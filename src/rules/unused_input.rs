@@ -1,8 +1,7 @@
 //! Graph inputs nothing reads.
 
-use super::{Category, Rule, RuleMeta};
+use super::{Category, Check, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
-use crate::graph::Graph;
 
 pub static META: RuleMeta = RuleMeta {
     name: "unused-input",
@@ -10,6 +9,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Note,
     category: Category::Hygiene,
     summary: "a graph input that no node reads",
+    options: &[],
     explanation: include_str!("../../rules/unused-input.md"),
 };
 
@@ -20,7 +20,8 @@ impl Rule for UnusedInput {
         &META
     }
 
-    fn check(&self, graph: &Graph<'_>, out: &mut Vec<Diagnostic>) {
+    fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
         for &name in &graph.inputs {
             if graph.is_constant(name) || !graph.consumers(name).is_empty() || graph.is_output(name)
             {

@@ -12,10 +12,8 @@ use crate::FileReport;
 pub fn render(reports: &[FileReport], color: bool, out: &mut dyn Write) -> io::Result<()> {
     let config = Config::default();
     let styles = Styles::default();
-    let mut counts = [0usize; 3];
     for r in reports {
         for d in &r.diagnostics {
-            counts[d.severity as usize] += 1;
             let cd = to_codespan(r, d);
             let result = if color {
                 let mut w = StylesWriter::new(termcolor::Ansi::new(&mut *out), &styles);
@@ -25,16 +23,6 @@ pub fn render(reports: &[FileReport], color: bool, out: &mut dyn Write) -> io::R
             };
             result.map_err(|e| io::Error::other(e.to_string()))?;
         }
-    }
-    let [notes, warnings, errors] = counts;
-    if notes + warnings + errors > 0 {
-        let mut parts = Vec::new();
-        for (n, word) in [(errors, "error"), (warnings, "warning"), (notes, "note")] {
-            if n > 0 {
-                parts.push(format!("{n} {word}{}", if n == 1 { "" } else { "s" }));
-            }
-        }
-        writeln!(out, "nnlint: {}", parts.join(", "))?;
     }
     Ok(())
 }

@@ -1,8 +1,10 @@
 //! Output formats. Each renderer only formats: the findings, their order and
 //! their positions are decided before they get here.
 
+mod github;
 mod human;
 mod json;
+pub mod sarif;
 mod short;
 
 use std::io::{self, Write};
@@ -17,6 +19,10 @@ pub enum Format {
     Short,
     /// one JSON array of findings
     Json,
+    /// SARIF 2.1.0, for GitHub code scanning
+    Sarif,
+    /// GitHub Actions annotations
+    Github,
 }
 
 /// Writes every report's diagnostics in `format`. `color` applies to `human` only.
@@ -30,5 +36,7 @@ pub fn render(
         Format::Human => human::render(reports, color, out),
         Format::Short => short::render(reports, out),
         Format::Json => json::render(reports, out),
+        Format::Sarif => sarif::render(reports, out),
+        Format::Github => github::render(reports, out),
     }
 }

@@ -1,0 +1,136 @@
+//! SARIF 2.1.0 for GitHub code scanning, built with serde-sarif's types.
+
+use std::io::{self, Write};
+
+use serde_sarif::sarif::{
+    ArtifactLocation, Location, LogicalLocation, Message, MultiformatMessageString,
+    PhysicalLocation, Region, ReportingConfiguration, ReportingDescriptor, Result as SarifResult,
+    ResultLevel, Run, Sarif, Tool, ToolComponent,
+};
+
+use crate::diag::position::locate;
+use crate::diag::Severity;
+use crate::rules::{self, RuleMeta};
+use crate::FileReport;
+
+/// Where a rule's page is published: the `rules/` folder of the repository.
+pub fn help_uri(rule: &RuleMeta) -> String {
+    format!(
+        "{}/blob/main/rules/{}.md",
+        env!("CARGO_PKG_REPOSITORY"),
+        rule.name
+    )
+}
+
+fn level(s: Severity) -> ResultLevel {
+    match s {
+        Severity::Error => ResultLevel::Error,
+        Severity::Warning => ResultLevel::Warning,
+        Severity::Note => ResultLevel::Note,
+    }
+}
+
+fn descriptor(rule: &RuleMeta) -> ReportingDescriptor {
+    ReportingDescriptor::builder()
+        .id(rule.code)
+        .name(rule.name)
+        .short_description(
+            MultiformatMessageString::builder()
+                .text(rule.summary)
+                .build(),
+        )
+        .full_description(
+            MultiformatMessageString::builder()
+                .text(rule.summary)
+                .markdown(rule.explanation)
+                .build(),
+        )
+        .help(
+            MultiformatMessageString::builder()
+                .text(format!("run `nnlint explain {}`", rule.name))
+                .markdown(rule.explanation)
+                .build(),
+        )
+        .help_uri(help_uri(rule))
+        .default_configuration(
+            ReportingConfiguration::builder()
+                .level(serde_json::to_value(level(rule.severity)).unwrap_or_default())
+                .build(),
+        )
+        .build()
+}
+
+pub fn render(reports: &[FileReport], out: &mut dyn Write) -> io::Result<()> {
+    let rules: Vec<&'static RuleMeta> = rules::all().map(|r| r.meta()).collect();
+    let mut results = Vec::new();
+    for r in reports {
+        for d in &r.diagnostics {
+            let at = locate(&r.file, &d.primary_span());
+            let region = Region::builder()
+                .start_line(at.line as i64)
+                .start_column(at.column as i64)
+                .end_line(at.end_line as i64)
+                .end_column(at.end_column as i64)
+                .build();
+            let physical = PhysicalLocation::builder()
+                .artifact_location(ArtifactLocation::builder().uri(uri(&r.path)).build())
+                .region(region)
+                .build();
+            let mut location = Location::builder().physical_location(physical).build();
+            if let Some(node) = &d.node {
+                location.logical_locations = Some(vec![LogicalLocation::builder()
+                    .name(node.clone())
+                    .kind("function")
+                    .build()]);
+            }
+            let mut text = d.message.clone();
+            for h in &d.help {
+                text.push_str(&format!("\nhelp: {h}"));
+            }
+            let mut result = SarifResult::builder()
+                .rule_id(d.code)
+                .level(level(d.severity))
+                .message(Message::builder().text(text).build())
+                .locations(vec![location])
+                .build();
+            result.rule_index = rules
+                .iter()
+                .position(|m| m.name == d.rule)
+                .map(|i| i as i64);
+            results.push(result);
+        }
+    }
+    let driver = ToolComponent::builder()
+        .name("nnlint")
+        .version(env!("CARGO_PKG_VERSION"))
+        .semantic_version(env!("CARGO_PKG_VERSION"))
+        .information_uri(env!("CARGO_PKG_HOMEPAGE"))
+        .rules(rules.iter().map(|m| descriptor(m)).collect::<Vec<_>>())
+        .build();
+    let run = Run::builder()
+        .tool(Tool::builder().driver(driver).build())
+        .results(results)
+        .column_kind(serde_json::Value::from("unicodeCodePoints"))
+        .build();
+    let log = Sarif::builder()
+        .schema("https://json.schemastore.org/sarif-2.1.0.json")
+        .version(serde_json::Value::from("2.1.0"))
+        .runs(vec![run])
+        .build();
+    serde_json::to_writer_pretty(&mut *out, &log)?;
+    writeln!(out)
+}
+
+/// A relative path as a URI reference: forward slashes, reserved characters escaped.
+fn uri(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.replace('\\', "/").bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
