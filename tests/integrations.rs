@@ -28,7 +28,9 @@ fn text(b: &[u8]) -> String {
 /// The problem matcher exactly as the README gives it.
 fn readme_matcher() -> serde_json::Value {
     let readme = std::fs::read_to_string("README.md").unwrap();
-    let start = readme.find("```json\n{\n  \"version\": \"2.0.0\"").expect("tasks.json block");
+    let start = readme
+        .find("```json\n{\n  \"version\": \"2.0.0\"")
+        .expect("tasks.json block");
     let body = &readme[start + 8..];
     let end = body.find("```").unwrap();
     let tasks: serde_json::Value = serde_json::from_str(&body[..end]).unwrap();
@@ -46,7 +48,9 @@ fn the_readme_problem_matcher_reads_every_field_of_real_output() {
     let codes: Vec<&str> = nnlint::rules::all().map(|r| r.meta().code).collect();
     let mut severities = std::collections::BTreeSet::new();
     for line in stdout.lines() {
-        let c = re.captures(line).unwrap_or_else(|| panic!("the matcher misses {line}"));
+        let c = re
+            .captures(line)
+            .unwrap_or_else(|| panic!("the matcher misses {line}"));
         assert!(Path::new(&c[group("file")]).is_file(), "{line}");
         assert!(c[group("line")].parse::<u32>().unwrap() >= 1);
         assert!(c[group("column")].parse::<u32>().unwrap() >= 1);
@@ -91,7 +95,10 @@ fn sarif_has_rules_results_and_locations() {
         assert_eq!(r["name"], meta.name);
         assert_eq!(r["shortDescription"]["text"], meta.summary);
         assert_eq!(r["fullDescription"]["markdown"], meta.explanation);
-        assert!(r["helpUri"].as_str().unwrap().ends_with(&format!("rules/{}.md", meta.name)));
+        assert!(r["helpUri"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("rules/{}.md", meta.name)));
         assert_eq!(r["defaultConfiguration"]["level"], meta.severity.as_str());
     }
     let results = run["results"].as_array().unwrap();
@@ -102,19 +109,29 @@ fn sarif_has_rules_results_and_locations() {
         assert!(["error", "warning", "note"].contains(&res["level"].as_str().unwrap()));
         assert!(!res["message"]["text"].as_str().unwrap().is_empty());
         let loc = &res["locations"][0];
-        let uri = loc["physicalLocation"]["artifactLocation"]["uri"].as_str().unwrap();
+        let uri = loc["physicalLocation"]["artifactLocation"]["uri"]
+            .as_str()
+            .unwrap();
         assert!(Path::new(uri).is_file(), "{uri}");
-        assert!(loc["physicalLocation"]["region"]["startLine"].as_u64().unwrap() >= 1);
+        assert!(
+            loc["physicalLocation"]["region"]["startLine"]
+                .as_u64()
+                .unwrap()
+                >= 1
+        );
         if let Some(l) = loc.get("logicalLocations") {
             assert!(l[0]["name"].is_string());
         }
     }
-    assert!(results.iter().any(|r| r["locations"][0]["logicalLocations"][0]["name"].is_string()));
+    assert!(results
+        .iter()
+        .any(|r| r["locations"][0]["logicalLocations"][0]["name"].is_string()));
 }
 
 #[test]
 fn rules_and_explain_serve_tools_as_json() {
-    let all: serde_json::Value = serde_json::from_slice(&nnlint(&["rules", "--format", "json"]).stdout).unwrap();
+    let all: serde_json::Value =
+        serde_json::from_slice(&nnlint(&["rules", "--format", "json"]).stdout).unwrap();
     let all = all.as_array().unwrap();
     assert_eq!(all.len(), nnlint::rules::all().count());
     let one: serde_json::Value =
@@ -130,15 +147,28 @@ fn exit_status_policy_quiet_and_statistics() {
     // A note only: exit 0 by default, 1 with --fail-on note.
     let note_only = "fixtures/torch/conv_bias_bn_torchscript_train.onnx";
     assert_eq!(nnlint(&[note_only]).status.code(), Some(0));
-    assert_eq!(nnlint(&["--fail-on", "note", note_only]).status.code(), Some(1));
+    assert_eq!(
+        nnlint(&["--fail-on", "note", note_only]).status.code(),
+        Some(1)
+    );
     // A warning: exit 1 by default, 0 with --fail-on error.
     assert_eq!(nnlint(&[WARNS]).status.code(), Some(1));
-    assert_eq!(nnlint(&["--fail-on", "error", WARNS]).status.code(), Some(0));
+    assert_eq!(
+        nnlint(&["--fail-on", "error", WARNS]).status.code(),
+        Some(0)
+    );
     let loud = text(&nnlint(&[WARNS]).stdout);
     let quiet = text(&nnlint(&["--quiet", WARNS]).stdout);
     assert!(loud.ends_with("nnlint: 1 warning\n"));
     assert_eq!(format!("{quiet}nnlint: 1 warning\n"), loud);
-    let stats = text(&nnlint(&["--statistics", "fixtures/torch/dropout_rate_high_dynamo_train.onnx", WARNS]).stdout);
+    let stats = text(
+        &nnlint(&[
+            "--statistics",
+            "fixtures/torch/dropout_rate_high_dynamo_train.onnx",
+            WARNS,
+        ])
+        .stdout,
+    );
     assert_eq!(stats, "    2  NN302  dropout-rate\n");
 }
 
@@ -165,42 +195,81 @@ fn a_config_file_changes_selection_severity_and_thresholds() {
     let default = project("nnlint.toml", "");
     let (code, out, _) = short(default.path(), &["models/drop.onnx"]);
     assert_eq!(code, Some(1));
-    assert_eq!(out, "models/drop.onnx:14:75: warning[NN302]: dropout ratio 0.8 is above 0.5\n");
+    assert_eq!(
+        out,
+        "models/drop.onnx:14:75: warning[NN302]: dropout ratio 0.8 is above 0.5\n"
+    );
 
     let ignored = project("nnlint.toml", "ignore = [\"dropout-rate\"]\n");
-    assert_eq!(short(ignored.path(), &["models/drop.onnx"]), (Some(0), String::new(), String::new()));
+    assert_eq!(
+        short(ignored.path(), &["models/drop.onnx"]),
+        (Some(0), String::new(), String::new())
+    );
 
     let selected = project("nnlint.toml", "select = [\"NN0\"]\n");
     assert_eq!(short(selected.path(), &["models/drop.onnx"]).1, "");
     // The command line's --select replaces the configured one.
-    assert!(short(selected.path(), &["--select", "NN3", "models/drop.onnx"]).1.contains("NN302"));
+    assert!(
+        short(selected.path(), &["--select", "NN3", "models/drop.onnx"])
+            .1
+            .contains("NN302")
+    );
 
-    let severity = project("nnlint.toml", "[rules.dropout-rate]\nseverity = \"error\"\n");
-    assert!(short(severity.path(), &["models/drop.onnx"]).1.contains(": error[NN302]: dropout ratio 0.8"));
+    let severity = project(
+        "nnlint.toml",
+        "[rules.dropout-rate]\nseverity = \"error\"\n",
+    );
+    assert!(short(severity.path(), &["models/drop.onnx"])
+        .1
+        .contains(": error[NN302]: dropout ratio 0.8"));
 
     let threshold = project("nnlint.toml", "[rules.dropout-rate]\nhigh = 0.9\n");
     assert_eq!(short(threshold.path(), &["models/drop.onnx"]).1, "");
 
-    let per_file = project("nnlint.toml", "[per-file-ignores]\n\"models/legacy/*.onnx\" = [\"NN302\"]\n");
+    let per_file = project(
+        "nnlint.toml",
+        "[per-file-ignores]\n\"models/legacy/*.onnx\" = [\"NN302\"]\n",
+    );
     let (_, out, _) = short(per_file.path(), &["models"]);
-    assert!(out.contains("models/drop.onnx") && !out.contains("legacy"), "{out}");
+    assert!(
+        out.contains("models/drop.onnx") && !out.contains("legacy"),
+        "{out}"
+    );
 
-    let per_node = project("nnlint.toml", "[per-node-ignores]\n\"/drop/*\" = [\"dropout-rate\"]\n");
+    let per_node = project(
+        "nnlint.toml",
+        "[per-node-ignores]\n\"/drop/*\" = [\"dropout-rate\"]\n",
+    );
     assert_eq!(short(per_node.path(), &["models"]).1, "");
 
     // pyproject.toml's [tool.nnlint] works the same way.
-    let py = project("pyproject.toml", "[project]\nname = \"x\"\n\n[tool.nnlint.rules.dropout-rate]\nhigh = 0.9\n");
+    let py = project(
+        "pyproject.toml",
+        "[project]\nname = \"x\"\n\n[tool.nnlint.rules.dropout-rate]\nhigh = 0.9\n",
+    );
     assert_eq!(short(py.path(), &["models/drop.onnx"]).1, "");
 
     // --isolated ignores it; --config names another.
-    assert!(short(threshold.path(), &["--isolated", "models/drop.onnx"]).1.contains("NN302"));
+    assert!(short(threshold.path(), &["--isolated", "models/drop.onnx"])
+        .1
+        .contains("NN302"));
     let cfg = threshold.path().join("nnlint.toml");
-    assert_eq!(short(default.path(), &["--config", cfg.to_str().unwrap(), "models/drop.onnx"]).1, "");
+    assert_eq!(
+        short(
+            default.path(),
+            &["--config", cfg.to_str().unwrap(), "models/drop.onnx"]
+        )
+        .1,
+        ""
+    );
 }
 
 #[test]
 fn a_config_mistake_names_the_file_and_line() {
-    let bad = project("nnlint.toml", "select = [\"ALL\"]\n\n[rules.dropout-rate]\nhigh = 0.3\nseverty = \"error\"\n");
+    let bad = project(
+        "nnlint.toml",
+        "select = [\"ALL\"]\n\n[rules.dropout-rate]\nhigh = 0.3\nseverty = \"error\"\n",
+    );
     let (code, out, err) = short(bad.path(), &["models/drop.onnx"]);
     assert_eq!(code, Some(2));
     assert_eq!(out, "");
@@ -215,5 +284,8 @@ fn a_config_mistake_names_the_file_and_line() {
     let unknown = project("nnlint.toml", "[rules.no-such-rule]\n");
     let (code, _, err) = short(unknown.path(), &["models/drop.onnx"]);
     assert_eq!(code, Some(2));
-    assert!(err.contains("nnlint.toml:1:8: unknown rule `no-such-rule`"), "{err}");
+    assert!(
+        err.contains("nnlint.toml:1:8: unknown rule `no-such-rule`"),
+        "{err}"
+    );
 }
