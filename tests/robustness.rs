@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use nnlint::{lint_file, Options};
+use nnlint::lint_file;
 
 fn models_under(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use nnlint::diag::Severity;
-use nnlint::{lint_file, Options};
+use nnlint::lint_file;
 
 /// Fixture name prefix, whether the finding needs a train-mode export, and the
 /// rules expected at warning level or above.

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use nnlint::diag::render::{render, Format};
-use nnlint::{lint_file, Options};
+use nnlint::lint_file;
 
 const UI_DIRS: &[&str] = &[
     "fixtures/torch",
