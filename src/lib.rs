@@ -8,6 +8,7 @@ pub mod config;
 pub mod diag;
 pub mod graph;
 pub mod onnx;
+pub mod python;
 pub mod rules;
 
 use std::fmt;
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use config::{Config, ConfigError};
-use diag::position::SourceFile;
+use diag::position::{Sources, MODEL};
 use diag::Diagnostic;
 use onnx::printer::{print_model, Values};
 use onnx::LoadError;
@@ -32,6 +33,8 @@ pub struct Options {
     /// Rules not to run, added to the configuration's.
     pub ignore: Vec<String>,
     pub config: ConfigSource,
+    /// Keep findings that `# nnlint: ignore` comments suppress, marked as such.
+    pub show_suppressed: bool,
 }
 
 /// Where a file's configuration comes from.
@@ -76,8 +79,9 @@ impl From<LoadError> for Error {
 pub struct FileReport {
     /// The path as the user gave it.
     pub path: String,
-    /// For a binary model, its `nnlint print` listing.
-    pub file: SourceFile,
+    /// The model's text ([`MODEL`]; for a binary model, its `nnlint print`
+    /// listing) and the Python sources its findings point into.
+    pub sources: Sources,
     /// Sorted by position, then code.
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -102,6 +106,7 @@ pub fn lint_file(path: &Path, options: &Options) -> Result<FileReport, Error> {
 pub struct Settings {
     pub selection: Selection,
     pub config: Option<Config>,
+    pub show_suppressed: bool,
 }
 
 impl Settings {
@@ -130,6 +135,7 @@ impl Settings {
         Ok(Settings {
             selection: Selection::new(&select, &ignore).map_err(Error::Selector)?,
             config: config.cloned(),
+            show_suppressed: options.show_suppressed,
         })
     }
 }
@@ -169,19 +175,110 @@ pub fn lint_model(model: &onnx::Model, settings: &Settings) -> FileReport {
             }
         });
     }
+    let path = model.path.display().to_string();
+    let mut sources = Sources::new();
+    let model_file = sources.add(path.clone(), source.text.clone());
+    debug_assert_eq!(model_file, MODEL);
+    attach_origins(model, &graphs, settings, &mut sources, &mut diagnostics);
     diagnostics.sort_by(|a, b| {
-        let key = |d: &Diagnostic| (d.primary_span().start, d.primary_span().end, d.code);
+        let key = |d: &Diagnostic| {
+            let (file, span) = d.primary_span();
+            (file, span.start, span.end, d.code)
+        };
         key(a)
             .cmp(&key(b))
             .then_with(|| a.message.cmp(&b.message))
             .then_with(|| a.labels.len().cmp(&b.labels.len()))
     });
     diagnostics.dedup();
-    let path = model.path.display().to_string();
     FileReport {
-        file: SourceFile::new(path.clone(), source.text),
         path,
+        sources,
         diagnostics,
+    }
+}
+
+/// Points findings at the Python lines that created their nodes, applies the
+/// `# nnlint: ignore` comments written there, and reports the unused ones.
+fn attach_origins(
+    model: &onnx::Model,
+    graphs: &[graph::Graph<'_>],
+    settings: &Settings,
+    sources: &mut Sources,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+    let origins: HashMap<&str, graph::PyOrigin> = graphs
+        .iter()
+        .flat_map(|g| g.nodes())
+        .filter(|n| !n.name().is_empty())
+        .filter_map(|n| Some((n.name(), n.python_origin()?)))
+        .collect();
+    if origins.is_empty() {
+        return;
+    }
+    let mut py = python::PythonFiles::new(&model.path, sources);
+    // Per commented line: the comment and which of its names suppressed something.
+    let mut comments: BTreeMap<(usize, usize), (python::Suppression, BTreeSet<String>)> =
+        BTreeMap::new();
+    for d in diagnostics.iter_mut() {
+        let Some(origin) = d.node.as_deref().and_then(|n| origins.get(n)) else {
+            continue;
+        };
+        let at = py.locate(origin);
+        if let (Some(s), Some((file, line))) = (py.suppression(&at), at.source.clone()) {
+            let hit = match &s.rules {
+                None => Some("*".to_string()),
+                Some(names) => names
+                    .iter()
+                    .find(|n| *n == d.rule || n.eq_ignore_ascii_case(d.code))
+                    .cloned(),
+            };
+            let entry = comments
+                .entry((file, line.start))
+                .or_insert_with(|| (s.clone(), BTreeSet::new()));
+            if let Some(name) = hit {
+                entry.1.insert(name);
+                d.suppressed_by = Some(s.text.clone());
+            }
+        }
+        d.origin = Some(at);
+    }
+    // Every commented line that created a node of this model is judged, not only
+    // the lines that have findings.
+    let mut seen: BTreeSet<&graph::PyOrigin> = BTreeSet::new();
+    let mut all: Vec<&graph::PyOrigin> = origins.values().collect();
+    all.sort();
+    for origin in all {
+        if !seen.insert(origin) {
+            continue;
+        }
+        let at = py.locate(origin);
+        if let (Some(s), Some((file, line))) = (py.suppression(&at), at.source) {
+            comments
+                .entry((file, line.start))
+                .or_insert_with(|| (s, BTreeSet::new()));
+        }
+    }
+    if settings.selection.enabled(&rules::unused_suppression::META) {
+        for ((file, _), (s, used)) in &comments {
+            let unused: BTreeSet<String> = match &s.rules {
+                None if used.is_empty() => BTreeSet::from(["*".to_string()]),
+                None => BTreeSet::new(),
+                Some(names) => names
+                    .iter()
+                    .filter(|n| !used.contains(*n))
+                    .cloned()
+                    .collect(),
+            };
+            if !unused.is_empty() {
+                diagnostics.push(rules::unused_suppression::report(*file, s, &unused));
+            }
+        }
+    }
+    if !settings.show_suppressed {
+        diagnostics.retain(|d| d.suppressed_by.is_none());
     }
 }
 

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use nnlint::diag::render::{render, sarif, Format};
+use nnlint::diag::position::Prefer;
+use nnlint::diag::render::{render, sarif, Format, RenderOptions};
 use nnlint::diag::Severity;
 use nnlint::onnx::printer::{print_model, Values};
 use nnlint::rules::{self, RuleMeta};
@@ -74,6 +75,15 @@ struct LintArgs {
     /// Print how many findings each rule produced instead of the findings
     #[arg(long)]
     statistics: bool,
+
+    /// Location machine formats report: the Python line that created the node
+    /// (when recorded and readable) or the model
+    #[arg(long, value_enum, default_value_t = Prefer::Python)]
+    location: Prefer,
+
+    /// Also list findings that `# nnlint: ignore` comments suppress
+    #[arg(long)]
+    show_suppressed: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -154,6 +164,7 @@ fn lint(args: LintArgs) -> u8 {
         extend_select: args.extend_select,
         ignore: args.ignore,
         config,
+        show_suppressed: args.show_suppressed,
     };
     // Selectors from the command line are checked once, before any file is read.
     if let Err(e) = nnlint::Settings::new(&options, None, std::path::Path::new("")) {
@@ -184,7 +195,11 @@ fn lint(args: LintArgs) -> u8 {
     let written = if args.statistics {
         statistics(&reports, &mut out)
     } else {
-        render(args.format, &reports, color, &mut out).and_then(|_| {
+        let render_options = RenderOptions {
+            color,
+            prefer: args.location,
+        };
+        render(args.format, &reports, &render_options, &mut out).and_then(|_| {
             if args.format == Format::Human && !args.quiet {
                 summary(&reports, &mut out)
             } else {
@@ -206,7 +221,7 @@ fn lint(args: LintArgs) -> u8 {
     let findings = reports
         .iter()
         .flat_map(|r| &r.diagnostics)
-        .any(|d| d.severity >= threshold);
+        .any(|d| d.severity >= threshold && d.suppressed_by.is_none());
     if failed {
         2
     } else if findings {
@@ -219,8 +234,13 @@ fn lint(args: LintArgs) -> u8 {
 /// `nnlint: 1 error, 2 warnings`, after human output with findings.
 fn summary(reports: &[FileReport], out: &mut dyn Write) -> std::io::Result<()> {
     let mut counts = [0usize; 3];
+    let mut suppressed = 0;
     for d in reports.iter().flat_map(|r| &r.diagnostics) {
-        counts[d.severity as usize] += 1;
+        if d.suppressed_by.is_some() {
+            suppressed += 1;
+        } else {
+            counts[d.severity as usize] += 1;
+        }
     }
     let [notes, warnings, errors] = counts;
     let mut parts = Vec::new();
@@ -228,6 +248,9 @@ fn summary(reports: &[FileReport], out: &mut dyn Write) -> std::io::Result<()> {
         if n > 0 {
             parts.push(format!("{n} {word}{}", if n == 1 { "" } else { "s" }));
         }
+    }
+    if suppressed > 0 {
+        parts.push(format!("{suppressed} suppressed"));
     }
     if !parts.is_empty() {
         writeln!(out, "nnlint: {}", parts.join(", "))?;

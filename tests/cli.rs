@@ -53,7 +53,14 @@ fn clean_model_prints_nothing_and_exits_0() {
 
 #[test]
 fn short_format_is_what_problem_matchers_read() {
-    let out = nnlint(&["--format", "short", "fixtures/torch", "fixtures/invalid"]);
+    let out = nnlint(&[
+        "--format",
+        "short",
+        "--location",
+        "model",
+        "fixtures/torch",
+        "fixtures/invalid",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let re = Regex::new(SHORT).unwrap();
     let stdout = text(&out.stdout);
@@ -77,8 +84,22 @@ fn short_format_is_what_problem_matchers_read() {
 
 #[test]
 fn json_format_has_the_documented_fields_and_agrees_with_short() {
-    let json = nnlint(&["--format", "json", BUGGY_DYNAMO, "fixtures/invalid"]);
-    let short = nnlint(&["--format", "short", BUGGY_DYNAMO, "fixtures/invalid"]);
+    let json = nnlint(&[
+        "--format",
+        "json",
+        "--location",
+        "model",
+        BUGGY_DYNAMO,
+        "fixtures/invalid",
+    ]);
+    let short = nnlint(&[
+        "--format",
+        "short",
+        "--location",
+        "model",
+        BUGGY_DYNAMO,
+        "fixtures/invalid",
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     let items = v.as_array().unwrap();
     let short = text(&short.stdout);
@@ -320,8 +341,7 @@ fn other_files_are_still_linted_after_a_bad_one() {
     let cases = bad_inputs(dir.path());
     let mut args: Vec<&str> = cases.iter().map(|c| c.path.to_str().unwrap()).collect();
     args.push(BUGGY);
-    args.push("--format");
-    args.push("short");
+    args.extend(["--format", "short", "--location", "model"]);
     let out = nnlint(&args);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(text(&out.stderr).lines().count(), cases.len());

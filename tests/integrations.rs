@@ -289,3 +289,150 @@ fn a_config_mistake_names_the_file_and_line() {
         "{err}"
     );
 }
+
+// ---- Python origins -------------------------------------------------------
+
+/// Line numbers in fixtures/python/models.py, found by their text so the test
+/// states what it means.
+fn models_line(needle: &str) -> usize {
+    let src = std::fs::read_to_string("fixtures/python/models.py").unwrap();
+    src.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+#[test]
+fn findings_point_at_the_python_line_that_created_the_node() {
+    // The Unsuppressed model's line: the last `x = self.drop(x)` without a comment.
+    let src = std::fs::read_to_string("fixtures/python/models.py").unwrap();
+    let lines: Vec<&str> = src.lines().collect();
+    let drop_line = lines
+        .iter()
+        .rposition(|l| l.trim() == "x = self.drop(x)")
+        .unwrap()
+        + 1;
+    for exporter in ["dynamo", "torchscript"] {
+        let model = format!("fixtures/python/unsuppressed_{exporter}_train.onnx");
+        let out = text(&nnlint(&["--format", "short", &model]).stdout);
+        assert_eq!(
+            out,
+            format!("fixtures/python/models.py:{drop_line}:9: warning[NN301]: dropout feeds batch normalization (variance shift)\n")
+        );
+        // --location model keeps the listing position.
+        let out = text(&nnlint(&["--format", "short", "--location", "model", &model]).stdout);
+        assert!(out.starts_with(&format!("{model}:1")), "{out}");
+        // The human format keeps the model snippet and adds the Python line.
+        let human = text(&nnlint(&[&model]).stdout);
+        assert!(human.contains(&format!(
+            "= note: created at fixtures/python/models.py:{drop_line} in forward (module drop"
+        )));
+        assert!(human.contains("x = self.drop(x)\n") && human.contains("created here"));
+        // json carries both locations.
+        let json: serde_json::Value =
+            serde_json::from_slice(&nnlint(&["--format", "json", &model]).stdout).unwrap();
+        assert_eq!(json[0]["file"], "fixtures/python/models.py");
+        assert_eq!(json[0]["model"]["file"], model.as_str());
+        assert_eq!(json[0]["python"]["line"], drop_line);
+        assert_eq!(json[0]["python"]["module"], "drop");
+        assert_eq!(json[0]["python"]["readable"], true);
+    }
+}
+
+#[test]
+fn the_readme_problem_matcher_extracts_the_python_path_and_line() {
+    let pattern = &readme_matcher()["pattern"];
+    let re = Regex::new(pattern["regexp"].as_str().unwrap()).unwrap();
+    let out = text(
+        &nnlint(&[
+            "--format",
+            "short",
+            "fixtures/python/unsuppressed_dynamo_train.onnx",
+        ])
+        .stdout,
+    );
+    let c = re.captures(out.trim_end()).unwrap();
+    assert_eq!(
+        &c[pattern["file"].as_u64().unwrap() as usize],
+        "fixtures/python/models.py"
+    );
+    let line: usize = c[pattern["line"].as_u64().unwrap() as usize]
+        .parse()
+        .unwrap();
+    let src = std::fs::read_to_string("fixtures/python/models.py").unwrap();
+    assert_eq!(
+        src.lines().nth(line - 1).unwrap().trim(),
+        "x = self.drop(x)"
+    );
+}
+
+#[test]
+fn an_ignore_comment_suppresses_the_finding_on_its_line() {
+    let comment_line = models_line("x = self.drop(x)  # nnlint: ignore[dropout-before-batchnorm]");
+    for exporter in ["dynamo", "torchscript"] {
+        let model = format!("fixtures/python/suppressed_{exporter}_train.onnx");
+        let out = nnlint(&["--format", "short", &model]);
+        assert_eq!(out.status.code(), Some(0));
+        assert_eq!(text(&out.stdout), "");
+        let shown = nnlint(&["--show-suppressed", &model]);
+        assert_eq!(
+            shown.status.code(),
+            Some(0),
+            "suppressed findings do not fail the run"
+        );
+        let stdout = text(&shown.stdout);
+        assert!(
+            stdout.contains("= note: suppressed by `# nnlint: ignore[dropout-before-batchnorm]`")
+        );
+        assert!(stdout.contains(&format!("models.py:{comment_line}")));
+        assert!(stdout.ends_with("nnlint: 1 suppressed\n"), "{stdout}");
+    }
+}
+
+#[test]
+fn a_stale_suppression_is_reported() {
+    let line = models_line("x = self.bn(self.fc1(x))  # nnlint: ignore[dropout-before-batchnorm]");
+    for exporter in ["dynamo", "torchscript"] {
+        let model = format!("fixtures/python/stale_{exporter}_train.onnx");
+        let out = text(
+            &nnlint(&[
+                "--format",
+                "short",
+                "--select",
+                "unused-suppression",
+                &model,
+            ])
+            .stdout,
+        );
+        assert_eq!(
+            out,
+            format!("fixtures/python/models.py:{line}:35: note[NN006]: suppression comment does not suppress `dropout-before-batchnorm`\n")
+        );
+    }
+}
+
+#[test]
+fn a_missing_source_falls_back_to_the_model() {
+    for exporter in ["dynamo", "torchscript"] {
+        let model = format!("fixtures/python/missing_source_{exporter}_train.onnx");
+        let out = nnlint(&["--format", "short", &model]);
+        assert_eq!(out.status.code(), Some(1));
+        let stdout = text(&out.stdout);
+        assert!(stdout.starts_with(&format!("{model}:1")), "{stdout}");
+        let human = text(&nnlint(&[&model]).stdout);
+        assert!(human.contains("= note: created at deleted_models.py:"));
+        assert!(!human.contains("created here"));
+        let json: serde_json::Value =
+            serde_json::from_slice(&nnlint(&["--format", "json", &model]).stdout).unwrap();
+        assert_eq!(json[0]["python"]["readable"], false);
+        assert_eq!(json[0]["file"], model.as_str());
+    }
+}
+
+#[test]
+fn models_without_origins_behave_as_before() {
+    // Hand-built graphs carry no stack traces: positions stay in the listing.
+    let out = text(&nnlint(&["--format", "short", "fixtures/handmade/hygiene.onnx"]).stdout);
+    assert!(
+        out.lines()
+            .all(|l| l.starts_with("fixtures/handmade/hygiene.onnx:")),
+        "{out}"
+    );
+}

@@ -101,7 +101,7 @@ fn corrupted_fixtures_never_panic() {
                     nnlint::diag::render::render(
                         f,
                         std::slice::from_ref(&report),
-                        false,
+                        &Default::default(),
                         &mut Vec::new(),
                     )
                     .unwrap();

@@ -100,7 +100,12 @@ fn every_torch_fixture_fires_exactly_its_rules() {
 #[test]
 fn every_rule_fires_somewhere_in_the_fixtures() {
     let mut fired = BTreeSet::new();
-    for dir in ["fixtures/torch", "fixtures/invalid", "fixtures/handmade"] {
+    for dir in [
+        "fixtures/torch",
+        "fixtures/invalid",
+        "fixtures/handmade",
+        "fixtures/python",
+    ] {
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|x| x == "onnx") {

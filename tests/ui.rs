@@ -18,6 +18,7 @@ const UI_DIRS: &[&str] = &[
     "fixtures/invalid",
     "fixtures/handmade",
     "fixtures/architectures",
+    "fixtures/python",
 ];
 
 fn models() -> Vec<PathBuf> {
@@ -42,7 +43,7 @@ fn rendered(model: &Path) -> String {
     let report =
         lint_file(model, &isolated()).unwrap_or_else(|e| panic!("fixture does not load: {e}"));
     let mut out = Vec::new();
-    render(Format::Human, &[report], false, &mut out).unwrap();
+    render(Format::Human, &[report], &Default::default(), &mut out).unwrap();
     String::from_utf8(out).unwrap()
 }
 

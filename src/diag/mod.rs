@@ -44,12 +44,24 @@ pub enum LabelStyle {
     Secondary,
 }
 
-/// A span of the source text with a message.
+/// A span of one of a report's source texts, with a message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Label {
     pub style: LabelStyle,
+    /// Which text: [`position::MODEL`] for the model, others for Python sources.
+    pub file: usize,
     pub span: Range<usize>,
     pub message: String,
+}
+
+/// The Python line that created the diagnostic's node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PythonLocation {
+    pub origin: crate::graph::PyOrigin,
+    /// The path to show: as resolved on disk, or as recorded when it is not readable.
+    pub path: String,
+    /// The source text and the span of the line in it, when the file was read.
+    pub source: Option<(usize, Range<usize>)>,
 }
 
 /// One finding. The first label is the primary one.
@@ -64,6 +76,10 @@ pub struct Diagnostic {
     pub labels: Vec<Label>,
     pub notes: Vec<String>,
     pub help: Vec<String>,
+    /// Where the node came from in the author's code, attached after the rules ran.
+    pub origin: Option<PythonLocation>,
+    /// Set when a `# nnlint: ignore` comment suppressed it (`--show-suppressed`).
+    pub suppressed_by: Option<String>,
 }
 
 impl Diagnostic {
@@ -78,6 +94,8 @@ impl Diagnostic {
             labels: Vec::new(),
             notes: Vec::new(),
             help: Vec::new(),
+            origin: None,
+            suppressed_by: None,
         }
     }
 
@@ -96,6 +114,7 @@ impl Diagnostic {
             0,
             Label {
                 style: LabelStyle::Primary,
+                file: position::MODEL,
                 span,
                 message: message.into(),
             },
@@ -106,6 +125,7 @@ impl Diagnostic {
     pub fn secondary(mut self, span: Range<usize>, message: impl Into<String>) -> Self {
         self.labels.push(Label {
             style: LabelStyle::Secondary,
+            file: position::MODEL,
             span,
             message: message.into(),
         });
@@ -122,12 +142,12 @@ impl Diagnostic {
         self
     }
 
-    /// The span every format reports as the diagnostic's position.
-    pub fn primary_span(&self) -> Range<usize> {
+    /// The primary label's file and span.
+    pub fn primary_span(&self) -> (usize, Range<usize>) {
         self.labels
             .iter()
             .find(|l| l.style == LabelStyle::Primary)
-            .map(|l| l.span.clone())
-            .unwrap_or(0..0)
+            .map(|l| (l.file, l.span.clone()))
+            .unwrap_or((position::MODEL, 0..0))
     }
 }

@@ -2,11 +2,18 @@
 
 use std::ops::Range;
 
-use codespan_reporting::files::{self, Files, SimpleFile};
+use codespan_reporting::files::{self, Files, SimpleFiles};
 use serde::Serialize;
 
-/// The text of one linted file as diagnostics see it, addressable by codespan.
-pub type SourceFile = SimpleFile<String, String>;
+use super::Diagnostic;
+use crate::FileReport;
+
+/// The texts of one report: the model (its listing, for a binary file) and
+/// any Python sources its diagnostics point into.
+pub type Sources = SimpleFiles<String, String>;
+
+/// The model's text is always the first.
+pub const MODEL: usize = 0;
 
 /// A 1-based position range; columns count characters, as rustc's do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -17,13 +24,31 @@ pub struct Location {
     pub end_column: usize,
 }
 
-/// Where `span` is in `file`. Out-of-range spans clamp to the end of the text.
-pub fn locate(file: &SourceFile, span: &Range<usize>) -> Location {
-    let len = file.source().len();
-    let start = clamp(file, span.start.min(len));
-    let end = clamp(file, span.end.clamp(start, len));
+/// Which location machine formats report first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Prefer {
+    /// The Python line that created the node, when it is known and readable
+    #[default]
+    Python,
+    /// The model (the listing of a binary model)
+    Model,
+}
+
+/// Where `span` of text `file` is. Out-of-range spans clamp to the text.
+pub fn locate(sources: &Sources, file: usize, span: &Range<usize>) -> Location {
+    let Ok(text) = sources.source(file) else {
+        return Location {
+            line: 1,
+            column: 1,
+            end_line: 1,
+            end_column: 1,
+        };
+    };
+    let len = text.len();
+    let start = clamp(text, span.start.min(len));
+    let end = clamp(text, span.end.clamp(start, len));
     let at = |i: usize| -> files::Location {
-        file.location((), i).unwrap_or(files::Location {
+        sources.location(file, i).unwrap_or(files::Location {
             line_number: 1,
             column_number: 1,
         })
@@ -38,10 +63,31 @@ pub fn locate(file: &SourceFile, span: &Range<usize>) -> Location {
 }
 
 /// Moves a byte offset back onto a character boundary.
-pub fn clamp(file: &SourceFile, mut i: usize) -> usize {
-    let s = file.source();
-    while i > 0 && !s.is_char_boundary(i) {
+pub fn clamp(text: &str, mut i: usize) -> usize {
+    i = i.min(text.len());
+    while i > 0 && !text.is_char_boundary(i) {
         i -= 1;
     }
     i
+}
+
+/// The path and position a machine format reports for a diagnostic.
+pub fn primary(report: &FileReport, d: &Diagnostic, prefer: Prefer) -> (String, Location) {
+    if prefer == Prefer::Python {
+        if let Some((file, span)) = d.origin.as_ref().and_then(|o| o.source.clone()) {
+            let path = report
+                .sources
+                .name(file)
+                .map(|n| n.to_string())
+                .unwrap_or_default();
+            return (path, locate(&report.sources, file, &span));
+        }
+    }
+    let (file, span) = d.primary_span();
+    let path = report
+        .sources
+        .name(file)
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| report.path.clone());
+    (path, locate(&report.sources, file, &span))
 }

@@ -10,6 +10,7 @@ mod build;
 mod layers;
 mod node;
 mod onnx_ops;
+mod origin;
 mod shapes;
 mod stats;
 
@@ -22,6 +23,7 @@ use petgraph::Direction;
 pub use build::{build, is_known_op, Problem, ProblemKind, IMPLICIT_SLOT};
 pub use layers::{activation, Activation, LayerKind, WeightLayer, NORMALIZATION_OPS};
 pub use node::{Attr, NodeRef};
+pub use origin::PyOrigin;
 pub use stats::TensorStats;
 
 use crate::onnx::proto::{data_type as dt, TensorProto};

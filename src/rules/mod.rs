@@ -27,6 +27,7 @@ mod softmax_single_class;
 mod unnormalized_input;
 mod unused_initializer;
 mod unused_input;
+pub mod unused_suppression;
 
 use crate::config::RuleConfig;
 use crate::diag::{Diagnostic, Severity};
@@ -111,6 +112,7 @@ static RULES: &[&dyn Rule] = &[
     &unused_input::UnusedInput,
     &dead_node::DeadNode,
     &duplicate_node_name::DuplicateNodeName,
+    &unused_suppression::UnusedSuppression,
     &double_softmax::DoubleSoftmax,
     &double_sigmoid::DoubleSigmoid,
     &nll_without_log::NllWithoutLog,

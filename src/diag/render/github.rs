@@ -2,14 +2,14 @@
 
 use std::io::{self, Write};
 
-use crate::diag::position::locate;
+use crate::diag::position::{primary, Prefer};
 use crate::diag::Severity;
 use crate::FileReport;
 
-pub fn render(reports: &[FileReport], out: &mut dyn Write) -> io::Result<()> {
+pub fn render(reports: &[FileReport], prefer: Prefer, out: &mut dyn Write) -> io::Result<()> {
     for r in reports {
         for d in &r.diagnostics {
-            let at = locate(&r.file, &d.primary_span());
+            let (path, at) = primary(r, d, prefer);
             let level = match d.severity {
                 Severity::Error => "error",
                 Severity::Warning => "warning",
@@ -18,7 +18,7 @@ pub fn render(reports: &[FileReport], out: &mut dyn Write) -> io::Result<()> {
             writeln!(
                 out,
                 "::{level} file={},line={},col={},endLine={},endColumn={},title={}::{}",
-                property(&r.path),
+                property(&path),
                 at.line,
                 at.column,
                 at.end_line,

@@ -17,9 +17,9 @@ pub fn render(reports: &[FileReport], color: bool, out: &mut dyn Write) -> io::R
             let cd = to_codespan(r, d);
             let result = if color {
                 let mut w = StylesWriter::new(termcolor::Ansi::new(&mut *out), &styles);
-                term::emit_to_write_style(&mut w, &config, &r.file, &cd)
+                term::emit_to_write_style(&mut w, &config, &r.sources, &cd)
             } else {
-                term::emit_to_io_write(&mut *out, &config, &r.file, &cd)
+                term::emit_to_io_write(&mut *out, &config, &r.sources, &cd)
             };
             result.map_err(|e| io::Error::other(e.to_string()))?;
         }
@@ -27,25 +27,51 @@ pub fn render(reports: &[FileReport], color: bool, out: &mut dyn Write) -> io::R
     Ok(())
 }
 
-fn to_codespan(r: &FileReport, d: &Diagnostic) -> cs::Diagnostic<()> {
+fn to_codespan(r: &FileReport, d: &Diagnostic) -> cs::Diagnostic<usize> {
     let severity = match d.severity {
         Severity::Error => cs::Severity::Error,
         Severity::Warning => cs::Severity::Warning,
         Severity::Note => cs::Severity::Note,
     };
-    let labels = d
+    let text = |file: usize| {
+        r.sources
+            .get(file)
+            .map(|f| f.source().as_str())
+            .unwrap_or("")
+    };
+    let mut labels: Vec<cs::Label<usize>> = d
         .labels
         .iter()
         .map(|l| {
-            let span = clamp(&r.file, l.span.start)..clamp(&r.file, l.span.end);
+            let t = text(l.file);
+            let span = clamp(t, l.span.start)..clamp(t, l.span.end);
             let label = match l.style {
-                LabelStyle::Primary => cs::Label::primary((), span),
-                LabelStyle::Secondary => cs::Label::secondary((), span),
+                LabelStyle::Primary => cs::Label::primary(l.file, span),
+                LabelStyle::Secondary => cs::Label::secondary(l.file, span),
             };
             label.with_message(&l.message)
         })
         .collect();
-    let mut notes: Vec<String> = d.notes.iter().map(|n| format!("note: {n}")).collect();
+    let mut notes: Vec<String> = Vec::new();
+    if let Some(o) = &d.origin {
+        let module = match (&o.origin.module, o.origin.short_class()) {
+            (Some(m), Some(c)) => format!(" (module {m}: {c})"),
+            (Some(m), None) => format!(" (module {m})"),
+            (None, Some(c)) => format!(" ({c})"),
+            (None, None) => String::new(),
+        };
+        notes.push(format!(
+            "note: created at {}:{} in {}{module}",
+            o.path, o.origin.line, o.origin.function
+        ));
+        if let Some((file, span)) = &o.source {
+            labels.push(cs::Label::secondary(*file, span.clone()).with_message("created here"));
+        }
+    }
+    if let Some(by) = &d.suppressed_by {
+        notes.push(format!("note: suppressed by `{by}`"));
+    }
+    notes.extend(d.notes.iter().map(|n| format!("note: {n}")));
     notes.extend(d.help.iter().map(|h| format!("help: {h}")));
     notes.push(format!("note: run `nnlint explain {}` for details", d.rule));
     cs::Diagnostic::new(severity)

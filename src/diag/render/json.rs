@@ -4,13 +4,14 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::diag::position::{locate, Location};
+use crate::diag::position::{locate, primary, Location, Prefer};
 use crate::diag::{LabelStyle, Severity};
 use crate::FileReport;
 
 #[derive(Serialize)]
 struct Finding<'a> {
-    file: &'a str,
+    /// The reported location: the Python line or the model, per `--location`.
+    file: String,
     rule: &'a str,
     code: &'a str,
     severity: Severity,
@@ -21,6 +22,28 @@ struct Finding<'a> {
     notes: &'a [String],
     help: &'a [String],
     labels: Vec<JsonLabel<'a>>,
+    /// Where the finding is in the model (its listing, for a binary model).
+    model: ModelLocation<'a>,
+    /// The Python line that created the node, when the exporter recorded it.
+    python: Option<PythonLocation<'a>>,
+}
+
+#[derive(Serialize)]
+struct ModelLocation<'a> {
+    file: &'a str,
+    #[serde(flatten)]
+    location: Location,
+}
+
+#[derive(Serialize)]
+struct PythonLocation<'a> {
+    file: &'a str,
+    line: usize,
+    function: &'a str,
+    module: Option<&'a str>,
+    class: Option<&'a str>,
+    /// Whether the file was found and read.
+    readable: bool,
 }
 
 #[derive(Serialize)]
@@ -33,31 +56,47 @@ struct JsonLabel<'a> {
     location: Location,
 }
 
-pub fn render(reports: &[FileReport], out: &mut dyn Write) -> io::Result<()> {
+pub fn render(reports: &[FileReport], prefer: Prefer, out: &mut dyn Write) -> io::Result<()> {
     let findings: Vec<Finding> = reports
         .iter()
         .flat_map(|r| {
-            r.diagnostics.iter().map(move |d| Finding {
-                file: &r.path,
-                rule: d.rule,
-                code: d.code,
-                severity: d.severity,
-                message: &d.message,
-                node: d.node.as_deref(),
-                location: locate(&r.file, &d.primary_span()),
-                notes: &d.notes,
-                help: &d.help,
-                labels: d
-                    .labels
-                    .iter()
-                    .map(|l| JsonLabel {
-                        primary: l.style == LabelStyle::Primary,
-                        message: &l.message,
-                        byte_start: l.span.start,
-                        byte_end: l.span.end,
-                        location: locate(&r.file, &l.span),
-                    })
-                    .collect(),
+            r.diagnostics.iter().map(move |d| {
+                let (file, location) = primary(r, d, prefer);
+                let (model_file, model_span) = d.primary_span();
+                Finding {
+                    file,
+                    rule: d.rule,
+                    code: d.code,
+                    severity: d.severity,
+                    message: &d.message,
+                    node: d.node.as_deref(),
+                    location,
+                    notes: &d.notes,
+                    help: &d.help,
+                    labels: d
+                        .labels
+                        .iter()
+                        .map(|l| JsonLabel {
+                            primary: l.style == LabelStyle::Primary,
+                            message: &l.message,
+                            byte_start: l.span.start,
+                            byte_end: l.span.end,
+                            location: locate(&r.sources, l.file, &l.span),
+                        })
+                        .collect(),
+                    model: ModelLocation {
+                        file: &r.path,
+                        location: locate(&r.sources, model_file, &model_span),
+                    },
+                    python: d.origin.as_ref().map(|o| PythonLocation {
+                        file: &o.path,
+                        line: o.origin.line,
+                        function: &o.origin.function,
+                        module: o.origin.module.as_deref(),
+                        class: o.origin.class.as_deref(),
+                        readable: o.source.is_some(),
+                    }),
+                }
             })
         })
         .collect();

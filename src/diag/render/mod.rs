@@ -9,6 +9,7 @@ mod short;
 
 use std::io::{self, Write};
 
+use crate::diag::position::Prefer;
 use crate::FileReport;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -25,18 +26,27 @@ pub enum Format {
     Github,
 }
 
-/// Writes every report's diagnostics in `format`. `color` applies to `human` only.
+/// How to render, beyond the format.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RenderOptions {
+    /// ANSI colour, for `human` only.
+    pub color: bool,
+    /// Which location `short`, `json`, `sarif` and `github` report first.
+    pub prefer: Prefer,
+}
+
+/// Writes every report's diagnostics in `format`.
 pub fn render(
     format: Format,
     reports: &[FileReport],
-    color: bool,
+    options: &RenderOptions,
     out: &mut dyn Write,
 ) -> io::Result<()> {
     match format {
-        Format::Human => human::render(reports, color, out),
-        Format::Short => short::render(reports, out),
-        Format::Json => json::render(reports, out),
-        Format::Sarif => sarif::render(reports, out),
-        Format::Github => github::render(reports, out),
+        Format::Human => human::render(reports, options.color, out),
+        Format::Short => short::render(reports, options.prefer, out),
+        Format::Json => json::render(reports, options.prefer, out),
+        Format::Sarif => sarif::render(reports, options.prefer, out),
+        Format::Github => github::render(reports, options.prefer, out),
     }
 }

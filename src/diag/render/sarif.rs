@@ -8,7 +8,7 @@ use serde_sarif::sarif::{
     ResultLevel, Run, Sarif, Tool, ToolComponent,
 };
 
-use crate::diag::position::locate;
+use crate::diag::position::{primary, Prefer};
 use crate::diag::Severity;
 use crate::rules::{self, RuleMeta};
 use crate::FileReport;
@@ -60,12 +60,12 @@ fn descriptor(rule: &RuleMeta) -> ReportingDescriptor {
         .build()
 }
 
-pub fn render(reports: &[FileReport], out: &mut dyn Write) -> io::Result<()> {
+pub fn render(reports: &[FileReport], prefer: Prefer, out: &mut dyn Write) -> io::Result<()> {
     let rules: Vec<&'static RuleMeta> = rules::all().map(|r| r.meta()).collect();
     let mut results = Vec::new();
     for r in reports {
         for d in &r.diagnostics {
-            let at = locate(&r.file, &d.primary_span());
+            let (path, at) = primary(r, d, prefer);
             let region = Region::builder()
                 .start_line(at.line as i64)
                 .start_column(at.column as i64)
@@ -73,7 +73,7 @@ pub fn render(reports: &[FileReport], out: &mut dyn Write) -> io::Result<()> {
                 .end_column(at.end_column as i64)
                 .build();
             let physical = PhysicalLocation::builder()
-                .artifact_location(ArtifactLocation::builder().uri(uri(&r.path)).build())
+                .artifact_location(ArtifactLocation::builder().uri(uri(&path)).build())
                 .region(region)
                 .build();
             let mut location = Location::builder().physical_location(physical).build();

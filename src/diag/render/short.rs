@@ -2,17 +2,17 @@
 
 use std::io::{self, Write};
 
-use crate::diag::position::locate;
+use crate::diag::position::{primary, Prefer};
 use crate::FileReport;
 
-pub fn render(reports: &[FileReport], out: &mut dyn Write) -> io::Result<()> {
+pub fn render(reports: &[FileReport], prefer: Prefer, out: &mut dyn Write) -> io::Result<()> {
     for r in reports {
         for d in &r.diagnostics {
-            let at = locate(&r.file, &d.primary_span());
+            let (path, at) = primary(r, d, prefer);
             writeln!(
                 out,
                 "{}:{}:{}: {}[{}]: {}",
-                r.path, at.line, at.column, d.severity, d.code, d.message
+                path, at.line, at.column, d.severity, d.code, d.message
             )?;
         }
     }

@@ -1,0 +1,48 @@
+//! `# nnlint: ignore` comments that suppress nothing.
+
+use std::collections::BTreeSet;
+
+use super::{Category, Check, Rule, RuleMeta};
+use crate::diag::{Diagnostic, Label, LabelStyle, Severity};
+use crate::python::Suppression;
+
+pub static META: RuleMeta = RuleMeta {
+    name: "unused-suppression",
+    code: "NN006",
+    severity: Severity::Note,
+    category: Category::Hygiene,
+    summary: "a `# nnlint: ignore` comment that suppresses nothing",
+    options: &[],
+    explanation: include_str!("../../rules/unused-suppression.md"),
+};
+
+pub struct UnusedSuppression;
+
+impl Rule for UnusedSuppression {
+    fn meta(&self) -> &'static RuleMeta {
+        &META
+    }
+
+    /// Suppressions live in Python files, not in the graph: [`report`] runs
+    /// after every graph rule, once the suppressions are known.
+    fn check(&self, _: &Check<'_, '_>, _: &mut Vec<Diagnostic>) {}
+}
+
+/// The finding for a comment at `file` whose rules in `unused` suppressed nothing.
+pub fn report(file: usize, s: &Suppression, unused: &BTreeSet<String>) -> Diagnostic {
+    let what = match &s.rules {
+        None => "suppresses nothing".to_string(),
+        Some(_) => {
+            let names: Vec<String> = unused.iter().map(|n| format!("`{n}`")).collect();
+            format!("does not suppress {}", names.join(", "))
+        }
+    };
+    let mut d = Diagnostic::new(&META, format!("suppression comment {what}"));
+    d.labels.push(Label {
+        style: LabelStyle::Primary,
+        file,
+        span: s.span.clone(),
+        message: "no finding on a node created by this line matches".into(),
+    });
+    d.help("remove the comment, or the rules it no longer needs to name")
+}
