@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod diag;
+pub mod diff;
 pub mod graph;
 pub mod onnx;
 pub mod python;
@@ -145,7 +146,8 @@ pub fn lint_model(model: &onnx::Model, settings: &Settings) -> FileReport {
     let source = print_model(&model.proto, Values::Elide);
     let graphs = graph::build(model, &source);
     let mut diagnostics = Vec::new();
-    for rule in rules::all().filter(|r| settings.selection.enabled(r.meta())) {
+    let graph_rules = rules::all().filter(|r| r.meta().pass == rules::Pass::Graph);
+    for rule in graph_rules.filter(|r| settings.selection.enabled(r.meta())) {
         let meta = rule.meta();
         let rule_config = settings
             .config
@@ -200,7 +202,7 @@ pub fn lint_model(model: &onnx::Model, settings: &Settings) -> FileReport {
 
 /// Points findings at the Python lines that created their nodes, applies the
 /// `# nnlint: ignore` comments written there, and reports the unused ones.
-fn attach_origins(
+pub(crate) fn attach_origins(
     model: &onnx::Model,
     graphs: &[graph::Graph<'_>],
     settings: &Settings,

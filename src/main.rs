@@ -86,6 +86,42 @@ struct LintArgs {
     show_suppressed: bool,
 }
 
+#[derive(clap::Args)]
+struct DiffArgs {
+    /// The earlier checkpoint
+    before: PathBuf,
+    /// The later checkpoint; findings point into it
+    after: PathBuf,
+    /// How many optimizer steps separate the checkpoints
+    #[arg(long, default_value_t = 1.0, value_parser = parse_steps)]
+    steps: f64,
+    /// Output format (human adds a per-layer table; json adds every number)
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+    /// Colour for the human format
+    #[arg(long, value_enum, default_value_t = Color::Auto)]
+    color: Color,
+    /// Location machine formats report
+    #[arg(long, value_enum, default_value_t = Prefer::Python)]
+    location: Prefer,
+    /// Configuration file to use instead of the nearest one above AFTER
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Ignore configuration files
+    #[arg(long, conflicts_with = "config")]
+    isolated: bool,
+    /// Print the findings only: no table, no summary line
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn parse_steps(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a positive number of steps")),
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Color {
     Auto,
@@ -121,6 +157,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t)]
         format: ListFormat,
     },
+    /// Compare two checkpoints of one model: weights that never changed, steps too small or too large
+    Diff(DiffArgs),
     /// Print a model in the ONNX textual syntax, the listing diagnostics point into
     Print {
         path: PathBuf,
@@ -136,9 +174,133 @@ fn main() -> ExitCode {
         Some(Command::Rules { format }) => list_rules(format),
         Some(Command::Explain { rule, format }) => explain(&rule, format),
         Some(Command::Print { path, values }) => print(&path, values),
+        Some(Command::Diff(args)) => diff(args),
         None => lint(cli.lint),
     };
     ExitCode::from(code)
+}
+
+fn use_color(c: Color) -> bool {
+    match c {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    }
+}
+
+fn config_source(isolated: bool, path: Option<&PathBuf>) -> Result<ConfigSource, u8> {
+    if isolated {
+        return Ok(ConfigSource::None);
+    }
+    match path {
+        Some(p) => config::load(p)
+            .map(|c| ConfigSource::Fixed(Arc::new(c)))
+            .map_err(|e| {
+                eprintln!("error: {e}");
+                2
+            }),
+        None => Ok(ConfigSource::Discover),
+    }
+}
+
+fn diff(args: DiffArgs) -> u8 {
+    let config = match config_source(args.isolated, args.config.as_ref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let config = match config {
+        ConfigSource::Fixed(c) => Some((*c).clone()),
+        ConfigSource::None => None,
+        ConfigSource::Discover => match config::discover(&args.after) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        },
+    };
+    let settings = match nnlint::Settings::new(&Options::default(), config.as_ref(), &args.after) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let result = match nnlint::diff::diff_files(&args.before, &args.after, &settings, args.steps) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let reports = std::slice::from_ref(&result.report);
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let written = match args.format {
+        Format::Json => {
+            let value = serde_json::json!({
+                "steps": args.steps,
+                "findings": nnlint::diag::render::json::findings(reports, args.location),
+                "layers": result.layers,
+            });
+            serde_json::to_writer_pretty(&mut out, &value)
+                .map_err(std::io::Error::from)
+                .and_then(|_| writeln!(out))
+        }
+        format => {
+            let options = RenderOptions {
+                color: use_color(args.color),
+                prefer: args.location,
+            };
+            render(format, reports, &options, &mut out).and_then(|_| {
+                if format != Format::Human || args.quiet || result.mismatch {
+                    return Ok(());
+                }
+                let band = |name: &str| {
+                    let meta = &nnlint::rules::update_ratio::META;
+                    settings
+                        .config
+                        .as_ref()
+                        .and_then(|c| c.rules.get(meta.name))
+                        .and_then(|r| r.options.get(name).copied())
+                        .or_else(|| {
+                            meta.options
+                                .iter()
+                                .find(|o| o.name == name)
+                                .map(|o| o.default)
+                        })
+                        .unwrap_or(f64::NAN)
+                };
+                if !result.report.diagnostics.is_empty() {
+                    writeln!(out)?;
+                }
+                write!(
+                    out,
+                    "{}",
+                    nnlint::diff::table(&result.layers, args.steps, band("low"), band("high"))
+                )?;
+                summary(reports, &mut out)
+            })
+        }
+    };
+    if let Err(e) = written.and_then(|_| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: cannot write output: {e}");
+        }
+        return 2;
+    }
+    if result.mismatch {
+        2
+    } else if result
+        .report
+        .diagnostics
+        .iter()
+        .any(|d| d.severity >= Severity::Warning && d.suppressed_by.is_none())
+    {
+        1
+    } else {
+        0
+    }
 }
 
 fn lint(args: LintArgs) -> u8 {

@@ -94,6 +94,25 @@ impl Model {
         Ok(())
     }
 
+    /// A reader that decodes any range of the tensor's elements on demand, so
+    /// two tensors can be compared in lockstep without holding either whole.
+    pub fn reader(&self, t: &TensorProto) -> Result<ValueReader, ValueError> {
+        let n = element_count(t)?;
+        if let Some(raw) = self.raw_bytes(t).map_err(ValueError)? {
+            let width = dt::byte_width(t.data_type).ok_or_else(|| unsupported(t))?;
+            let decode = raw_decoder(t.data_type).ok_or_else(|| unsupported(t))?;
+            if raw.len() != n.saturating_mul(width) {
+                return Err(ValueError(format!(
+                    "tensor `{}` declares {n} elements but stores {}",
+                    t.name,
+                    raw.len() / width
+                )));
+            }
+            return Ok(ValueReader::Raw { raw, width, decode });
+        }
+        self.values_f64(t).map(ValueReader::Decoded)
+    }
+
     /// All elements as f32.
     pub fn values_f32(&self, t: &TensorProto) -> Result<Vec<f32>, ValueError> {
         let mut out = Vec::with_capacity(element_count(t)?.min(1 << 20));
@@ -118,6 +137,57 @@ fn unsupported(t: &TensorProto) -> ValueError {
 }
 
 type Decoder = fn(&[u8]) -> f64;
+
+/// Elements of one tensor, decoded a range at a time (see [`Model::reader`]).
+pub enum ValueReader {
+    /// Stored bytes (a slice of a memory map), decoded on demand.
+    Raw {
+        raw: bytes::Bytes,
+        width: usize,
+        decode: Decoder,
+    },
+    /// Values from the typed fields, already decoded.
+    Decoded(Vec<f64>),
+}
+
+impl ValueReader {
+    pub fn len(&self) -> usize {
+        match self {
+            ValueReader::Raw { raw, width, .. } => raw.len() / width,
+            ValueReader::Decoded(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Replaces `out` with elements `start..end` (clamped to the tensor).
+    pub fn read(&self, start: usize, end: usize, out: &mut Vec<f64>) {
+        out.clear();
+        let end = end.min(self.len());
+        let start = start.min(end);
+        match self {
+            ValueReader::Raw { raw, width, decode } => out.extend(
+                raw[start * width..end * width]
+                    .chunks_exact(*width)
+                    .map(decode),
+            ),
+            ValueReader::Decoded(v) => out.extend_from_slice(&v[start..end]),
+        }
+    }
+
+    /// The stored bytes of elements `start..end`, for giving their pages back.
+    pub fn bytes(&self, start: usize, end: usize) -> &[u8] {
+        match self {
+            ValueReader::Raw { raw, width, .. } => {
+                let end = end.min(raw.len() / width);
+                &raw[start.min(end) * width..end * width]
+            }
+            ValueReader::Decoded(_) => &[],
+        }
+    }
+}
 
 fn raw_decoder(ty: i32) -> Option<Decoder> {
     fn arr<const N: usize>(c: &[u8]) -> [u8; N] {

@@ -1,6 +1,6 @@
 //! Training-mode BatchNorm over a single value per channel.
 
-use super::{Category, Check, Rule, RuleMeta};
+use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::Dim;
 
@@ -8,6 +8,7 @@ pub static META: RuleMeta = RuleMeta {
     name: "batchnorm-batch-size-one",
     code: "NN308",
     severity: Severity::Warning,
+    pass: Pass::Graph,
     category: Category::Parameters,
     summary: "training-mode batch normalization over one value per channel has zero variance",
     options: &[],

@@ -1,12 +1,13 @@
 //! A bias that the following BatchNorm subtracts again.
 
-use super::{Category, Check, Rule, RuleMeta};
+use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 
 pub static META: RuleMeta = RuleMeta {
     name: "bias-before-batchnorm",
     code: "NN307",
     severity: Severity::Note,
+    pass: Pass::Graph,
     category: Category::Parameters,
     summary: "a conv or dense bias directly followed by batch normalization, which cancels it",
     options: &[],

@@ -1,12 +1,13 @@
 //! Weight tensors whose values are all the same.
 
-use super::{Category, Check, Rule, RuleMeta};
+use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 
 pub static META: RuleMeta = RuleMeta {
     name: "constant-weights",
     code: "NN305",
     severity: Severity::Warning,
+    pass: Pass::Graph,
     category: Category::Parameters,
     summary: "every value of a weight tensor is the same, so its units stay identical",
     options: &[],

@@ -3,7 +3,7 @@
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 
-use super::{Category, Check, Rule, RuleMeta};
+use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::Vertex;
 
@@ -11,6 +11,7 @@ pub static META: RuleMeta = RuleMeta {
     name: "dead-node",
     code: "NN004",
     severity: Severity::Note,
+    pass: Pass::Graph,
     category: Category::Hygiene,
     summary: "a node whose outputs reach no graph output",
     options: &[],

@@ -1,6 +1,6 @@
 //! ReLU units whose bias keeps them off for nearly every input (static half).
 
-use super::{Category, Check, Rule, RuleMeta, RuleOption};
+use super::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{Graph, WeightLayer};
 
@@ -8,6 +8,7 @@ pub static META: RuleMeta = RuleMeta {
     name: "dead-relu",
     code: "NN202",
     severity: Severity::Warning,
+    pass: Pass::Graph,
     category: Category::Connections,
     summary: "relu units whose bias is so negative they never activate",
     options: &[

@@ -1,12 +1,13 @@
 //! A sigmoid output passed to a loss that applies sigmoid itself.
 
-use super::{Category, Check, Rule, RuleMeta};
+use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 
 pub static META: RuleMeta = RuleMeta {
     name: "double-sigmoid",
     code: "NN102",
     severity: Severity::Error,
+    pass: Pass::Graph,
     category: Category::Loss,
     summary: "sigmoid output is fed to binary cross-entropy with logits or another sigmoid",
     options: &[],

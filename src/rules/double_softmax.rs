@@ -1,6 +1,6 @@
 //! A probability output normalized by softmax a second time.
 
-use super::{Category, Check, Rule, RuleMeta};
+use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{Graph, NodeRef};
 
@@ -8,6 +8,7 @@ pub static META: RuleMeta = RuleMeta {
     name: "double-softmax",
     code: "NN101",
     severity: Severity::Error,
+    pass: Pass::Graph,
     category: Category::Loss,
     summary: "softmax output is fed to something that applies softmax again",
     options: &[],

@@ -1,12 +1,13 @@
 //! Dropout whose output is normalized by BatchNormalization: the variance shift.
 
-use super::{Category, Check, Rule, RuleMeta};
+use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 
 pub static META: RuleMeta = RuleMeta {
     name: "dropout-before-batchnorm",
     code: "NN301",
     severity: Severity::Warning,
+    pass: Pass::Graph,
     category: Category::Parameters,
     summary: "dropout feeds batch normalization, whose statistics then do not hold at inference",
     options: &[],

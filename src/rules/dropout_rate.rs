@@ -1,6 +1,6 @@
 //! Dropout ratios that do nothing or destroy the signal.
 
-use super::{Category, Check, Rule, RuleMeta, RuleOption};
+use super::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{Graph, NodeRef};
 
@@ -8,6 +8,7 @@ pub static META: RuleMeta = RuleMeta {
     name: "dropout-rate",
     code: "NN302",
     severity: Severity::Warning,
+    pass: Pass::Graph,
     category: Category::Parameters,
     summary: "dropout ratio above 0.5 (warning), of 1 or more (error), or 0 (note)",
     options: &[RuleOption {

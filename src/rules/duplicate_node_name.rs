@@ -2,13 +2,14 @@
 
 use std::collections::HashMap;
 
-use super::{Category, Check, Rule, RuleMeta};
+use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 
 pub static META: RuleMeta = RuleMeta {
     name: "duplicate-node-name",
     code: "NN005",
     severity: Severity::Note,
+    pass: Pass::Graph,
     category: Category::Hygiene,
     summary: "two nodes of a graph share a name",
     options: &[],

@@ -1,6 +1,6 @@
 //! Weights initialized far from the scale their fan-in and activation call for.
 
-use super::{Category, Check, Rule, RuleMeta, RuleOption};
+use super::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::Activation;
 
@@ -8,6 +8,7 @@ pub static META: RuleMeta = RuleMeta {
     name: "init-scale",
     code: "NN306",
     severity: Severity::Warning,
+    pass: Pass::Graph,
     category: Category::Parameters,
     summary: "a weight's standard deviation is 10x or more off the scale its fan-in and activation call for",
     options: &[

@@ -1,6 +1,6 @@
 //! Structural errors found while building the graph.
 
-use super::{Category, Check, Rule, RuleMeta};
+use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::ProblemKind;
 
@@ -8,6 +8,7 @@ pub static META: RuleMeta = RuleMeta {
     name: "invalid-graph",
     code: "NN001",
     severity: Severity::Error,
+    pass: Pass::Graph,
     category: Category::Validity,
     summary:
         "the graph is malformed: undefined or doubly defined tensors, cycles, missing opset imports",

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use super::{Category, Check, Rule, RuleMeta};
+use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{Graph, LayerKind, NodeId, WeightLayer};
 
@@ -10,6 +10,7 @@ pub static META: RuleMeta = RuleMeta {
     name: "linear-stack",
     code: "NN201",
     severity: Severity::Warning,
+    pass: Pass::Graph,
     category: Category::Connections,
     summary:
         "two weight layers follow each other with no nonlinearity, collapsing into one linear map",

@@ -2,7 +2,7 @@
 
 use petgraph::algo::toposort;
 
-use super::{Category, Check, Rule, RuleMeta, RuleOption};
+use super::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{NodeId, Vertex};
 
@@ -10,6 +10,7 @@ pub static META: RuleMeta = RuleMeta {
     name: "missing-normalization",
     code: "NN303",
     severity: Severity::Warning,
+    pass: Pass::Graph,
     category: Category::Parameters,
     summary: "a chain of 10 or more weight layers has no normalization and no residual connection",
     options: &[RuleOption {

@@ -13,13 +13,15 @@ mod double_softmax;
 mod dropout_before_batchnorm;
 mod dropout_rate;
 mod duplicate_node_name;
+pub mod frozen_weights;
+pub mod graph_mismatch;
 mod init_scale;
 mod invalid_graph;
 mod linear_stack;
 mod missing_normalization;
 mod multi_loss_scale;
 mod nll_without_log;
-mod non_finite;
+pub mod non_finite;
 mod relu_on_logits;
 pub mod select;
 mod softmax_batch_axis;
@@ -28,6 +30,7 @@ mod unnormalized_input;
 mod unused_initializer;
 mod unused_input;
 pub mod unused_suppression;
+pub mod update_ratio;
 
 use crate::config::RuleConfig;
 use crate::diag::{Diagnostic, Severity};
@@ -51,6 +54,18 @@ pub enum Category {
     Hygiene,
 }
 
+/// Which pass of nnlint produces a rule's findings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pass {
+    /// Static checks of one graph, run by `nnlint MODEL` ([`Rule::check`]).
+    Graph,
+    /// The `# nnlint: ignore` comments in the author's Python code.
+    Suppressions,
+    /// `nnlint diff BEFORE AFTER`, on two checkpoints of one model.
+    Diff,
+}
+
 /// A rule's identity, declared once next to its logic.
 #[derive(Debug)]
 pub struct RuleMeta {
@@ -59,6 +74,7 @@ pub struct RuleMeta {
     /// `NN` and three digits; the first digit groups rules by category.
     pub code: &'static str,
     pub severity: Severity,
+    pub pass: Pass,
     pub category: Category,
     /// One line, lowercase, no trailing period.
     pub summary: &'static str,
@@ -102,8 +118,9 @@ impl Check<'_, '_> {
 
 pub trait Rule: Sync {
     fn meta(&self) -> &'static RuleMeta;
-    /// Appends the rule's findings on one graph of a model.
-    fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>);
+    /// Appends the rule's findings on one graph of a model. Rules of other
+    /// passes keep this default and report from their pass (see [`Pass`]).
+    fn check(&self, _cx: &Check<'_, '_>, _out: &mut Vec<Diagnostic>) {}
 }
 
 static RULES: &[&dyn Rule] = &[
@@ -131,6 +148,9 @@ static RULES: &[&dyn Rule] = &[
     &init_scale::InitScale,
     &bias_before_batchnorm::BiasBeforeBatchnorm,
     &batchnorm_batch_size_one::BatchnormBatchSizeOne,
+    &frozen_weights::FrozenWeights,
+    &update_ratio::UpdateRatio,
+    &graph_mismatch::GraphMismatch,
 ];
 
 /// Every rule, in code order.

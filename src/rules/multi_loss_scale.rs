@@ -1,6 +1,6 @@
 //! A summed loss whose terms carry constant weights orders of magnitude apart.
 
-use super::{Category, Check, Rule, RuleMeta, RuleOption};
+use super::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{Graph, NodeId, Origin};
 
@@ -8,6 +8,7 @@ pub static META: RuleMeta = RuleMeta {
     name: "multi-loss-scale",
     code: "NN107",
     severity: Severity::Warning,
+    pass: Pass::Graph,
     category: Category::Loss,
     summary: "the terms of a summed loss are weighted 100x or more apart",
     options: &[RuleOption {

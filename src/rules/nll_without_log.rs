@@ -1,6 +1,6 @@
 //! NegativeLogLikelihoodLoss on something other than log-probabilities.
 
-use super::{Category, Check, Rule, RuleMeta};
+use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{Graph, Origin};
 
@@ -8,6 +8,7 @@ pub static META: RuleMeta = RuleMeta {
     name: "nll-without-log",
     code: "NN103",
     severity: Severity::Error,
+    pass: Pass::Graph,
     category: Category::Loss,
     summary: "negative log-likelihood loss receives probabilities or raw logits instead of log-probabilities",
     options: &[],

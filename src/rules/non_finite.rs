@@ -1,6 +1,6 @@
 //! NaN or infinity stored in the model.
 
-use super::{Category, Check, Rule, RuleMeta};
+use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{Graph, NORMALIZATION_OPS};
 
@@ -8,6 +8,7 @@ pub static META: RuleMeta = RuleMeta {
     name: "non-finite",
     code: "NN203",
     severity: Severity::Error,
+    pass: Pass::Graph,
     category: Category::Connections,
     summary: "an initializer or constant holds NaN or infinity",
     options: &[],

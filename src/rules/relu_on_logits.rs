@@ -1,6 +1,6 @@
 //! A non-negative activation applied to the logits of a softmax.
 
-use super::{Category, Check, Rule, RuleMeta};
+use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::Origin;
 
@@ -8,6 +8,7 @@ pub static META: RuleMeta = RuleMeta {
     name: "relu-on-logits",
     code: "NN104",
     severity: Severity::Warning,
+    pass: Pass::Graph,
     category: Category::Loss,
     summary: "a non-negative activation sits on the logits of a softmax or softmax loss",
     options: &[],

@@ -1,6 +1,6 @@
 //! Softmax that normalizes across the batch.
 
-use super::{Category, Check, Rule, RuleMeta};
+use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::Dim;
 
@@ -8,6 +8,7 @@ pub static META: RuleMeta = RuleMeta {
     name: "softmax-batch-axis",
     code: "NN106",
     severity: Severity::Warning,
+    pass: Pass::Graph,
     category: Category::Loss,
     summary: "softmax normalizes over the batch axis instead of the classes",
     options: &[],

@@ -1,6 +1,6 @@
 //! Softmax over an axis of size 1.
 
-use super::{Category, Check, Rule, RuleMeta};
+use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::Dim;
 
@@ -8,6 +8,7 @@ pub static META: RuleMeta = RuleMeta {
     name: "softmax-single-class",
     code: "NN105",
     severity: Severity::Error,
+    pass: Pass::Graph,
     category: Category::Loss,
     summary: "softmax over an axis of size 1, whose output is constant",
     options: &[],

@@ -1,6 +1,6 @@
 //! Integer inputs cast to float and fed to a weight layer unscaled.
 
-use super::{Category, Check, Rule, RuleMeta};
+use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 use crate::onnx::proto::data_type;
 
@@ -8,6 +8,7 @@ pub static META: RuleMeta = RuleMeta {
     name: "unnormalized-input",
     code: "NN304",
     severity: Severity::Warning,
+    pass: Pass::Graph,
     category: Category::Parameters,
     summary:
         "an integer input is cast to float and reaches a weight layer without scaling or centring",

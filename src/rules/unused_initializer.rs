@@ -1,12 +1,13 @@
 //! Initializers nothing reads.
 
-use super::{Category, Check, Rule, RuleMeta};
+use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 
 pub static META: RuleMeta = RuleMeta {
     name: "unused-initializer",
     code: "NN002",
     severity: Severity::Note,
+    pass: Pass::Graph,
     category: Category::Hygiene,
     summary: "an initializer that no node reads",
     options: &[],

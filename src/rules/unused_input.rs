@@ -1,12 +1,13 @@
 //! Graph inputs nothing reads.
 
-use super::{Category, Check, Rule, RuleMeta};
+use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 
 pub static META: RuleMeta = RuleMeta {
     name: "unused-input",
     code: "NN003",
     severity: Severity::Note,
+    pass: Pass::Graph,
     category: Category::Hygiene,
     summary: "a graph input that no node reads",
     options: &[],

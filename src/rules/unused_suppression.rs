@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{Category, Check, Rule, RuleMeta};
+use super::{Category, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Label, LabelStyle, Severity};
 use crate::python::Suppression;
 
@@ -10,6 +10,7 @@ pub static META: RuleMeta = RuleMeta {
     name: "unused-suppression",
     code: "NN006",
     severity: Severity::Note,
+    pass: Pass::Suppressions,
     category: Category::Hygiene,
     summary: "a `# nnlint: ignore` comment that suppresses nothing",
     options: &[],
@@ -22,10 +23,6 @@ impl Rule for UnusedSuppression {
     fn meta(&self) -> &'static RuleMeta {
         &META
     }
-
-    /// Suppressions live in Python files, not in the graph: [`report`] runs
-    /// after every graph rule, once the suppressions are known.
-    fn check(&self, _: &Check<'_, '_>, _: &mut Vec<Diagnostic>) {}
 }
 
 /// The finding for a comment at `file` whose rules in `unused` suppressed nothing.

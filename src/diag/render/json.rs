@@ -57,6 +57,12 @@ struct JsonLabel<'a> {
 }
 
 pub fn render(reports: &[FileReport], prefer: Prefer, out: &mut dyn Write) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, &findings(reports, prefer))?;
+    writeln!(out)
+}
+
+/// The findings as the json format writes them.
+pub fn findings(reports: &[FileReport], prefer: Prefer) -> serde_json::Value {
     let findings: Vec<Finding> = reports
         .iter()
         .flat_map(|r| {
@@ -100,6 +106,5 @@ pub fn render(reports: &[FileReport], prefer: Prefer, out: &mut dyn Write) -> io
             })
         })
         .collect();
-    serde_json::to_writer_pretty(&mut *out, &findings)?;
-    writeln!(out)
+    serde_json::to_value(findings).unwrap_or_default()
 }

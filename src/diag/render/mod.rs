@@ -3,7 +3,7 @@
 
 mod github;
 mod human;
-mod json;
+pub mod json;
 pub mod sarif;
 mod short;
 

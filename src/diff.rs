@@ -1,0 +1,413 @@
+//! `nnlint diff BEFORE AFTER`: what training did to each weight.
+//!
+//! Both checkpoints are read with the safe loader. Weights are paired by name,
+//! then by their place in the graph (first consumer and input slot, same
+//! shape). Each pair is compared in lockstep, a block of elements at a time,
+//! and the memory pages of both are given back as the pass goes, so diffing
+//! two 500 MB checkpoints holds neither in memory. One computation feeds both
+//! the per-layer table and the findings.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::diag::position::{Sources, MODEL};
+use crate::diag::{Diagnostic, Severity};
+use crate::graph::{self, Graph};
+use crate::onnx::printer::{print_model, Values};
+use crate::onnx::proto::{data_type, TensorProto};
+use crate::onnx::{self, Model};
+use crate::rules::{self, frozen_weights, graph_mismatch, non_finite, update_ratio};
+use crate::{Error, FileReport, Settings};
+
+/// Elements compared per block.
+const BLOCK: usize = 1 << 16;
+
+/// What changed in one weight. Every number the table and json show.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct LayerDiff {
+    /// The weight's name in the second checkpoint.
+    pub name: String,
+    /// Its name in the first, when pairing by position found it under another name.
+    pub before_name: Option<String>,
+    pub shape: Vec<i64>,
+    pub elements: usize,
+    /// ||A|| and ||B||.
+    pub norm_a: f64,
+    pub norm_b: f64,
+    /// ||B - A|| / ||A|| (0 when A is all zeros and nothing changed, infinite otherwise).
+    pub relative_update: f64,
+    /// Elements bit-for-bit equal in both checkpoints.
+    pub unchanged: usize,
+    /// NaN or infinite elements in A and in B.
+    pub non_finite_a: usize,
+    pub non_finite_b: usize,
+    /// Whether training is expected to change it: a float weight of two or more
+    /// elements, and not a BatchNorm running statistic.
+    pub trainable: bool,
+    /// The first node that reads it, which findings are attached to.
+    pub node: Option<String>,
+}
+
+/// The outcome of a diff: findings on the second checkpoint, and the table.
+pub struct DiffReport {
+    pub report: FileReport,
+    pub layers: Vec<LayerDiff>,
+    /// The checkpoints are not the same architecture (exit status 2).
+    pub mismatch: bool,
+}
+
+/// Compares two checkpoints of one model.
+pub fn diff_files(
+    before: &Path,
+    after: &Path,
+    settings: &Settings,
+    steps: f64,
+) -> Result<DiffReport, Error> {
+    let a = onnx::load(before)?;
+    let b = onnx::load(after)?;
+    Ok(diff_models(&a, &b, settings, steps))
+}
+
+pub fn diff_models(a: &Model, b: &Model, settings: &Settings, steps: f64) -> DiffReport {
+    let src_a = print_model(&a.proto, Values::Elide);
+    let src_b = print_model(&b.proto, Values::Elide);
+    let graphs_a = graph::build(a, &src_a);
+    let graphs_b = graph::build(b, &src_b);
+    let path = b.path.display().to_string();
+    let mut sources = Sources::new();
+    let id = sources.add(path.clone(), src_b.text.clone());
+    debug_assert_eq!(id, MODEL);
+    let (ga, gb) = (&graphs_a[0], &graphs_b[0]);
+
+    let mut diagnostics = Vec::new();
+    let mut layers = Vec::new();
+    let pairs = match pair(ga, gb) {
+        Ok(p) => p,
+        Err(why) => {
+            diagnostics.push(
+                Diagnostic::new(
+                    &graph_mismatch::META,
+                    "the two checkpoints are not the same architecture",
+                )
+                .primary(src_b.graph(gb.scope()), why)
+                .note(format!(
+                    "comparing {} with {}",
+                    a.path.display(),
+                    b.path.display()
+                ))
+                .help("diff two checkpoints of the same model, exported the same way"),
+            );
+            return DiffReport {
+                report: FileReport {
+                    path,
+                    sources,
+                    diagnostics,
+                },
+                layers,
+                mismatch: true,
+            };
+        }
+    };
+    for (ta, tb) in &pairs {
+        layers.push(compare(a, b, ta, tb, gb));
+    }
+
+    let option = |meta: &rules::RuleMeta, name: &str| {
+        settings
+            .config
+            .as_ref()
+            .and_then(|c| c.rules.get(meta.name))
+            .and_then(|r| r.options.get(name).copied())
+            .or_else(|| {
+                meta.options
+                    .iter()
+                    .find(|o| o.name == name)
+                    .map(|o| o.default)
+            })
+            .unwrap_or(f64::NAN)
+    };
+    let mut found: Vec<(usize, Diagnostic)> = Vec::new();
+    if settings.selection.enabled(&frozen_weights::META) {
+        found.extend(frozen_weights::check(&layers));
+    }
+    if settings.selection.enabled(&update_ratio::META) {
+        let m = &update_ratio::META;
+        found.extend(update_ratio::check(
+            &layers,
+            steps,
+            option(m, "low"),
+            option(m, "high"),
+        ));
+    }
+    if settings.selection.enabled(&non_finite::META) {
+        for (i, l) in layers.iter().enumerate() {
+            if l.non_finite_b > 0 && l.non_finite_a == 0 {
+                let d = Diagnostic::new(&non_finite::META, format!("weight `{}` became non-finite", l.name))
+                    .with_severity(Severity::Error)
+                    .note(format!(
+                        "{} of {} values are NaN or infinite after training, none before",
+                        l.non_finite_b, l.elements
+                    ))
+                    .help("training diverged between the checkpoints: lower the learning rate, clip gradients, look for log(0) or division by zero");
+                found.push((i, d));
+            }
+        }
+    }
+    for (i, mut d) in found {
+        let l = &layers[i];
+        let span = src_b
+            .value(gb.scope(), &l.name)
+            .unwrap_or_else(|| src_b.graph(gb.scope()));
+        d = d.primary(span, "in the second checkpoint");
+        if let Some(node) = &l.node {
+            if let Some(n) = gb.nodes().find(|n| n.name() == node) {
+                d = d
+                    .secondary(n.op_span(), "read by this node")
+                    .with_node(node);
+            }
+        }
+        if let Some(sev) = settings
+            .config
+            .as_ref()
+            .and_then(|c| c.rules.get(d.rule))
+            .and_then(|r| r.severity)
+        {
+            d.severity = sev;
+        }
+        diagnostics.push(d);
+    }
+    crate::attach_origins(b, &graphs_b, settings, &mut sources, &mut diagnostics);
+    diagnostics.sort_by_key(|d| {
+        let (file, span) = d.primary_span();
+        (file, span.start, d.code)
+    });
+    DiffReport {
+        report: FileReport {
+            path,
+            sources,
+            diagnostics,
+        },
+        layers,
+        mismatch: false,
+    }
+}
+
+/// Where a weight sits: its first consumer's index and the input slot.
+fn position(g: &Graph<'_>, name: &str) -> Option<(usize, usize)> {
+    g.consumers(name).first().map(|(n, slot)| (n.id(), *slot))
+}
+
+/// Pairs the initializers of the main graphs, in graph order; fails with the
+/// reason when the graphs differ.
+fn pair<'a>(
+    ga: &Graph<'a>,
+    gb: &Graph<'a>,
+) -> Result<Vec<(&'a TensorProto, &'a TensorProto)>, String> {
+    let ops = |g: &Graph<'_>| {
+        g.nodes()
+            .map(|n| n.op_type().to_string())
+            .collect::<Vec<_>>()
+    };
+    let (oa, ob) = (ops(ga), ops(gb));
+    if oa != ob {
+        let first = oa
+            .iter()
+            .zip(&ob)
+            .position(|(x, y)| x != y)
+            .unwrap_or(oa.len().min(ob.len()));
+        return Err(format!(
+            "the graphs differ at node {first} ({} vs {} nodes)",
+            oa.len(),
+            ob.len()
+        ));
+    }
+    let inits_a: Vec<&TensorProto> = (0..ga.initializers.len())
+        .map(|i| ga.initializer(i))
+        .collect();
+    let inits_b: Vec<&TensorProto> = (0..gb.initializers.len())
+        .map(|i| gb.initializer(i))
+        .collect();
+    if inits_a.len() != inits_b.len() {
+        return Err(format!(
+            "{} weights before, {} after",
+            inits_a.len(),
+            inits_b.len()
+        ));
+    }
+    let by_name: HashMap<&str, &TensorProto> =
+        inits_a.iter().map(|t| (t.name.as_str(), *t)).collect();
+    let by_position: HashMap<(usize, usize), &TensorProto> = inits_a
+        .iter()
+        .filter_map(|t| Some((position(ga, &t.name)?, *t)))
+        .collect();
+    let mut pairs = Vec::new();
+    for tb in &inits_b {
+        let ta = by_name
+            .get(tb.name.as_str())
+            .filter(|ta| ta.dims == tb.dims)
+            .or_else(|| {
+                position(gb, &tb.name)
+                    .and_then(|p| by_position.get(&p))
+                    .filter(|ta| ta.dims == tb.dims)
+            })
+            .ok_or_else(|| {
+                format!(
+                    "weight `{}` {:?} has no counterpart in the first checkpoint",
+                    tb.name, tb.dims
+                )
+            })?;
+        pairs.push((*ta, *tb));
+    }
+    // Graph order: by first consumer, then name.
+    pairs.sort_by_key(|(_, tb)| {
+        (
+            position(gb, &tb.name).unwrap_or((usize::MAX, 0)),
+            tb.name.clone(),
+        )
+    });
+    Ok(pairs)
+}
+
+fn trainable(g: &Graph<'_>, t: &TensorProto) -> bool {
+    let name = t.name.to_ascii_lowercase();
+    let stat = ["running_mean", "running_var", "num_batches_tracked"]
+        .iter()
+        .any(|s| name.contains(s))
+        || g.consumers(&t.name)
+            .iter()
+            .any(|(n, slot)| n.is("BatchNormalization") && *slot >= 3);
+    data_type::is_float(t.data_type)
+        && crate::onnx::values::element_count(t).is_ok_and(|n| n >= 2)
+        && !stat
+}
+
+fn compare(a: &Model, b: &Model, ta: &TensorProto, tb: &TensorProto, gb: &Graph<'_>) -> LayerDiff {
+    let mut l = LayerDiff {
+        name: tb.name.clone(),
+        before_name: (ta.name != tb.name).then(|| ta.name.clone()),
+        shape: tb.dims.clone(),
+        elements: crate::onnx::values::element_count(tb).unwrap_or(0),
+        norm_a: 0.0,
+        norm_b: 0.0,
+        relative_update: 0.0,
+        unchanged: 0,
+        non_finite_a: 0,
+        non_finite_b: 0,
+        trainable: trainable(gb, tb),
+        node: gb
+            .consumers(&tb.name)
+            .first()
+            .map(|(n, _)| n.name().to_string())
+            .filter(|n| !n.is_empty()),
+    };
+    let (Ok(ra), Ok(rb)) = (a.reader(ta), b.reader(tb)) else {
+        l.trainable = false; // values that cannot be read are reported by the loader's rules
+        return l;
+    };
+    let n = ra.len().min(rb.len());
+    let (mut sa, mut sb, mut sd) = (0f64, 0f64, 0f64);
+    let (mut va, mut vb) = (Vec::with_capacity(BLOCK), Vec::with_capacity(BLOCK));
+    let mut start = 0;
+    while start < n {
+        let end = (start + BLOCK).min(n);
+        ra.read(start, end, &mut va);
+        rb.read(start, end, &mut vb);
+        for (&x, &y) in va.iter().zip(&vb) {
+            if x.to_bits() == y.to_bits() {
+                l.unchanged += 1;
+            }
+            if !x.is_finite() {
+                l.non_finite_a += 1;
+            }
+            if !y.is_finite() {
+                l.non_finite_b += 1;
+            }
+            if x.is_finite() && y.is_finite() {
+                sa += x * x;
+                sb += y * y;
+                sd += (y - x) * (y - x);
+            }
+        }
+        a.release_bytes(ra.bytes(start, end));
+        b.release_bytes(rb.bytes(start, end));
+        start = end;
+    }
+    l.norm_a = sa.sqrt();
+    l.norm_b = sb.sqrt();
+    l.relative_update = if sd == 0.0 {
+        0.0
+    } else if sa == 0.0 {
+        f64::INFINITY
+    } else {
+        sd.sqrt() / l.norm_a
+    };
+    l
+}
+
+/// The table `--format human` adds: one row per weight, in graph order, with a
+/// bar for the log of the update per step (`|` marks the healthy band).
+pub fn table(layers: &[LayerDiff], steps: f64, low: f64, high: f64) -> String {
+    let name_w = layers
+        .iter()
+        .map(|l| l.name.chars().count())
+        .max()
+        .unwrap_or(5)
+        .clamp(5, 48);
+    let shape = |l: &LayerDiff| format!("{:?}", l.shape).replace(' ', "");
+    let shape_w = layers
+        .iter()
+        .map(|l| shape(l).len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let mut out = format!(
+        "{:<name_w$}  {:<shape_w$}  {:>9}  {:>11}  {:>9}  update per step, log scale 1e-7 .. 1e0\n",
+        "layer", "shape", "||W||", "update/step", "unchanged"
+    );
+    // 1e-7 .. 1e0 over 28 columns: 4 columns per decade.
+    let col = |v: f64| (((v.log10() + 7.0) * 4.0).round().clamp(0.0, 28.0)) as usize;
+    for l in layers {
+        let per_step = l.relative_update / steps;
+        let mut bar: Vec<char> = vec![' '; 29];
+        for c in [col(low), col(high)] {
+            bar[c] = '|';
+        }
+        let mark = if !l.trainable {
+            String::from("  (not trained)")
+        } else if per_step == 0.0 {
+            String::from("  frozen")
+        } else {
+            let end = col(per_step);
+            for (i, b) in bar.iter_mut().enumerate().take(end + 1) {
+                if *b != '|' {
+                    *b = if i == end { '#' } else { '-' };
+                }
+            }
+            format!(" {}", bar.iter().collect::<String>().trim_end())
+        };
+        let name: String = if l.name.chars().count() > name_w {
+            let tail: String = l
+                .name
+                .chars()
+                .rev()
+                .take(name_w - 1)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            format!("…{tail}")
+        } else {
+            l.name.clone()
+        };
+        out.push_str(&format!(
+            "{:<name_w$}  {:<shape_w$}  {:>9.3e}  {:>11.2e}  {:>8.1}%  {}\n",
+            name,
+            shape(l),
+            l.norm_b,
+            per_step,
+            100.0 * l.unchanged as f64 / l.elements.max(1) as f64,
+            mark.trim_start()
+        ));
+    }
+    out
+}

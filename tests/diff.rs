@@ -1,0 +1,185 @@
+//! `nnlint diff`: checkpoints of one torch model before and after a few
+//! optimizer steps (fixtures/diff, made by fixtures/generate.py).
+//!
+//! Each case's full human output is kept in `fixtures/diff/<after>.expected`;
+//! re-bless with `NNLINT_BLESS=1 cargo test --locked --test diff`.
+
+use std::process::{Command, Output};
+
+fn nnlint(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nnlint"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+fn steps() -> String {
+    std::fs::read_to_string("fixtures/diff/STEPS.txt")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn diff(before: &str, after: &str, extra: &[&str]) -> Output {
+    let (b, a) = (
+        format!("fixtures/diff/{before}.onnx"),
+        format!("fixtures/diff/{after}.onnx"),
+    );
+    let steps = steps();
+    let mut args = vec!["diff", "--isolated", "--steps", &steps];
+    args.extend_from_slice(extra);
+    args.push(&b);
+    args.push(&a);
+    nnlint(&args)
+}
+
+fn rules(out: &Output) -> Vec<(String, String)> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let (_, rest) = l.split_once(": ").unwrap();
+            let (sev, msg) = rest.split_once(": ").unwrap();
+            (sev.to_string(), msg.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn a_layer_left_out_of_the_optimizer_is_frozen() {
+    let out = diff("before", "after_frozen", &["--format", "short"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        rules(&out),
+        vec![
+            (
+                "warning[NN501]".into(),
+                "weight `fc2.weight` did not change".into()
+            ),
+            (
+                "warning[NN501]".into(),
+                "weight `fc2.bias` did not change".into()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_learning_rate_100x_too_high_is_above_the_band() {
+    let out = diff("before", "after_high_lr", &["--format", "short"]);
+    assert_eq!(out.status.code(), Some(1));
+    let found = rules(&out);
+    assert_eq!(found.len(), 6, "every layer");
+    for (sev, msg) in found {
+        assert_eq!(sev, "warning[NN502]");
+        assert!(msg.contains("above the 1.0e-4..1.0e-2 band"), "{msg}");
+    }
+}
+
+#[test]
+fn a_healthy_learning_rate_gives_no_warning_with_either_exporter() {
+    for (before, after) in [
+        ("before", "after_healthy"),
+        ("before_dynamo", "after_healthy_dynamo"),
+    ] {
+        let out = diff(before, after, &["--format", "short"]);
+        assert_eq!(out.status.code(), Some(0), "{after}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn json_carries_every_number_and_the_table_agrees() {
+    let out = diff("before", "after_frozen", &["--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let layers = v["layers"].as_array().unwrap();
+    let names: Vec<&str> = layers.iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "fc1.weight",
+            "fc1.bias",
+            "fc2.weight",
+            "fc2.bias",
+            "fc3.weight",
+            "fc3.bias"
+        ]
+    );
+    for key in [
+        "shape",
+        "elements",
+        "norm_a",
+        "norm_b",
+        "relative_update",
+        "unchanged",
+        "non_finite_b",
+        "trainable",
+    ] {
+        assert!(layers[0].get(key).is_some(), "{key}");
+    }
+    assert_eq!(layers[2]["unchanged"], layers[2]["elements"]);
+    assert_eq!(layers[2]["relative_update"], 0.0);
+    assert_eq!(v["findings"].as_array().unwrap().len(), 2);
+    let human = String::from_utf8(diff("before", "after_frozen", &[]).stdout).unwrap();
+    assert!(human.contains("fc2.weight  [64,64]"));
+    assert!(human.contains("100.0%  frozen"));
+}
+
+#[test]
+fn different_architectures_are_an_error_with_exit_2() {
+    let out = nnlint(&[
+        "diff",
+        "fixtures/diff/before.onnx",
+        "fixtures/torch/linear_stack_torchscript_eval.onnx",
+        "--format",
+        "short",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("error[NN503]: the two checkpoints are not the same architecture"));
+}
+
+#[test]
+fn bad_input_and_bad_steps_exit_2() {
+    let out = nnlint(&[
+        "diff",
+        "fixtures/diff/before.onnx",
+        "fixtures/diff/missing.onnx",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .starts_with("error: fixtures/diff/missing.onnx: no such file"));
+    let out = nnlint(&[
+        "diff",
+        "--steps",
+        "0",
+        "fixtures/diff/before.onnx",
+        "fixtures/diff/after_frozen.onnx",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn human_output_matches_its_snapshot() {
+    let bless = std::env::var_os("NNLINT_BLESS").is_some();
+    let mut failures = Vec::new();
+    for (before, after) in [
+        ("before", "after_frozen"),
+        ("before", "after_high_lr"),
+        ("before", "after_healthy"),
+        ("before_dynamo", "after_healthy_dynamo"),
+    ] {
+        let actual = String::from_utf8(diff(before, after, &[]).stdout).unwrap();
+        let path = format!("fixtures/diff/{after}.expected");
+        if bless {
+            std::fs::write(&path, &actual).unwrap();
+        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(actual.as_str()) {
+            failures.push(format!("{path} differs:\n{actual}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{}\nre-bless with: NNLINT_BLESS=1 cargo test --locked --test diff",
+        failures.join("\n")
+    );
+}
