@@ -308,18 +308,9 @@ fn lint(args: LintArgs) -> u8 {
         eprintln!("error: no model given\n\nUsage: nnlint [OPTIONS] <PATH>...\n\nFor more information, try '--help'.");
         return 2;
     }
-    let config = if args.isolated {
-        ConfigSource::None
-    } else if let Some(path) = &args.config {
-        match config::load(path) {
-            Ok(c) => ConfigSource::Fixed(Arc::new(c)),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return 2;
-            }
-        }
-    } else {
-        ConfigSource::Discover
+    let config = match config_source(args.isolated, args.config.as_ref()) {
+        Ok(c) => c,
+        Err(code) => return code,
     };
     let options = Options {
         select: args.select,
@@ -333,11 +324,7 @@ fn lint(args: LintArgs) -> u8 {
         eprintln!("error: {e}");
         return 2;
     }
-    let color = match args.color {
-        Color::Always => true,
-        Color::Never => false,
-        Color::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-    };
+    let color = use_color(args.color);
     let mut failed = false;
     let mut reports = Vec::new();
     for path in expand_paths(&args.paths) {
