@@ -85,10 +85,58 @@ pub struct FileReport {
     pub sources: Sources,
     /// Sorted by position, then code.
     pub diagnostics: Vec<Diagnostic>,
+    /// The file could not be read as a model (a text model with a syntax error):
+    /// the diagnostics say why, and the exit status is 2.
+    pub failed: bool,
 }
 
 /// File extensions nnlint lints when given a folder.
-pub const MODEL_EXTENSIONS: &[&str] = &["onnx"];
+pub const MODEL_EXTENSIONS: &[&str] = &["onnx", "onnxtxt"];
+
+/// A model file as nnlint reads it: the model and the text diagnostics point into.
+pub enum Read {
+    Model(Box<(onnx::Model, onnx::source::Source)>),
+    /// A text model that does not parse, as a report with the syntax error.
+    Syntax(FileReport),
+}
+
+/// Reads a binary (`.onnx`) or text (`.onnxtxt`) model.
+pub fn read_model(path: &Path) -> Result<Read, Error> {
+    if path.extension().is_some_and(|e| e == "onnxtxt") {
+        let err = |reason: String| LoadError {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot read file: {e}")))?;
+        if meta.is_dir() {
+            return Err(err("is a directory".into()).into());
+        }
+        let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read file: {e}")))?;
+        let text = String::from_utf8(bytes).map_err(|_| err("is not UTF-8 text".into()))?;
+        return match onnx::text::parse_model(&text) {
+            Ok((proto, source)) => Ok(Read::Model(Box::new((
+                onnx::Model::from_proto(path, proto)?,
+                source,
+            )))),
+            Err(e) => {
+                let display = path.display().to_string();
+                let mut sources = Sources::new();
+                sources.add(display.clone(), text);
+                let d =
+                    Diagnostic::new(&rules::syntax_error::META, e.message).primary(e.span, "here");
+                Ok(Read::Syntax(FileReport {
+                    path: display,
+                    sources,
+                    diagnostics: vec![d],
+                    failed: true,
+                }))
+            }
+        };
+    }
+    let model = onnx::load(path)?;
+    let source = print_model(&model.proto, Values::Elide);
+    Ok(Read::Model(Box::new((model, source))))
+}
 
 /// Lints one model file with the configuration that applies to it.
 pub fn lint_file(path: &Path, options: &Options) -> Result<FileReport, Error> {
@@ -98,8 +146,13 @@ pub fn lint_file(path: &Path, options: &Options) -> Result<FileReport, Error> {
         ConfigSource::None => None,
     };
     let settings = Settings::new(options, config.as_deref(), path)?;
-    let model = onnx::load(path)?;
-    Ok(lint_model(&model, &settings))
+    match read_model(path)? {
+        Read::Model(read) => {
+            let (model, source) = *read;
+            Ok(lint_source(&model, source, &settings))
+        }
+        Read::Syntax(report) => Ok(report),
+    }
 }
 
 /// Everything that decides what a lint of one file reports.
@@ -141,9 +194,17 @@ impl Settings {
     }
 }
 
-/// Lints a model already in memory.
+/// Lints a model already in memory, pointing into its listing.
 pub fn lint_model(model: &onnx::Model, settings: &Settings) -> FileReport {
-    let source = print_model(&model.proto, Values::Elide);
+    lint_source(model, print_model(&model.proto, Values::Elide), settings)
+}
+
+/// Lints a model whose text (a listing, or the user's `.onnxtxt`) is `source`.
+pub fn lint_source(
+    model: &onnx::Model,
+    source: onnx::source::Source,
+    settings: &Settings,
+) -> FileReport {
     let graphs = graph::build(model, &source);
     let mut diagnostics = Vec::new();
     let graph_rules = rules::all().filter(|r| r.meta().pass == rules::Pass::Graph);
@@ -197,6 +258,7 @@ pub fn lint_model(model: &onnx::Model, settings: &Settings) -> FileReport {
         path,
         sources,
         diagnostics,
+        failed: false,
     }
 }
 

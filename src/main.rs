@@ -32,7 +32,7 @@ struct Cli {
 
 #[derive(clap::Args)]
 struct LintArgs {
-    /// Model files, or folders to search for *.onnx
+    /// Model files (.onnx, .onnxtxt), or folders to search for them
     #[arg(value_name = "PATH")]
     paths: Vec<PathBuf>,
 
@@ -339,6 +339,7 @@ fn lint(args: LintArgs) -> u8 {
             }
         }
     }
+    failed |= reports.iter().any(|r| r.failed);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let written = if args.statistics {
@@ -473,11 +474,19 @@ fn explain(rule: &str, format: ListFormat) -> u8 {
 }
 
 fn print(path: &std::path::Path, values: bool) -> u8 {
-    match nnlint::onnx::load(path) {
-        Ok(m) => {
+    match nnlint::read_model(path) {
+        Ok(nnlint::Read::Model(read)) => {
             let mode = if values { Values::Full } else { Values::Elide };
-            print!("{}", print_model(&m.proto, mode).text);
+            print!("{}", print_model(&read.0.proto, mode).text);
             0
+        }
+        Ok(nnlint::Read::Syntax(report)) => {
+            let options = RenderOptions {
+                color: use_color(Color::Auto),
+                prefer: Prefer::Model,
+            };
+            let _ = render(Format::Human, &[report], &options, &mut std::io::stderr());
+            2
         }
         Err(e) => {
             eprintln!("error: {e}");

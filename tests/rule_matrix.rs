@@ -105,10 +105,11 @@ fn every_rule_fires_somewhere_in_the_fixtures() {
         "fixtures/invalid",
         "fixtures/handmade",
         "fixtures/python",
+        "fixtures/text",
     ] {
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
-            if p.extension().is_some_and(|x| x == "onnx") {
+            if p.extension().is_some_and(|x| x == "onnx" || x == "onnxtxt") {
                 fired.extend(rules_at(&p, Severity::Note));
             }
         }

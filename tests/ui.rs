@@ -19,6 +19,7 @@ const UI_DIRS: &[&str] = &[
     "fixtures/handmade",
     "fixtures/architectures",
     "fixtures/python",
+    "fixtures/text",
 ];
 
 fn models() -> Vec<PathBuf> {
@@ -26,7 +27,7 @@ fn models() -> Vec<PathBuf> {
     for dir in UI_DIRS {
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
-            if p.extension().is_some_and(|x| x == "onnx") {
+            if p.extension().is_some_and(|x| x == "onnx" || x == "onnxtxt") {
                 v.push(p);
             }
         }
@@ -83,7 +84,7 @@ fn no_expected_file_is_orphaned() {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|x| x == "expected") {
                 assert!(
-                    p.with_extension("onnx").exists(),
+                    p.with_extension("onnx").exists() || p.with_extension("onnxtxt").exists(),
                     "{} has no model beside it",
                     p.display()
                 );

@@ -6,6 +6,7 @@ pub mod load;
 pub mod printer;
 pub mod proto;
 pub mod source;
+pub mod text;
 pub mod values;
 
 pub use load::{load, LoadError, Model};

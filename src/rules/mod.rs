@@ -26,6 +26,7 @@ mod relu_on_logits;
 pub mod select;
 mod softmax_batch_axis;
 mod softmax_single_class;
+pub mod syntax_error;
 mod unnormalized_input;
 mod unused_initializer;
 mod unused_input;
@@ -58,6 +59,8 @@ pub enum Category {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Pass {
+    /// Reading a text model.
+    Read,
     /// Static checks of one graph, run by `nnlint MODEL` ([`Rule::check`]).
     Graph,
     /// The `# nnlint: ignore` comments in the author's Python code.
@@ -124,6 +127,7 @@ pub trait Rule: Sync {
 }
 
 static RULES: &[&dyn Rule] = &[
+    &syntax_error::SyntaxError,
     &invalid_graph::InvalidGraph,
     &unused_initializer::UnusedInitializer,
     &unused_input::UnusedInput,
