@@ -46,16 +46,18 @@ def gpt2(out):
         path = os.path.join(out, "gpt2_dynamo.onnx")
         if not os.path.exists(path):
             torch.onnx.export(w, (ids, mask), path, dynamo=True, verbose=False, input_names=["input_ids", "attention_mask"], output_names=["logits"])
-        # The same model one Adam step later, for `nnlint diff` on two 500 MB checkpoints.
-        path = os.path.join(out, "gpt2_dynamo_step1.onnx")
-        if not os.path.exists(path):
+        # Two checkpoints one Adam step apart, exported the same way, for `nnlint
+        # diff` on two 500 MB checkpoints.
+        step0 = os.path.join(out, "gpt2_step0.onnx")
+        step1 = os.path.join(out, "gpt2_step1.onnx")
+        if not os.path.exists(step1):
+            torch.onnx.export(w, (ids, mask), step0, dynamo=True, verbose=False, input_names=["input_ids", "attention_mask"], output_names=["logits"])
             opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-            model.train()
             logits = w(ids, mask)
             torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1)).backward()
             opt.step()
-            model.eval()
-            torch.onnx.export(w, (ids, mask), path, dynamo=True, verbose=False, input_names=["input_ids", "attention_mask"], output_names=["logits"])
+            opt.zero_grad()
+            torch.onnx.export(w, (ids, mask), step1, dynamo=True, verbose=False, input_names=["input_ids", "attention_mask"], output_names=["logits"])
 
 
 class WithLoss(torch.nn.Module):

@@ -16,7 +16,7 @@ use crate::graph::{self, Graph};
 use crate::onnx::printer::{print_model, Values};
 use crate::onnx::proto::{data_type, TensorProto};
 use crate::onnx::{self, Model};
-use crate::rules::{self, frozen_weights, graph_mismatch, non_finite, update_ratio};
+use crate::rules::{frozen_weights, graph_mismatch, non_finite, update_ratio};
 use crate::{Error, FileReport, Settings};
 
 /// Elements compared per block.
@@ -113,20 +113,6 @@ pub fn diff_models(a: &Model, b: &Model, settings: &Settings, steps: f64) -> Dif
         layers.push(compare(a, b, ta, tb, gb));
     }
 
-    let option = |meta: &rules::RuleMeta, name: &str| {
-        settings
-            .config
-            .as_ref()
-            .and_then(|c| c.rules.get(meta.name))
-            .and_then(|r| r.options.get(name).copied())
-            .or_else(|| {
-                meta.options
-                    .iter()
-                    .find(|o| o.name == name)
-                    .map(|o| o.default)
-            })
-            .unwrap_or(f64::NAN)
-    };
     let mut found: Vec<(usize, Diagnostic)> = Vec::new();
     if settings.selection.enabled(&frozen_weights::META) {
         found.extend(frozen_weights::check(&layers));
@@ -136,8 +122,8 @@ pub fn diff_models(a: &Model, b: &Model, settings: &Settings, steps: f64) -> Dif
         found.extend(update_ratio::check(
             &layers,
             steps,
-            option(m, "low"),
-            option(m, "high"),
+            settings.option(m, "low"),
+            settings.option(m, "high"),
         ));
     }
     if settings.selection.enabled(&non_finite::META) {

@@ -194,6 +194,14 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// A rule's threshold, from the configuration or the rule's default.
+    pub fn option(&self, meta: &rules::RuleMeta, name: &str) -> f64 {
+        let configured = self.config.as_ref().and_then(|c| c.rules.get(meta.name));
+        rules::option(meta, configured, name)
+    }
+}
+
 /// Lints a model already in memory, pointing into its listing.
 pub fn lint_model(model: &onnx::Model, settings: &Settings) -> FileReport {
     lint_source(model, print_model(&model.proto, Values::Elide), settings)

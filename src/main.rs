@@ -256,21 +256,7 @@ fn diff(args: DiffArgs) -> u8 {
                 if format != Format::Human || args.quiet || result.mismatch {
                     return Ok(());
                 }
-                let band = |name: &str| {
-                    let meta = &nnlint::rules::update_ratio::META;
-                    settings
-                        .config
-                        .as_ref()
-                        .and_then(|c| c.rules.get(meta.name))
-                        .and_then(|r| r.options.get(name).copied())
-                        .or_else(|| {
-                            meta.options
-                                .iter()
-                                .find(|o| o.name == name)
-                                .map(|o| o.default)
-                        })
-                        .unwrap_or(f64::NAN)
-                };
+                let band = |name: &str| settings.option(&nnlint::rules::update_ratio::META, name);
                 if !result.report.diagnostics.is_empty() {
                     writeln!(out)?;
                 }

@@ -167,18 +167,7 @@ impl<'m> Graph<'m> {
                 None => st.first = Some(v),
                 Some(f) => st.all_equal &= f == v || (f.is_nan() && v.is_nan()),
             }
-            if v.is_finite() {
-                sum += v;
-                sumsq += v * v;
-                finite += 1;
-            } else {
-                if v.is_nan() {
-                    st.nan += 1;
-                } else {
-                    st.inf += 1;
-                }
-                st.first_non_finite.get_or_insert(i);
-            }
+            tally(&mut st, v, i, (&mut sum, &mut sumsq, &mut finite));
             if let (Some(sq), Some((units, units_first))) = (st.unit_sq.as_mut(), layout) {
                 let unit = if units_first { i / per_unit } else { i % units };
                 if let Some(x) = sq.get_mut(unit) {
@@ -263,18 +252,12 @@ fn summarize_f32(
         } else {
             // Rare: count exactly, and keep the finite part of the row in the moments.
             for (j, &v) in vals.iter().enumerate() {
-                if v.is_finite() {
-                    sum += v as f64;
-                    sumsq += (v as f64) * (v as f64);
-                    finite += 1;
-                } else {
-                    if v.is_nan() {
-                        st.nan += 1;
-                    } else {
-                        st.inf += 1;
-                    }
-                    st.first_non_finite.get_or_insert(r * row_len + j);
-                }
+                tally(
+                    &mut st,
+                    v as f64,
+                    r * row_len + j,
+                    (&mut sum, &mut sumsq, &mut finite),
+                );
             }
         }
         match (st.unit_sq.as_mut(), layout) {
@@ -300,4 +283,25 @@ fn summarize_f32(
         st.std = (sumsq / finite as f64 - st.mean * st.mean).max(0.0).sqrt();
     }
     Some(st)
+}
+
+/// Adds one value to the moments, or counts it as NaN or infinite.
+fn tally(
+    st: &mut TensorStats,
+    v: f64,
+    index: usize,
+    (sum, sumsq, finite): (&mut f64, &mut f64, &mut usize),
+) {
+    if v.is_finite() {
+        *sum += v;
+        *sumsq += v * v;
+        *finite += 1;
+    } else {
+        if v.is_nan() {
+            st.nan += 1;
+        } else {
+            st.inf += 1;
+        }
+        st.first_non_finite.get_or_insert(index);
+    }
 }

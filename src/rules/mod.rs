@@ -106,17 +106,21 @@ pub struct Check<'a, 'm> {
 impl Check<'_, '_> {
     /// A threshold, from the configuration or the rule's default.
     pub fn option(&self, name: &str) -> f64 {
-        self.settings
-            .and_then(|s| s.options.get(name).copied())
-            .or_else(|| {
-                self.meta
-                    .options
-                    .iter()
-                    .find(|o| o.name == name)
-                    .map(|o| o.default)
-            })
-            .unwrap_or(f64::NAN)
+        option(self.meta, self.settings, name)
     }
+}
+
+/// A rule's threshold `name`: the configured value, or the rule's default.
+pub fn option(meta: &RuleMeta, settings: Option<&RuleConfig>, name: &str) -> f64 {
+    settings
+        .and_then(|s| s.options.get(name).copied())
+        .or_else(|| {
+            meta.options
+                .iter()
+                .find(|o| o.name == name)
+                .map(|o| o.default)
+        })
+        .unwrap_or(f64::NAN)
 }
 
 pub trait Rule: Sync {
