@@ -110,7 +110,7 @@ pub fn diff_models(a: &Model, b: &Model, settings: &Settings, steps: f64) -> Dif
         }
     };
     for (ta, tb) in &pairs {
-        layers.push(compare(a, b, ta, tb, gb));
+        layers.push(compare(a, b, *ta, tb, gb));
     }
 
     let mut found: Vec<(usize, Diagnostic)> = Vec::new();
@@ -187,10 +187,14 @@ fn position(g: &Graph<'_>, name: &str) -> Option<(usize, usize)> {
 
 /// Pairs the initializers of the main graphs, in graph order; fails with the
 /// reason when the graphs differ.
-fn pair<'a>(
-    ga: &Graph<'a>,
-    gb: &Graph<'a>,
-) -> Result<Vec<(&'a TensorProto, &'a TensorProto)>, String> {
+///
+/// Exporters deduplicate equal constants (every LayerNorm scale is all ones at
+/// init) and drop all-zero biases, so a weight of the second checkpoint may sit
+/// where the first has a shared tensor, or nothing: the first is then paired by
+/// any place the weight is read, and a missing input counts as zeros.
+type Pairs<'a> = Vec<(Option<&'a TensorProto>, &'a TensorProto)>;
+
+fn pair<'a>(ga: &Graph<'a>, gb: &Graph<'a>) -> Result<Pairs<'a>, String> {
     let ops = |g: &Graph<'_>| {
         g.nodes()
             .map(|n| n.op_type().to_string())
@@ -215,36 +219,46 @@ fn pair<'a>(
     let inits_b: Vec<&TensorProto> = (0..gb.initializers.len())
         .map(|i| gb.initializer(i))
         .collect();
-    if inits_a.len() != inits_b.len() {
-        return Err(format!(
-            "{} weights before, {} after",
-            inits_a.len(),
-            inits_b.len()
-        ));
-    }
     let by_name: HashMap<&str, &TensorProto> =
         inits_a.iter().map(|t| (t.name.as_str(), *t)).collect();
-    let by_position: HashMap<(usize, usize), &TensorProto> = inits_a
-        .iter()
-        .filter_map(|t| Some((position(ga, &t.name)?, *t)))
-        .collect();
+    // Every place each tensor of the first checkpoint is read.
+    let mut by_position: HashMap<(usize, usize), &TensorProto> = HashMap::new();
+    for t in &inits_a {
+        for (n, slot) in ga.consumers(&t.name) {
+            by_position.insert((n.id(), slot), *t);
+        }
+    }
     let mut pairs = Vec::new();
     for tb in &inits_b {
+        let places: Vec<(usize, usize)> = gb
+            .consumers(&tb.name)
+            .iter()
+            .map(|(n, slot)| (n.id(), *slot))
+            .collect();
+        let same_shape = |ta: &&&TensorProto| ta.dims == tb.dims;
         let ta = by_name
             .get(tb.name.as_str())
-            .filter(|ta| ta.dims == tb.dims)
+            .filter(same_shape)
             .or_else(|| {
-                position(gb, &tb.name)
-                    .and_then(|p| by_position.get(&p))
-                    .filter(|ta| ta.dims == tb.dims)
+                places
+                    .iter()
+                    .find_map(|p| by_position.get(p).filter(same_shape))
             })
-            .ok_or_else(|| {
-                format!(
+            .copied();
+        // An input the first checkpoint's node does not have at all: a dropped zero bias.
+        let absent = places
+            .iter()
+            .any(|&(node, slot)| ga.node(node).input(slot).is_none());
+        match ta {
+            Some(ta) => pairs.push((Some(ta), *tb)),
+            None if absent => pairs.push((None, *tb)),
+            None => {
+                return Err(format!(
                     "weight `{}` {:?} has no counterpart in the first checkpoint",
                     tb.name, tb.dims
-                )
-            })?;
-        pairs.push((*ta, *tb));
+                ))
+            }
+        }
     }
     // Graph order: by first consumer, then name.
     pairs.sort_by_key(|(_, tb)| {
@@ -269,10 +283,16 @@ fn trainable(g: &Graph<'_>, t: &TensorProto) -> bool {
         && !stat
 }
 
-fn compare(a: &Model, b: &Model, ta: &TensorProto, tb: &TensorProto, gb: &Graph<'_>) -> LayerDiff {
+fn compare(
+    a: &Model,
+    b: &Model,
+    ta: Option<&TensorProto>,
+    tb: &TensorProto,
+    gb: &Graph<'_>,
+) -> LayerDiff {
     let mut l = LayerDiff {
         name: tb.name.clone(),
-        before_name: (ta.name != tb.name).then(|| ta.name.clone()),
+        before_name: ta.filter(|ta| ta.name != tb.name).map(|ta| ta.name.clone()),
         shape: tb.dims.clone(),
         elements: crate::onnx::values::element_count(tb).unwrap_or(0),
         norm_a: 0.0,
@@ -288,9 +308,18 @@ fn compare(a: &Model, b: &Model, ta: &TensorProto, tb: &TensorProto, gb: &Graph<
             .map(|(n, _)| n.name().to_string())
             .filter(|n| !n.is_empty()),
     };
-    let (Ok(ra), Ok(rb)) = (a.reader(ta), b.reader(tb)) else {
+    let Ok(rb) = b.reader(tb) else {
         l.trainable = false; // values that cannot be read are reported by the loader's rules
         return l;
+    };
+    let ra = match ta.map(|t| a.reader(t)) {
+        Some(Ok(r)) => r,
+        Some(Err(_)) => {
+            l.trainable = false;
+            return l;
+        }
+        // No counterpart: the first checkpoint's exporter dropped an all-zero input.
+        None => crate::onnx::values::ValueReader::Zeros(rb.len()),
     };
     let n = ra.len().min(rb.len());
     let (mut sa, mut sb, mut sd) = (0f64, 0f64, 0f64);

@@ -148,6 +148,8 @@ pub enum ValueReader {
     },
     /// Values from the typed fields, already decoded.
     Decoded(Vec<f64>),
+    /// This many zeros: an input an exporter left out because it was all zero.
+    Zeros(usize),
 }
 
 impl ValueReader {
@@ -155,6 +157,7 @@ impl ValueReader {
         match self {
             ValueReader::Raw { raw, width, .. } => raw.len() / width,
             ValueReader::Decoded(v) => v.len(),
+            ValueReader::Zeros(n) => *n,
         }
     }
 
@@ -174,6 +177,7 @@ impl ValueReader {
                     .map(decode),
             ),
             ValueReader::Decoded(v) => out.extend_from_slice(&v[start..end]),
+            ValueReader::Zeros(_) => out.resize(end - start, 0.0),
         }
     }
 
@@ -184,7 +188,7 @@ impl ValueReader {
                 let end = end.min(raw.len() / width);
                 &raw[start.min(end) * width..end * width]
             }
-            ValueReader::Decoded(_) => &[],
+            ValueReader::Decoded(_) | ValueReader::Zeros(_) => &[],
         }
     }
 }
