@@ -214,29 +214,58 @@ pub fn lint_source(
     settings: &Settings,
 ) -> FileReport {
     let graphs = graph::build(model, &source);
-    let mut diagnostics = Vec::new();
-    let graph_rules = rules::all().filter(|r| r.meta().pass == rules::Pass::Graph);
-    for rule in graph_rules.filter(|r| settings.selection.enabled(r.meta())) {
+    let selected: Vec<&dyn rules::Rule> = rules::all()
+        .filter(|r| r.meta().pass == rules::Pass::Graph && settings.selection.enabled(r.meta()))
+        .collect();
+    // Rules are independent: run them on every core, then merge in rule order.
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, selected.len().max(1));
+    let run = |rule: &dyn rules::Rule| {
         let meta = rule.meta();
         let rule_config = settings
             .config
             .as_ref()
             .and_then(|c| c.rules.get(meta.name));
-        let start = diagnostics.len();
+        let mut found = Vec::new();
         for g in &graphs {
             let cx = Check {
                 graph: g,
                 meta,
                 settings: rule_config,
             };
-            rule.check(&cx, &mut diagnostics);
+            rule.check(&cx, &mut found);
         }
         if let Some(severity) = rule_config.and_then(|c| c.severity) {
-            diagnostics[start..]
-                .iter_mut()
-                .for_each(|d| d.severity = severity);
+            found.iter_mut().for_each(|d| d.severity = severity);
         }
-    }
+        found
+    };
+    let mut per_rule: Vec<(usize, Vec<Diagnostic>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let mine: Vec<(usize, &dyn rules::Rule)> = selected
+                    .iter()
+                    .copied()
+                    .enumerate()
+                    .skip(w)
+                    .step_by(workers)
+                    .collect();
+                let run = &run;
+                scope.spawn(move || {
+                    mine.into_iter()
+                        .map(|(i, r)| (i, run(r)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    per_rule.sort_by_key(|(i, _)| *i);
+    let mut diagnostics: Vec<Diagnostic> = per_rule.into_iter().flat_map(|(_, d)| d).collect();
     if let Some(c) = &settings.config {
         diagnostics.retain(|d| {
             let meta = rules::find(d.rule).map(|r| r.meta());
