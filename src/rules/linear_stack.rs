@@ -94,9 +94,10 @@ fn next_layers(graph: &Graph<'_>, start: NodeId) -> Vec<(NodeId, Vec<NodeId>)> {
                 }
                 continue;
             }
-            if slot == 0 && graph.is_affine_passthrough(&next) && !graph.normalizes(&next)
-                || next.is("BatchNormalization") && slot == 0
-            {
+            // BatchNorm is affine once trained; the other normalizations are not.
+            let affine = graph.is_affine_passthrough(&next)
+                && (!graph.normalizes(&next) || next.is("BatchNormalization"));
+            if slot == 0 && affine {
                 let mut v = via.clone();
                 if !graph.is_value_preserving(&next) {
                     v.push(next.id());
