@@ -13,6 +13,9 @@ use crate::onnx::proto::data_type;
 /// Bytes summarized between two releases of their memory pages.
 const RELEASE_EVERY: usize = 8 << 20;
 
+/// Tensors at least this large are summarized on every core at once.
+const PARALLEL_MIN: usize = 32 << 20;
+
 /// Biases up to this many elements, and any tensor up to [`KEEP_SMALL`] elements,
 /// keep their values in the summary.
 pub const KEEP_VALUES: usize = 4096;
@@ -198,38 +201,120 @@ fn summarize_f32(
     raw: &[u8],
     count: usize,
     job: Job,
-    release: &dyn Fn(&[u8]),
+    release: &(dyn Fn(&[u8]) + Sync),
 ) -> Option<TensorStats> {
-    let Job {
-        layout,
-        keep_values,
-    } = job;
     if raw.len() != count.checked_mul(4)? {
         return None; // the generic path reports the size mismatch
     }
-    let mut st = TensorStats {
-        count,
-        all_equal: true,
-        unit_sq: layout.map(|(units, _)| vec![0.0; units]),
-        values: keep_values.then(|| Vec::with_capacity(count)),
-        ..Default::default()
-    };
     if count == 0 {
-        return Some(st);
+        return Some(TensorStats {
+            all_equal: true,
+            unit_sq: job.layout.map(|(units, _)| vec![0.0; units]),
+            values: job.keep_values.then(Vec::new),
+            ..Default::default()
+        });
     }
     let first = f32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
-    st.first = Some(first as f64);
     // A row is one unit's weights (units first) or one weight of every unit (units last).
-    let row_len = match layout {
+    let row_len = match job.layout {
         Some((units, true)) => (count / units.max(1)).max(1),
         Some((units, false)) => units.max(1),
         None => 4096,
     };
+    let rows = count.div_ceil(row_len);
+    // A large tensor is split across cores by rows; the parts merge exactly.
+    let parts = if raw.len() >= PARALLEL_MIN {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 8)
+    } else {
+        1
+    };
+    let per = rows.div_ceil(parts);
+    let scan_part = |k: usize| {
+        let (r0, r1) = ((k * per).min(rows), ((k + 1) * per).min(rows));
+        let bytes = &raw[(r0 * row_len * 4).min(raw.len())..(r1 * row_len * 4).min(raw.len())];
+        scan(bytes, r0, row_len, first, job, release)
+    };
+    let partials: Vec<Partial> = if parts == 1 {
+        vec![scan_part(0)]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..parts)
+                .map(|k| scope.spawn(move || scan_part(k)))
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        })
+    };
+    let mut st = TensorStats {
+        count,
+        first: Some(first as f64),
+        all_equal: true,
+        unit_sq: job.layout.map(|(units, _)| vec![0.0; units]),
+        values: job.keep_values.then(|| Vec::with_capacity(count)),
+        ..Default::default()
+    };
+    let (mut sum, mut sumsq, mut finite) = (0f64, 0f64, 0usize);
+    for Partial {
+        stats: p,
+        sum: ps,
+        sumsq: pq,
+        finite: pf,
+    } in partials
+    {
+        sum += ps;
+        sumsq += pq;
+        finite += pf;
+        st.nan += p.nan;
+        st.inf += p.inf;
+        st.all_equal &= p.all_equal;
+        if st.first_non_finite.is_none() {
+            st.first_non_finite = p.first_non_finite;
+        }
+        if let (Some(total), Some(part)) = (st.unit_sq.as_mut(), p.unit_sq) {
+            total.iter_mut().zip(part).for_each(|(t, x)| *t += x);
+        }
+        if let (Some(total), Some(part)) = (st.values.as_mut(), p.values) {
+            total.extend(part);
+        }
+    }
+    if finite > 0 {
+        st.mean = sum / finite as f64;
+        st.std = (sumsq / finite as f64 - st.mean * st.mean).max(0.0).sqrt();
+    }
+    Some(st)
+}
+
+/// What one part of a tensor contributes: counts in `stats`, and the raw moments.
+struct Partial {
+    stats: TensorStats,
+    sum: f64,
+    sumsq: f64,
+    finite: usize,
+}
+
+/// One pass over whole rows, starting at row `first_row`.
+fn scan(
+    raw: &[u8],
+    first_row: usize,
+    row_len: usize,
+    first: f32,
+    job: Job,
+    release: &(dyn Fn(&[u8]) + Sync),
+) -> Partial {
+    let layout = job.layout;
+    let mut st = TensorStats {
+        all_equal: true,
+        unit_sq: layout.map(|(units, _)| vec![0.0; units]),
+        values: job.keep_values.then(|| Vec::with_capacity(raw.len() / 4)),
+        ..Default::default()
+    };
     let (mut sum, mut sumsq, mut finite) = (0f64, 0f64, 0usize);
     let mut buf = vec![0f32; row_len];
     let mut released = 0usize;
-    for (r, row) in raw.chunks(row_len * 4).enumerate() {
-        let done = (r * row_len * 4).min(raw.len());
+    for (i, row) in raw.chunks(row_len * 4).enumerate() {
+        let r = first_row + i;
+        let done = (i * row_len * 4).min(raw.len());
         if done - released >= RELEASE_EVERY {
             release(&raw[released..done]);
             released = done;
@@ -278,11 +363,12 @@ fn summarize_f32(
         }
     }
     release(&raw[released..]);
-    if finite > 0 {
-        st.mean = sum / finite as f64;
-        st.std = (sumsq / finite as f64 - st.mean * st.mean).max(0.0).sqrt();
+    Partial {
+        stats: st,
+        sum,
+        sumsq,
+        finite,
     }
-    Some(st)
 }
 
 /// Adds one value to the moments, or counts it as NaN or infinite.
