@@ -391,3 +391,46 @@ fn tally(
         st.first_non_finite.get_or_insert(index);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tensor large enough to be split across cores gives the same summary as one pass.
+    #[test]
+    fn split_summaries_merge_exactly() {
+        let units = 1024;
+        let count = (PARALLEL_MIN / 4 / units + 1) * units;
+        let mut raw = Vec::with_capacity(count * 4);
+        for i in 0..count {
+            let v = if i == 777_777 {
+                f32::NAN
+            } else {
+                ((i % 97) as f32 - 48.0) / 64.0
+            };
+            raw.extend_from_slice(&v.to_le_bytes());
+        }
+        for units_first in [true, false] {
+            let job = Job {
+                layout: Some((units, units_first)),
+                keep_values: false,
+            };
+            let split = summarize_f32(&raw, count, job, &|_| {}).unwrap();
+            let row_len = if units_first { count / units } else { units };
+            let whole = scan(&raw, 0, row_len, split.first.unwrap() as f32, job, &|_| {});
+            assert_eq!(split.count, count);
+            assert_eq!((split.nan, split.inf), (1, 0));
+            assert_eq!(split.first_non_finite, Some(777_777));
+            assert!(!split.all_equal);
+            let mean = whole.sum / whole.finite as f64;
+            assert!((split.mean - mean).abs() < 1e-9);
+            let std = (whole.sumsq / whole.finite as f64 - mean * mean).sqrt();
+            assert!((split.std - std).abs() < 1e-9);
+            let (a, b) = (split.unit_sq.unwrap(), whole.stats.unit_sq.unwrap());
+            assert!(a
+                .iter()
+                .zip(&b)
+                .all(|(x, y)| (x - y).abs() < 1e-6 || (x.is_nan() && y.is_nan())));
+        }
+    }
+}
