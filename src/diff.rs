@@ -13,9 +13,9 @@ use std::path::Path;
 use crate::diag::position::{Sources, MODEL};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{self, Graph};
-use crate::onnx::printer::{print_model, Values};
 use crate::onnx::proto::{data_type, TensorProto};
-use crate::onnx::{self, Model};
+use crate::onnx::source::Source;
+use crate::onnx::Model;
 use crate::rules::{frozen_weights, graph_mismatch, non_finite, update_ratio};
 use crate::{Error, FileReport, Settings};
 
@@ -63,16 +63,41 @@ pub fn diff_files(
     settings: &Settings,
     steps: f64,
 ) -> Result<DiffReport, Error> {
-    let a = onnx::load(before)?;
-    let b = onnx::load(after)?;
-    Ok(diff_models(&a, &b, settings, steps))
+    let mut read = Vec::new();
+    for path in [before, after] {
+        match crate::read_model(path)? {
+            crate::Read::Model(m) => read.push(*m),
+            // A text model that does not parse: its syntax error is the report.
+            crate::Read::Syntax(report) => {
+                return Ok(DiffReport {
+                    report,
+                    layers: Vec::new(),
+                    mismatch: true,
+                })
+            }
+        }
+    }
+    let (b, src_b) = read.pop().ok_or_else(|| missing(after))?;
+    let (a, src_a) = read.pop().ok_or_else(|| missing(before))?;
+    Ok(diff_models((&a, &src_a), (&b, &src_b), settings, steps))
 }
 
-pub fn diff_models(a: &Model, b: &Model, settings: &Settings, steps: f64) -> DiffReport {
-    let src_a = print_model(&a.proto, Values::Elide);
-    let src_b = print_model(&b.proto, Values::Elide);
-    let graphs_a = graph::build(a, &src_a);
-    let graphs_b = graph::build(b, &src_b);
+fn missing(path: &Path) -> Error {
+    Error::Load(crate::onnx::LoadError {
+        path: path.to_path_buf(),
+        reason: "could not be read".into(),
+    })
+}
+
+/// Compares two models given with the texts their findings point into.
+pub fn diff_models(
+    (a, src_a): (&Model, &Source),
+    (b, src_b): (&Model, &Source),
+    settings: &Settings,
+    steps: f64,
+) -> DiffReport {
+    let graphs_a = graph::build(a, src_a);
+    let graphs_b = graph::build(b, src_b);
     let path = b.path.display().to_string();
     let mut sources = Sources::new();
     let id = sources.add(path.clone(), src_b.text.clone());

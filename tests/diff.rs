@@ -183,3 +183,29 @@ fn human_output_matches_its_snapshot() {
         failures.join("\n")
     );
 }
+
+#[test]
+fn text_checkpoints_diff_like_binary_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for name in ["before", "after_frozen"] {
+        let text = nnlint(&["print", "--values", &format!("fixtures/diff/{name}.onnx")]).stdout;
+        let path = dir.path().join(format!("{name}.onnxtxt"));
+        std::fs::write(&path, text).unwrap();
+        paths.push(path.to_str().unwrap().to_string());
+    }
+    let out = nnlint(&[
+        "diff",
+        "--isolated",
+        "--format",
+        "short",
+        &paths[0],
+        &paths[1],
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert!(stdout
+        .lines()
+        .all(|l| l.starts_with(&paths[1]) && l.contains("warning[NN501]")));
+}
