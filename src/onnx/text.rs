@@ -217,7 +217,7 @@ impl Parser {
         }
     }
 
-    fn expect(&mut self, c: char, what: &str) -> Result<Range<usize>> {
+    fn require(&mut self, c: char, what: &str) -> Result<Range<usize>> {
         if self.is(c) {
             Ok(self.bump().span)
         } else {
@@ -317,11 +317,11 @@ impl Parser {
     }
 
     fn model_header(&mut self, m: &mut ModelProto) -> Result<()> {
-        self.expect('<', "to open the model header")?;
+        self.require('<', "to open the model header")?;
         loop {
             let key_span = self.span();
             let key = self.ident("a header key")?;
-            self.expect(':', "after a header key")?;
+            self.require(':', "after a header key")?;
             match key.as_str() {
                 "ir_version" => m.ir_version = self.int("ir_version")?,
                 "opset_import" => {
@@ -346,17 +346,17 @@ impl Parser {
                 break;
             }
         }
-        self.expect('>', "to close the model header")?;
+        self.require('>', "to close the model header")?;
         Ok(())
     }
 
     fn opsets(&mut self) -> Result<Vec<OperatorSetIdProto>> {
-        self.expect('[', "to open opset_import")?;
+        self.require('[', "to open opset_import")?;
         let mut v = Vec::new();
         if !self.is(']') {
             loop {
                 let domain = self.string("an opset domain")?;
-                self.expect(':', "between an opset domain and its version")?;
+                self.require(':', "between an opset domain and its version")?;
                 let version = self.int("an opset version")?;
                 v.push(OperatorSetIdProto { domain, version });
                 if !self.eat(',') {
@@ -364,17 +364,17 @@ impl Parser {
                 }
             }
         }
-        self.expect(']', "to close opset_import")?;
+        self.require(']', "to close opset_import")?;
         Ok(v)
     }
 
     fn props(&mut self) -> Result<Vec<StringStringEntryProto>> {
-        self.expect('[', "to open a key-value list")?;
+        self.require('[', "to open a key-value list")?;
         let mut v = Vec::new();
         if !self.is(']') {
             loop {
                 let key = self.string("a key")?;
-                self.expect(':', "after a key")?;
+                self.require(':', "after a key")?;
                 let value = self.string("a value")?;
                 v.push(StringStringEntryProto { key, value });
                 if !self.eat(',') {
@@ -382,7 +382,7 @@ impl Parser {
                 }
             }
         }
-        self.expect(']', "to close a key-value list")?;
+        self.require(']', "to close a key-value list")?;
         Ok(v)
     }
 
@@ -397,9 +397,9 @@ impl Parser {
         let name = self.ident("a type")?;
         let value = match name.as_str() {
             "seq" | "optional" => {
-                self.expect('(', "after the type constructor")?;
+                self.require('(', "after the type constructor")?;
                 let inner = Box::new(self.type_proto()?);
-                self.expect(')', "to close the type")?;
+                self.require(')', "to close the type")?;
                 if name == "seq" {
                     type_proto::Value::SequenceType(Box::new(type_proto::Sequence {
                         elem_type: Some(inner),
@@ -411,29 +411,29 @@ impl Parser {
                 }
             }
             "map" => {
-                self.expect('(', "after `map`")?;
+                self.require('(', "after `map`")?;
                 let key_span = self.span();
                 let key = self.ident("a map key type")?;
                 let key_type = type_code(&key).ok_or(SyntaxError {
                     span: key_span,
                     message: format!("unknown element type `{key}`"),
                 })?;
-                self.expect(',', "after the map key type")?;
+                self.require(',', "after the map key type")?;
                 let value = Box::new(self.type_proto()?);
-                self.expect(')', "to close the map type")?;
+                self.require(')', "to close the map type")?;
                 type_proto::Value::MapType(Box::new(type_proto::Map {
                     key_type,
                     value_type: Some(value),
                 }))
             }
             "sparse_tensor" => {
-                self.expect('(', "after `sparse_tensor`")?;
+                self.require('(', "after `sparse_tensor`")?;
                 let t = self.tensor_type_after_name(None)?;
-                self.expect(')', "to close the sparse tensor type")?;
+                self.require(')', "to close the sparse tensor type")?;
                 type_proto::Value::SparseTensorType(t)
             }
             "opaque" => {
-                self.expect('(', "after `opaque`")?;
+                self.require('(', "after `opaque`")?;
                 let mut parts = Vec::new();
                 while !self.is(')') {
                     parts.push(self.name("an opaque type name")?);
@@ -441,7 +441,7 @@ impl Parser {
                         break;
                     }
                 }
-                self.expect(')', "to close the opaque type")?;
+                self.require(')', "to close the opaque type")?;
                 let (domain, name) = match parts.as_slice() {
                     [d, n] => (d.clone(), n.clone()),
                     [n] => (String::new(), n.clone()),
@@ -507,7 +507,7 @@ impl Parser {
                         break;
                     }
                 }
-                self.expect(']', "to close the dimensions")?;
+                self.require(']', "to close the dimensions")?;
                 Some(TensorShapeProto { dim })
             }
         } else {
@@ -539,7 +539,7 @@ impl Parser {
                     }
                 }
             }
-            self.expect(']', "to close the tensor dimensions")?;
+            self.require(']', "to close the tensor dimensions")?;
         }
         if matches!(self.peek(), Tok::Id(_) | Tok::Str(_)) {
             t.name = self.name("a tensor name")?;
@@ -566,7 +566,7 @@ impl Parser {
     }
 
     fn tensor_values(&mut self, t: &mut TensorProto) -> Result<()> {
-        self.expect('{', "to open tensor values")?;
+        self.require('{', "to open tensor values")?;
         if !self.is('}') {
             loop {
                 match t.data_type {
@@ -591,14 +591,14 @@ impl Parser {
                 }
             }
         }
-        self.expect('}', "to close tensor values")?;
+        self.require('}', "to close tensor values")?;
         Ok(())
     }
 
     // ---- graphs -------------------------------------------------------------
 
     fn value_infos(&mut self, scope: &ScopeId, what: &str) -> Result<Vec<ValueInfoProto>> {
-        self.expect('(', &format!("to open the {what}"))?;
+        self.require('(', &format!("to open the {what}"))?;
         let mut v = Vec::new();
         if !self.is(')') {
             loop {
@@ -616,7 +616,7 @@ impl Parser {
                 }
             }
         }
-        self.expect(')', &format!("to close the {what}"))?;
+        self.require(')', &format!("to close the {what}"))?;
         Ok(v)
     }
 
@@ -675,7 +675,7 @@ impl Parser {
                     }
                 }
             }
-            self.expect('>', "to close the initializer list")?;
+            self.require('>', "to close the initializer list")?;
         }
         g.node = self.nodes(scope)?;
         self.depth -= 1;
@@ -683,7 +683,7 @@ impl Parser {
     }
 
     fn nodes(&mut self, scope: &ScopeId) -> Result<Vec<NodeProto>> {
-        self.expect('{', "to open the node list")?;
+        self.require('{', "to open the node list")?;
         let mut nodes = Vec::new();
         while !self.is('}') {
             if *self.peek() == Tok::Eof {
@@ -694,7 +694,7 @@ impl Parser {
             self.src.nodes.entry(scope.clone()).or_default().push(span);
             nodes.push(node);
         }
-        self.expect('}', "to close the node list")?;
+        self.require('}', "to close the node list")?;
         Ok(nodes)
     }
 
@@ -703,7 +703,7 @@ impl Parser {
         let mut n = NodeProto::default();
         if self.eat('[') {
             n.name = Some(self.name("a node name")?);
-            self.expect(']', "after the node name")?;
+            self.require(']', "after the node name")?;
         }
         if !self.is('=') {
             loop {
@@ -713,7 +713,7 @@ impl Parser {
                 }
             }
         }
-        self.expect('=', "between node outputs and the operator")?;
+        self.require('=', "between node outputs and the operator")?;
         let op_start = self.span().start;
         let mut parts = vec![self.ident("an operator")?];
         while self.is('.') && matches!(self.peek_at(1), Tok::Id(_)) {
@@ -730,7 +730,7 @@ impl Parser {
         if self.is('<') {
             n.attribute = self.attributes(scope, index)?;
         }
-        self.expect('(', "to open node inputs")?;
+        self.require('(', "to open node inputs")?;
         if !self.is(')') {
             loop {
                 n.input.push(self.name("a node input")?);
@@ -739,7 +739,7 @@ impl Parser {
                 }
             }
         }
-        self.expect(')', "after node inputs")?;
+        self.require(')', "after node inputs")?;
         let call = op_start..self.prev_end();
         if n.attribute.is_empty() && self.is('<') {
             n.attribute = self.attributes(scope, index)?;
@@ -749,7 +749,7 @@ impl Parser {
     }
 
     fn attributes(&mut self, scope: &ScopeId, node: usize) -> Result<Vec<AttributeProto>> {
-        self.expect('<', "to open attributes")?;
+        self.require('<', "to open attributes")?;
         let mut v = Vec::new();
         loop {
             let index = v.len();
@@ -758,7 +758,7 @@ impl Parser {
                 break;
             }
         }
-        self.expect('>', "to close attributes")?;
+        self.require('>', "to close attributes")?;
         Ok(v)
     }
 
@@ -776,7 +776,7 @@ impl Parser {
                 message: format!("unknown attribute type `{ty}`"),
             })?);
         }
-        self.expect('=', "after the attribute name")?;
+        self.require('=', "after the attribute name")?;
         if self.eat('@') {
             a.ref_attr_name = Some(self.ident("a referenced attribute")?);
             a.r#type = declared.unwrap_or(AttributeType::Undefined) as i32;
@@ -813,7 +813,7 @@ impl Parser {
             AttributeType::Tensors => a.tensors = self.list(|p| p.tensor())?,
             AttributeType::TypeProtos => a.type_protos = self.list(|p| p.type_proto())?,
             AttributeType::Graphs => {
-                self.expect('[', "to open a list")?;
+                self.require('[', "to open a list")?;
                 let mut k = 0;
                 while !self.is(']') {
                     a.graphs.push(self.graph(&sub(k))?);
@@ -822,7 +822,7 @@ impl Parser {
                         break;
                     }
                 }
-                self.expect(']', "to close a list")?;
+                self.require(']', "to close a list")?;
             }
             AttributeType::SparseTensor
             | AttributeType::SparseTensors
@@ -858,7 +858,7 @@ impl Parser {
     }
 
     fn list<T>(&mut self, mut item: impl FnMut(&mut Self) -> Result<T>) -> Result<Vec<T>> {
-        self.expect('[', "to open a list")?;
+        self.require('[', "to open a list")?;
         let mut v = Vec::new();
         if !self.is(']') {
             loop {
@@ -868,7 +868,7 @@ impl Parser {
                 }
             }
         }
-        self.expect(']', "to close a list")?;
+        self.require(']', "to close a list")?;
         Ok(v)
     }
 
@@ -881,7 +881,7 @@ impl Parser {
             loop {
                 let key_span = self.span();
                 let key = self.ident("a function header key")?;
-                self.expect(':', "after a function header key")?;
+                self.require(':', "after a function header key")?;
                 match key.as_str() {
                     "domain" => f.domain = self.string("the function domain")?,
                     "overload" => f.overload = self.string("the function overload")?,
@@ -898,7 +898,7 @@ impl Parser {
                     break;
                 }
             }
-            self.expect('>', "to close the function header")?;
+            self.require('>', "to close the function header")?;
         }
         let start = self.span().start;
         f.name = self.name("a function name")?;
@@ -909,7 +909,7 @@ impl Parser {
                     break;
                 }
             }
-            self.expect('>', "to close the function attributes")?;
+            self.require('>', "to close the function attributes")?;
         }
         f.input = self.id_list("function inputs")?;
         if *self.peek() != Tok::Arrow {
@@ -936,14 +936,14 @@ impl Parser {
                     break;
                 }
             }
-            self.expect('>', "to close the function value infos")?;
+            self.require('>', "to close the function value infos")?;
         }
         f.node = self.nodes(&scope)?;
         Ok(f)
     }
 
     fn id_list(&mut self, what: &str) -> Result<Vec<String>> {
-        self.expect('(', &format!("to open the {what}"))?;
+        self.require('(', &format!("to open the {what}"))?;
         let mut v = Vec::new();
         if !self.is(')') {
             loop {
@@ -953,7 +953,7 @@ impl Parser {
                 }
             }
         }
-        self.expect(')', &format!("to close the {what}"))?;
+        self.require(')', &format!("to close the {what}"))?;
         Ok(v)
     }
 }
