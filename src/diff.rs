@@ -188,7 +188,7 @@ pub fn diff_models(
         }
         diagnostics.push(d);
     }
-    crate::attach_origins(b, &graphs_b, settings, &mut sources, &mut diagnostics);
+    crate::python::attach_origins(b, &graphs_b, settings, &mut sources, &mut diagnostics);
     diagnostics.sort_by_key(|d| {
         let (file, span) = d.primary_span();
         (file, span.start, d.code)

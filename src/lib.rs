@@ -192,9 +192,7 @@ impl Settings {
             show_suppressed: options.show_suppressed,
         })
     }
-}
 
-impl Settings {
     /// A rule's threshold, from the configuration or the rule's default.
     pub fn option(&self, meta: &rules::RuleMeta, name: &str) -> f64 {
         let configured = self.config.as_ref().and_then(|c| c.rules.get(meta.name));
@@ -279,7 +277,7 @@ pub fn lint_source(
     let mut sources = Sources::new();
     let model_file = sources.add(path.clone(), source.text.clone());
     debug_assert_eq!(model_file, MODEL);
-    attach_origins(model, &graphs, settings, &mut sources, &mut diagnostics);
+    python::attach_origins(model, &graphs, settings, &mut sources, &mut diagnostics);
     diagnostics.sort_by(|a, b| {
         let key = |d: &Diagnostic| {
             let (file, span) = d.primary_span();
@@ -296,90 +294,6 @@ pub fn lint_source(
         sources,
         diagnostics,
         failed: false,
-    }
-}
-
-/// Points findings at the Python lines that created their nodes, applies the
-/// `# nnlint: ignore` comments written there, and reports the unused ones.
-pub(crate) fn attach_origins(
-    model: &onnx::Model,
-    graphs: &[graph::Graph<'_>],
-    settings: &Settings,
-    sources: &mut Sources,
-    diagnostics: &mut Vec<Diagnostic>,
-) {
-    use std::collections::{BTreeMap, BTreeSet, HashMap};
-
-    let origins: HashMap<&str, graph::PyOrigin> = graphs
-        .iter()
-        .flat_map(|g| g.nodes())
-        .filter(|n| !n.name().is_empty())
-        .filter_map(|n| Some((n.name(), n.python_origin()?)))
-        .collect();
-    if origins.is_empty() {
-        return;
-    }
-    let mut py = python::PythonFiles::new(&model.path, sources);
-    // Per commented line: the comment and which of its names suppressed something.
-    let mut comments: BTreeMap<(usize, usize), (python::Suppression, BTreeSet<String>)> =
-        BTreeMap::new();
-    for d in diagnostics.iter_mut() {
-        let Some(origin) = d.node.as_deref().and_then(|n| origins.get(n)) else {
-            continue;
-        };
-        let at = py.locate(origin);
-        if let (Some(s), Some((file, line))) = (py.suppression(&at), at.source.clone()) {
-            let hit = match &s.rules {
-                None => Some("*".to_string()),
-                Some(names) => names
-                    .iter()
-                    .find(|n| *n == d.rule || n.eq_ignore_ascii_case(d.code))
-                    .cloned(),
-            };
-            let entry = comments
-                .entry((file, line.start))
-                .or_insert_with(|| (s.clone(), BTreeSet::new()));
-            if let Some(name) = hit {
-                entry.1.insert(name);
-                d.suppressed_by = Some(s.text.clone());
-            }
-        }
-        d.origin = Some(at);
-    }
-    // Every commented line that created a node of this model is judged, not only
-    // the lines that have findings.
-    let mut seen: BTreeSet<&graph::PyOrigin> = BTreeSet::new();
-    let mut all: Vec<&graph::PyOrigin> = origins.values().collect();
-    all.sort();
-    for origin in all {
-        if !seen.insert(origin) {
-            continue;
-        }
-        let at = py.locate(origin);
-        if let (Some(s), Some((file, line))) = (py.suppression(&at), at.source) {
-            comments
-                .entry((file, line.start))
-                .or_insert_with(|| (s, BTreeSet::new()));
-        }
-    }
-    if settings.selection.enabled(&rules::unused_suppression::META) {
-        for ((file, _), (s, used)) in &comments {
-            let unused: BTreeSet<String> = match &s.rules {
-                None if used.is_empty() => BTreeSet::from(["*".to_string()]),
-                None => BTreeSet::new(),
-                Some(names) => names
-                    .iter()
-                    .filter(|n| !used.contains(*n))
-                    .cloned()
-                    .collect(),
-            };
-            if !unused.is_empty() {
-                diagnostics.push(rules::unused_suppression::report(*file, s, &unused));
-            }
-        }
-    }
-    if !settings.show_suppressed {
-        diagnostics.retain(|d| d.suppressed_by.is_none());
     }
 }
 

@@ -168,6 +168,92 @@ pub fn parse_suppression(line: &str, offset: usize) -> Option<Suppression> {
     })
 }
 
+/// Points findings at the Python lines that created their nodes, applies the
+/// `# nnlint: ignore` comments written there, and reports the unused ones.
+pub fn attach_origins(
+    model: &crate::onnx::Model,
+    graphs: &[crate::graph::Graph<'_>],
+    settings: &crate::Settings,
+    sources: &mut Sources,
+    diagnostics: &mut Vec<crate::diag::Diagnostic>,
+) {
+    use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+    let origins: HashMap<&str, crate::graph::PyOrigin> = graphs
+        .iter()
+        .flat_map(|g| g.nodes())
+        .filter(|n| !n.name().is_empty())
+        .filter_map(|n| Some((n.name(), n.python_origin()?)))
+        .collect();
+    if origins.is_empty() {
+        return;
+    }
+    let mut py = PythonFiles::new(&model.path, sources);
+    // Per commented line: the comment and which of its names suppressed something.
+    let mut comments: BTreeMap<(usize, usize), (Suppression, BTreeSet<String>)> = BTreeMap::new();
+    for d in diagnostics.iter_mut() {
+        let Some(origin) = d.node.as_deref().and_then(|n| origins.get(n)) else {
+            continue;
+        };
+        let at = py.locate(origin);
+        if let (Some(s), Some((file, line))) = (py.suppression(&at), at.source.clone()) {
+            let hit = match &s.rules {
+                None => Some("*".to_string()),
+                Some(names) => names
+                    .iter()
+                    .find(|n| *n == d.rule || n.eq_ignore_ascii_case(d.code))
+                    .cloned(),
+            };
+            let entry = comments
+                .entry((file, line.start))
+                .or_insert_with(|| (s.clone(), BTreeSet::new()));
+            if let Some(name) = hit {
+                entry.1.insert(name);
+                d.suppressed_by = Some(s.text.clone());
+            }
+        }
+        d.origin = Some(at);
+    }
+    // Every commented line that created a node of this model is judged, not only
+    // the lines that have findings.
+    let mut seen: BTreeSet<&crate::graph::PyOrigin> = BTreeSet::new();
+    let mut all: Vec<&crate::graph::PyOrigin> = origins.values().collect();
+    all.sort();
+    for origin in all {
+        if !seen.insert(origin) {
+            continue;
+        }
+        let at = py.locate(origin);
+        if let (Some(s), Some((file, line))) = (py.suppression(&at), at.source) {
+            comments
+                .entry((file, line.start))
+                .or_insert_with(|| (s, BTreeSet::new()));
+        }
+    }
+    if settings
+        .selection
+        .enabled(&crate::rules::unused_suppression::META)
+    {
+        for ((file, _), (s, used)) in &comments {
+            let unused: BTreeSet<String> = match &s.rules {
+                None if used.is_empty() => BTreeSet::from(["*".to_string()]),
+                None => BTreeSet::new(),
+                Some(names) => names
+                    .iter()
+                    .filter(|n| !used.contains(*n))
+                    .cloned()
+                    .collect(),
+            };
+            if !unused.is_empty() {
+                diagnostics.push(crate::rules::unused_suppression::report(*file, s, &unused));
+            }
+        }
+    }
+    if !settings.show_suppressed {
+        diagnostics.retain(|d| d.suppressed_by.is_none());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
