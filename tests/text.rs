@@ -301,3 +301,33 @@ fn mutated_text_never_panics() {
     );
     assert!(parse_model(&deep).is_err());
 }
+
+#[test]
+fn hand_written_text_prints_back_stably_and_onnx_parser_agrees_on_it() {
+    // print(parse(text)) is a fixed point after one step, for every text fixture.
+    let mut texts = Vec::new();
+    files(Path::new("fixtures/text"), ".onnxtxt", &mut texts);
+    let mut parsed = 0;
+    for t in &texts {
+        let Ok((model, _)) = parse_model(&std::fs::read_to_string(t).unwrap()) else {
+            continue; // syntax_error.onnxtxt
+        };
+        let once = print_model(&model, Values::Full).text;
+        let (again, _) = parse_model(&once).unwrap_or_else(|e| panic!("{}: {e:?}", t.display()));
+        assert_eq!(
+            print_model(&again, Values::Full).text,
+            once,
+            "{}",
+            t.display()
+        );
+        parsed += 1;
+    }
+    assert_eq!(parsed, texts.len() - 1);
+    let (m, _) = parse_model(
+        &std::fs::read_to_string("fixtures/text/functions_and_attributes.onnxtxt").unwrap(),
+    )
+    .unwrap();
+    assert_eq!(m.functions.len(), 1);
+    assert_eq!(m.functions[0].attribute, vec!["alpha".to_string()]);
+    assert_eq!(m.metadata_props[1].value, "a \"quoted\" value");
+}

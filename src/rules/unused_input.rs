@@ -23,6 +23,9 @@ impl Rule for UnusedInput {
 
     fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
         let graph = cx.graph;
+        if !graph.scope().0.is_empty() {
+            return; // If/Loop/Scan bodies take the inputs their operator dictates
+        }
         for &name in &graph.inputs {
             if graph.is_constant(name) || !graph.consumers(name).is_empty() || graph.is_output(name)
             {
