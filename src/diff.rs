@@ -238,12 +238,8 @@ fn pair<'a>(ga: &Graph<'a>, gb: &Graph<'a>) -> Result<Pairs<'a>, String> {
             ob.len()
         ));
     }
-    let inits_a: Vec<&TensorProto> = (0..ga.initializers.len())
-        .map(|i| ga.initializer(i))
-        .collect();
-    let inits_b: Vec<&TensorProto> = (0..gb.initializers.len())
-        .map(|i| gb.initializer(i))
-        .collect();
+    let inits_a: Vec<&TensorProto> = ga.initializers().to_vec();
+    let inits_b: Vec<&TensorProto> = gb.initializers().to_vec();
     let by_name: HashMap<&str, &TensorProto> =
         inits_a.iter().map(|t| (t.name.as_str(), *t)).collect();
     // Every place each tensor of the first checkpoint is read.

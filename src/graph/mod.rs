@@ -453,6 +453,21 @@ impl<'m> Graph<'m> {
     pub fn initializer(&self, i: usize) -> &'m TensorProto {
         self.initializers[i]
     }
+
+    /// The graph's input names, in order.
+    pub fn inputs(&self) -> &[&'m str] {
+        &self.inputs
+    }
+
+    /// The graph's output names, in order.
+    pub fn outputs(&self) -> &[&'m str] {
+        &self.outputs
+    }
+
+    /// The graph's initializers, in order.
+    pub fn initializers(&self) -> &[&'m TensorProto] {
+        &self.initializers
+    }
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ impl Rule for MultiLossScale {
     fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
         let graph = cx.graph;
         let threshold = cx.option("ratio");
-        for output in &graph.outputs {
+        for output in graph.outputs() {
             let Some((sum, _)) = graph.producer(output) else {
                 continue;
             };

@@ -25,7 +25,7 @@ impl Rule for NonFinite {
     fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
         let graph = cx.graph;
         let stored = graph
-            .initializers
+            .initializers()
             .iter()
             .map(|t| {
                 (

@@ -26,7 +26,7 @@ impl Rule for SoftmaxBatchAxis {
         let graph = cx.graph;
         // The batch dimension: the leading dimension of the first graph input.
         let Some(batch) = graph
-            .inputs
+            .inputs()
             .first()
             .and_then(|i| graph.shape(i))
             .and_then(|s| s.first())

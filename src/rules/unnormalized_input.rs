@@ -25,7 +25,7 @@ impl Rule for UnnormalizedInput {
 
     fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
         let graph = cx.graph;
-        for &input in &graph.inputs {
+        for &input in graph.inputs() {
             let Some(ty) = graph.elem_type(input) else {
                 continue;
             };

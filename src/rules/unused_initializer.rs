@@ -23,7 +23,7 @@ impl Rule for UnusedInitializer {
 
     fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
         let graph = cx.graph;
-        for t in &graph.initializers {
+        for t in graph.initializers() {
             if !graph.consumers(&t.name).is_empty() || graph.is_output(&t.name) {
                 continue;
             }

@@ -26,7 +26,7 @@ impl Rule for UnusedInput {
         if !graph.scope().0.is_empty() {
             return; // If/Loop/Scan bodies take the inputs their operator dictates
         }
-        for &name in &graph.inputs {
+        for &name in graph.inputs() {
             if graph.is_constant(name) || !graph.consumers(name).is_empty() || graph.is_output(name)
             {
                 continue;
