@@ -1,7 +1,10 @@
 //! The command line as users and editors see it: formats, exit codes, bad input.
 
+mod common;
+
+use common::{nnlint, text};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use prost::Message;
 use regex::Regex;
@@ -15,18 +18,6 @@ const BUGGY: &str = "fixtures/torch/dropout_bn_mlp_torchscript_train.onnx";
 const BUGGY_DYNAMO: &str = "fixtures/torch/dropout_bn_mlp_dynamo_train.onnx";
 const CLEAN: &str = "fixtures/torch/bn_dropout_mlp_dynamo_train.onnx";
 const SHORT: &str = r"^(.+):(\d+):(\d+): (error|warning|note)\[([A-Za-z0-9-]+)\]: (.+)$";
-
-fn nnlint(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nnlint"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8(b.to_vec()).unwrap()
-}
 
 #[test]
 fn buggy_model_warns_and_exits_1() {

@@ -4,15 +4,11 @@
 //! Each case's full human output is kept in `fixtures/diff/<after>.expected`;
 //! re-bless with `NNLINT_BLESS=1 cargo test --locked --test diff`.
 
-use std::process::{Command, Output};
+mod common;
 
-fn nnlint(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nnlint"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
+use common::nnlint;
+
+use std::process::Output;
 
 fn steps() -> String {
     std::fs::read_to_string("fixtures/diff/STEPS.txt")

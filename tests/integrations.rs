@@ -1,29 +1,15 @@
 //! The conventions other tools read: VS Code's problem matcher, GitHub
 //! annotations and code scanning, project configuration, exit-status policy.
 
+mod common;
+
+use common::{nnlint, nnlint_in, text};
+
 use std::path::Path;
-use std::process::{Command, Output};
 
 use regex::Regex;
 
 const WARNS: &str = "fixtures/torch/dropout_rate_high_torchscript_train.onnx";
-
-fn nnlint_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nnlint"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
-
-fn nnlint(args: &[&str]) -> Output {
-    nnlint_in(Path::new(env!("CARGO_MANIFEST_DIR")), args)
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8(b.to_vec()).unwrap()
-}
 
 /// The problem matcher exactly as the README gives it.
 fn readme_matcher() -> serde_json::Value {

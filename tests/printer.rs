@@ -3,26 +3,17 @@
 //! `fixtures/reference/printer/<path>.txt` is onnx.printer's output for
 //! `fixtures/<path>`, recorded by `fixtures/generate.py`; no Python runs here.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 
 use nnlint::onnx::printer::{print_model, Values};
-
-fn references(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            references(&p, out);
-        } else if p.extension().is_some_and(|x| x == "txt") {
-            out.push(p);
-        }
-    }
-}
 
 #[test]
 fn full_listing_matches_onnx_printer_for_every_fixture() {
     let root = Path::new("fixtures/reference/printer");
     let mut refs = Vec::new();
-    references(root, &mut refs);
+    refs.extend(common::files(root, ".txt"));
     refs.sort();
     assert!(refs.len() > 150, "printer references are missing");
     let mut mismatches = Vec::new();

@@ -4,26 +4,21 @@
 //! and so is every deterministic corruption of the fixtures: truncation at
 //! many offsets, flipped bytes, and an empty file.
 
+mod common;
+
+use common::isolated;
+
 use std::path::{Path, PathBuf};
 
 use nnlint::lint_file;
 
-fn models_under(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            models_under(&p, out);
-        } else if p.extension().is_some_and(|x| x == "onnx") {
-            out.push(p);
-        }
-    }
-    out.sort();
-}
-
 #[test]
 fn every_onnx_backend_test_model_is_linted_or_refused() {
     let mut models = Vec::new();
-    models_under(Path::new("fixtures/third_party/onnx-backend"), &mut models);
+    models.extend(common::files(
+        Path::new("fixtures/third_party/onnx-backend"),
+        ".onnx",
+    ));
     assert!(models.len() >= 140, "third-party models are missing");
     let mut linted = 0;
     for m in &models {
@@ -52,11 +47,11 @@ impl Lcg {
 #[test]
 fn corrupted_fixtures_never_panic() {
     let mut torch = Vec::new();
-    models_under(Path::new("fixtures/torch"), &mut torch);
+    torch.extend(common::files(Path::new("fixtures/torch"), ".onnx"));
     // Every third export: both exporters, both modes, most patterns, in a few seconds.
     let mut sources: Vec<PathBuf> = torch.into_iter().step_by(3).collect();
-    models_under(Path::new("fixtures/invalid"), &mut sources);
-    models_under(Path::new("fixtures/handmade"), &mut sources);
+    sources.extend(common::files(Path::new("fixtures/invalid"), ".onnx"));
+    sources.extend(common::files(Path::new("fixtures/handmade"), ".onnx"));
     sources.push("fixtures/third_party/onnx-backend/light/light_squeezenet.onnx".into());
     let dir = tempfile::tempdir().unwrap();
     let mut rng = Lcg(0x5eed);
@@ -210,12 +205,4 @@ fn a_100k_node_chain_does_not_overflow_the_stack() {
         .join()
         .expect("linting a long chain must not overflow the stack");
     assert_eq!(report.unwrap(), 0);
-}
-
-/// Defaults only: a configuration file above the checkout must not change results.
-fn isolated() -> nnlint::Options {
-    nnlint::Options {
-        config: nnlint::ConfigSource::None,
-        ..Default::default()
-    }
 }

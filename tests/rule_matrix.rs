@@ -3,6 +3,10 @@
 //! healthy variants. The ui tests pin the exact output; this pins the intent,
 //! so a re-bless cannot quietly accept a rule that stopped firing.
 
+mod common;
+
+use common::isolated;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -217,13 +221,5 @@ fn clean_architectures_raise_no_warning() {
     assert!(full.starts_with("# nnlint --format short on 38 full-weight exports"));
     for line in full.lines().skip(1) {
         assert!(line.contains(": note["), "recorded false alarm: {line}");
-    }
-}
-
-/// Defaults only: a configuration file above the checkout must not change results.
-fn isolated() -> nnlint::Options {
-    nnlint::Options {
-        config: nnlint::ConfigSource::None,
-        ..Default::default()
     }
 }

@@ -1,6 +1,10 @@
 //! Every rule is declared completely: a page in `rules/` with the clippy/ruff
 //! headings, a unique name and code, and a summary in rustc's message style.
 
+mod common;
+
+use common::isolated;
+
 use std::collections::HashSet;
 
 const HEADINGS: &[&str] = &[
@@ -103,12 +107,4 @@ fn messages_are_lowercase_without_trailing_period() {
         }
     }
     assert!(seen > 5);
-}
-
-/// Defaults only: a configuration file above the checkout must not change results.
-fn isolated() -> nnlint::Options {
-    nnlint::Options {
-        config: nnlint::ConfigSource::None,
-        ..Default::default()
-    }
 }

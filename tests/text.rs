@@ -1,23 +1,15 @@
 //! The ONNX textual syntax: parsing what onnx.printer and nnlint print,
 //! errors at the right place, and no panic on mangled text.
 
+mod common;
+
+use common::nnlint;
+
 use std::path::{Path, PathBuf};
 
 use nnlint::onnx::printer::{print_model, Values};
 use nnlint::onnx::proto::ModelProto;
 use nnlint::onnx::text::parse_model;
-
-fn files(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            files(&p, ext, out);
-        } else if p.to_str().unwrap().ends_with(ext) {
-            out.push(p);
-        }
-    }
-    out.sort();
-}
 
 /// Every model the fixtures hold, binary ones.
 fn binary_fixtures() -> Vec<PathBuf> {
@@ -31,7 +23,7 @@ fn binary_fixtures() -> Vec<PathBuf> {
         "fixtures/architectures",
         "fixtures/third_party",
     ] {
-        files(Path::new(dir), ".onnx", &mut v);
+        v.extend(common::files(Path::new(dir), ".onnx"));
     }
     v
 }
@@ -39,7 +31,10 @@ fn binary_fixtures() -> Vec<PathBuf> {
 #[test]
 fn everything_onnx_printer_wrote_parses_and_prints_back_identically() {
     let mut refs = Vec::new();
-    files(Path::new("fixtures/reference/printer"), ".txt", &mut refs);
+    refs.extend(common::files(
+        Path::new("fixtures/reference/printer"),
+        ".txt",
+    ));
     assert!(refs.len() > 300);
     for r in &refs {
         let text = std::fs::read_to_string(r).unwrap();
@@ -150,14 +145,6 @@ fn onnx_parser_accepts_what_nnlint_prints() {
     assert!(accepted.len() > 150);
 }
 
-fn nnlint(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_nnlint"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn a_syntax_error_in_a_long_file_is_reported_at_its_line_and_column() {
     // 200 lines: a Relu chain, with the closing parenthesis of line 150 missing.
@@ -239,7 +226,7 @@ impl Lcg {
 fn mutated_text_never_panics() {
     let mut seeds: Vec<String> = Vec::new();
     let mut texts = Vec::new();
-    files(Path::new("fixtures/text"), ".onnxtxt", &mut texts);
+    texts.extend(common::files(Path::new("fixtures/text"), ".onnxtxt"));
     for t in &texts {
         seeds.push(std::fs::read_to_string(t).unwrap());
     }
@@ -306,7 +293,7 @@ fn mutated_text_never_panics() {
 fn hand_written_text_prints_back_stably_and_onnx_parser_agrees_on_it() {
     // print(parse(text)) is a fixed point after one step, for every text fixture.
     let mut texts = Vec::new();
-    files(Path::new("fixtures/text"), ".onnxtxt", &mut texts);
+    texts.extend(common::files(Path::new("fixtures/text"), ".onnxtxt"));
     let mut parsed = 0;
     for t in &texts {
         let Ok((model, _)) = parse_model(&std::fs::read_to_string(t).unwrap()) else {

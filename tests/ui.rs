@@ -8,6 +8,10 @@
 //!
 //! and review the diff of the `.expected` files.
 
+mod common;
+
+use common::isolated;
+
 use std::path::{Path, PathBuf};
 
 use nnlint::diag::render::{render, Format};
@@ -107,13 +111,5 @@ fn dropout_before_batchnorm_fires_exactly_where_expected() {
             .filter(|d| d.rule == "dropout-before-batchnorm")
             .count();
         assert_eq!(hits, usize::from(fires), "{name}");
-    }
-}
-
-/// Defaults only: a configuration file above the checkout must not change results.
-fn isolated() -> nnlint::Options {
-    nnlint::Options {
-        config: nnlint::ConfigSource::None,
-        ..Default::default()
     }
 }
