@@ -351,38 +351,41 @@ impl Parser {
     }
 
     fn opsets(&mut self) -> Result<Vec<OperatorSetIdProto>> {
-        self.require('[', "to open opset_import")?;
-        let mut v = Vec::new();
-        if !self.is(']') {
-            loop {
-                let domain = self.string("an opset domain")?;
-                self.require(':', "between an opset domain and its version")?;
-                let version = self.int("an opset version")?;
-                v.push(OperatorSetIdProto { domain, version });
-                if !self.eat(',') {
-                    break;
-                }
-            }
-        }
-        self.require(']', "to close opset_import")?;
-        Ok(v)
+        self.delimited(('[', ']'), "opset_import", |p| {
+            let domain = p.string("an opset domain")?;
+            p.require(':', "between an opset domain and its version")?;
+            let version = p.int("an opset version")?;
+            Ok(OperatorSetIdProto { domain, version })
+        })
     }
 
     fn props(&mut self) -> Result<Vec<StringStringEntryProto>> {
-        self.require('[', "to open a key-value list")?;
+        self.delimited(('[', ']'), "a key-value list", |p| {
+            let key = p.string("a key")?;
+            p.require(':', "after a key")?;
+            let value = p.string("a value")?;
+            Ok(StringStringEntryProto { key, value })
+        })
+    }
+
+    /// `open item, item, ... close`, possibly empty.
+    fn delimited<T>(
+        &mut self,
+        (open, close): (char, char),
+        what: &str,
+        mut item: impl FnMut(&mut Self) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        self.require(open, &format!("to open {what}"))?;
         let mut v = Vec::new();
-        if !self.is(']') {
+        if !self.is(close) {
             loop {
-                let key = self.string("a key")?;
-                self.require(':', "after a key")?;
-                let value = self.string("a value")?;
-                v.push(StringStringEntryProto { key, value });
+                v.push(item(self)?);
                 if !self.eat(',') {
                     break;
                 }
             }
         }
-        self.require(']', "to close a key-value list")?;
+        self.require(close, &format!("to close {what}"))?;
         Ok(v)
     }
 
@@ -598,26 +601,17 @@ impl Parser {
     // ---- graphs -------------------------------------------------------------
 
     fn value_infos(&mut self, scope: &ScopeId, what: &str) -> Result<Vec<ValueInfoProto>> {
-        self.require('(', &format!("to open the {what}"))?;
-        let mut v = Vec::new();
-        if !self.is(')') {
-            loop {
-                let ty = self.type_proto()?;
-                let span = self.span();
-                let name = self.name("a value name")?;
-                self.record_value(scope, &name, span);
-                v.push(ValueInfoProto {
-                    name,
-                    r#type: Some(ty),
-                    ..Default::default()
-                });
-                if !self.eat(',') {
-                    break;
-                }
-            }
-        }
-        self.require(')', &format!("to close the {what}"))?;
-        Ok(v)
+        self.delimited(('(', ')'), &format!("the {what}"), |p| {
+            let ty = p.type_proto()?;
+            let span = p.span();
+            let name = p.name("a value name")?;
+            p.record_value(scope, &name, span);
+            Ok(ValueInfoProto {
+                name,
+                r#type: Some(ty),
+                ..Default::default()
+            })
+        })
     }
 
     fn record_value(&mut self, scope: &ScopeId, name: &str, span: Range<usize>) {
@@ -813,16 +807,11 @@ impl Parser {
             AttributeType::Tensors => a.tensors = self.list(|p| p.tensor())?,
             AttributeType::TypeProtos => a.type_protos = self.list(|p| p.type_proto())?,
             AttributeType::Graphs => {
-                self.require('[', "to open a list")?;
                 let mut k = 0;
-                while !self.is(']') {
-                    a.graphs.push(self.graph(&sub(k))?);
+                a.graphs = self.list(|p| {
                     k += 1;
-                    if !self.eat(',') {
-                        break;
-                    }
-                }
-                self.require(']', "to close a list")?;
+                    p.graph(&sub(k - 1))
+                })?;
             }
             AttributeType::SparseTensor
             | AttributeType::SparseTensors
@@ -857,19 +846,8 @@ impl Parser {
         })
     }
 
-    fn list<T>(&mut self, mut item: impl FnMut(&mut Self) -> Result<T>) -> Result<Vec<T>> {
-        self.require('[', "to open a list")?;
-        let mut v = Vec::new();
-        if !self.is(']') {
-            loop {
-                v.push(item(self)?);
-                if !self.eat(',') {
-                    break;
-                }
-            }
-        }
-        self.require(']', "to close a list")?;
-        Ok(v)
+    fn list<T>(&mut self, item: impl FnMut(&mut Self) -> Result<T>) -> Result<Vec<T>> {
+        self.delimited(('[', ']'), "a list", item)
     }
 
     // ---- functions ----------------------------------------------------------
@@ -943,18 +921,7 @@ impl Parser {
     }
 
     fn id_list(&mut self, what: &str) -> Result<Vec<String>> {
-        self.require('(', &format!("to open the {what}"))?;
-        let mut v = Vec::new();
-        if !self.is(')') {
-            loop {
-                v.push(self.name("a name")?);
-                if !self.eat(',') {
-                    break;
-                }
-            }
-        }
-        self.require(')', &format!("to close the {what}"))?;
-        Ok(v)
+        self.delimited(('(', ')'), &format!("the {what}"), |p| p.name("a name"))
     }
 }
 
