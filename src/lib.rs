@@ -9,6 +9,7 @@ pub mod diag;
 pub mod diff;
 pub mod graph;
 pub mod onnx;
+pub mod probe;
 pub mod python;
 pub mod rules;
 
@@ -36,6 +37,8 @@ pub struct Options {
     pub config: ConfigSource,
     /// Keep findings that `# nnlint: ignore` comments suppress, marked as such.
     pub show_suppressed: bool,
+    /// The forward pass after the static rules.
+    pub probe: probe::ProbeOptions,
 }
 
 /// Where a file's configuration comes from.
@@ -161,6 +164,7 @@ pub struct Settings {
     pub selection: Selection,
     pub config: Option<Config>,
     pub show_suppressed: bool,
+    pub probe: probe::ProbeOptions,
 }
 
 impl Settings {
@@ -190,7 +194,29 @@ impl Settings {
             selection: Selection::new(&select, &ignore).map_err(Error::Selector)?,
             config: config.cloned(),
             show_suppressed: options.show_suppressed,
+            probe: options.probe.clone(),
         })
+    }
+
+    /// What `rule` sees while it checks `graph`.
+    pub fn check<'a, 'm>(
+        &'a self,
+        graph: &'a graph::Graph<'m>,
+        rule: &'static rules::RuleMeta,
+    ) -> Check<'a, 'm> {
+        Check {
+            graph,
+            meta: rule,
+            settings: self.config.as_ref().and_then(|c| c.rules.get(rule.name)),
+        }
+    }
+
+    /// Applies a configured severity to a rule's findings.
+    pub fn apply_severity(&self, rule: &rules::RuleMeta, found: &mut [Diagnostic]) {
+        let configured = self.config.as_ref().and_then(|c| c.rules.get(rule.name));
+        if let Some(severity) = configured.and_then(|c| c.severity) {
+            found.iter_mut().for_each(|d| d.severity = severity);
+        }
     }
 
     /// A rule's threshold, from the configuration or the rule's default.
@@ -220,23 +246,11 @@ pub fn lint_source(
         .map_or(1, |n| n.get())
         .clamp(1, selected.len().max(1));
     let run = |rule: &dyn rules::Rule| {
-        let meta = rule.meta();
-        let rule_config = settings
-            .config
-            .as_ref()
-            .and_then(|c| c.rules.get(meta.name));
         let mut found = Vec::new();
         for g in &graphs {
-            let cx = Check {
-                graph: g,
-                meta,
-                settings: rule_config,
-            };
-            rule.check(&cx, &mut found);
+            rule.check(&settings.check(g, rule.meta()), &mut found);
         }
-        if let Some(severity) = rule_config.and_then(|c| c.severity) {
-            found.iter_mut().for_each(|d| d.severity = severity);
-        }
+        settings.apply_severity(rule.meta(), &mut found);
         found
     };
     let mut per_rule: Vec<(usize, Vec<Diagnostic>)> = std::thread::scope(|scope| {
@@ -264,6 +278,12 @@ pub fn lint_source(
     });
     per_rule.sort_by_key(|(i, _)| *i);
     let mut diagnostics: Vec<Diagnostic> = per_rule.into_iter().flat_map(|(_, d)| d).collect();
+    // An invalid graph cannot run; `invalid-graph` already says why.
+    if graphs.iter().all(|g| g.problems().is_empty()) {
+        if let Some(main) = graphs.first() {
+            probe_pass(model, main, settings, &mut diagnostics);
+        }
+    }
     if let Some(c) = &settings.config {
         diagnostics.retain(|d| {
             let meta = rules::find(d.rule).map(|r| r.meta());
@@ -294,6 +314,55 @@ pub fn lint_source(
         sources,
         diagnostics,
         failed: false,
+    }
+}
+
+/// Runs the probe on the main graph and appends what the measuring rules find.
+///
+/// A measured finding on a node its rule already reported statically becomes
+/// a note on that finding: one finding per problem.
+fn probe_pass(
+    model: &onnx::Model,
+    main: &graph::Graph<'_>,
+    settings: &Settings,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let measuring: Vec<&dyn rules::Rule> = rules::all()
+        .filter(|r| r.measures() && settings.selection.enabled(r.meta()))
+        .collect();
+    if !settings.probe.enabled || measuring.is_empty() {
+        return;
+    }
+    let saturation = settings.option(&rules::saturated_activation::META, "threshold") as f32;
+    let probe = match probe::run(model, main, &settings.probe, saturation) {
+        Ok(p) => p,
+        Err(reason) => {
+            let skipped = &rules::probe_skipped::META;
+            if settings.selection.enabled(skipped) {
+                let mut d = vec![rules::probe_skipped::diagnostic(main, &reason)];
+                settings.apply_severity(skipped, &mut d);
+                diagnostics.extend(d);
+            }
+            return;
+        }
+    };
+    for rule in measuring {
+        let mut found = Vec::new();
+        rule.probe(&settings.check(main, rule.meta()), &probe, &mut found);
+        settings.apply_severity(rule.meta(), &mut found);
+        for d in found {
+            // One finding per problem: a node the rule already reported statically
+            // gets the measurement as a note.
+            match diagnostics
+                .iter_mut()
+                .find(|s| s.rule == d.rule && s.node.is_some() && s.node == d.node)
+            {
+                Some(s) => s
+                    .notes
+                    .push(format!("the probe measured it: {}", d.message)),
+                None => diagnostics.push(d),
+            }
+        }
     }
 }
 

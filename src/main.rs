@@ -84,6 +84,54 @@ struct LintArgs {
     /// Also list findings that `# nnlint: ignore` comments suppress
     #[arg(long)]
     show_suppressed: bool,
+
+    /// Skip the probe: run the static rules only, no forward pass
+    #[arg(long, help_heading = "Probe")]
+    no_probe: bool,
+
+    /// Seed of the probe's synthesized inputs
+    #[arg(long, default_value_t = 0, help_heading = "Probe")]
+    seed: u64,
+
+    /// Value of a dynamic dimension, by its name in the model (repeatable)
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_dim, help_heading = "Probe")]
+    dim: Vec<(String, usize)>,
+
+    /// Feed real data from a .npy file instead of synthesized values (repeatable)
+    #[arg(long, value_name = "NAME=FILE", value_parser = parse_input, help_heading = "Probe")]
+    input: Vec<(String, PathBuf)>,
+
+    /// Size of a dynamic batch dimension, before the memory budget caps it
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Probe")]
+    batch: u64,
+
+    /// MiB the probe's forward pass may use for values
+    #[arg(
+        long,
+        value_name = "MIB",
+        default_value_t = 2048,
+        help_heading = "Probe"
+    )]
+    probe_memory: usize,
+}
+
+fn parse_dim(s: &str) -> Result<(String, usize), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not NAME=VALUE"))?;
+    match value.trim().parse::<usize>() {
+        Ok(v) if v > 0 && !name.is_empty() => Ok((name.to_string(), v)),
+        _ => Err(format!("`{s}`: the value must be a positive integer")),
+    }
+}
+
+fn parse_input(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+            Ok((name.to_string(), PathBuf::from(path)))
+        }
+        _ => Err(format!("`{s}` is not NAME=FILE")),
+    }
 }
 
 #[derive(clap::Args)]
@@ -304,6 +352,15 @@ fn lint(args: LintArgs) -> u8 {
         ignore: args.ignore,
         config,
         show_suppressed: args.show_suppressed,
+        probe: nnlint::probe::ProbeOptions {
+            enabled: !args.no_probe,
+            seed: args.seed,
+            dims: args.dim.into_iter().collect(),
+            files: args.input.into_iter().collect(),
+            batch: args.batch as usize,
+            memory_mib: args.probe_memory,
+            progress: std::io::stderr().is_terminal() && std::env::var_os("CI").is_none(),
+        },
     };
     // Selectors from the command line are checked once, before any file is read.
     if let Err(e) = nnlint::Settings::new(&options, None, std::path::Path::new("")) {

@@ -200,9 +200,13 @@ fn a_100k_node_chain_does_not_overflow_the_stack() {
     // Run on a thread with a small stack, as deep recursion would need far more.
     let report = std::thread::Builder::new()
         .stack_size(1 << 20)
-        .spawn(move || lint_file(&path, &isolated()).map(|r| r.diagnostics.len()))
+        .spawn(move || {
+            lint_file(&path, &isolated())
+                .map(|r| r.diagnostics.iter().map(|d| d.rule).collect::<Vec<_>>())
+        })
         .unwrap()
         .join()
         .expect("linting a long chain must not overflow the stack");
-    assert_eq!(report.unwrap(), 0);
+    // The untyped input leaves nothing to probe; the static rules find nothing.
+    assert_eq!(report.unwrap(), ["probe-skipped"]);
 }

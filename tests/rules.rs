@@ -88,7 +88,12 @@ fn names_and_codes_are_unique_and_well_formed() {
 fn messages_are_lowercase_without_trailing_period() {
     let report = |p: &str| nnlint::lint_file(std::path::Path::new(p), &isolated()).unwrap();
     let mut seen = 0;
-    for dir in ["fixtures/torch", "fixtures/invalid", "fixtures/handmade"] {
+    for dir in [
+        "fixtures/torch",
+        "fixtures/invalid",
+        "fixtures/handmade",
+        "fixtures/probe",
+    ] {
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|x| x == "onnx") {

@@ -24,6 +24,7 @@ const UI_DIRS: &[&str] = &[
     "fixtures/architectures",
     "fixtures/python",
     "fixtures/text",
+    "fixtures/probe",
 ];
 
 fn models() -> Vec<PathBuf> {

@@ -35,6 +35,8 @@ pub struct TensorStats {
     /// Mean and population standard deviation of the finite values.
     pub mean: f64,
     pub std: f64,
+    /// The largest finite magnitude.
+    pub max_abs: f64,
     /// Per output unit, the sum of squares of its weights, for a weight layer's weight.
     pub unit_sq: Option<Vec<f64>>,
     /// The values themselves, for weight-layer biases of at most [`KEEP_VALUES`]
@@ -141,6 +143,7 @@ impl<'m> Graph<'m> {
                 first: (count > 0).then_some(v),
                 mean: if finite { v } else { 0.0 },
                 std: 0.0,
+                max_abs: if finite { v.abs() } else { 0.0 },
                 unit_sq: layout
                     .map(|(units, _)| vec![v * v * (count / units.max(1)) as f64; units]),
                 values: keep_values.then(|| vec![v; count]),
@@ -171,6 +174,9 @@ impl<'m> Graph<'m> {
                 Some(f) => st.all_equal &= f == v || (f.is_nan() && v.is_nan()),
             }
             tally(&mut st, v, i, (&mut sum, &mut sumsq, &mut finite));
+            if v.is_finite() {
+                st.max_abs = st.max_abs.max(v.abs());
+            }
             if let (Some(sq), Some((units, units_first))) = (st.unit_sq.as_mut(), layout) {
                 let unit = if units_first { i / per_unit } else { i % units };
                 if let Some(x) = sq.get_mut(unit) {
@@ -267,6 +273,7 @@ fn summarize_f32(
         finite += pf;
         st.nan += p.nan;
         st.inf += p.inf;
+        st.max_abs = st.max_abs.max(p.max_abs);
         st.all_equal &= p.all_equal;
         if st.first_non_finite.is_none() {
             st.first_non_finite = p.first_non_finite;
@@ -330,6 +337,10 @@ fn scan(
         let (rs, rq) = vals
             .iter()
             .fold((0f32, 0f32), |(s, q), &v| (s + v, q + v * v));
+        let m = vals
+            .iter()
+            .fold(0f32, |m, &v| if v.is_finite() { m.max(v.abs()) } else { m });
+        st.max_abs = st.max_abs.max(m as f64);
         if rs.is_finite() && rq.is_finite() {
             sum += rs as f64;
             sumsq += rq as f64;

@@ -208,6 +208,13 @@ impl Mapped {
         })
     }
 
+    /// Where `part` starts in the file, if it lies in this map.
+    pub fn offset_of(&self, part: &[u8]) -> Option<usize> {
+        let map = self.map.as_ref()?;
+        self.contains(part)
+            .then(|| part.as_ptr() as usize - map.as_ptr() as usize)
+    }
+
     /// Drops the resident pages of `part` if it lies in this map; the data is
     /// read from the file again if anything touches it later.
     pub fn release(&self, part: &[u8]) {

@@ -130,6 +130,12 @@ impl Model {
         }
     }
 
+    /// Where `part` (a slice of an inline `raw_data`) starts in the model file,
+    /// when the model was read from a binary file.
+    pub fn file_offset(&self, part: &[u8]) -> Option<usize> {
+        self.map.as_ref()?.offset_of(part)
+    }
+
     /// Gives back the resident pages behind any bytes read from this model's files.
     pub fn release_bytes(&self, part: &[u8]) {
         match &self.map {

@@ -3,6 +3,7 @@
 use super::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{Graph, WeightLayer};
+use crate::probe::Probe;
 
 pub static META: RuleMeta = RuleMeta {
     name: "dead-relu",
@@ -21,6 +22,16 @@ pub static META: RuleMeta = RuleMeta {
             name: "min-fraction",
             default: 0.1,
             summary: "the fraction of dead units that fires",
+        },
+        RuleOption {
+            name: "min-samples",
+            default: 16.0,
+            summary: "the probe values per unit below which a unit's silence says too little",
+        },
+        RuleOption {
+            name: "measured-fraction",
+            default: 0.5,
+            summary: "the fraction of units that never activate at the probe that fires",
         },
     ],
     explanation: include_str!("../../rules/dead-relu.md"),
@@ -78,6 +89,62 @@ impl Rule for DeadRelu {
                 .secondary(l.op_span(), format!("... because bias / ||weight|| < {bias_ratio} here"))
                 .note("a unit whose pre-activation is negative for every input gets no gradient and stays dead")
                 .help("initialize biases at zero or slightly positive; check what wrote these biases"),
+            );
+        }
+    }
+
+    fn measures(&self) -> bool {
+        true
+    }
+
+    fn probe(&self, cx: &Check<'_, '_>, probe: &Probe, out: &mut Vec<Diagnostic>) {
+        self.measured(cx, probe, out);
+    }
+}
+
+impl DeadRelu {
+    /// The measured half: units that were never positive over the probe batch.
+    fn measured(&self, cx: &Check<'_, '_>, probe: &Probe, out: &mut Vec<Diagnostic>) {
+        let threshold = cx.option("measured-fraction");
+        // A healthy unit is off for a given value half the time: over n values it
+        // looks dead with probability 2^-n, so a small batch proves nothing.
+        let min_samples = cx.option("min-samples");
+        for relu in cx.graph.nodes_of("Relu") {
+            let Some(units) = relu
+                .output(0)
+                .and_then(|o| probe.summary(o))
+                .and_then(|s| s.units.as_ref())
+            else {
+                continue;
+            };
+            if (units.samples as f64) < min_samples {
+                continue;
+            }
+            let total = units.positive.len();
+            let dead = units.positive.iter().filter(|&&c| c == 0).count();
+            let fraction = dead as f64 / total.max(1) as f64;
+            if total == 0 || dead == 0 || fraction < threshold {
+                continue;
+            }
+            let batch = probe.batch();
+            let mut d = Diagnostic::new(
+                &META,
+                format!(
+                    "{dead} of {total} units ({:.0}%) never activate over {batch} probe samples",
+                    fraction * 100.0
+                ),
+            )
+            .with_node(relu.name())
+            .primary(relu.span().call, "never positive at the probe");
+            let per_sample = units.samples / batch.max(1) as u64;
+            if per_sample > 1 {
+                d = d.note(format!(
+                    "each unit was seen at {per_sample} positions of every sample"
+                ));
+            }
+            out.push(
+                d.note("a unit that never activates gets no gradient and may never recover")
+                    .help("check the biases and the scale of the layer before; He initialization, or normalization before the relu, keeps units alive"),
             );
         }
     }

@@ -3,6 +3,7 @@
 //! Each rule lives in its own file with its metadata next to its logic, and
 //! its explanation in `rules/<name>.md`, embedded into the binary.
 
+mod activation_scale;
 mod batchnorm_batch_size_one;
 mod bias_before_batchnorm;
 mod constant_weights;
@@ -16,13 +17,16 @@ mod duplicate_node_name;
 pub mod frozen_weights;
 pub mod graph_mismatch;
 mod init_scale;
+mod initial_loss;
 mod invalid_graph;
 mod linear_stack;
 mod missing_normalization;
 mod multi_loss_scale;
 mod nll_without_log;
 pub mod non_finite;
+pub mod probe_skipped;
 mod relu_on_logits;
+pub mod saturated_activation;
 pub mod select;
 mod softmax_batch_axis;
 mod softmax_single_class;
@@ -36,6 +40,7 @@ pub mod update_ratio;
 use crate::config::RuleConfig;
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::Graph;
+use crate::probe::Probe;
 
 pub use select::{Selection, SelectorError};
 
@@ -53,6 +58,8 @@ pub enum Category {
     Parameters,
     /// Leftovers that do no harm but deserve a look.
     Hygiene,
+    /// The probe itself: whether the forward pass ran.
+    Probe,
 }
 
 /// Which pass of nnlint produces a rule's findings.
@@ -67,6 +74,9 @@ pub enum Pass {
     Suppressions,
     /// `nnlint diff BEFORE AFTER`, on two checkpoints of one model.
     Diff,
+    /// Only the probe's forward pass ([`Rule::probe`]). Rules of the `Graph`
+    /// pass may measure too; [`Rule::measures`] says which.
+    Probe,
 }
 
 /// A rule's identity, declared once next to its logic.
@@ -128,6 +138,12 @@ pub trait Rule: Sync {
     /// Appends the rule's findings on one graph of a model. Rules of other
     /// passes keep this default and report from their pass (see [`Pass`]).
     fn check(&self, _cx: &Check<'_, '_>, _out: &mut Vec<Diagnostic>) {}
+    /// Whether the rule reads the probe's measurements ([`Rule::probe`]).
+    fn measures(&self) -> bool {
+        false
+    }
+    /// Appends the rule's findings from the probe's forward pass over the main graph.
+    fn probe(&self, _cx: &Check<'_, '_>, _probe: &Probe, _out: &mut Vec<Diagnostic>) {}
 }
 
 static RULES: &[&dyn Rule] = &[
@@ -159,6 +175,10 @@ static RULES: &[&dyn Rule] = &[
     &frozen_weights::FrozenWeights,
     &update_ratio::UpdateRatio,
     &graph_mismatch::GraphMismatch,
+    &probe_skipped::ProbeSkipped,
+    &initial_loss::InitialLoss,
+    &saturated_activation::SaturatedActivation,
+    &activation_scale::ActivationScale,
 ];
 
 /// Every rule, in code order.

@@ -1,8 +1,10 @@
 //! A summed loss whose terms carry constant weights orders of magnitude apart.
 
+use super::saturated_activation::short;
 use super::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{Graph, NodeId, Origin};
+use crate::probe::Probe;
 
 pub static META: RuleMeta = RuleMeta {
     name: "multi-loss-scale",
@@ -11,11 +13,18 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Graph,
     category: Category::Loss,
     summary: "the terms of a summed loss are weighted 100x or more apart",
-    options: &[RuleOption {
-        name: "ratio",
-        default: 100.0,
-        summary: "largest over smallest constant weight that fires",
-    }],
+    options: &[
+        RuleOption {
+            name: "ratio",
+            default: 100.0,
+            summary: "largest over smallest constant weight that fires",
+        },
+        RuleOption {
+            name: "measured-ratio",
+            default: 10.0,
+            summary: "largest over smallest term value at the probe that fires",
+        },
+    ],
     explanation: include_str!("../../rules/multi-loss-scale.md"),
 };
 
@@ -85,6 +94,132 @@ impl Rule for MultiLossScale {
             );
         }
     }
+
+    fn measures(&self) -> bool {
+        true
+    }
+
+    fn probe(&self, cx: &Check<'_, '_>, probe: &Probe, out: &mut Vec<Diagnostic>) {
+        self.measured(cx, probe, out);
+    }
+}
+
+impl MultiLossScale {
+    /// The measured half: the value of each term of a summed loss at the probe,
+    /// constant-folded penalties included.
+    fn measured(&self, cx: &Check<'_, '_>, probe: &Probe, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
+        let threshold = cx.option("measured-ratio");
+        for output in graph.outputs() {
+            let Some((sum, _)) = graph.producer(output) else {
+                continue;
+            };
+            if !sum.is("Add") {
+                continue;
+            }
+            let mut terms = Vec::new();
+            if !values(graph, probe, output, &mut terms) || terms.len() < 2 {
+                continue;
+            }
+            terms.retain(|(_, v)| *v != 0.0);
+            let (Some(lo), Some(hi)) = (
+                terms.iter().min_by(|a, b| a.1.abs().total_cmp(&b.1.abs())),
+                terms.iter().max_by(|a, b| a.1.abs().total_cmp(&b.1.abs())),
+            ) else {
+                continue;
+            };
+            let ratio = hi.1.abs() / lo.1.abs();
+            if !ratio.is_finite() || ratio < threshold {
+                continue;
+            }
+            let span = |t: &str| {
+                graph
+                    .producer(t)
+                    .map_or_else(|| sum.op_span(), |(n, _)| n.span().call)
+            };
+            let listing: Vec<String> = terms
+                .iter()
+                .map(|(t, v)| format!("`{t}` = {}", short(*v)))
+                .collect();
+            out.push(
+                Diagnostic::new(
+                    &META,
+                    format!(
+                        "loss term `{}` is {} the term `{}` at the probe",
+                        hi.0,
+                        format_ratio(ratio),
+                        lo.0
+                    ),
+                )
+                .with_node(sum.name())
+                .primary(span(hi.0), format!("{} here", short(hi.1)))
+                .secondary(span(lo.0), short(lo.1))
+                .secondary(sum.op_span(), "summed here")
+                .note(format!("terms at the probe: {}", listing.join(", ")))
+                .note(format!(
+                    "the larger term dominates the gradient; terms should be of the same order (threshold: {threshold}x)"
+                ))
+                .help("rescale the terms so their values at initialization are within an order of magnitude"),
+            );
+        }
+    }
+}
+
+/// The terms of a measured sum: each addend's value, from the probe or a
+/// constant. tract folds a term computed from weights alone (a penalty) into
+/// a constant it never evaluates; one such term is the total minus the others.
+fn values<'m>(
+    graph: &Graph<'m>,
+    probe: &Probe,
+    total: &'m str,
+    terms: &mut Vec<(&'m str, f64)>,
+) -> bool {
+    let mut found: Vec<(&'m str, Option<f64>)> = Vec::new();
+    if !addends(graph, probe, total, &mut found, 0) {
+        return false;
+    }
+    let unknown = found.iter().filter(|(_, v)| v.is_none()).count();
+    if unknown > 0 {
+        let Some(sum) = probe.summary(total).filter(|s| s.elements() == 1) else {
+            return false;
+        };
+        if unknown > 1 {
+            return false;
+        }
+        let known: f64 = found.iter().filter_map(|(_, v)| *v).sum();
+        for (_, v) in &mut found {
+            v.get_or_insert(sum.mean() - known);
+        }
+    }
+    terms.extend(found.into_iter().map(|(t, v)| (t, v.unwrap_or(f64::NAN))));
+    true
+}
+
+fn addends<'m>(
+    graph: &Graph<'m>,
+    probe: &Probe,
+    tensor: &'m str,
+    terms: &mut Vec<(&'m str, Option<f64>)>,
+    depth: usize,
+) -> bool {
+    if depth > 64 {
+        return false;
+    }
+    if let Some((n, _)) = graph.producer(tensor) {
+        if n.is("Add") && n.inputs().len() == 2 {
+            return n
+                .inputs()
+                .iter()
+                .all(|t| addends(graph, probe, t, terms, depth + 1));
+        }
+    }
+    let value = match probe.summary(tensor) {
+        Some(s) if s.elements() == 1 => Some(s.mean()),
+        Some(_) => return false,
+        None => graph.scalar(tensor),
+    };
+    terms.push((tensor, value));
+    true
 }
 
 /// Splits a sum into weighted terms. Fails when a term is not loss-like.

@@ -1,8 +1,10 @@
 //! NaN or infinity stored in the model.
 
+use super::saturated_activation::short;
 use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{Graph, NORMALIZATION_OPS};
+use crate::probe::Probe;
 
 pub static META: RuleMeta = RuleMeta {
     name: "non-finite",
@@ -66,6 +68,72 @@ impl Rule for NonFinite {
                 d = d.with_node(n);
             }
             out.push(d);
+        }
+    }
+
+    fn measures(&self) -> bool {
+        true
+    }
+
+    fn probe(&self, cx: &Check<'_, '_>, probe: &Probe, out: &mut Vec<Diagnostic>) {
+        self.measured(cx, probe, out);
+    }
+}
+
+impl NonFinite {
+    /// The measured half: the first node whose output holds NaN or infinity
+    /// while its inputs are finite.
+    fn measured(&self, cx: &Check<'_, '_>, probe: &Probe, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
+        let finite = |t: &str| match probe.summary(t) {
+            Some(s) => s.is_finite(),
+            None => graph.stats(t).is_none_or(|st| st.nan + st.inf == 0),
+        };
+        for t in &probe.run.order {
+            let Some(s) = probe.summary(t) else { continue };
+            if s.is_finite() {
+                continue;
+            }
+            let Some((n, _)) = graph.producer(t) else {
+                return; // a graph input: the data given with --input
+            };
+            if !n
+                .inputs()
+                .iter()
+                .filter(|i| !i.is_empty())
+                .all(|i| finite(i))
+            {
+                return; // it comes from a stored NaN, which the static half reports
+            }
+            let mut d = Diagnostic::new(
+                &META,
+                format!(
+                    "the probe's first NaN or infinity appears here: {} of {} values of `{t}`",
+                    s.non_finite,
+                    s.elements()
+                ),
+            )
+            .with_node(n.name())
+            .primary(n.span().call, "first non-finite output");
+            for i in n.inputs().iter().filter(|i| !i.is_empty()) {
+                if let Some(x) = probe.summary(i) {
+                    d = d.note(format!(
+                        "input `{i}` ranges over [{}, {}] with {} zeros",
+                        short(x.min),
+                        short(x.max),
+                        x.zeros
+                    ));
+                }
+            }
+            let help = match n.op_type() {
+                "Log" => "the log of zero or a negative value: clamp the input (`log(x + eps)`), or use log_softmax / logsigmoid",
+                "Div" | "Reciprocal" => "a division by zero: add an epsilon to the denominator",
+                "Sqrt" | "Pow" => "a root of a negative value or an overflow: clamp the input",
+                "Exp" | "Softplus" => "an overflow: subtract the maximum first (log-sum-exp), or clamp the input",
+                _ => "check the values entering this node",
+            };
+            out.push(d.help(help));
+            return;
         }
     }
 }

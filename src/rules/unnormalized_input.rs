@@ -1,8 +1,10 @@
 //! Integer inputs cast to float and fed to a weight layer unscaled.
 
-use super::{Category, Check, Pass, Rule, RuleMeta};
+use super::saturated_activation::short;
+use super::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 use crate::diag::{Diagnostic, Severity};
 use crate::onnx::proto::data_type;
+use crate::probe::{Fill, Probe};
 
 pub static META: RuleMeta = RuleMeta {
     name: "unnormalized-input",
@@ -12,7 +14,18 @@ pub static META: RuleMeta = RuleMeta {
     category: Category::Parameters,
     summary:
         "an integer input is cast to float and reaches a weight layer without scaling or centring",
-    options: &[],
+    options: &[
+        RuleOption {
+            name: "max-mean",
+            default: 10.0,
+            summary: "with --input data, a mean of larger magnitude fires",
+        },
+        RuleOption {
+            name: "max-std",
+            default: 10.0,
+            summary: "with --input data, a larger standard deviation fires",
+        },
+    ],
     explanation: include_str!("../../rules/unnormalized-input.md"),
 };
 
@@ -21,6 +34,14 @@ pub struct UnnormalizedInput;
 impl Rule for UnnormalizedInput {
     fn meta(&self) -> &'static RuleMeta {
         &META
+    }
+
+    fn measures(&self) -> bool {
+        true
+    }
+
+    fn probe(&self, cx: &Check<'_, '_>, probe: &Probe, out: &mut Vec<Diagnostic>) {
+        self.measured(cx, probe, out);
     }
 
     fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
@@ -65,6 +86,51 @@ impl Rule for UnnormalizedInput {
                     );
                 }
             }
+        }
+    }
+}
+
+impl UnnormalizedInput {
+    /// The measured half, with real data: a float input whose values are far
+    /// from standardized reaches a weight layer as they are.
+    fn measured(&self, cx: &Check<'_, '_>, probe: &Probe, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
+        let (max_mean, max_std) = (cx.option("max-mean"), cx.option("max-std"));
+        for input in &probe.run.inputs {
+            let Fill::File(path) = &input.fill else {
+                continue;
+            };
+            let Some(s) = probe.summary(&input.name) else {
+                continue;
+            };
+            let (mean, std) = (s.mean(), s.std());
+            if mean.abs() <= max_mean && std <= max_std {
+                continue;
+            }
+            let Some(layer) = graph.follow(&input.name).into_iter().find(|u| {
+                graph
+                    .weight_layer(u.node)
+                    .is_some_and(|l| l.data_slot == u.slot)
+            }) else {
+                continue;
+            };
+            let l = graph.node(layer.node);
+            out.push(
+                Diagnostic::new(
+                    &META,
+                    format!(
+                        "input `{}` from `{}` has mean {} and standard deviation {}, and reaches a weight layer as it is",
+                        input.name,
+                        path.display(),
+                        short(mean),
+                        short(std)
+                    ),
+                )
+                .with_node(l.name())
+                .primary(l.span().call, "multiplied by weights here")
+                .note(format!("inputs are expected standardized: |mean| up to {max_mean}, std up to {max_std}"))
+                .help("standardize the data (subtract the mean, divide by the std) before the first layer"),
+            );
         }
     }
 }

@@ -1,0 +1,494 @@
+//! Running the lowered graph once with tract, summarizing each value as it is computed.
+//!
+//! The pipeline is the same for every graph size: parse, type, plan, run.
+//! tract's optimizer is never used. It fuses and renames the nodes whose
+//! outputs the probe observes, and it does not scale linearly (90 s on a
+//! 10,000-node chain), while typing and running the plain typed plan are.
+//!
+//! Weights are not copied into the model tract parses: an inline tensor is
+//! handed to tract as external data at its offset in the model file, so
+//! tract reads it straight from the file into its own tensor.
+
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use rustc_hash::FxHashMap;
+use tract_onnx::pb;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::{SimplePlan, SimpleState};
+
+use super::inputs::{self, Input, InputOptions};
+use super::lower::{Lowered, PREFIX};
+use super::observe::{summarize, Summary, Watch};
+use crate::graph::Graph;
+use crate::onnx::external::is_external;
+use crate::onnx::proto::{data_type as dt, TensorProto};
+use crate::onnx::Model;
+
+/// How the probe runs.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub inputs: InputOptions,
+    /// Bytes the forward pass's values may take.
+    pub budget: usize,
+    /// Show a progress bar on stderr when the run is slow.
+    pub progress: bool,
+}
+
+/// What one forward pass saw.
+#[derive(Debug, Default)]
+pub struct Run {
+    /// Every float tensor of the model that was computed, by name.
+    pub summaries: FxHashMap<String, Summary>,
+    /// The same names, in the order they were computed.
+    pub order: Vec<String>,
+    pub inputs: Vec<Input>,
+}
+
+/// Runs `lowered` with tract. An `Err` is the reason the probe could not run.
+pub fn run(
+    model: &Model,
+    graph: &Graph<'_>,
+    lowered: &Lowered,
+    watch: &FxHashMap<String, Watch>,
+    options: &RunOptions,
+) -> Result<Run, String> {
+    quiet_panics();
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        PROBING.with(|p| p.set(true));
+        let r = run_inner(model, graph, lowered, watch, options);
+        PROBING.with(|p| p.set(false));
+        r
+    }));
+    PROBING.with(|p| p.set(false));
+    result.unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown error");
+        Err(format!("tract failed: {}", first_line(what)))
+    })
+}
+
+thread_local! {
+    static PROBING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// tract panics on a few inputs it does not support; the probe reports those
+/// as a skipped probe, so the panic message must not reach stderr.
+fn quiet_panics() {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !PROBING.with(|p| p.get()) {
+                default(info);
+            }
+        }));
+    });
+}
+
+fn run_inner(
+    model: &Model,
+    graph: &Graph<'_>,
+    lowered: &Lowered,
+    watch: &FxHashMap<String, Watch>,
+    options: &RunOptions,
+) -> Result<Run, String> {
+    let proto = to_tract(model, lowered)?;
+    let dir = model
+        .path
+        .parent()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let onnx = tract_onnx::onnx()
+        .with_ignore_output_shapes(true)
+        .with_ignore_value_info(true);
+    let parsed = onnx
+        .parse(&proto, Some(&dir))
+        .map_err(|e| format!("tract cannot read the model: {}", cause(&e)))?;
+    drop(proto);
+    if !parsed.unresolved_inputs.is_empty() {
+        return Err(format!(
+            "tract cannot resolve `{}`",
+            parsed.unresolved_inputs.join("`, `")
+        ));
+    }
+    let base = parsed.model;
+    let mut missing: Vec<String> = base
+        .nodes()
+        .iter()
+        .filter(|n| n.op_is::<tract_onnx::tract_hir::ops::unimpl::UnimplementedOp>())
+        .map(|n| {
+            let name = n.op().name();
+            name.trim_start_matches("Unimplemented(")
+                .trim_end_matches(')')
+                .to_string()
+        })
+        .collect();
+    if !missing.is_empty() {
+        missing.sort();
+        missing.dedup();
+        let noun = if missing.len() == 1 {
+            "operator"
+        } else {
+            "operators"
+        };
+        return Err(format!("tract has no `{}` {noun}", missing.join("`, `")));
+    }
+
+    let mut input_options = options.inputs.clone();
+    let mut typed = None;
+    for _ in 0..2 {
+        let plan = inputs::plan(graph, &input_options)?;
+        let t = typed_model(base.clone(), &plan)?;
+        let need = peak_estimate(&t);
+        let dynamic = plan
+            .iter()
+            .any(|i| i.shape.first() == Some(&input_options.batch));
+        if need <= options.budget {
+            typed = Some((t, plan));
+            break;
+        }
+        if !dynamic || input_options.batch <= 1 {
+            return Err(format!(
+                "the forward pass needs about {} MiB, over the probe's budget of {} MiB",
+                need >> 20,
+                options.budget >> 20
+            ));
+        }
+        let scaled = (input_options.batch as f64 * options.budget as f64 / need as f64) as usize;
+        input_options.batch = scaled.clamp(1, input_options.batch - 1);
+    }
+    let (typed, mut plan) = typed.ok_or("the forward pass does not fit the probe's budget")?;
+    // Labels whose class count the declared shapes did not give: the typed model knows.
+    for input in &mut plan {
+        if let inputs::Fill::Labels { classes, scores } = &mut input.fill {
+            if *classes == 0 {
+                *classes = typed
+                    .find_outlet_label(scores)
+                    .and_then(|o| typed.outlet_fact(o).ok())
+                    .and_then(|f| f.shape.as_concrete().and_then(|s| s.get(1).copied()))
+                    .filter(|&c| c > 0)
+                    .ok_or_else(|| {
+                        format!(
+                            "the number of classes for labels `{}` is unknown; pass --input {}=FILE.npy",
+                            input.name, input.name
+                        )
+                    })?;
+            }
+        }
+    }
+    drop(base);
+
+    let values: TVec<TValue> = plan
+        .iter()
+        .map(|i| inputs::make(i, input_options.seed).map(|t| t.into_tvalue()))
+        .collect::<Result<_, _>>()?;
+    let runnable =
+        SimplePlan::new(typed).map_err(|e| format!("tract cannot plan: {}", cause(&e)))?;
+    let mut state =
+        SimpleState::new(&runnable).map_err(|e| format!("tract cannot plan: {}", cause(&e)))?;
+    let mut run = Run {
+        inputs: plan,
+        ..Default::default()
+    };
+    let labels: FxHashMap<(usize, usize), String> = runnable
+        .model()
+        .outlet_labels
+        .iter()
+        .filter(|(_, l)| !l.starts_with(PREFIX))
+        .map(|(o, l)| ((o.node, o.slot), l.clone()))
+        .collect();
+    let steps = runnable.order_without_consts().len() as u64;
+    let progress = Progress::new(options.progress, steps);
+    let seed = input_options.seed;
+    // Graph inputs are summarized too: activation scale starts there.
+    for (input, value) in run.inputs.iter().zip(values.iter()) {
+        if let Some(s) = summary_of(value, watch.get(&input.name), seed) {
+            run.order.push(input.name.clone());
+            run.summaries.insert(input.name.clone(), s);
+        }
+    }
+    let outcome = state.run_plan_with_eval(values, |ctx, op_state, node, node_inputs| {
+        let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, node_inputs)?;
+        for (slot, value) in out.iter().enumerate() {
+            let Some(name) = labels.get(&(node.id, slot)) else {
+                continue;
+            };
+            if let Some(s) = summary_of(value, watch.get(name), seed) {
+                run.order.push(name.clone());
+                run.summaries.insert(name.clone(), s);
+            }
+        }
+        progress.step();
+        Ok::<_, TractError>(out)
+    });
+    progress.finish();
+    outcome.map_err(|e| format!("tract failed: {}", cause(&e)))?;
+    Ok(run)
+}
+
+fn summary_of(value: &Tensor, watch: Option<&Watch>, seed: u64) -> Option<Summary> {
+    let shape = value.shape().to_vec();
+    match value.datum_type() {
+        DatumType::F32 => {
+            let view = value.try_as_plain_ram().ok()?;
+            Some(summarize(view.as_slice::<f32>().ok()?, &shape, watch, seed))
+        }
+        DatumType::F64 | DatumType::F16 => {
+            let v = value.cast_to::<f32>().ok()?;
+            let view = v.try_as_plain_ram().ok()?;
+            Some(summarize(view.as_slice::<f32>().ok()?, &shape, watch, seed))
+        }
+        _ => None,
+    }
+}
+
+/// The model typed with every input's concrete shape.
+fn typed_model(mut model: InferenceModel, plan: &[Input]) -> Result<TypedModel, String> {
+    let outlets = model.input_outlets().map_err(|e| cause(&e))?.to_vec();
+    for (ix, outlet) in outlets.iter().enumerate() {
+        let name = model.node(outlet.node).name.clone();
+        let input = plan
+            .iter()
+            .find(|i| i.name == name)
+            .ok_or_else(|| format!("tract sees an input `{name}` the graph does not declare"))?;
+        let fact = InferenceFact::dt_shape(datum_type(input.elem_type)?, input.shape.clone());
+        model
+            .set_input_fact(ix, fact)
+            .map_err(|e| format!("input `{name}`: {}", cause(&e)))?;
+    }
+    model
+        .into_typed()
+        .map_err(|e| format!("tract cannot infer the model's types: {}", cause(&e)))
+}
+
+/// The largest value the pass computes, times three for what lives beside it.
+fn peak_estimate(model: &TypedModel) -> usize {
+    let mut largest = 0usize;
+    for node in model.nodes() {
+        for o in &node.outputs {
+            if let Some(shape) = o.fact.shape.as_concrete() {
+                let bytes = shape
+                    .iter()
+                    .product::<usize>()
+                    .saturating_mul(o.fact.datum_type.size_of());
+                largest = largest.max(bytes);
+            }
+        }
+    }
+    largest.saturating_mul(3)
+}
+
+fn datum_type(elem_type: i32) -> Result<DatumType, String> {
+    Ok(match elem_type {
+        dt::FLOAT => f32::datum_type(),
+        dt::DOUBLE => f64::datum_type(),
+        dt::FLOAT16 => f16::datum_type(),
+        dt::INT64 => i64::datum_type(),
+        dt::INT32 => i32::datum_type(),
+        dt::INT16 => i16::datum_type(),
+        dt::INT8 => i8::datum_type(),
+        dt::UINT8 => u8::datum_type(),
+        dt::UINT16 => u16::datum_type(),
+        dt::UINT32 => u32::datum_type(),
+        dt::UINT64 => u64::datum_type(),
+        dt::BOOL => bool::datum_type(),
+        other => return Err(format!("tract has no {} inputs", dt::name(other))),
+    })
+}
+
+/// Element types tract can load as initializers.
+fn loadable(t: &TensorProto) -> bool {
+    matches!(
+        t.data_type,
+        dt::FLOAT
+            | dt::DOUBLE
+            | dt::FLOAT16
+            | dt::INT64
+            | dt::INT32
+            | dt::INT16
+            | dt::INT8
+            | dt::UINT8
+            | dt::UINT16
+            | dt::UINT32
+            | dt::UINT64
+            | dt::BOOL
+    )
+}
+
+fn convert<A: Message, B: Message + Default>(a: &A) -> Result<B, String> {
+    B::decode(a.encode_to_vec().as_slice())
+        .map_err(|e| format!("cannot hand the model to tract: {e}"))
+}
+
+/// tract's protobuf model for the lowered graph.
+fn to_tract(model: &Model, lowered: &Lowered) -> Result<pb::ModelProto, String> {
+    let g = model.graph();
+    let file_name = model
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    // Only what the lowered graph reads: tract loads every initializer it is given.
+    let mut used: rustc_hash::FxHashSet<&str> = rustc_hash::FxHashSet::default();
+    for n in &lowered.nodes {
+        used.extend(n.input.iter().map(String::as_str));
+        for a in &n.attribute {
+            for sub in a.g.iter().chain(&a.graphs) {
+                names_in(sub, &mut used);
+            }
+        }
+    }
+    used.extend(g.output.iter().map(|o| o.name.as_str()));
+    let mut initializer = Vec::with_capacity(g.initializer.len() + lowered.initializers.len());
+    for t in g
+        .initializer
+        .iter()
+        .filter(|t| used.contains(t.name.as_str()))
+    {
+        if !loadable(t) {
+            return Err(format!(
+                "tract cannot load initializer `{}` of type {}",
+                t.name,
+                dt::name(t.data_type)
+            ));
+        }
+        let has_values = is_external(t)
+            || t.raw_data.is_some()
+            || !t.float_data.is_empty()
+            || !t.int32_data.is_empty()
+            || !t.int64_data.is_empty()
+            || !t.double_data.is_empty()
+            || !t.uint64_data.is_empty();
+        let count: i64 = t.dims.iter().product();
+        if !has_values && count != 0 {
+            return Err(format!("initializer `{}` has no values", t.name));
+        }
+        let in_file = match (&t.raw_data, &file_name) {
+            (Some(raw), Some(file)) if !is_external(t) => model
+                .file_offset(raw)
+                .map(|offset| (file, offset, raw.len())),
+            _ => None,
+        };
+        initializer.push(match in_file {
+            Some((file, offset, length)) => {
+                let entry = |k: &str, v: String| pb::StringStringEntryProto {
+                    key: k.into(),
+                    value: v,
+                };
+                pb::TensorProto {
+                    name: t.name.clone(),
+                    dims: t.dims.clone(),
+                    data_type: t.data_type,
+                    data_location: Some(pb::tensor_proto::DataLocation::External as i32),
+                    external_data: vec![
+                        entry("location", file.clone()),
+                        entry("offset", offset.to_string()),
+                        entry("length", length.to_string()),
+                    ],
+                    ..Default::default()
+                }
+            }
+            None => convert(t)?,
+        });
+    }
+    for t in &lowered.initializers {
+        initializer.push(convert(t)?);
+    }
+    let graph = pb::GraphProto {
+        name: g.name.clone(),
+        node: lowered
+            .nodes
+            .iter()
+            .map(convert)
+            .collect::<Result<_, _>>()?,
+        initializer,
+        input: g.input.iter().map(convert).collect::<Result<_, _>>()?,
+        output: g.output.iter().map(convert).collect::<Result<_, _>>()?,
+        ..Default::default()
+    };
+    Ok(pb::ModelProto {
+        ir_version: model.proto.ir_version,
+        opset_import: model
+            .proto
+            .opset_import
+            .iter()
+            .map(convert)
+            .collect::<Result<_, _>>()?,
+        graph: Some(graph),
+        ..Default::default()
+    })
+}
+
+/// Every tensor name a subgraph's nodes read, at any depth: their outer references.
+fn names_in<'a>(g: &'a crate::onnx::proto::GraphProto, out: &mut rustc_hash::FxHashSet<&'a str>) {
+    for n in &g.node {
+        out.extend(n.input.iter().map(String::as_str));
+        for a in &n.attribute {
+            for sub in a.g.iter().chain(&a.graphs) {
+                names_in(sub, out);
+            }
+        }
+    }
+}
+
+/// The innermost cause of a tract error, on one line.
+fn cause(e: &TractError) -> String {
+    first_line(&e.root_cause().to_string())
+}
+
+fn first_line(s: &str) -> String {
+    let line = s.lines().next().unwrap_or("").trim();
+    if line.chars().count() > 160 {
+        format!("{}…", line.chars().take(160).collect::<String>())
+    } else {
+        line.to_string()
+    }
+}
+
+/// A progress bar on stderr, shown only when a terminal is watching and the
+/// run has already taken a second.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    start: Instant,
+    shown: std::cell::Cell<bool>,
+}
+
+impl Progress {
+    fn new(enabled: bool, steps: u64) -> Progress {
+        Progress {
+            bar: enabled.then(|| {
+                let bar = indicatif::ProgressBar::with_draw_target(
+                    Some(steps),
+                    indicatif::ProgressDrawTarget::hidden(),
+                );
+                if let Ok(style) = indicatif::ProgressStyle::with_template(
+                    "probing {bar:30} {pos}/{len} nodes, {elapsed}",
+                ) {
+                    bar.set_style(style);
+                }
+                bar
+            }),
+            start: Instant::now(),
+            shown: std::cell::Cell::new(false),
+        }
+    }
+
+    fn step(&self) {
+        let Some(bar) = &self.bar else { return };
+        bar.inc(1);
+        if !self.shown.get() && self.start.elapsed() > Duration::from_secs(1) {
+            self.shown.set(true);
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! Lowering a graph into one tract runs the way training would run it.
+//!
+//! tract cannot run the training ops torch exports (`SoftmaxCrossEntropyLoss`,
+//! `NegativeLogLikelihoodLoss`, training-mode `BatchNormalization` and
+//! `Dropout`), and an exported BatchNorm computes with running statistics,
+//! which at init make the network run unnormalized. Before the probe, every
+//! such node is replaced by plain ONNX ops:
+//!
+//! - the two losses become `LogSoftmax`, `GatherElements` and a reduction, with
+//!   class weights and `ignore_index` honoured;
+//! - every BatchNorm, and every Conv/Gemm into which the exporter folded one,
+//!   normalizes with the statistics of the probe batch, as training does;
+//! - Dropout is the identity, its expectation, and random ops take their median;
+//! - LogSoftmax subtracts the maximum first, so large logits stay finite.
+//!
+//! The node producing each original output keeps that output's name, so what
+//! the probe observes maps back to the model's own tensors.
+
+use crate::graph::{Graph, NodeRef};
+use crate::onnx::proto::{AttributeProto, AttributeType, NodeProto, TensorProto};
+
+/// Names nnlint gives the tensors it adds start with this.
+pub const PREFIX: &str = "nnlint::";
+
+/// The main graph as the probe runs it.
+#[derive(Debug, Default)]
+pub struct Lowered {
+    pub nodes: Vec<NodeProto>,
+    /// Small constants the lowering needs (axes, shapes, fill values).
+    pub initializers: Vec<TensorProto>,
+    /// How many nodes of each kind were replaced, for notes.
+    pub batch_norms: usize,
+    pub folded_norms: usize,
+}
+
+/// Lowers the main graph. Fails when a node cannot be lowered, with the reason.
+pub fn lower(graph: &Graph<'_>) -> Result<Lowered, String> {
+    let mut b = Builder {
+        opset: graph.opset().unwrap_or(17),
+        out: Lowered::default(),
+        counter: 0,
+    };
+    for n in graph.nodes() {
+        let plain = !n.domain_is_default();
+        match n.op_type() {
+            _ if plain => b.keep(&n),
+            "SoftmaxCrossEntropyLoss" => b.softmax_cross_entropy(&n)?,
+            "NegativeLogLikelihoodLoss" => {
+                let target = n
+                    .input(1)
+                    .ok_or("NegativeLogLikelihoodLoss without target")?;
+                let lp = n
+                    .input(0)
+                    .ok_or("NegativeLogLikelihoodLoss without input")?;
+                let loss = n.output(0).unwrap_or_default().to_string();
+                b.nll(&n, lp, target, n.input(2), &loss)?;
+            }
+            "BatchNormalization" => b.batch_norm(graph, &n)?,
+            "LogSoftmax" if b.opset >= 13 => {
+                let (Some(x), Some(out)) = (n.input(0), n.output(0)) else {
+                    b.keep(&n);
+                    continue;
+                };
+                let axis = n.attr_i64("axis").unwrap_or(-1);
+                b.log_softmax(x, axis, Some(out));
+            }
+            "Dropout" => b.dropout(&n),
+            "RandomUniformLike" | "RandomNormalLike" => b.random_like(&n),
+            "Conv" | "Gemm" | "MatMul" if graph.normalizes(&n) => b.folded_norm(graph, &n)?,
+            _ => b.keep(&n),
+        }
+    }
+    Ok(b.out)
+}
+
+struct Builder {
+    opset: i64,
+    out: Lowered,
+    counter: usize,
+}
+
+impl Builder {
+    fn keep(&mut self, n: &NodeRef<'_, '_>) {
+        self.out.nodes.push(n.proto.clone());
+    }
+
+    fn fresh(&mut self, hint: &str) -> String {
+        self.counter += 1;
+        format!("{PREFIX}{hint}::{}", self.counter)
+    }
+
+    fn push(&mut self, op: &str, inputs: &[&str], output: &str, attrs: Vec<AttributeProto>) {
+        self.counter += 1;
+        self.out.nodes.push(NodeProto {
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.to_string()],
+            name: Some(format!("{PREFIX}{op}::{}", self.counter)),
+            op_type: op.into(),
+            attribute: attrs,
+            ..Default::default()
+        });
+    }
+
+    /// `op(inputs)` into a fresh tensor.
+    fn op(&mut self, op: &str, inputs: &[&str], attrs: Vec<AttributeProto>) -> String {
+        let out = self.fresh(&op.to_ascii_lowercase());
+        self.push(op, inputs, &out, attrs);
+        out
+    }
+
+    fn const_i64(&mut self, values: &[i64], scalar: bool) -> String {
+        let name = self.fresh("const");
+        self.out.initializers.push(TensorProto {
+            name: name.clone(),
+            dims: if scalar {
+                vec![]
+            } else {
+                vec![values.len() as i64]
+            },
+            data_type: 7,
+            int64_data: values.to_vec(),
+            ..Default::default()
+        });
+        name
+    }
+
+    fn const_f32(&mut self, value: f32) -> String {
+        let name = self.fresh("const");
+        self.out.initializers.push(TensorProto {
+            name: name.clone(),
+            data_type: 1,
+            float_data: vec![value],
+            ..Default::default()
+        });
+        name
+    }
+
+    /// `ReduceMean` over `axes`, with the axes where the opset wants them.
+    fn reduce_mean(&mut self, x: &str, axes: &[i64], keepdims: bool) -> String {
+        self.reduce("ReduceMean", x, axes, keepdims)
+    }
+
+    /// A reduction over `axes`: an input from opset 18 (13 for `ReduceSum`),
+    /// an attribute before.
+    fn reduce(&mut self, op: &str, x: &str, axes: &[i64], keepdims: bool) -> String {
+        let keep = int("keepdims", keepdims as i64);
+        let as_input = self.opset >= 18 || (op == "ReduceSum" && self.opset >= 13);
+        if as_input {
+            let axes = self.const_i64(axes, false);
+            self.op(op, &[x, &axes], vec![keep])
+        } else {
+            self.op(op, &[x], vec![ints("axes", axes), keep])
+        }
+    }
+
+    /// `x - max - log(sum(exp(x - max)))` along `axis`: log-softmax that stays
+    /// finite for large logits (tract's own takes the log of an underflowed softmax).
+    fn log_softmax(&mut self, x: &str, axis: i64, out: Option<&str>) -> String {
+        let max = self.reduce("ReduceMax", x, &[axis], true);
+        let shifted = self.op("Sub", &[x, &max], vec![]);
+        let exp = self.op("Exp", &[&shifted], vec![]);
+        let sum = self.reduce("ReduceSum", &exp, &[axis], true);
+        let log = self.op("Log", &[&sum], vec![]);
+        match out {
+            Some(o) => {
+                self.push("Sub", &[&shifted, &log], o, vec![]);
+                o.to_string()
+            }
+            None => self.op("Sub", &[&shifted, &log], vec![]),
+        }
+    }
+
+    /// `Unsqueeze` or `Squeeze` with the axes where the opset wants them.
+    fn squeeze_op(&mut self, op: &str, x: &str, axes: &[i64]) -> String {
+        if self.opset >= 13 {
+            let axes = self.const_i64(axes, false);
+            self.op(op, &[x, &axes], vec![])
+        } else {
+            self.op(op, &[x], vec![ints("axes", axes)])
+        }
+    }
+
+    fn softmax_cross_entropy(&mut self, n: &NodeRef<'_, '_>) -> Result<(), String> {
+        let scores = n.input(0).ok_or("SoftmaxCrossEntropyLoss without scores")?;
+        let labels = n.input(1).ok_or("SoftmaxCrossEntropyLoss without labels")?;
+        let lp = self.log_softmax(scores, 1, n.output(1));
+        let loss = n.output(0).unwrap_or_default().to_string();
+        self.nll(n, &lp, labels, n.input(2), &loss)
+    }
+
+    /// `NegativeLogLikelihoodLoss(lp, target, weight)` into `loss`.
+    fn nll(
+        &mut self,
+        n: &NodeRef<'_, '_>,
+        lp: &str,
+        target: &str,
+        weight: Option<&str>,
+        loss: &str,
+    ) -> Result<(), String> {
+        let reduction = n
+            .attr("reduction")
+            .and_then(|a| a.string())
+            .unwrap_or_else(|| "mean".into());
+        let ignore = n.attr_i64("ignore_index");
+        // An ignored label may be out of range (torch uses -100): pick class 0
+        // for it, then mask its term out.
+        let (index, mask) = match ignore {
+            Some(ii) => {
+                let ii = self.const_i64(&[ii], true);
+                let hit = self.op("Equal", &[target, &ii], vec![]);
+                let zero = self.const_i64(&[0], true);
+                let index = self.op("Where", &[&hit, &zero, target], vec![]);
+                let keep = self.op("Not", &[&hit], vec![]);
+                let keep = self.op("Cast", &[&keep], vec![int("to", 1)]);
+                (index, Some(keep))
+            }
+            None => (target.to_string(), None),
+        };
+        let idx = self.squeeze_op("Unsqueeze", &index, &[1]);
+        let picked = self.op("GatherElements", &[lp, &idx], vec![int("axis", 1)]);
+        let picked = self.squeeze_op("Squeeze", &picked, &[1]);
+        let mut term = self.op("Neg", &[&picked], vec![]);
+        let mut w = weight.map(|w| self.op("Gather", &[w, &index], vec![]));
+        if let Some(m) = mask {
+            w = Some(match w {
+                Some(w) => self.op("Mul", &[&w, &m], vec![]),
+                None => m,
+            });
+        }
+        if let Some(w) = &w {
+            term = self.op("Mul", &[&term, w], vec![]);
+        }
+        let keep0 = vec![int("keepdims", 0)];
+        match (reduction.as_str(), &w) {
+            ("none", _) => self.push("Identity", &[&term], loss, vec![]),
+            ("sum", _) => self.push("ReduceSum", &[&term], loss, keep0),
+            ("mean", None) => self.push("ReduceMean", &[&term], loss, keep0),
+            ("mean", Some(w)) => {
+                let total = self.op("ReduceSum", &[&term], keep0.clone());
+                let weights = self.op("ReduceSum", &[w], keep0);
+                self.push("Div", &[&total, &weights], loss, vec![]);
+            }
+            (other, _) => return Err(format!("{} has unknown reduction `{other}`", n.describe())),
+        }
+        Ok(())
+    }
+
+    /// `(x - mean) / sqrt(var + eps)` over every axis but 1, statistics of the batch.
+    fn normalize(&mut self, x: &str, rank: usize, eps: f32) -> String {
+        let axes: Vec<i64> = (0..rank as i64).filter(|&a| a != 1).collect();
+        let mean = self.reduce_mean(x, &axes, true);
+        let centred = self.op("Sub", &[x, &mean], vec![]);
+        let sq = self.op("Mul", &[&centred, &centred], vec![]);
+        let var = self.reduce_mean(&sq, &axes, true);
+        let eps = self.const_f32(eps);
+        let var = self.op("Add", &[&var, &eps], vec![]);
+        let std = self.op("Sqrt", &[&var], vec![]);
+        self.op("Div", &[&centred, &std], vec![])
+    }
+
+    fn batch_norm(&mut self, graph: &Graph<'_>, n: &NodeRef<'_, '_>) -> Result<(), String> {
+        let x = n.input(0).ok_or("BatchNormalization without input")?;
+        let rank = rank_of(graph, x)
+            .ok_or_else(|| format!("the rank of {}'s input is unknown", n.describe()))?;
+        let eps = n.attr_f32("epsilon").unwrap_or(1e-5);
+        let normalized = self.normalize(x, rank, eps);
+        // scale and bias are [C]; they broadcast against [N, C, 1, ...].
+        let shape: Vec<i64> = std::iter::once(-1).chain((2..rank).map(|_| 1)).collect();
+        let shape = self.const_i64(&shape, false);
+        let scale = n.input(1).ok_or("BatchNormalization without scale")?;
+        let bias = n.input(2).ok_or("BatchNormalization without bias")?;
+        let scale = self.op("Reshape", &[scale, &shape], vec![]);
+        let bias = self.op("Reshape", &[bias, &shape], vec![]);
+        let scaled = self.op("Mul", &[&normalized, &scale], vec![]);
+        let out = n.output(0).ok_or("BatchNormalization without output")?;
+        self.push("Add", &[&scaled, &bias], out, vec![]);
+        // Training-mode outputs: the running statistics, passed through.
+        for (slot, input) in [(1, 3), (2, 4)] {
+            if let (Some(o), Some(i)) = (n.output(slot), n.input(input)) {
+                self.push("Identity", &[i], o, vec![]);
+            }
+        }
+        self.out.batch_norms += 1;
+        Ok(())
+    }
+
+    /// A random tensor shaped like the input, at the distribution's median:
+    /// stochastic depth and hand-written dropout keep every path, scaled as
+    /// their expectation.
+    fn random_like(&mut self, n: &NodeRef<'_, '_>) {
+        let (Some(x), Some(out)) = (n.input(0), n.output(0)) else {
+            return self.keep(n);
+        };
+        let median = if n.is("RandomUniformLike") {
+            let (lo, hi) = (
+                n.attr_f32("low").unwrap_or(0.0),
+                n.attr_f32("high").unwrap_or(1.0),
+            );
+            (lo + hi) / 2.0
+        } else {
+            n.attr_f32("mean").unwrap_or(0.0)
+        };
+        let value = self.const_f32(median);
+        let shape = self.op("Shape", &[x], vec![]);
+        self.push("Expand", &[&value, &shape], out, vec![]);
+    }
+
+    fn dropout(&mut self, n: &NodeRef<'_, '_>) {
+        let (Some(x), Some(out)) = (n.input(0), n.output(0)) else {
+            return self.keep(n);
+        };
+        self.push("Identity", &[x], out, vec![]);
+        if let Some(mask) = n.output(1) {
+            // All kept: the mask of the identity.
+            self.push("Equal", &[x, x], mask, vec![]);
+        }
+    }
+
+    /// A Conv or Gemm with a BatchNorm folded in: the layer, then batch
+    /// normalization with the folded affine left at its init (scale 1, shift 0).
+    fn folded_norm(&mut self, graph: &Graph<'_>, n: &NodeRef<'_, '_>) -> Result<(), String> {
+        let Some(out) = n.output(0) else {
+            self.keep(n);
+            return Ok(());
+        };
+        let rank = match n.op_type() {
+            "Gemm" => Some(2),
+            "Conv" => n
+                .input(1)
+                .and_then(|w| graph.stored(w))
+                .map(|s| s.dims().len())
+                .or_else(|| rank_of(graph, out)),
+            _ => rank_of(graph, out),
+        }
+        .ok_or_else(|| format!("the rank of {}'s output is unknown", n.describe()))?;
+        let raw = self.fresh("folded");
+        let mut layer = n.proto.clone();
+        layer.output[0] = raw.clone();
+        self.out.nodes.push(layer);
+        let normalized = self.normalize(&raw, rank, 1e-5);
+        self.push("Identity", &[&normalized], out, vec![]);
+        self.out.folded_norms += 1;
+        Ok(())
+    }
+}
+
+fn rank_of(graph: &Graph<'_>, tensor: &str) -> Option<usize> {
+    if let Some(shape) = graph.shape(tensor) {
+        return Some(shape.len());
+    }
+    let (producer, _) = graph.producer(tensor)?;
+    match producer.op_type() {
+        "Conv" => producer
+            .input(1)
+            .and_then(|w| graph.stored(w))
+            .map(|s| s.dims().len()),
+        "Gemm" => Some(2),
+        "Relu" | "Dropout" | "Identity" | "BatchNormalization" | "Sigmoid" | "Tanh" => {
+            rank_of(graph, producer.input(0)?)
+        }
+        _ => None,
+    }
+}
+
+fn int(name: &str, i: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Int as i32,
+        i,
+        ..Default::default()
+    }
+}
+
+fn ints(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Ints as i32,
+        ints: v.to_vec(),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,252 @@
+//! Probes: one seeded forward pass that measures what the graph alone cannot show.
+//!
+//! [`lower`] rewrites the training ops tract cannot run and makes every
+//! BatchNorm normalize with batch statistics, [`inputs`] synthesizes the
+//! inputs, [`engine`] runs the graph with tract while [`observe`] summarizes
+//! each value as it is computed. Probe rules then read the [`Probe`].
+
+pub mod engine;
+pub mod inputs;
+pub mod lower;
+pub mod observe;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use rustc_hash::FxHashMap;
+
+use crate::graph::{Graph, NodeRef};
+use crate::onnx::Model;
+pub use engine::Run;
+pub use inputs::{Fill, Input};
+pub use observe::{Head, Summary, Units, Watch};
+
+/// What the probe does; the command line's `--no-probe`, `--seed`, `--dim`, `--input`.
+#[derive(Clone, Debug)]
+pub struct ProbeOptions {
+    pub enabled: bool,
+    pub seed: u64,
+    pub dims: BTreeMap<String, usize>,
+    pub files: BTreeMap<String, PathBuf>,
+    /// The value of a dynamic batch dimension, before the memory budget caps it.
+    pub batch: usize,
+    /// MiB the forward pass's values may take.
+    pub memory_mib: usize,
+    pub progress: bool,
+}
+
+impl Default for ProbeOptions {
+    fn default() -> Self {
+        ProbeOptions {
+            enabled: true,
+            seed: 0,
+            dims: BTreeMap::new(),
+            files: BTreeMap::new(),
+            batch: 64,
+            memory_mib: 2048,
+            progress: false,
+        }
+    }
+}
+
+/// `|x|` above which a sigmoid or tanh unit counts as saturated, unless configured.
+pub const SATURATION: f32 = 5.0;
+
+/// What the forward pass measured.
+#[derive(Debug)]
+pub struct Probe {
+    pub run: Run,
+    pub seed: u64,
+    /// BatchNorm nodes, and layers with a folded BatchNorm, normalized with
+    /// batch statistics.
+    pub batch_norms: usize,
+    pub folded_norms: usize,
+}
+
+impl Probe {
+    pub fn summary(&self, tensor: &str) -> Option<&Summary> {
+        self.run.summaries.get(tensor)
+    }
+
+    /// The batch: the leading dimension of the first input.
+    pub fn batch(&self) -> usize {
+        self.run
+            .inputs
+            .first()
+            .and_then(|i| i.shape.first().copied())
+            .unwrap_or(1)
+    }
+
+    /// Where in the computation a tensor was produced (for "first" questions).
+    pub fn position(&self, tensor: &str) -> Option<usize> {
+        self.run.order.iter().position(|t| t == tensor)
+    }
+}
+
+/// Runs the probe on the main graph.
+pub fn run(
+    model: &Model,
+    graph: &Graph<'_>,
+    options: &ProbeOptions,
+    saturation: f32,
+) -> Result<Probe, String> {
+    if graph.problems().iter().any(|_| true) {
+        return Err("the graph is not valid (see `invalid-graph`)".into());
+    }
+    let lowered = lower::lower(graph)?;
+    let watch = watch_plan(graph, saturation);
+    let run_options = engine::RunOptions {
+        inputs: inputs::InputOptions {
+            seed: options.seed,
+            dims: options.dims.clone(),
+            files: options.files.clone(),
+            batch: options.batch.max(1),
+        },
+        budget: options.memory_mib.saturating_mul(1 << 20),
+        progress: options.progress,
+    };
+    let run = engine::run(model, graph, &lowered, &watch, &run_options)?;
+    Ok(Probe {
+        run,
+        seed: options.seed,
+        batch_norms: lowered.batch_norms,
+        folded_norms: lowered.folded_norms,
+    })
+}
+
+/// Which tensors get per-unit counts or a head's cross-entropy.
+fn watch_plan(graph: &Graph<'_>, saturation: f32) -> FxHashMap<String, Watch> {
+    let mut watch: FxHashMap<String, Watch> = FxHashMap::default();
+    for n in graph.nodes() {
+        if !n.domain_is_default() {
+            continue;
+        }
+        match n.op_type() {
+            "Relu" => {
+                if let Some(o) = n.output(0) {
+                    let w = watch.entry(o.to_string()).or_default();
+                    w.unit_axis = Some(unit_axis(graph, &n));
+                    w.positive = true;
+                }
+            }
+            "Sigmoid" | "Tanh" => {
+                if let Some(i) = n.input(0) {
+                    let w = watch.entry(i.to_string()).or_default();
+                    w.unit_axis = Some(unit_axis(graph, &n));
+                    w.saturation = Some(saturation);
+                }
+            }
+            _ => {}
+        }
+    }
+    if loss_nodes(graph).is_empty() {
+        for (tensor, head) in heads(graph) {
+            watch.entry(tensor.to_string()).or_default().head = Some(head);
+        }
+    }
+    watch
+}
+
+/// The axis whose entries are a tensor's units: channels (axis 1) behind a
+/// convolution, features (the last axis) behind a dense layer.
+/// `usize::MAX` stands for the last axis, resolved once the rank is known.
+fn unit_axis(graph: &Graph<'_>, n: &NodeRef<'_, '_>) -> usize {
+    let mut t = n.input(0);
+    for _ in 0..16 {
+        let Some((p, _)) = t.and_then(|t| graph.producer(t)) else {
+            break;
+        };
+        match p.op_type() {
+            "Conv" | "ConvTranspose" | "MaxPool" | "AveragePool" => return 1,
+            "Gemm" | "MatMul" | "Gather" | "Flatten" | "Reshape" => return usize::MAX,
+            _ => t = p.input(0),
+        }
+    }
+    usize::MAX
+}
+
+/// The loss nodes of a graph: `SoftmaxCrossEntropyLoss`,
+/// `NegativeLogLikelihoodLoss`, and the reduction that ends torch's
+/// decomposition of binary cross-entropy with logits.
+pub fn loss_nodes<'g, 'm>(graph: &'g Graph<'m>) -> Vec<(NodeRef<'g, 'm>, LossKind)> {
+    let mut out = Vec::new();
+    for n in graph.nodes() {
+        if !n.domain_is_default() {
+            continue;
+        }
+        match n.op_type() {
+            "SoftmaxCrossEntropyLoss" => out.push((n, LossKind::CrossEntropy)),
+            "NegativeLogLikelihoodLoss" => out.push((n, LossKind::NegativeLogLikelihood)),
+            "ReduceMean" if takes_log_sigmoid(graph, &n) => out.push((n, LossKind::Binary)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// What a loss node computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossKind {
+    CrossEntropy,
+    NegativeLogLikelihood,
+    /// Binary cross-entropy, decomposed.
+    Binary,
+}
+
+/// Whether a Log of a Sigmoid feeds `n` within a few elementwise steps.
+fn takes_log_sigmoid(graph: &Graph<'_>, n: &NodeRef<'_, '_>) -> bool {
+    let mut stack: Vec<(&str, usize)> = n.inputs().iter().map(|s| (s.as_str(), 0)).collect();
+    while let Some((t, depth)) = stack.pop() {
+        let Some((p, _)) = graph.producer(t) else {
+            continue;
+        };
+        if p.is("Log")
+            && p.input(0)
+                .and_then(|i| graph.producer(i))
+                .is_some_and(|(s, _)| s.is("Sigmoid"))
+        {
+            return true;
+        }
+        if depth < 4 && matches!(p.op_type(), "Sub" | "Add" | "Mul" | "Neg" | "Div") {
+            stack.extend(p.inputs().iter().map(|s| (s.as_str(), depth + 1)));
+        }
+    }
+    false
+}
+
+/// Graph outputs that are a classifier's head: softmax or log-softmax over the
+/// last axis, or the logits of a weight layer with at least two classes.
+pub fn heads<'m>(graph: &Graph<'m>) -> Vec<(&'m str, Head)> {
+    let mut out = Vec::new();
+    for &o in graph.outputs() {
+        let Some((p, _)) = graph.producer(o) else {
+            continue;
+        };
+        let rank = graph.shape(o).map(|s| s.len());
+        let last_axis =
+            |p: &NodeRef<'_, 'm>| rank.is_some_and(|r| graph.softmax_axis(p, r) == Some(r - 1));
+        let head = match p.op_type() {
+            "Softmax" if last_axis(&p) => Some(Head::Probabilities),
+            "LogSoftmax" if last_axis(&p) => Some(Head::LogProbabilities),
+            "Gemm" | "MatMul" | "Add" if rank.is_some_and(|r| r >= 2) => {
+                let layer = graph.weight_layer(p.id()).is_some()
+                    || (p.is("Add")
+                        && p.inputs().iter().any(|i| {
+                            graph
+                                .producer(i)
+                                .is_some_and(|(q, _)| graph.weight_layer(q.id()).is_some())
+                        }));
+                let classes = graph.shape(o).and_then(|s| match s.last() {
+                    Some(crate::graph::Dim::Known(c)) => Some(*c),
+                    _ => None,
+                });
+                (layer && classes.is_some_and(|c| c >= 2)).then_some(Head::Logits)
+            }
+            _ => None,
+        };
+        if let Some(h) = head {
+            out.push((o, h));
+        }
+    }
+    out
+}

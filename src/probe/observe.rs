@@ -1,0 +1,231 @@
+//! Summaries of the values the probe sees, built as each tensor is computed.
+//!
+//! Every float tensor gets a [`Summary`] (count, mean, spread, range, zeros,
+//! non-finite values) in one pass; tensors a probe rule watches also get
+//! per-unit counts, along the channel axis of a conv output or the feature
+//! axis of a dense one. Nothing else is kept, so memory stays at what the
+//! forward pass itself needs.
+
+use super::inputs::Rng;
+
+/// What to measure on one tensor besides its summary.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Watch {
+    /// Per-unit counts along this axis; `usize::MAX` is the last axis.
+    pub unit_axis: Option<usize>,
+    /// Count values above zero per unit (ReLU outputs).
+    pub positive: bool,
+    /// Count values with `|x|` above this per unit (sigmoid and tanh inputs).
+    pub saturation: Option<f32>,
+    /// Cross-entropy of a classifier head against seeded uniform labels over
+    /// the last axis.
+    pub head: Option<Head>,
+}
+
+/// What a classifier head's values are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Head {
+    Logits,
+    Probabilities,
+    LogProbabilities,
+}
+
+/// One tensor as the probe saw it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Summary {
+    pub shape: Vec<usize>,
+    /// Finite values.
+    pub count: u64,
+    pub sum: f64,
+    pub sum_sq: f64,
+    pub min: f64,
+    pub max: f64,
+    pub zeros: u64,
+    pub non_finite: u64,
+    pub units: Option<Units>,
+    /// Mean cross-entropy against uniform random labels, for a watched head.
+    pub cross_entropy: Option<f64>,
+}
+
+/// Per-unit counts.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Units {
+    pub axis: usize,
+    /// Values per unit: every position of the batch (and of the spatial axes).
+    pub samples: u64,
+    pub positive: Vec<u64>,
+    pub saturated: Vec<u64>,
+}
+
+impl Summary {
+    pub fn mean(&self) -> f64 {
+        if self.count == 0 {
+            f64::NAN
+        } else {
+            self.sum / self.count as f64
+        }
+    }
+
+    pub fn std(&self) -> f64 {
+        if self.count == 0 {
+            return f64::NAN;
+        }
+        let m = self.mean();
+        (self.sum_sq / self.count as f64 - m * m).max(0.0).sqrt()
+    }
+
+    /// Root mean square: the scale of a signal whether or not it is centred.
+    pub fn rms(&self) -> f64 {
+        if self.count == 0 {
+            f64::NAN
+        } else {
+            (self.sum_sq / self.count as f64).sqrt()
+        }
+    }
+
+    pub fn is_finite(&self) -> bool {
+        self.non_finite == 0
+    }
+
+    pub fn elements(&self) -> u64 {
+        self.count + self.non_finite
+    }
+}
+
+/// Summarizes `values` of a tensor of `shape` (row-major).
+pub fn summarize(values: &[f32], shape: &[usize], watch: Option<&Watch>, seed: u64) -> Summary {
+    let mut s = Summary {
+        shape: shape.to_vec(),
+        min: f64::INFINITY,
+        max: f64::NEG_INFINITY,
+        ..Default::default()
+    };
+    // Blocks of f32 partial sums keep the loop fast and the error small.
+    for block in values.chunks(4096) {
+        let (mut sum, mut sq) = (0f64, 0f64);
+        let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+        for &x in block {
+            if !x.is_finite() {
+                s.non_finite += 1;
+                continue;
+            }
+            let xd = x as f64;
+            sum += xd;
+            sq += xd * xd;
+            lo = lo.min(x);
+            hi = hi.max(x);
+            s.zeros += (x == 0.0) as u64;
+        }
+        s.sum += sum;
+        s.sum_sq += sq;
+        s.min = s.min.min(lo as f64);
+        s.max = s.max.max(hi as f64);
+    }
+    s.count = values.len() as u64 - s.non_finite;
+    if let Some(w) = watch {
+        let last = shape.len().saturating_sub(1);
+        let axis = w.unit_axis.map(|a| if a == usize::MAX { last } else { a });
+        if let Some(axis) = axis.filter(|&a| a < shape.len()) {
+            s.units = Some(units(values, shape, axis, w));
+        }
+        if let Some(head) = w.head {
+            s.cross_entropy = cross_entropy(values, shape, head, seed);
+        }
+    }
+    s
+}
+
+fn units(values: &[f32], shape: &[usize], axis: usize, w: &Watch) -> Units {
+    let dim = shape[axis];
+    let inner: usize = shape[axis + 1..].iter().product();
+    let outer: usize = shape[..axis].iter().product();
+    let mut u = Units {
+        axis,
+        samples: (outer * inner) as u64,
+        positive: vec![0; dim],
+        saturated: vec![0; dim],
+    };
+    if inner == 0 || dim == 0 {
+        return u;
+    }
+    for (i, block) in values.chunks(inner).enumerate() {
+        let unit = i % dim;
+        if w.positive {
+            u.positive[unit] += block.iter().filter(|&&x| x > 0.0).count() as u64;
+        }
+        if let Some(t) = w.saturation {
+            u.saturated[unit] += block.iter().filter(|&&x| x.abs() > t).count() as u64;
+        }
+    }
+    let _ = outer;
+    u
+}
+
+/// Mean cross-entropy of rows along the last axis against labels drawn
+/// uniformly from a stream seeded by `seed`.
+fn cross_entropy(values: &[f32], shape: &[usize], head: Head, seed: u64) -> Option<f64> {
+    let classes = *shape.last()?;
+    if classes < 2 || values.is_empty() {
+        return None;
+    }
+    let mut rng = Rng::for_input(seed, "nnlint::labels");
+    let mut total = 0f64;
+    let mut rows = 0usize;
+    for row in values.chunks(classes) {
+        let label = rng.below(classes as u64) as usize;
+        let z = row[label] as f64;
+        let loss = match head {
+            Head::Logits => {
+                let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+                let lse = m + row.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln();
+                lse - z
+            }
+            Head::Probabilities => -z.max(f64::MIN_POSITIVE).ln(),
+            Head::LogProbabilities => -z,
+        };
+        total += loss;
+        rows += 1;
+    }
+    Some(total / rows as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_count_units_along_the_axis() {
+        // [2, 3, 2]: unit 0 is never positive, unit 2 saturates everywhere.
+        let v = [-1., -2., 1., -1., 9., 9., -3., -4., 0.5, 0.5, -9., 9.];
+        let w = Watch {
+            unit_axis: Some(1),
+            positive: true,
+            saturation: Some(5.0),
+            head: None,
+        };
+        let s = summarize(&v, &[2, 3, 2], Some(&w), 0);
+        let u = s.units.unwrap();
+        assert_eq!(u.samples, 4);
+        assert_eq!(u.positive, vec![0, 3, 3]);
+        assert_eq!(u.saturated, vec![0, 0, 4]);
+        assert_eq!(s.count, 12);
+        assert_eq!((s.min, s.max), (-9.0, 9.0));
+    }
+
+    #[test]
+    fn non_finite_values_are_counted_not_summed() {
+        let s = summarize(&[1.0, f32::NAN, f32::INFINITY, 3.0], &[4], None, 0);
+        assert_eq!((s.non_finite, s.count, s.mean()), (2, 2, 2.0));
+    }
+
+    #[test]
+    fn uniform_logits_cost_ln_c() {
+        let v = vec![0.0f32; 10 * 64];
+        let w = Watch {
+            head: Some(Head::Logits),
+            ..Default::default()
+        };
+        let s = summarize(&v, &[64, 10], Some(&w), 3);
+        assert!((s.cross_entropy.unwrap() - 10f64.ln()).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,32 @@
+//! The probe's forward pass could not run.
+
+use super::{Category, Pass, Rule, RuleMeta};
+use crate::diag::{Diagnostic, Severity};
+use crate::graph::Graph;
+
+pub static META: RuleMeta = RuleMeta {
+    name: "probe-skipped",
+    code: "NN400",
+    severity: Severity::Note,
+    pass: Pass::Probe,
+    category: Category::Probe,
+    summary: "the probe's forward pass could not run, so nothing was measured",
+    options: &[],
+    explanation: include_str!("../../rules/probe-skipped.md"),
+};
+
+pub struct ProbeSkipped;
+
+impl Rule for ProbeSkipped {
+    fn meta(&self) -> &'static RuleMeta {
+        &META
+    }
+}
+
+/// The note for a probe that did not run, on the main graph.
+pub fn diagnostic(graph: &Graph<'_>, reason: &str) -> Diagnostic {
+    Diagnostic::new(&META, format!("the probe did not run: {reason}"))
+        .primary(graph.source().graph(graph.scope()), "not probed")
+        .note("static rules ran as usual; only the measured checks are missing")
+        .help("`--dim NAME=VALUE` sets dynamic dimensions, `--input NAME=FILE.npy` feeds real data, `--no-probe` turns the probe off")
+}

@@ -1,0 +1,114 @@
+//! Sigmoid or tanh units stuck in their flat tails (measured).
+
+use super::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
+use crate::diag::{Diagnostic, Severity};
+use crate::probe::Probe;
+
+pub static META: RuleMeta = RuleMeta {
+    name: "saturated-activation",
+    code: "NN402",
+    severity: Severity::Warning,
+    pass: Pass::Probe,
+    category: Category::Connections,
+    summary: "most units of a sigmoid or tanh sit in its flat tails at the probe",
+    options: &[
+        RuleOption {
+            name: "threshold",
+            default: 5.0,
+            summary: "a pre-activation with |x| above this is in the flat tail",
+        },
+        RuleOption {
+            name: "sample-fraction",
+            default: 0.5,
+            summary: "a unit is saturated when more than this fraction of its values are",
+        },
+        RuleOption {
+            name: "unit-fraction",
+            default: 0.5,
+            summary: "the fraction of saturated units that fires",
+        },
+    ],
+    explanation: include_str!("../../rules/saturated-activation.md"),
+};
+
+pub struct SaturatedActivation;
+
+impl Rule for SaturatedActivation {
+    fn meta(&self) -> &'static RuleMeta {
+        &META
+    }
+
+    fn measures(&self) -> bool {
+        true
+    }
+
+    fn probe(&self, cx: &Check<'_, '_>, probe: &Probe, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
+        let threshold = cx.option("threshold");
+        let per_sample = cx.option("sample-fraction");
+        let per_unit = cx.option("unit-fraction");
+        for n in graph.nodes().filter(|n| n.is("Sigmoid") || n.is("Tanh")) {
+            // A sigmoid inside a binary loss is the loss's business (`initial-loss`).
+            let in_loss = n.output(0).is_some_and(|o| {
+                let uses = graph.consumers(o);
+                !uses.is_empty() && uses.iter().all(|(c, _)| c.is("Log"))
+            });
+            if in_loss {
+                continue;
+            }
+            let Some(input) = n.input(0) else { continue };
+            let Some(units) = probe.summary(input).and_then(|s| s.units.as_ref()) else {
+                continue;
+            };
+            if units.samples == 0 || units.saturated.is_empty() {
+                continue;
+            }
+            let total = units.saturated.len();
+            let saturated = units
+                .saturated
+                .iter()
+                .filter(|&&c| c as f64 > per_sample * units.samples as f64)
+                .count();
+            let fraction = saturated as f64 / total as f64;
+            if saturated == 0 || fraction < per_unit {
+                continue;
+            }
+            let kind = if n.is("Sigmoid") { "sigmoid" } else { "tanh" };
+            let (lo, hi) = probe
+                .summary(input)
+                .map_or((f64::NAN, f64::NAN), |s| (s.min, s.max));
+            out.push(
+                Diagnostic::new(
+                    &META,
+                    format!(
+                        "{saturated} of {total} units ({:.0}%) of this {kind} are saturated over {} probe samples",
+                        fraction * 100.0,
+                        probe.batch()
+                    ),
+                )
+                .with_node(n.name())
+                .primary(n.span().call, format!("pre-activations range over [{}, {}]", short(lo), short(hi)))
+                .note(format!(
+                    "a unit counts as saturated when more than {:.0}% of its pre-activations have |x| > {threshold}, where the gradient is nearly 0",
+                    per_sample * 100.0
+                ))
+                .help("scale down the weights feeding this activation (Glorot/Xavier initialization), or normalize before it"),
+            );
+        }
+    }
+}
+
+/// A number in at most four significant digits.
+pub fn short(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let a = v.abs();
+    if (1e-3..1e4).contains(&a) {
+        let s = format!("{v:.3}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        s.to_string()
+    } else {
+        format!("{v:.2e}")
+    }
+}

@@ -1,0 +1,218 @@
+//! The probe: its lowering against onnxruntime, its options, and its determinism.
+//!
+//! `fixtures/probe/lowering/<model>.ort.json` holds what onnxruntime computed on
+//! `<model>.onnx` with the inputs in `<model>.<input>.npy`, recorded by
+//! `fixtures/generate.py`. Which rules fire on the probe fixtures is pinned in
+//! tests/rule_matrix.rs and their full output in tests/ui.rs.
+
+mod common;
+
+use std::path::Path;
+
+use common::{isolated, nnlint, text};
+use nnlint::onnx::printer::{print_model, Values};
+use nnlint::probe::ProbeOptions;
+
+#[test]
+fn lowered_training_ops_compute_what_onnxruntime_computes() {
+    let refs = common::files(Path::new("fixtures/probe/lowering"), ".ort.json");
+    assert!(refs.len() >= 13, "lowering references are missing");
+    for r in &refs {
+        let stem = r
+            .to_str()
+            .unwrap()
+            .trim_end_matches(".ort.json")
+            .to_string();
+        let model = nnlint::onnx::load(Path::new(&format!("{stem}.onnx"))).unwrap();
+        let source = print_model(&model.proto, Values::Elide);
+        let graphs = nnlint::graph::build(&model, &source);
+        let mut options = ProbeOptions::default();
+        for &input in graphs[0].inputs() {
+            options
+                .files
+                .insert(input.to_string(), format!("{stem}.{input}.npy").into());
+        }
+        let probe = nnlint::probe::run(&model, &graphs[0], &options, 5.0)
+            .unwrap_or_else(|e| panic!("{stem}: the probe did not run: {e}"));
+        let expected: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(r).unwrap()).unwrap();
+        for (output, want) in expected.as_object().unwrap() {
+            let got = probe
+                .summary(output)
+                .unwrap_or_else(|| panic!("{stem}: `{output}` was not observed"));
+            let shape: Vec<usize> = want["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize)
+                .collect();
+            assert_eq!(got.shape, shape, "{stem}: shape of `{output}`");
+            for (what, value) in [("mean", got.mean()), ("min", got.min), ("max", got.max)] {
+                let want = want[what].as_f64().unwrap();
+                assert!(
+                    (value - want).abs() <= 1e-4 * want.abs().max(1.0),
+                    "{stem}: {what} of `{output}` is {value}, onnxruntime says {want}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_same_model_and_seed_give_byte_identical_output() {
+    let args = ["--isolated", "--format", "json", "fixtures/probe"];
+    let first = nnlint(&args);
+    let second = nnlint(&args);
+    assert_eq!(first.stdout, second.stdout);
+    assert!(text(&first.stdout).contains("never activate over 64 probe samples"));
+    let seeded = |seed: &str| {
+        nnlint(&[
+            "--isolated",
+            "--format",
+            "short",
+            "--seed",
+            seed,
+            "fixtures/probe/negative_bias_dynamo_train.onnx",
+        ])
+        .stdout
+    };
+    assert_eq!(seeded("7"), seeded("7"));
+    assert_ne!(
+        seeded("7"),
+        seeded("8"),
+        "the seed changes the probe's inputs"
+    );
+}
+
+#[test]
+fn no_probe_runs_the_static_rules_only() {
+    let path = "fixtures/probe/negative_bias_torchscript_train.onnx";
+    let with = text(&nnlint(&["--isolated", "--format", "short", path]).stdout);
+    let without = text(&nnlint(&["--isolated", "--format", "short", "--no-probe", path]).stdout);
+    assert!(with.contains("warning[NN202]"), "{with}");
+    assert!(!without.contains("NN202"), "{without}");
+}
+
+#[test]
+fn dynamic_dimensions_take_their_value_from_dim() {
+    let path = "fixtures/text/probe_dynamic_batch.onnxtxt";
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--isolated", "--format", "short", path];
+        args.extend_from_slice(extra);
+        text(&nnlint(&args).stdout)
+    };
+    assert!(run(&[]).contains("over 64 probe samples"));
+    assert!(run(&["--dim", "N=32"]).contains("over 32 probe samples"));
+    assert!(run(&["--batch", "20"]).contains("over 20 probe samples"));
+    // Below `min-samples` values per unit, silence proves nothing.
+    assert!(!run(&["--dim", "N=8"]).contains("NN202"));
+}
+
+#[test]
+fn real_inputs_replace_synthesized_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let npy = |name: &str, value: f32| {
+        let p = dir.path().join(name);
+        let mut h = "{'descr': '<f4', 'fortran_order': False, 'shape': (64, 4), }".to_string();
+        while (10 + h.len() + 1) % 64 != 0 {
+            h.push(' ');
+        }
+        h.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend((h.len() as u16).to_le_bytes());
+        bytes.extend(h.as_bytes());
+        for i in 0..256 {
+            bytes.extend((value * (1.0 + (i % 7) as f32)).to_le_bytes());
+        }
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let path = "fixtures/text/probe_dynamic_batch.onnxtxt";
+    let run = |file: &Path| {
+        let input = format!("x={}", file.display());
+        text(&nnlint(&["--isolated", "--format", "short", "--input", &input, path]).stdout)
+    };
+    // Large positive inputs switch every unit on, and are far from standardized.
+    let out = run(&npy("big.npy", 30.0));
+    assert!(!out.contains("NN202"), "{out}");
+    assert!(
+        out.contains("warning[NN304]") && out.contains("big.npy"),
+        "{out}"
+    );
+    let out = run(&npy("small.npy", 0.1));
+    assert!(!out.contains("NN304"), "{out}");
+    // A missing file is the probe's problem, not a crash.
+    let out = run(&dir.path().join("absent.npy"));
+    assert!(
+        out.contains("note[NN400]") && out.contains("absent.npy"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_trained_model_does_not_fire_initial_loss_unless_forced() {
+    let path = "fixtures/probe/trained_mlp_ce_dynamo_train.onnx";
+    let default = text(&nnlint(&["--isolated", "--format", "short", path]).stdout);
+    assert!(!default.contains("NN401"), "{default}");
+    // Its measured loss is far above -ln(1/10): the untrained check is what
+    // keeps it silent, so forcing the rule on must fire it.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("nnlint.toml");
+    std::fs::write(&config, "[rules.initial-loss]\nuntrained = 1\n").unwrap();
+    let forced = text(
+        &nnlint(&[
+            "--config",
+            config.to_str().unwrap(),
+            "--format",
+            "short",
+            path,
+        ])
+        .stdout,
+    );
+    assert!(forced.contains("warning[NN401]: initial loss"), "{forced}");
+}
+
+#[test]
+fn a_measurement_of_a_statically_reported_problem_becomes_its_note() {
+    // ce + 1000 * aux: the static half sees the weights, the probe the values.
+    let report = nnlint::lint_file(
+        Path::new("fixtures/torch/multi_loss_scale_dynamo_train.onnx"),
+        &isolated(),
+    )
+    .unwrap();
+    let found: Vec<_> = report
+        .diagnostics
+        .iter()
+        .filter(|d| d.rule == "multi-loss-scale")
+        .collect();
+    assert_eq!(found.len(), 1);
+    assert!(
+        found[0]
+            .notes
+            .iter()
+            .any(|n| n.starts_with("the probe measured it: loss term")),
+        "{:?}",
+        found[0].notes
+    );
+}
+
+#[test]
+fn a_model_tract_cannot_run_gets_one_note_and_keeps_its_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.onnxtxt");
+    std::fs::write(
+        &path,
+        "<ir_version: 10, opset_import: [\"\" : 17]>\n\
+         g (float[4,4] x) => (float[4,4] y)\n\
+         {\n    y = Det (x)\n}\n",
+    )
+    .unwrap();
+    let out = nnlint(&["--isolated", "--format", "short", path.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("note[NN400]: the probe did not run"),
+        "{stdout}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(text(&out.stderr).is_empty(), "{}", text(&out.stderr));
+}
