@@ -8,7 +8,8 @@
     /tmp/fx/bin/python benches/static_pass.py /tmp/nnlint-bench
 
 The peer is `onnx.checker.check_model(path, full_check=True)` in a fresh
-Python process, the baseline the static-rule issue names. Each command runs
+Python process, the baseline the static-rule issue names; nnlint runs with
+`--no-probe`, the static pass alone (benches/probe.py measures the probe). Each command runs
 5 times as a whole process; the table shows median wall time and peak RSS
 (from /usr/bin/time) and nnlint's ratio to the peer. Targets:
   - GPT-2 small (external weights): wall ratio < 1, peak RSS < 250 MiB;
@@ -46,7 +47,7 @@ def main():
         if not os.path.exists(path):
             print(f"{m:<24} missing (see the docstring)")
             continue
-        ours = measure([NNLINT, "--format", "short", path])
+        ours = measure([NNLINT, "--no-probe", "--format", "short", path])
         peer = measure(PEER + [path])
         rows[m] = (ours, peer)
         print(f"{m:<24}{ours[0]:>10.3f}{ours[1]:>8.0f}{peer[0]:>10.3f}{peer[1]:>8.0f}{ours[0] / peer[0]:>12.2f}")

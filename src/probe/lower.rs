@@ -16,6 +16,7 @@
 //! The node producing each original output keeps that output's name, so what
 //! the probe observes maps back to the model's own tensors.
 
+use super::normalize::{Norm, OP_TYPE};
 use crate::graph::{Graph, NodeRef};
 use crate::onnx::proto::{AttributeProto, AttributeType, NodeProto, TensorProto};
 
@@ -245,17 +246,25 @@ impl Builder {
         Ok(())
     }
 
-    /// `(x - mean) / sqrt(var + eps)` over every axis but 1, statistics of the batch.
-    fn normalize(&mut self, x: &str, rank: usize, eps: f32) -> String {
+    /// Per-channel `(a, b)` with `x * a + b` = `(x - mean) / sqrt(var + eps)`,
+    /// statistics of the batch over every axis but 1, shaped `[1, C, 1, ...]`.
+    /// The variance is `E[x²] - E[x]²`, so only one product of the full tensor
+    /// is computed before the affine map itself.
+    fn batch_statistics(&mut self, x: &str, rank: usize, eps: f32) -> (String, String) {
         let axes: Vec<i64> = (0..rank as i64).filter(|&a| a != 1).collect();
         let mean = self.reduce_mean(x, &axes, true);
-        let centred = self.op("Sub", &[x, &mean], vec![]);
-        let sq = self.op("Mul", &[&centred, &centred], vec![]);
-        let var = self.reduce_mean(&sq, &axes, true);
+        let sq = self.op("Mul", &[x, x], vec![]);
+        let mean_sq = self.reduce_mean(&sq, &axes, true);
+        let mean2 = self.op("Mul", &[&mean, &mean], vec![]);
+        let var = self.op("Sub", &[&mean_sq, &mean2], vec![]);
+        let var = self.op("Relu", &[&var], vec![]);
         let eps = self.const_f32(eps);
         let var = self.op("Add", &[&var, &eps], vec![]);
         let std = self.op("Sqrt", &[&var], vec![]);
-        self.op("Div", &[&centred, &std], vec![])
+        let a = self.op("Reciprocal", &[&std], vec![]);
+        let shift = self.op("Mul", &[&mean, &a], vec![]);
+        let b = self.op("Neg", &[&shift], vec![]);
+        (a, b)
     }
 
     fn batch_norm(&mut self, graph: &Graph<'_>, n: &NodeRef<'_, '_>) -> Result<(), String> {
@@ -263,17 +272,23 @@ impl Builder {
         let rank = rank_of(graph, x)
             .ok_or_else(|| format!("the rank of {}'s input is unknown", n.describe()))?;
         let eps = n.attr_f32("epsilon").unwrap_or(1e-5);
-        let normalized = self.normalize(x, rank, eps);
-        // scale and bias are [C]; they broadcast against [N, C, 1, ...].
-        let shape: Vec<i64> = std::iter::once(-1).chain((2..rank).map(|_| 1)).collect();
-        let shape = self.const_i64(&shape, false);
-        let scale = n.input(1).ok_or("BatchNormalization without scale")?;
-        let bias = n.input(2).ok_or("BatchNormalization without bias")?;
-        let scale = self.op("Reshape", &[scale, &shape], vec![]);
-        let bias = self.op("Reshape", &[bias, &shape], vec![]);
-        let scaled = self.op("Mul", &[&normalized, &scale], vec![]);
         let out = n.output(0).ok_or("BatchNormalization without output")?;
-        self.push("Add", &[&scaled, &bias], out, vec![]);
+        let stored = |i: usize| {
+            n.input(i)
+                .and_then(|t| graph.values(t))
+                .and_then(|v| v.ok())
+                .map(|v| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>())
+        };
+        if let (Some(scale), Some(bias)) = (stored(1), stored(2)) {
+            let norm = Norm {
+                eps,
+                scale: Some(scale),
+                bias: Some(bias),
+            };
+            self.marker(x, out, norm);
+        } else {
+            self.batch_norm_ops(n, x, out, rank, eps)?;
+        }
         // Training-mode outputs: the running statistics, passed through.
         for (slot, input) in [(1, 3), (2, 4)] {
             if let (Some(o), Some(i)) = (n.output(slot), n.input(input)) {
@@ -281,6 +296,40 @@ impl Builder {
             }
         }
         self.out.batch_norms += 1;
+        Ok(())
+    }
+
+    /// The normalization as nnlint's own operator (see [`super::normalize`]).
+    fn marker(&mut self, x: &str, out: &str, norm: Norm) {
+        let mut attrs = vec![float("epsilon", norm.eps)];
+        attrs.extend(norm.scale.map(|v| floats("scale", &v)));
+        attrs.extend(norm.bias.map(|v| floats("bias", &v)));
+        self.push(OP_TYPE, &[x], out, attrs);
+    }
+
+    /// The same normalization as ONNX ops, for scales and shifts computed by the graph.
+    fn batch_norm_ops(
+        &mut self,
+        n: &NodeRef<'_, '_>,
+        x: &str,
+        out: &str,
+        rank: usize,
+        eps: f32,
+    ) -> Result<(), String> {
+        let (a, b) = self.batch_statistics(x, rank, eps);
+        // scale and bias are [C]; they broadcast against [1, C, 1, ...] once reshaped.
+        let shape: Vec<i64> = [1, -1].into_iter().chain((2..rank).map(|_| 1)).collect();
+        let shape = self.const_i64(&shape, false);
+        let scale = n.input(1).ok_or("BatchNormalization without scale")?;
+        let bias = n.input(2).ok_or("BatchNormalization without bias")?;
+        let scale = self.op("Reshape", &[scale, &shape], vec![]);
+        let bias = self.op("Reshape", &[bias, &shape], vec![]);
+        // y = (x * a + b) * scale + bias = x * (a * scale) + (b * scale + bias)
+        let a = self.op("Mul", &[&a, &scale], vec![]);
+        let b = self.op("Mul", &[&b, &scale], vec![]);
+        let b = self.op("Add", &[&b, &bias], vec![]);
+        let scaled = self.op("Mul", &[x, &a], vec![]);
+        self.push("Add", &[&scaled, &b], out, vec![]);
         Ok(())
     }
 
@@ -337,8 +386,16 @@ impl Builder {
         let mut layer = n.proto.clone();
         layer.output[0] = raw.clone();
         self.out.nodes.push(layer);
-        let normalized = self.normalize(&raw, rank, 1e-5);
-        self.push("Identity", &[&normalized], out, vec![]);
+        let _ = rank;
+        self.marker(
+            &raw,
+            out,
+            Norm {
+                eps: 1e-5,
+                scale: None,
+                bias: None,
+            },
+        );
         self.out.folded_norms += 1;
         Ok(())
     }
@@ -367,6 +424,24 @@ fn int(name: &str, i: i64) -> AttributeProto {
         name: name.into(),
         r#type: AttributeType::Int as i32,
         i,
+        ..Default::default()
+    }
+}
+
+fn float(name: &str, f: f32) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Float as i32,
+        f,
+        ..Default::default()
+    }
+}
+
+fn floats(name: &str, v: &[f32]) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Floats as i32,
+        floats: v.to_vec(),
         ..Default::default()
     }
 }

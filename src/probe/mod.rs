@@ -8,6 +8,7 @@
 pub mod engine;
 pub mod inputs;
 pub mod lower;
+pub mod normalize;
 pub mod observe;
 
 use std::collections::BTreeMap;
