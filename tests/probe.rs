@@ -85,6 +85,21 @@ fn the_same_model_and_seed_give_byte_identical_output() {
 }
 
 #[test]
+fn output_does_not_depend_on_the_number_of_cores() {
+    // Sums are split at fixed sizes and merged in order, whatever the cores.
+    let run = |cores: &str| {
+        std::process::Command::new("taskset")
+            .args(["-c", cores, env!("CARGO_BIN_EXE_nnlint")])
+            .args(["--isolated", "--format", "json", "fixtures/probe"])
+            .output()
+    };
+    match (run("0"), run("0-1")) {
+        (Ok(one), Ok(two)) if one.status.code() == Some(1) => assert_eq!(one.stdout, two.stdout),
+        _ => eprintln!("taskset is not available or refused: nothing to compare"),
+    }
+}
+
+#[test]
 fn no_probe_runs_the_static_rules_only() {
     let path = "fixtures/probe/negative_bias_torchscript_train.onnx";
     let with = text(&nnlint(&["--isolated", "--format", "short", path]).stdout);

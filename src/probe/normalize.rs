@@ -7,6 +7,8 @@
 //! when the pass reaches that node: one pass for the per-channel statistics,
 //! one for the affine map, on every core for large tensors.
 
+use super::observe::parallel_parts;
+
 /// One normalization: the channel axis is 1, as in ONNX's BatchNormalization.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Norm {
@@ -36,34 +38,18 @@ pub fn normalize(x: &[f32], shape: &[usize], norm: &Norm) -> Option<Vec<f32>> {
         None => Some(vec![default; channels]),
     };
     let (scale, bias) = (param(&norm.scale, 1.0)?, param(&norm.bias, 0.0)?);
-    let workers = if x.len() >= PARALLEL_MIN {
-        std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(1, outer.max(1))
-    } else {
-        1
-    };
-    let rows_per = outer.div_ceil(workers).max(1);
+    // Per-sample channel sums, merged in sample order: the statistics do not
+    // depend on how many cores computed them.
     let row = channels * inner;
-    // Per-channel sums, each worker over whole samples.
-    let sums: Vec<(Vec<f64>, Vec<f64>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = x
-            .chunks(rows_per * row)
-            .map(|part| {
-                scope.spawn(move || {
-                    let mut s = vec![0f64; channels];
-                    let mut q = vec![0f64; channels];
-                    for (i, block) in part.chunks(inner.max(1)).enumerate() {
-                        let c = i % channels;
-                        let (bs, bq) = sums(block);
-                        s[c] += bs;
-                        q[c] += bq;
-                    }
-                    (s, q)
-                })
-            })
-            .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    let sums: Vec<(Vec<f64>, Vec<f64>)> = parallel_parts(x, row, |sample| {
+        let mut s = vec![0f64; channels];
+        let mut q = vec![0f64; channels];
+        for (c, block) in sample.chunks(inner.max(1)).enumerate() {
+            let (bs, bq) = sums(block);
+            s[c] += bs;
+            q[c] += bq;
+        }
+        (s, q)
     });
     let mut a = vec![0f32; channels];
     let mut b = vec![0f32; channels];
@@ -76,6 +62,14 @@ pub fn normalize(x: &[f32], shape: &[usize], norm: &Norm) -> Option<Vec<f32>> {
         a[c] = (inv * scale[c] as f64) as f32;
         b[c] = (bias[c] as f64 - mean * inv * scale[c] as f64) as f32;
     }
+    let workers = if x.len() >= PARALLEL_MIN {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, outer.max(1))
+    } else {
+        1
+    };
+    let rows_per = outer.div_ceil(workers).max(1);
     let mut out = vec![0f32; x.len()];
     std::thread::scope(|scope| {
         for (src, dst) in x.chunks(rows_per * row).zip(out.chunks_mut(rows_per * row)) {

@@ -100,26 +100,9 @@ pub fn summarize(values: &[f32], shape: &[usize], watch: Option<&Watch>, seed: u
         max: f64::NEG_INFINITY,
         ..Default::default()
     };
-    // Large tensors are split across cores; the parts merge exactly.
-    let parts = if values.len() >= PARALLEL_MIN {
-        std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(1, 8)
-    } else {
-        1
-    };
-    let per = values.len().div_ceil(parts).max(1);
-    let partials: Vec<Moments> = if parts == 1 {
-        vec![moments(values)]
-    } else {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = values
-                .chunks(per)
-                .map(|part| scope.spawn(move || moments(part)))
-                .collect();
-            handles.into_iter().filter_map(|h| h.join().ok()).collect()
-        })
-    };
+    // Large tensors are split into parts of a fixed size, summarized on every
+    // core and merged in order: the sums do not depend on the core count.
+    let partials = parallel_parts(values, PART, moments);
     for m in partials {
         s.sum += m.sum;
         s.sum_sq += m.sum_sq;
@@ -142,8 +125,43 @@ pub fn summarize(values: &[f32], shape: &[usize], watch: Option<&Watch>, seed: u
     s
 }
 
-/// Tensors at least this long are summarized on every core.
-const PARALLEL_MIN: usize = 1 << 20;
+/// Values per part of a large tensor.
+const PART: usize = 1 << 20;
+
+/// `f` over consecutive parts of `len` values, on every core, in part order.
+pub(crate) fn parallel_parts<T: Send>(
+    values: &[f32],
+    len: usize,
+    f: impl Fn(&[f32]) -> T + Sync,
+) -> Vec<T> {
+    let parts: Vec<&[f32]> = values.chunks(len.max(1)).collect();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, parts.len().max(1));
+    if workers == 1 {
+        return parts.into_iter().map(f).collect();
+    }
+    let f = &f;
+    let parts = &parts;
+    let mut done: Vec<(usize, T)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                scope.spawn(move || {
+                    (w..parts.len())
+                        .step_by(workers)
+                        .map(|i| (i, f(parts[i])))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, t)| t).collect()
+}
 
 #[derive(Default)]
 struct Moments {
