@@ -124,6 +124,40 @@ fn dynamic_dimensions_take_their_value_from_dim() {
 }
 
 #[test]
+fn the_memory_budget_shrinks_a_dynamic_batch_or_skips_the_probe() {
+    let run = |args: &[&str]| text(&nnlint(args).stdout);
+    // No batch fits a budget of 0: the dynamic batch shrinks to 1, then the
+    // probe is skipped with the reason.
+    let dynamic = "fixtures/text/probe_dynamic_batch.onnxtxt";
+    assert!(run(&["--isolated", "--format", "short", dynamic]).contains("over 64 probe samples"));
+    let shrunk = run(&[
+        "--isolated",
+        "--format",
+        "short",
+        "--probe-memory",
+        "0",
+        dynamic,
+    ]);
+    assert!(
+        shrunk.contains("note[NN400]") && shrunk.contains("budget"),
+        "{shrunk}"
+    );
+    // A static shape cannot shrink: the probe is skipped, and says why.
+    let fixed = run(&[
+        "--isolated",
+        "--format",
+        "short",
+        "--probe-memory",
+        "0",
+        "fixtures/probe/healthy_cnn_ce_dynamo_train.onnx",
+    ]);
+    assert!(
+        fixed.contains("over the probe's budget of 0.0 MiB"),
+        "{fixed}"
+    );
+}
+
+#[test]
 fn real_inputs_replace_synthesized_ones() {
     let dir = tempfile::tempdir().unwrap();
     let npy = |name: &str, value: f32| {

@@ -158,10 +158,11 @@ fn run_inner(
             break;
         }
         if !dynamic || input_options.batch <= 1 {
+            let mib = |b: usize| b as f64 / (1 << 20) as f64;
             return Err(format!(
-                "the forward pass needs about {} MiB, over the probe's budget of {} MiB",
-                need >> 20,
-                options.budget >> 20
+                "the forward pass needs about {:.1} MiB, over the probe's budget of {:.1} MiB (--probe-memory)",
+                mib(need),
+                mib(options.budget)
             ));
         }
         let scaled = (input_options.batch as f64 * options.budget as f64 / need as f64) as usize;

@@ -20,7 +20,7 @@ use crate::graph::{Graph, NodeRef};
 use crate::onnx::Model;
 pub use engine::Run;
 pub use inputs::{Fill, Input};
-pub use observe::{Head, Summary, Units, Watch};
+pub use observe::{Head, Summary, UnitAxis, Units, Watch};
 
 /// What the probe does; the command line's `--no-probe`, `--seed`, `--dim`, `--input`.
 #[derive(Clone, Debug)]
@@ -150,20 +150,19 @@ fn watch_plan(graph: &Graph<'_>, saturation: f32) -> FxHashMap<String, Watch> {
 
 /// The axis whose entries are a tensor's units: channels (axis 1) behind a
 /// convolution, features (the last axis) behind a dense layer.
-/// `usize::MAX` stands for the last axis, resolved once the rank is known.
-fn unit_axis(graph: &Graph<'_>, n: &NodeRef<'_, '_>) -> usize {
+fn unit_axis(graph: &Graph<'_>, n: &NodeRef<'_, '_>) -> UnitAxis {
     let mut t = n.input(0);
     for _ in 0..16 {
         let Some((p, _)) = t.and_then(|t| graph.producer(t)) else {
             break;
         };
         match p.op_type() {
-            "Conv" | "ConvTranspose" | "MaxPool" | "AveragePool" => return 1,
-            "Gemm" | "MatMul" | "Gather" | "Flatten" | "Reshape" => return usize::MAX,
+            "Conv" | "ConvTranspose" | "MaxPool" | "AveragePool" => return UnitAxis::Channels,
+            "Gemm" | "MatMul" | "Gather" | "Flatten" | "Reshape" => return UnitAxis::Features,
             _ => t = p.input(0),
         }
     }
-    usize::MAX
+    UnitAxis::Features
 }
 
 /// The loss nodes of a graph: `SoftmaxCrossEntropyLoss`,

@@ -11,8 +11,8 @@ use super::inputs::Rng;
 /// What to measure on one tensor besides its summary.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Watch {
-    /// Per-unit counts along this axis; `usize::MAX` is the last axis.
-    pub unit_axis: Option<usize>,
+    /// Per-unit counts along this axis.
+    pub unit_axis: Option<UnitAxis>,
     /// Count values above zero per unit (ReLU outputs).
     pub positive: bool,
     /// Count values with `|x|` above this per unit (sigmoid and tanh inputs).
@@ -20,6 +20,15 @@ pub struct Watch {
     /// Cross-entropy of a classifier head against seeded uniform labels over
     /// the last axis.
     pub head: Option<Head>,
+}
+
+/// Which axis holds a tensor's units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnitAxis {
+    /// Axis 1: the channels of a convolution's output.
+    Channels,
+    /// The last axis: the features of a dense layer's output.
+    Features,
 }
 
 /// What a classifier head's values are.
@@ -114,7 +123,10 @@ pub fn summarize(values: &[f32], shape: &[usize], watch: Option<&Watch>, seed: u
     s.count = values.len() as u64 - s.non_finite;
     if let Some(w) = watch {
         let last = shape.len().saturating_sub(1);
-        let axis = w.unit_axis.map(|a| if a == usize::MAX { last } else { a });
+        let axis = w.unit_axis.map(|a| match a {
+            UnitAxis::Channels => 1,
+            UnitAxis::Features => last,
+        });
         if let Some(axis) = axis.filter(|&a| a < shape.len()) {
             s.units = Some(units(values, shape, axis, w));
         }
@@ -300,7 +312,7 @@ mod tests {
         // [2, 3, 2]: unit 0 is never positive, unit 2 saturates everywhere.
         let v = [-1., -2., 1., -1., 9., 9., -3., -4., 0.5, 0.5, -9., 9.];
         let w = Watch {
-            unit_axis: Some(1),
+            unit_axis: Some(UnitAxis::Channels),
             positive: true,
             saturation: Some(5.0),
             head: None,
