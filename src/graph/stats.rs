@@ -292,6 +292,23 @@ fn summarize_f32(
     Some(st)
 }
 
+/// The largest magnitude of finite values, in eight lanes so it vectorizes
+/// (the maximum does not depend on the order).
+fn max_abs(vals: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = vals.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            lanes[i] = lanes[i].max(c[i].abs());
+        }
+    }
+    rest.iter()
+        .fold(lanes.iter().fold(0f32, |a, &b| a.max(b)), |a, &b| {
+            a.max(b.abs())
+        })
+}
+
 /// What one part of a tensor contributes: counts in `stats`, and the raw moments.
 struct Partial {
     stats: TensorStats,
@@ -337,15 +354,17 @@ fn scan(
         let (rs, rq) = vals
             .iter()
             .fold((0f32, 0f32), |(s, q), &v| (s + v, q + v * v));
-        let m = vals
-            .iter()
-            .fold(0f32, |m, &v| if v.is_finite() { m.max(v.abs()) } else { m });
-        st.max_abs = st.max_abs.max(m as f64);
         if rs.is_finite() && rq.is_finite() {
             sum += rs as f64;
             sumsq += rq as f64;
             finite += vals.len();
+            st.max_abs = st.max_abs.max(max_abs(vals) as f64);
         } else {
+            let m = vals
+                .iter()
+                .filter(|v| v.is_finite())
+                .fold(0f32, |m, &v| m.max(v.abs()));
+            st.max_abs = st.max_abs.max(m as f64);
             // Rare: count exactly, and keep the finite part of the row in the moments.
             for (j, &v) in vals.iter().enumerate() {
                 tally(
