@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Speed and memory of nnlint with its probe, against onnxruntime and polygraphy, as ratios.
 
-    cargo build --release
-    /tmp/fx/bin/pip install polygraphy                                   # the second peer
+    cargo build --release && cargo build --release --example tract_baseline
+    /tmp/fx/bin/pip install polygraphy onnx_graphsurgeon                                   # the second peer
     /tmp/fx/bin/python benches/export_models.py /tmp/nnlint-bench       # GPT-2 small
     /tmp/fx/bin/python benches/make_chain.py 10000 /tmp/nnlint-bench/chain_10k.onnx
     /tmp/fx/bin/python benches/probe.py /tmp/nnlint-bench               # exports ResNet-50 once
@@ -15,6 +15,8 @@ wall time and the largest peak RSS (from /usr/bin/time). Targets (the probe issu
   - GPT-2 small: the probe's peak memory under 2x onnxruntime's for one
     inference of the same batch;
   - a 10,000-node Gemm/Relu chain probes in under 10 s.
+The table also shows tract alone (examples/tract_baseline.rs: load, type, one
+run, no rules and no observation), the floor under the probe.
 """
 
 import os
@@ -24,6 +26,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NNLINT = os.path.join(ROOT, "target", "release", "nnlint")
+TRACT = os.path.join(ROOT, "target", "release", "examples", "tract_baseline")
 POLYGRAPHY = os.path.join(os.path.dirname(sys.executable), "polygraphy")
 RUNS = 5
 # One inference of the exported batch: dynamic dimensions get 8, integer
@@ -72,6 +75,8 @@ def main():
     print(f"{'model':<28}{'nnlint s':>9}{'MiB':>8}{'peer s':>9}{'MiB':>8}")
     ours = measure([NNLINT, "--format", "short", r50])
     row("resnet50 b8", ours, measure(ORT + [r50]), "onnxruntime")
+    if os.path.exists(TRACT):
+        row("resnet50 b8 (tract alone)", measure([TRACT, r50]), measure(ORT + [r50]), "onnxruntime")
     if os.path.exists(POLYGRAPHY):
         row("resnet50 b8", ours, measure([POLYGRAPHY, "check", "lint", r50], runs=3), "polygraphy check lint")
     gpt2 = os.path.join(bench, "gpt2_dynamo.onnx")

@@ -246,6 +246,23 @@ fn a_measurement_of_a_statically_reported_problem_becomes_its_note() {
 }
 
 #[test]
+fn absurd_declared_shapes_are_refused_before_anything_is_allocated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.onnxtxt");
+    std::fs::write(
+        &path,
+        "<ir_version: 10, opset_import: [\"\" : 17]>\n\
+         g (float[4000000000,4000000000,4000000000] x) => (float[4000000000,4000000000,4000000000] y)\n\
+         {\n    y = Relu (x)\n}\n",
+    )
+    .unwrap();
+    let out = nnlint(&["--isolated", "--format", "short", path.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("over the probe's budget"), "{stdout}");
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
 fn a_model_tract_cannot_run_gets_one_note_and_keeps_its_exit_code() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.onnxtxt");

@@ -285,8 +285,8 @@ fn peak_estimate(model: &TypedModel) -> usize {
             if let Some(shape) = o.fact.shape.as_concrete() {
                 let bytes = shape
                     .iter()
-                    .product::<usize>()
-                    .saturating_mul(o.fact.datum_type.size_of());
+                    .try_fold(o.fact.datum_type.size_of(), |acc, &d| acc.checked_mul(d))
+                    .unwrap_or(usize::MAX);
                 largest = largest.max(bytes);
             }
         }

@@ -232,7 +232,11 @@ pub fn make(input: &Input, seed: u64) -> Result<Tensor, String> {
     if let Fill::File(path) = &input.fill {
         return read_npy(path);
     }
-    let len: usize = input.shape.iter().product();
+    let len = input
+        .shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| format!("input `{}` is too large to synthesize", input.name))?;
     let mut rng = Rng::for_input(seed, &input.name);
     let values: Vec<f64> = (0..len)
         .map(|_| match &input.fill {
