@@ -253,6 +253,27 @@ fn light_model_zoo_graphs_warn_only_about_constant_weights_and_plain_depth() {
     }
 }
 
+/// The onnx package's operator and converted-model tests, probe included: no
+/// warning. Their inputs are arbitrary, so `sqrt(x)` of the probe's N(0, 1)
+/// data must not count as the model's NaN.
+#[test]
+fn onnx_backend_operator_models_raise_no_warning() {
+    let mut count = 0;
+    for dir in ["pytorch-converted", "pytorch-operator", "simple"] {
+        let root = Path::new("fixtures/third_party/onnx-backend").join(dir);
+        for p in common::files(&root, ".onnx") {
+            assert_eq!(
+                rules_at(&p, Severity::Warning),
+                BTreeSet::new(),
+                "{}",
+                p.display()
+            );
+            count += 1;
+        }
+    }
+    assert!(count > 100, "{count} models");
+}
+
 /// torchvision resnet18, mobilenet_v2, vgg11_bn and efficientnet_b0, a
 /// TransformerEncoder LM and GPT-2 small, exported by both exporters in train
 /// and eval mode (the torchvision ones with and without `F.cross_entropy`),

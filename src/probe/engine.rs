@@ -354,6 +354,8 @@ fn to_tract(model: &Model, lowered: &Lowered) -> Result<pb::ModelProto, String> 
         }
     }
     used.extend(g.output.iter().map(|o| o.name.as_str()));
+    // Initializers listed as inputs (before IR 4) must stay constants for tract.
+    used.extend(g.input.iter().map(|i| i.name.as_str()));
     let mut initializer = Vec::with_capacity(g.initializer.len() + lowered.initializers.len());
     for t in g
         .initializer

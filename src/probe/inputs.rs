@@ -50,6 +50,13 @@ pub struct Input {
     pub fill: Fill,
 }
 
+impl Input {
+    /// Whether the data is real, from `--input`.
+    pub fn is_file(&self) -> bool {
+        matches!(self.fill, Fill::File(_))
+    }
+}
+
 /// What the user told the probe about inputs.
 #[derive(Clone, Debug, Default)]
 pub struct InputOptions {
@@ -68,7 +75,13 @@ pub const DEFAULT_DIM: usize = 32;
 /// Decides every graph input's shape and fill. `batch` sizes dynamic leading dims.
 pub fn plan(graph: &Graph<'_>, options: &InputOptions) -> Result<Vec<Input>, String> {
     let mut out = Vec::new();
-    for &name in graph.inputs() {
+    // Before IR 4, initializers were listed among the inputs too: they are not fed.
+    let stored: rustc_hash::FxHashSet<&str> = graph
+        .initializers()
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    for &name in graph.inputs().iter().filter(|n| !stored.contains(*n)) {
         let elem_type = graph.elem_type(name).unwrap_or(dt::FLOAT);
         let shape = match graph.shape(name) {
             Some(dims) => dims

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use rustc_hash::FxHashMap;
 
-use crate::graph::{Graph, NodeRef};
+use crate::graph::{Graph, NodeId, NodeRef};
 use crate::onnx::Model;
 pub use engine::Run;
 pub use inputs::{Fill, Input};
@@ -62,9 +62,41 @@ pub struct Probe {
     /// batch statistics.
     pub batch_norms: usize,
     pub folded_norms: usize,
+    /// Nodes downstream of a weight layer whose weights all hold one value.
+    constant_downstream: std::sync::OnceLock<rustc_hash::FxHashSet<NodeId>>,
 }
 
 impl Probe {
+    /// Whether a weight layer whose weights all hold one value lies upstream
+    /// of `n`. What the probe measures behind it (identical units, a spread
+    /// set by the fill value) follows from that, and `constant-weights`
+    /// reports it once.
+    pub fn after_constant_weights(&self, graph: &Graph<'_>, n: &NodeRef<'_, '_>) -> bool {
+        self.constant_downstream
+            .get_or_init(|| {
+                let mut seen = rustc_hash::FxHashSet::default();
+                let mut stack: Vec<NodeId> = graph
+                    .weight_layers()
+                    .filter(|l| {
+                        graph
+                            .stats(l.weight_name)
+                            .is_some_and(|s| s.all_equal && s.count > 1)
+                    })
+                    .map(|l| l.node)
+                    .collect();
+                while let Some(id) = stack.pop() {
+                    if !seen.insert(id) {
+                        continue;
+                    }
+                    for o in graph.node(id).outputs() {
+                        stack.extend(graph.consumers(o).iter().map(|(c, _)| c.id()));
+                    }
+                }
+                seen
+            })
+            .contains(&n.id())
+    }
+
     pub fn summary(&self, tensor: &str) -> Option<&Summary> {
         self.run.summaries.get(tensor)
     }
@@ -112,6 +144,7 @@ pub fn run(
         seed: options.seed,
         batch_norms: lowered.batch_norms,
         folded_norms: lowered.folded_norms,
+        constant_downstream: Default::default(),
     })
 }
 

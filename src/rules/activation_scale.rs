@@ -76,6 +76,9 @@ impl Rule for ActivationScale {
                 continue;
             }
             let n = graph.node(node);
+            if probe.after_constant_weights(graph, &n) {
+                return; // the fill value sets the spread: `constant-weights`
+            }
             let first_n = graph.node(first_node);
             let way = if ratio < low { "vanish" } else { "explode" };
             let what = if is_input { "entering" } else { "leaving" };

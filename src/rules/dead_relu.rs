@@ -117,7 +117,8 @@ impl DeadRelu {
             else {
                 continue;
             };
-            if (units.samples as f64) < min_samples {
+            if (units.samples as f64) < min_samples || probe.after_constant_weights(cx.graph, &relu)
+            {
                 continue;
             }
             let total = units.positive.len();

@@ -105,6 +105,10 @@ impl NonFinite {
             {
                 return; // it comes from a stored NaN, which the static half reports
             }
+            if !behind_weights(graph, &n) && probe.run.inputs.iter().all(|i| !i.is_file()) {
+                // `sqrt(x)` of N(0, 1) inputs: the synthesized data, not the model.
+                return;
+            }
             let mut d = Diagnostic::new(
                 &META,
                 format!(
@@ -136,6 +140,26 @@ impl NonFinite {
             return;
         }
     }
+}
+
+/// Whether a weight layer lies upstream of `n`: its values depend on what
+/// the model learns, not on the input data alone.
+fn behind_weights(graph: &Graph<'_>, n: &crate::graph::NodeRef<'_, '_>) -> bool {
+    let mut seen = rustc_hash::FxHashSet::default();
+    let mut stack: Vec<&str> = n.inputs().iter().map(String::as_str).collect();
+    while let Some(t) = stack.pop() {
+        let Some((p, _)) = graph.producer(t) else {
+            continue;
+        };
+        if !seen.insert(p.id()) {
+            continue;
+        }
+        if graph.weight_layer(p.id()).is_some() {
+            return true;
+        }
+        stack.extend(p.inputs().iter().map(String::as_str));
+    }
+    false
 }
 
 /// Whether the value is a weight, bias or normalization parameter.

@@ -53,7 +53,7 @@ impl Rule for SaturatedActivation {
                 let uses = graph.consumers(o);
                 !uses.is_empty() && uses.iter().all(|(c, _)| c.is("Log"))
             });
-            if in_loss {
+            if in_loss || probe.after_constant_weights(graph, &n) {
                 continue;
             }
             let Some(input) = n.input(0) else { continue };
