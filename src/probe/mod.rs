@@ -123,7 +123,7 @@ pub fn run(
     options: &ProbeOptions,
     saturation: f32,
 ) -> Result<Probe, String> {
-    if graph.problems().iter().any(|_| true) {
+    if !graph.problems().is_empty() {
         return Err("the graph is not valid (see `invalid-graph`)".into());
     }
     let lowered = lower::lower(graph)?;
