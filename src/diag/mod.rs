@@ -151,3 +151,19 @@ impl Diagnostic {
             .unwrap_or((position::MODEL, 0..0))
     }
 }
+
+/// A measured number for a message: up to three decimals in the readable
+/// range, scientific notation outside it.
+pub fn short_number(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let a = v.abs();
+    if (1e-3..1e4).contains(&a) {
+        let s = format!("{v:.3}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        s.to_string()
+    } else {
+        format!("{v:.2e}")
+    }
+}

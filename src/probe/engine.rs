@@ -26,7 +26,7 @@ use super::lower::{Lowered, PREFIX};
 use super::observe::{summarize, Summary, Watch};
 use crate::graph::Graph;
 use crate::onnx::external::is_external;
-use crate::onnx::proto::{data_type as dt, TensorProto};
+use crate::onnx::proto::data_type as dt;
 use crate::onnx::Model;
 
 /// How the probe runs.
@@ -267,7 +267,8 @@ fn typed_model(mut model: InferenceModel, plan: &[Input]) -> Result<TypedModel, 
             .iter()
             .find(|i| i.name == name)
             .ok_or_else(|| format!("tract sees an input `{name}` the graph does not declare"))?;
-        let fact = InferenceFact::dt_shape(datum_type(input.elem_type)?, input.shape.clone());
+        let fact =
+            InferenceFact::dt_shape(inputs::datum_type(input.elem_type)?, input.shape.clone());
         model
             .set_input_fact(ix, fact)
             .map_err(|e| format!("input `{name}`: {}", cause(&e)))?;
@@ -292,43 +293,6 @@ fn peak_estimate(model: &TypedModel) -> usize {
         }
     }
     largest.saturating_mul(3)
-}
-
-fn datum_type(elem_type: i32) -> Result<DatumType, String> {
-    Ok(match elem_type {
-        dt::FLOAT => f32::datum_type(),
-        dt::DOUBLE => f64::datum_type(),
-        dt::FLOAT16 => f16::datum_type(),
-        dt::INT64 => i64::datum_type(),
-        dt::INT32 => i32::datum_type(),
-        dt::INT16 => i16::datum_type(),
-        dt::INT8 => i8::datum_type(),
-        dt::UINT8 => u8::datum_type(),
-        dt::UINT16 => u16::datum_type(),
-        dt::UINT32 => u32::datum_type(),
-        dt::UINT64 => u64::datum_type(),
-        dt::BOOL => bool::datum_type(),
-        other => return Err(format!("tract has no {} inputs", dt::name(other))),
-    })
-}
-
-/// Element types tract can load as initializers.
-fn loadable(t: &TensorProto) -> bool {
-    matches!(
-        t.data_type,
-        dt::FLOAT
-            | dt::DOUBLE
-            | dt::FLOAT16
-            | dt::INT64
-            | dt::INT32
-            | dt::INT16
-            | dt::INT8
-            | dt::UINT8
-            | dt::UINT16
-            | dt::UINT32
-            | dt::UINT64
-            | dt::BOOL
-    )
 }
 
 fn convert<A: Message, B: Message + Default>(a: &A) -> Result<B, String> {
@@ -362,7 +326,7 @@ fn to_tract(model: &Model, lowered: &Lowered) -> Result<pb::ModelProto, String> 
         .iter()
         .filter(|t| used.contains(t.name.as_str()))
     {
-        if !loadable(t) {
+        if inputs::datum_type(t.data_type).is_err() {
             return Err(format!(
                 "tract cannot load initializer `{}` of type {}",
                 t.name,

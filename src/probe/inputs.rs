@@ -294,6 +294,25 @@ fn typed(elem_type: i32, shape: &[usize], v: &[f64]) -> Result<Tensor, String> {
     }
 }
 
+/// tract's type for an ONNX element type.
+pub fn datum_type(elem_type: i32) -> Result<DatumType, String> {
+    Ok(match elem_type {
+        dt::FLOAT => f32::datum_type(),
+        dt::DOUBLE => f64::datum_type(),
+        dt::FLOAT16 => f16::datum_type(),
+        dt::INT64 => i64::datum_type(),
+        dt::INT32 => i32::datum_type(),
+        dt::INT16 => i16::datum_type(),
+        dt::INT8 => i8::datum_type(),
+        dt::UINT8 => u8::datum_type(),
+        dt::UINT16 => u16::datum_type(),
+        dt::UINT32 => u32::datum_type(),
+        dt::UINT64 => u64::datum_type(),
+        dt::BOOL => bool::datum_type(),
+        other => return Err(format!("tract has no {} inputs", dt::name(other))),
+    })
+}
+
 /// Reads a `.npy` file (format 1.0 to 3.0, little-endian, C order).
 pub fn read_npy(path: &Path) -> Result<Tensor, String> {
     let err = |m: &str| format!("{}: {m}", path.display());
@@ -358,20 +377,11 @@ pub fn read_npy(path: &Path) -> Result<Tensor, String> {
     {
         return Err(err("data length does not match the shape"));
     }
-    let dt_ = match elem_type {
-        dt::FLOAT => f32::datum_type(),
-        dt::DOUBLE => f64::datum_type(),
-        dt::FLOAT16 => f16::datum_type(),
-        dt::INT64 => i64::datum_type(),
-        dt::INT32 => i32::datum_type(),
-        dt::INT16 => i16::datum_type(),
-        dt::INT8 => i8::datum_type(),
-        dt::UINT8 => u8::datum_type(),
-        _ => {
-            let v: Vec<f64> = data.iter().map(|&b| (b != 0) as u8 as f64).collect();
-            return typed(dt::BOOL, &shape, &v);
-        }
-    };
+    if elem_type == dt::BOOL {
+        let v: Vec<f64> = data.iter().map(|&b| (b != 0) as u8 as f64).collect();
+        return typed(dt::BOOL, &shape, &v);
+    }
+    let dt_ = datum_type(elem_type).map_err(|e| err(&e))?;
     // SAFETY: the length was checked against the shape and element size above,
     // and every bit pattern is a valid value of these numeric types.
     unsafe { Tensor::from_raw_dt(dt_, &shape, data) }.map_err(|e| err(&e.to_string()))

@@ -1,7 +1,7 @@
 //! Activations that vanish or explode with depth (measured).
 
-use super::saturated_activation::short;
 use super::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
+use crate::diag::short_number as short;
 use crate::diag::{Diagnostic, Severity};
 use crate::probe::Probe;
 

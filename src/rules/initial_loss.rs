@@ -1,7 +1,7 @@
 //! The loss at initialization, measured, against -ln(1/C).
 
-use super::saturated_activation::short;
 use super::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
+use crate::diag::short_number as short;
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{Graph, NodeRef, Origin, NORMALIZATION_OPS};
 use crate::probe::{heads, loss_nodes, LossKind, Probe};

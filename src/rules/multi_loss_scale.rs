@@ -1,7 +1,7 @@
 //! A summed loss whose terms carry constant weights orders of magnitude apart.
 
-use super::saturated_activation::short;
 use super::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
+use crate::diag::short_number as short;
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{Graph, NodeId, Origin};
 use crate::probe::Probe;
@@ -56,21 +56,12 @@ impl Rule for MultiLossScale {
     fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
         let graph = cx.graph;
         let threshold = cx.option("ratio");
-        for output in graph.outputs() {
-            let Some((sum, _)) = graph.producer(output) else {
-                continue;
-            };
-            if !sum.is("Add") {
-                continue;
-            }
+        for (output, sum) in summed_outputs(graph) {
             let mut terms = Vec::new();
             if !collect(graph, output, &mut terms, 0) || terms.len() < 2 {
                 continue;
             }
-            let (Some(lo), Some(hi)) = (
-                terms.iter().min_by(|a, b| a.weight.total_cmp(&b.weight)),
-                terms.iter().max_by(|a, b| a.weight.total_cmp(&b.weight)),
-            ) else {
+            let Some((lo, hi)) = extremes(&terms, |t| t.weight) else {
                 continue;
             };
             if lo.weight <= 0.0 || hi.weight / lo.weight < threshold {
@@ -110,22 +101,13 @@ impl MultiLossScale {
     fn measured(&self, cx: &Check<'_, '_>, probe: &Probe, out: &mut Vec<Diagnostic>) {
         let graph = cx.graph;
         let threshold = cx.option("measured-ratio");
-        for output in graph.outputs() {
-            let Some((sum, _)) = graph.producer(output) else {
-                continue;
-            };
-            if !sum.is("Add") {
-                continue;
-            }
+        for (output, sum) in summed_outputs(graph) {
             let mut terms = Vec::new();
             if !values(graph, probe, output, &mut terms) || terms.len() < 2 {
                 continue;
             }
             terms.retain(|(_, v)| *v != 0.0);
-            let (Some(lo), Some(hi)) = (
-                terms.iter().min_by(|a, b| a.1.abs().total_cmp(&b.1.abs())),
-                terms.iter().max_by(|a, b| a.1.abs().total_cmp(&b.1.abs())),
-            ) else {
+            let Some((lo, hi)) = extremes(&terms, |t| t.1.abs()) else {
                 continue;
             };
             let ratio = hi.1.abs() / lo.1.abs();
@@ -163,6 +145,23 @@ impl MultiLossScale {
             );
         }
     }
+}
+
+/// The graph outputs computed by an `Add`: the sums whose terms both halves split.
+fn summed_outputs<'g, 'm>(
+    graph: &'g Graph<'m>,
+) -> impl Iterator<Item = (&'m str, crate::graph::NodeRef<'g, 'm>)> + 'g {
+    graph.outputs().iter().filter_map(|&output| {
+        let (sum, _) = graph.producer(output)?;
+        sum.is("Add").then_some((output, sum))
+    })
+}
+
+/// The items with the smallest and the largest `key`.
+fn extremes<T>(items: &[T], key: impl Fn(&T) -> f64) -> Option<(&T, &T)> {
+    let lo = items.iter().min_by(|a, b| key(a).total_cmp(&key(b)))?;
+    let hi = items.iter().max_by(|a, b| key(a).total_cmp(&key(b)))?;
+    Some((lo, hi))
 }
 
 /// The terms of a measured sum: each addend's value, from the probe or a

@@ -1,7 +1,7 @@
 //! NaN or infinity stored in the model.
 
-use super::saturated_activation::short;
 use super::{Category, Check, Pass, Rule, RuleMeta};
+use crate::diag::short_number as short;
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{Graph, NORMALIZATION_OPS};
 use crate::probe::Probe;

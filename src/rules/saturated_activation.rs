@@ -1,7 +1,7 @@
 //! Sigmoid or tanh units stuck in their flat tails (measured).
 
 use super::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
-use crate::diag::{Diagnostic, Severity};
+use crate::diag::{short_number as short, Diagnostic, Severity};
 use crate::probe::Probe;
 
 pub static META: RuleMeta = RuleMeta {
@@ -95,20 +95,5 @@ impl Rule for SaturatedActivation {
                 .help("scale down the weights feeding this activation (Glorot/Xavier initialization), or normalize before it"),
             );
         }
-    }
-}
-
-/// A number in at most four significant digits.
-pub fn short(v: f64) -> String {
-    if v == 0.0 || !v.is_finite() {
-        return format!("{v}");
-    }
-    let a = v.abs();
-    if (1e-3..1e4).contains(&a) {
-        let s = format!("{v:.3}");
-        let s = s.trim_end_matches('0').trim_end_matches('.');
-        s.to_string()
-    } else {
-        format!("{v:.2e}")
     }
 }

@@ -1,7 +1,7 @@
 //! Integer inputs cast to float and fed to a weight layer unscaled.
 
-use super::saturated_activation::short;
 use super::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
+use crate::diag::short_number as short;
 use crate::diag::{Diagnostic, Severity};
 use crate::onnx::proto::data_type;
 use crate::probe::{Fill, Probe};
