@@ -66,7 +66,11 @@ pub fn diff_files(
     let mut read = Vec::new();
     for path in [before, after] {
         match crate::read_model(path)? {
-            crate::Read::Model(m) => read.push(*m),
+            crate::Read::Model(m) => {
+                let (model, source) = *m;
+                let source = crate::Read::listing(&model, source);
+                read.push((model, source));
+            }
             // A text model that does not parse: its syntax error is the report.
             crate::Read::Syntax(report) => {
                 return Ok(DiffReport {

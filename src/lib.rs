@@ -15,7 +15,7 @@ pub mod rules;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use config::{Config, ConfigError};
 use diag::position::{Sources, MODEL};
@@ -96,9 +96,12 @@ pub struct FileReport {
 /// File extensions nnlint lints when given a folder.
 pub const MODEL_EXTENSIONS: &[&str] = &["onnx", "onnxtxt"];
 
-/// A model file as nnlint reads it: the model and the text diagnostics point into.
+/// A model file as nnlint reads it: the model and the text diagnostics point
+/// into. That text is the file itself for `.onnxtxt`; a binary model has none
+/// until its listing is printed ([`Read::listing`]), which [`lint_model`]
+/// does while it builds the graph.
 pub enum Read {
-    Model(Box<(onnx::Model, onnx::source::Source)>),
+    Model(Box<(onnx::Model, Option<onnx::source::Source>)>),
     /// A text model that does not parse, as a report with the syntax error.
     Syntax(FileReport),
 }
@@ -119,7 +122,7 @@ pub fn read_model(path: &Path) -> Result<Read, Error> {
         return match onnx::text::parse_model(&text) {
             Ok((proto, source)) => Ok(Read::Model(Box::new((
                 onnx::Model::from_proto(path, proto)?,
-                source,
+                Some(source),
             )))),
             Err(e) => {
                 let display = path.display().to_string();
@@ -137,8 +140,22 @@ pub fn read_model(path: &Path) -> Result<Read, Error> {
         };
     }
     let model = onnx::load(path)?;
-    let source = print_model(&model.proto, Values::Elide);
-    Ok(Read::Model(Box::new((model, source))))
+    Ok(Read::Model(Box::new((model, None))))
+}
+
+impl Read {
+    /// The text a read model's findings point into: its own text, or its listing.
+    pub fn listing(
+        model: &onnx::Model,
+        source: Option<onnx::source::Source>,
+    ) -> onnx::source::Source {
+        source.unwrap_or_else(|| listing(model))
+    }
+}
+
+/// The listing of a binary model, weights elided, that findings point into.
+fn listing(model: &onnx::Model) -> onnx::source::Source {
+    print_model(&model.proto, Values::Elide)
 }
 
 /// Lints one model file with the configuration that applies to it.
@@ -152,7 +169,16 @@ pub fn lint_file(path: &Path, options: &Options) -> Result<FileReport, Error> {
     match read_model(path)? {
         Read::Model(read) => {
             let (model, source) = *read;
-            Ok(lint_source(&model, source, &settings))
+            let report = match source {
+                Some(source) => lint_source(&model, source, &settings),
+                None => lint_model(&model, &settings),
+            };
+            // Freeing a large model's hundreds of thousands of small allocations
+            // takes tens of milliseconds that nobody needs to wait for.
+            let _ = std::thread::Builder::new()
+                .name("nnlint-free".into())
+                .spawn(move || drop(model));
+            Ok(report)
         }
         Read::Syntax(report) => Ok(report),
     }
@@ -228,7 +254,7 @@ impl Settings {
 
 /// Lints a model already in memory, pointing into its listing.
 pub fn lint_model(model: &onnx::Model, settings: &Settings) -> FileReport {
-    lint_source(model, print_model(&model.proto, Values::Elide), settings)
+    lint_listing(model, OnceLock::new(), settings)
 }
 
 /// Lints a model whose text (a listing, or the user's `.onnxtxt`) is `source`.
@@ -237,7 +263,26 @@ pub fn lint_source(
     source: onnx::source::Source,
     settings: &Settings,
 ) -> FileReport {
-    let graphs = graph::build(model, &source);
+    lint_listing(model, OnceLock::from(source), settings)
+}
+
+/// Lints a model with the text in `text`, printing its listing into it when
+/// it is empty. The listing is printed on a second thread while the graph is
+/// built: on a 100k-node model each takes tens of milliseconds.
+fn lint_listing(
+    model: &onnx::Model,
+    text: OnceLock<onnx::source::Source>,
+    settings: &Settings,
+) -> FileReport {
+    let print = || listing(model);
+    let graphs = std::thread::scope(|scope| {
+        if text.get().is_none() {
+            scope.spawn(|| text.get_or_init(print));
+        }
+        graph::build_listing(model, &text)
+    });
+    // Set by now: the printing thread has been joined.
+    let source = text.get_or_init(print);
     let selected: Vec<&dyn rules::Rule> = rules::all()
         .filter(|r| r.meta().pass == rules::Pass::Graph && settings.selection.enabled(r.meta()))
         .collect();

@@ -130,7 +130,7 @@ fn deeply_nested_subgraphs_are_refused_not_overflowed() {
                 attribute: vec![AttributeProto {
                     name: "then_branch".into(),
                     r#type: AttributeType::Graph as i32,
-                    g: Some(g),
+                    g: Some(Box::new(g)),
                     ..Default::default()
                 }],
                 ..Default::default()

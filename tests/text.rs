@@ -74,7 +74,8 @@ fn graph_of(m: &ModelProto) -> String {
             n.doc_string.clear();
             n.metadata_props.clear();
             for a in &mut n.attribute {
-                a.t.iter_mut()
+                a.t.as_deref_mut()
+                    .into_iter()
                     .chain(a.tensors.iter_mut())
                     .for_each(&canonical);
             }

@@ -5,7 +5,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use petgraph::algo::{kosaraju_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
 
-use super::{Dim, Edge, Graph, NodeId, Tensor, Vertex};
+use super::{Dim, Edge, Graph, Listing, NodeId, NodeTensors, Tensor, TensorId, Vertex, NO_TENSOR};
 use crate::onnx::proto::{
     tensor_shape_proto::dimension::Value as DimValue, type_proto::Value as Ty, GraphProto,
     NodeProto, OperatorSetIdProto, TensorProto, ValueInfoProto,
@@ -48,6 +48,19 @@ pub const IMPLICIT_SLOT: usize = usize::MAX;
 
 /// Every graph of the model: the main graph first, then nested and function bodies.
 pub fn build<'m>(model: &'m Model, source: &'m Source) -> Vec<Graph<'m>> {
+    build_with(model, Listing::Ready(source))
+}
+
+/// [`build`], while another thread is still printing the listing into `source`.
+/// Nothing reads a span before the listing is done.
+pub fn build_listing<'m>(
+    model: &'m Model,
+    source: &'m std::sync::OnceLock<Source>,
+) -> Vec<Graph<'m>> {
+    build_with(model, Listing::Later(source))
+}
+
+fn build_with<'m>(model: &'m Model, source: Listing<'m>) -> Vec<Graph<'m>> {
     let mut out = Vec::new();
     let opsets = domains(&model.proto.opset_import);
     let version = default_version(&model.proto.opset_import);
@@ -139,7 +152,7 @@ fn outer_refs<'m>(g: &'m GraphProto, out: &mut HashSet<&'m str>) {
     for n in &g.node {
         used.extend(n.input.iter().map(String::as_str).filter(|s| !s.is_empty()));
         for a in &n.attribute {
-            for sub in a.g.iter().chain(&a.graphs) {
+            for sub in a.subgraphs() {
                 outer_refs(sub, &mut used);
             }
         }
@@ -163,7 +176,7 @@ fn canonical_domain(d: &str) -> String {
 #[allow(clippy::too_many_arguments)]
 fn build_body<'m>(
     model: &'m Model,
-    source: &'m Source,
+    source: Listing<'m>,
     body: Body<'m>,
     scope: ScopeId,
     title: String,
@@ -183,45 +196,57 @@ fn build_body<'m>(
     let mut by_name: HashMap<&'m str, usize> =
         HashMap::with_capacity_and_hasher(names, Default::default());
 
+    // Declared types, taken (not copied) by the tensor they describe.
     let mut types: HashMap<&str, (Option<i32>, Option<Vec<Dim>>)> =
-        HashMap::with_capacity_and_hasher(
-            body.infos.len() + body.initializers.len(),
-            Default::default(),
-        );
+        HashMap::with_capacity_and_hasher(body.infos.len(), Default::default());
     for vi in &body.infos {
         types
             .entry(vi.name.as_str())
             .or_insert_with(|| value_type(vi));
     }
-    for t in &body.initializers {
-        let dims = t.dims.iter().map(|&d| Dim::Known(d)).collect();
-        types.insert(t.name.as_str(), (Some(t.data_type), Some(dims)));
-    }
 
-    let define = |name: &'m str,
-                  vertex: NodeIndex,
-                  slot: usize,
-                  tensors: &mut Vec<Tensor<'m>>,
-                  by_name: &mut HashMap<&'m str, usize>|
-     -> Option<NodeIndex> {
-        if let Some(&t) = by_name.get(name) {
-            return Some(tensors[t].producer);
+    // Defines `name` unless something already does; `Err` carries the earlier definition.
+    let mut define = |name: &'m str,
+                      vertex: NodeIndex,
+                      slot: usize,
+                      declared: Option<(Option<i32>, Option<Vec<Dim>>)>,
+                      tensors: &mut Vec<Tensor<'m>>,
+                      by_name: &mut HashMap<&'m str, usize>|
+     -> Result<TensorId, NodeIndex> {
+        use std::collections::hash_map::Entry;
+        match by_name.entry(name) {
+            Entry::Occupied(e) => Err(tensors[*e.get()].producer),
+            Entry::Vacant(e) => {
+                let (elem_type, dims) = declared
+                    .or_else(|| types.remove(name))
+                    .unwrap_or((None, None));
+                e.insert(tensors.len());
+                tensors.push(Tensor {
+                    name,
+                    producer: vertex,
+                    slot,
+                    elem_type,
+                    dims,
+                });
+                Ok(tensors.len() - 1)
+            }
         }
-        let (elem_type, dims) = types.get(name).cloned().unwrap_or((None, None));
-        by_name.insert(name, tensors.len());
-        tensors.push(Tensor {
-            name,
-            producer: vertex,
-            slot,
-            elem_type,
-            dims,
-        });
-        None
     };
 
+    let mut initializer_ids = Vec::with_capacity(body.initializers.len());
     for (i, t) in body.initializers.iter().enumerate() {
         let v = g.add_node(Vertex::Initializer(i));
-        define(&t.name, v, 0, &mut tensors, &mut by_name);
+        // An initializer's own type wins over a declared one.
+        let dims = t.dims.iter().map(|&d| Dim::Known(d)).collect();
+        let id = define(
+            &t.name,
+            v,
+            0,
+            Some((Some(t.data_type), Some(dims))),
+            &mut tensors,
+            &mut by_name,
+        );
+        initializer_ids.push(id.ok());
     }
     for (i, name) in body.inputs.iter().enumerate() {
         if by_name.contains_key(name) {
@@ -230,30 +255,37 @@ fn build_body<'m>(
             continue;
         }
         let v = g.add_node(Vertex::Input(i));
-        define(name, v, 0, &mut tensors, &mut by_name);
+        let _ = define(name, v, 0, None, &mut tensors, &mut by_name);
     }
     let node_vertex: Vec<NodeIndex> = (0..body.nodes.len())
         .map(|i| g.add_node(Vertex::Node(i)))
         .collect();
+    let mut io = NodeTensors::with_capacity(body.nodes.len(), edges, names);
     for (i, n) in body.nodes.iter().enumerate() {
         for (slot, o) in n.output.iter().enumerate() {
             if o.is_empty() {
+                io.outputs.push(NO_TENSOR);
                 continue;
             }
-            if let Some(prev) = define(o, node_vertex[i], slot, &mut tensors, &mut by_name) {
-                let first = match g[prev] {
-                    Vertex::Node(id) => Some(id),
-                    _ => None,
-                };
-                problems.push(Problem {
-                    kind: ProblemKind::ProducedTwice {
-                        node: i,
-                        tensor: o.clone(),
-                        first,
-                    },
-                });
+            match define(o, node_vertex[i], slot, None, &mut tensors, &mut by_name) {
+                Ok(t) => io.outputs.push(t),
+                Err(prev) => {
+                    io.outputs.push(NO_TENSOR);
+                    let first = match g[prev] {
+                        Vertex::Node(id) => Some(id),
+                        _ => None,
+                    };
+                    problems.push(Problem {
+                        kind: ProblemKind::ProducedTwice {
+                            node: i,
+                            tensor: o.clone(),
+                            first,
+                        },
+                    });
+                }
             }
         }
+        io.output_start.push(io.outputs.len() as u32);
     }
 
     let mut outer_vertex = None;
@@ -290,10 +322,17 @@ fn build_body<'m>(
         (tensors.len() - 1, known)
     };
 
+    let mut reads: Vec<(TensorId, NodeId, usize)> = Vec::with_capacity(edges);
+    let mut known_ops = KnownOps {
+        default_imported: opsets.contains(""),
+        seen: HashMap::default(),
+    };
+    let mut has_subgraphs = false;
     for (i, n) in body.nodes.iter().enumerate() {
         let mut implicit = HashSet::default();
         for a in &n.attribute {
-            for sub in a.g.iter().chain(&a.graphs) {
+            for sub in a.subgraphs() {
+                has_subgraphs = true;
                 outer_refs(sub, &mut implicit);
             }
         }
@@ -307,9 +346,15 @@ fn build_body<'m>(
         let implicit = implicit.into_iter().map(|name| (IMPLICIT_SLOT, name));
         for (slot, name) in explicit.chain(implicit) {
             if name.is_empty() {
+                if slot != IMPLICIT_SLOT {
+                    io.inputs.push(NO_TENSOR);
+                }
                 continue;
             }
             let (t, defined) = source_of(name, &mut g, &mut tensors, &mut by_name);
+            if slot != IMPLICIT_SLOT {
+                io.inputs.push(t);
+            }
             if !defined && g[tensors[t].producer] == Vertex::Undefined && slot != IMPLICIT_SLOT {
                 problems.push(Problem {
                     kind: ProblemKind::Undefined {
@@ -319,6 +364,7 @@ fn build_body<'m>(
                     },
                 });
             }
+            reads.push((t, i, slot));
             let from = tensors[t].slot;
             g.add_edge(
                 tensors[t].producer,
@@ -330,22 +376,12 @@ fn build_body<'m>(
                 },
             );
         }
-        let domain = canonical_domain(&n.domain);
-        if !opsets.contains(&domain) {
-            problems.push(Problem {
-                kind: ProblemKind::MissingOpset {
-                    node: i,
-                    domain: n.domain.clone(),
-                },
-            });
-        } else if let (true, Some(v)) = (domain.is_empty(), version) {
-            if !is_known_op(&n.op_type, v) {
-                problems.push(Problem {
-                    kind: ProblemKind::UnknownOp { node: i, opset: v },
-                });
-            }
+        io.input_start.push(io.inputs.len() as u32);
+        if let Some(p) = node_problem(n, i, opsets, version, &mut known_ops) {
+            problems.push(p);
         }
     }
+    io.index_reads(tensors.len(), reads);
     for (i, name) in body.outputs.iter().enumerate() {
         let v = g.add_node(Vertex::Output(i));
         match by_name.get(name) {
@@ -370,10 +406,15 @@ fn build_body<'m>(
         }
     }
     // Both algorithms are iterative: a 100,000-node chain must not overflow the stack.
-    let sccs = if toposort(&g, None).is_ok() {
-        Vec::new()
-    } else {
-        kosaraju_scc(&g)
+    let (topo, sccs) = match toposort(&g, None) {
+        Ok(order) => {
+            let nodes = order.into_iter().filter_map(|v| match g[v] {
+                Vertex::Node(id) => Some(id),
+                _ => None,
+            });
+            (Some(nodes.collect()), Vec::new())
+        }
+        Err(_) => (None, kosaraju_scc(&g)),
     };
     for scc in sccs {
         let cyclic = scc.len() > 1 || g.contains_edge(scc[0], scc[0]);
@@ -393,13 +434,18 @@ fn build_body<'m>(
     }
 
     // Names this graph defines are visible to the graphs nested in its nodes.
-    let mut visible: HashSet<&'m str> = outer.clone();
-    visible.extend(
-        tensors
-            .iter()
-            .filter(|t| !matches!(g[t.producer], Vertex::Undefined | Vertex::Outer))
-            .map(|t| t.name),
-    );
+    let visible: HashSet<&'m str> = if has_subgraphs {
+        let mut v = outer.clone();
+        v.extend(
+            tensors
+                .iter()
+                .filter(|t| !matches!(g[t.producer], Vertex::Undefined | Vertex::Outer))
+                .map(|t| t.name),
+        );
+        v
+    } else {
+        HashSet::default()
+    };
 
     let nodes = body.nodes.clone();
     let mut graph = Graph {
@@ -415,6 +461,9 @@ fn build_body<'m>(
         node_vertex,
         tensors,
         by_name,
+        io,
+        initializer_ids,
+        topo,
         problems,
         opset: version,
         stats: Default::default(),
@@ -422,10 +471,13 @@ fn build_body<'m>(
     };
     super::shapes::infer(&mut graph);
     out.push(graph);
+    if !has_subgraphs {
+        return;
+    }
 
     for (ni, n) in nodes.iter().enumerate() {
         for (ai, a) in n.attribute.iter().enumerate() {
-            for (gi, sub) in a.g.iter().chain(a.graphs.iter()).enumerate() {
+            for (gi, sub) in a.subgraphs().enumerate() {
                 let step = ScopeStep::Node {
                     node: ni as u32,
                     attr: ai as u32,
@@ -450,6 +502,49 @@ fn build_body<'m>(
     }
 }
 
+/// What [`node_problem`] learned so far about a graph's op types.
+struct KnownOps<'m> {
+    default_imported: bool,
+    /// Default-domain op types, and whether the imported opset has them.
+    seen: HashMap<&'m str, bool>,
+}
+
+/// A node whose domain is not imported, or whose op the imported opset lacks.
+fn node_problem<'m>(
+    n: &'m NodeProto,
+    i: NodeId,
+    opsets: &HashSet<String>,
+    version: Option<i64>,
+    known: &mut KnownOps<'m>,
+) -> Option<Problem> {
+    let default = matches!(n.domain.as_str(), "" | "ai.onnx");
+    let imported = if default {
+        known.default_imported
+    } else {
+        opsets.contains(n.domain.as_str())
+    };
+    if !imported {
+        return Some(Problem {
+            kind: ProblemKind::MissingOpset {
+                node: i,
+                domain: n.domain.clone(),
+            },
+        });
+    }
+    let mut is_known = |v| {
+        *known
+            .seen
+            .entry(n.op_type.as_str())
+            .or_insert_with(|| is_known_op(&n.op_type, v))
+    };
+    match version {
+        Some(v) if default && !is_known(v) => Some(Problem {
+            kind: ProblemKind::UnknownOp { node: i, opset: v },
+        }),
+        _ => None,
+    }
+}
+
 fn value_type(vi: &ValueInfoProto) -> (Option<i32>, Option<Vec<Dim>>) {
     match vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
         Some(Ty::TensorType(tt)) => {
@@ -458,7 +553,7 @@ fn value_type(vi: &ValueInfoProto) -> (Option<i32>, Option<Vec<Dim>>) {
                     .iter()
                     .map(|d| match &d.value {
                         Some(DimValue::DimValue(v)) => Dim::Known(*v),
-                        Some(DimValue::DimParam(p)) => Dim::Named(p.clone()),
+                        Some(DimValue::DimParam(p)) => Dim::Named(p.as_str().into()),
                         None => Dim::Unknown,
                     })
                     .collect()

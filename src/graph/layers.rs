@@ -4,7 +4,7 @@
 //! activation after it", "is this normalized"), answered once here so that
 //! every rule answers them the same way.
 
-use super::{Graph, NodeId, NodeRef, Stored};
+use super::{Graph, NodeId, NodeRef, Stored, TensorId};
 
 /// What kind of weight layer a node is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,8 +22,10 @@ pub struct WeightLayer<'m> {
     /// The input slot of the activation.
     pub data_slot: usize,
     pub weight_name: &'m str,
+    pub weight_id: TensorId,
     pub weight: Stored<'m>,
     pub bias_name: Option<&'m str>,
+    pub bias_id: Option<TensorId>,
     /// Inputs each output unit sums over (`C/groups * kH * kW` for a conv).
     pub fan_in: Option<usize>,
     /// Output units: features of a dense layer, channels of a conv.
@@ -65,21 +67,26 @@ impl<'m> Graph<'m> {
     /// The stored tensor behind `tensor`, looking back through layout ops, and
     /// whether a 2-D transpose sits on the way.
     pub fn constant_through(&self, tensor: &str) -> Option<(&'m str, Stored<'m>, bool)> {
-        let mut name = tensor;
+        let (t, stored, transposed) = self.constant_through_id(self.tensor_id(tensor)?)?;
+        Some((self.tensor_name(t), stored, transposed))
+    }
+
+    /// [`Graph::constant_through`] for tensor `t`, giving the stored tensor's id.
+    pub fn constant_through_id(&self, tensor: TensorId) -> Option<(TensorId, Stored<'m>, bool)> {
+        let mut t = tensor;
         let mut transposed = false;
         for _ in 0..=self.node_count() {
-            if let Some(t) = self.stored(name) {
-                let stored_name = self.tensor(name)?.name;
-                return Some((stored_name, t, transposed));
+            if let Some(s) = self.stored_of(t) {
+                return Some((t, s, transposed));
             }
-            let (n, slot) = self.producer(name)?;
+            let (n, slot) = self.producer_of(t)?;
             if slot != 0 || !self.is_value_preserving(&n) {
                 return None;
             }
             if n.is("Transpose") {
                 transposed = !transposed;
             }
-            name = n.input(0)?;
+            t = n.input_id(0)?;
         }
         None
     }
@@ -103,7 +110,7 @@ impl<'m> Graph<'m> {
         }
         match n.op_type() {
             "Gemm" => {
-                let (weight_name, weight, transposed) = self.constant_through(n.input(1)?)?;
+                let (weight_id, weight, transposed) = self.constant_through_id(n.input_id(1)?)?;
                 let d = dims(&weight)?;
                 if d.len() != 2 {
                     return None;
@@ -114,9 +121,11 @@ impl<'m> Graph<'m> {
                     node: id,
                     kind: LayerKind::Gemm,
                     data_slot: 0,
-                    weight_name,
+                    weight_name: self.tensor_name(weight_id),
+                    weight_id,
                     weight,
                     bias_name: n.input(2),
+                    bias_id: n.input_id(2),
                     fan_in: Some(inputs),
                     units: Some(units),
                     in_width: Some(inputs),
@@ -124,7 +133,7 @@ impl<'m> Graph<'m> {
                 })
             }
             "Conv" => {
-                let (weight_name, weight, _) = self.constant_through(n.input(1)?)?;
+                let (weight_id, weight, _) = self.constant_through_id(n.input_id(1)?)?;
                 let d = dims(&weight)?;
                 if d.len() < 3 {
                     return None;
@@ -135,9 +144,11 @@ impl<'m> Graph<'m> {
                     node: id,
                     kind: LayerKind::Conv,
                     data_slot: 0,
-                    weight_name,
+                    weight_name: self.tensor_name(weight_id),
+                    weight_id,
                     weight,
                     bias_name: n.input(2),
+                    bias_id: n.input_id(2),
                     fan_in: d[1].checked_mul(receptive),
                     units: Some(d[0]),
                     in_width: d[1].checked_mul(groups),
@@ -145,10 +156,10 @@ impl<'m> Graph<'m> {
                 })
             }
             "MatMul" => {
-                let a = n.input(0)?;
-                let b = n.input(1)?;
-                let (data_slot, (weight_name, weight, transposed)) =
-                    match (self.constant_through(a), self.constant_through(b)) {
+                let a = n.input_id(0)?;
+                let b = n.input_id(1)?;
+                let (data_slot, (weight_id, weight, transposed)) =
+                    match (self.constant_through_id(a), self.constant_through_id(b)) {
                         (None, Some(w)) => (0, w),
                         (Some(w), None) => (1, w),
                         _ => return None,
@@ -161,22 +172,24 @@ impl<'m> Graph<'m> {
                 let (k, units) = (d[d.len() - 2], d[d.len() - 1]);
                 let (inputs, units) = if transposed { (units, k) } else { (k, units) };
                 // The bias of a decomposed Linear is the Add right after.
-                let bias_name = n.output(0).and_then(|o| {
-                    let uses = self.consumers(o);
-                    match uses.as_slice() {
-                        [(add, _)] if add.is("Add") => (0..2)
-                            .filter_map(|i| add.input(i))
-                            .find(|i| *i != o && self.is_constant(i)),
-                        _ => None,
+                let bias_id = n.output_id(0).and_then(|o| match self.io.reads(o) {
+                    &[(add, _)] if self.node(add).is("Add") => {
+                        let add = self.node(add);
+                        (0..2)
+                            .filter_map(|i| add.input_id(i))
+                            .find(|&i| i != o && self.stored_of(i).is_some())
                     }
+                    _ => None,
                 });
                 Some(WeightLayer {
                     node: id,
                     kind: LayerKind::MatMul,
                     data_slot,
-                    weight_name,
+                    weight_name: self.tensor_name(weight_id),
+                    weight_id,
                     weight,
-                    bias_name,
+                    bias_name: bias_id.map(|b| self.tensor_name(b)),
+                    bias_id,
                     fan_in: Some(inputs),
                     units: Some(units),
                     in_width: Some(inputs),
@@ -219,19 +232,19 @@ impl<'m> Graph<'m> {
     /// it affine (bias adds, BatchNorm, dropout, layout). `None` when it meets
     /// something else first (another layer, a residual add, the output).
     pub fn activation_after(&self, id: NodeId) -> Option<(NodeId, Activation)> {
-        let mut current = self.node(id).output(0)?;
+        let mut current = self.node(id).output_id(0)?;
         for _ in 0..=self.node_count() {
-            let uses = self.consumers(current);
-            let [(next, slot)] = uses.as_slice() else {
+            let &[(next, slot)] = self.io.reads(current) else {
                 return None;
             };
-            if let Some(a) = activation(next) {
+            let next = self.node(next);
+            if let Some(a) = activation(&next) {
                 return Some((next.id(), a));
             }
-            if *slot != 0 || !self.is_affine_passthrough(next) {
+            if slot != 0 || !self.is_affine_passthrough(&next) {
                 return None;
             }
-            current = next.output(0)?;
+            current = next.output_id(0)?;
         }
         None
     }
@@ -244,25 +257,25 @@ impl<'m> Graph<'m> {
         if self.normalizes(&n) {
             return true;
         }
-        let mut current = match n.output(0) {
+        let mut current = match n.output_id(0) {
             Some(o) => o,
             None => return false,
         };
         for _ in 0..=self.node_count() {
-            let uses = self.consumers(current);
-            let [(next, slot)] = uses.as_slice() else {
+            let &[(next, slot)] = self.io.reads(current) else {
                 return false;
             };
-            if *slot == 0
-                && self.normalizes(next)
+            let next = self.node(next);
+            if slot == 0
+                && self.normalizes(&next)
                 && !matches!(next.op_type(), "Conv" | "Gemm" | "MatMul")
             {
                 return true;
             }
-            if *slot != 0 || !self.is_affine_passthrough(next) || next.is("BatchNormalization") {
+            if slot != 0 || !self.is_affine_passthrough(&next) || next.is("BatchNormalization") {
                 return false;
             }
-            current = match next.output(0) {
+            current = match next.output_id(0) {
                 Some(o) => o,
                 None => return false,
             };
@@ -283,8 +296,8 @@ impl<'m> Graph<'m> {
             "Dropout" | "BatchNormalization" => true,
             "Add" | "Sub" | "Mul" | "Div" => {
                 let stored = |i| {
-                    n.input(i)
-                        .is_some_and(|t| self.constant_through(t).is_some())
+                    n.input_id(i)
+                        .is_some_and(|t| self.constant_through_id(t).is_some())
                 };
                 n.inputs().len() == 2 && stored(0) != stored(1)
             }

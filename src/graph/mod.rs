@@ -17,10 +17,8 @@ mod stats;
 use rustc_hash::FxHashMap as HashMap;
 
 use petgraph::graph::{DiGraph, NodeIndex};
-use petgraph::visit::EdgeRef;
-use petgraph::Direction;
 
-pub use build::{build, is_known_op, Problem, ProblemKind, IMPLICIT_SLOT};
+pub use build::{build, build_listing, is_known_op, Problem, ProblemKind, IMPLICIT_SLOT};
 pub use layers::{activation, Activation, LayerKind, WeightLayer, NORMALIZATION_OPS};
 pub use node::{Attr, NodeRef};
 pub use origin::PyOrigin;
@@ -56,6 +54,74 @@ pub struct Edge {
 
 pub type TensorId = usize;
 
+/// The tensor id of an omitted optional input or output.
+pub(crate) const NO_TENSOR: TensorId = TensorId::MAX;
+
+/// Which tensors each node reads and writes, and who reads each tensor,
+/// resolved once while building so that queries do not look names up.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct NodeTensors {
+    /// Node `i`'s explicit inputs are `inputs[input_start[i]..input_start[i + 1]]`.
+    inputs: Vec<TensorId>,
+    input_start: Vec<u32>,
+    outputs: Vec<TensorId>,
+    output_start: Vec<u32>,
+    /// Tensor `t`'s readers are `reads[read_start[t]..read_start[t + 1]]`:
+    /// `(node, input slot)` in file order, subgraph reads included.
+    reads: Vec<(NodeId, usize)>,
+    read_start: Vec<u32>,
+}
+
+impl NodeTensors {
+    pub(crate) fn with_capacity(nodes: usize, inputs: usize, outputs: usize) -> Self {
+        let mut input_start = Vec::with_capacity(nodes + 1);
+        input_start.push(0);
+        let mut output_start = Vec::with_capacity(nodes + 1);
+        output_start.push(0);
+        NodeTensors {
+            inputs: Vec::with_capacity(inputs),
+            input_start,
+            outputs: Vec::with_capacity(outputs),
+            output_start,
+            ..Default::default()
+        }
+    }
+
+    /// Groups `(tensor, node, slot)` reads, given in file order, by tensor.
+    pub(crate) fn index_reads(&mut self, tensors: usize, reads: Vec<(TensorId, NodeId, usize)>) {
+        let mut start = vec![0u32; tensors + 1];
+        for &(t, _, _) in &reads {
+            start[t + 1] += 1;
+        }
+        for i in 0..tensors {
+            start[i + 1] += start[i];
+        }
+        let mut next = start.clone();
+        let mut out = vec![(0, 0); reads.len()];
+        for (t, node, slot) in reads {
+            out[next[t] as usize] = (node, slot);
+            next[t] += 1;
+        }
+        self.reads = out;
+        self.read_start = start;
+    }
+
+    fn inputs(&self, node: NodeId) -> &[TensorId] {
+        &self.inputs[self.input_start[node] as usize..self.input_start[node + 1] as usize]
+    }
+
+    fn outputs(&self, node: NodeId) -> &[TensorId] {
+        &self.outputs[self.output_start[node] as usize..self.output_start[node + 1] as usize]
+    }
+
+    fn reads(&self, t: TensorId) -> &[(NodeId, usize)] {
+        match (self.read_start.get(t), self.read_start.get(t + 1)) {
+            (Some(&a), Some(&b)) => &self.reads[a as usize..b as usize],
+            _ => &[],
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct Tensor<'m> {
     name: &'m str,
@@ -65,18 +131,38 @@ pub(crate) struct Tensor<'m> {
     dims: Option<Vec<Dim>>,
 }
 
+/// The listing a graph's spans point into.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Listing<'m> {
+    Ready(&'m Source),
+    /// Being printed while the graph is built; set before any rule runs.
+    Later(&'m std::sync::OnceLock<Source>),
+}
+
+impl<'m> Listing<'m> {
+    fn get(self) -> &'m Source {
+        static EMPTY: std::sync::OnceLock<Source> = std::sync::OnceLock::new();
+        match self {
+            Listing::Ready(s) => s,
+            Listing::Later(cell) => cell
+                .get()
+                .unwrap_or_else(|| EMPTY.get_or_init(Source::default)),
+        }
+    }
+}
+
 /// A dimension of a declared shape.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Dim {
     Known(i64),
-    Named(String),
+    Named(std::sync::Arc<str>),
     Unknown,
 }
 
 /// One graph of a model, ready for queries.
 pub struct Graph<'m> {
     pub(crate) model: &'m Model,
-    pub(crate) source: &'m Source,
+    pub(crate) source: Listing<'m>,
     pub(crate) scope: ScopeId,
     /// What this graph is, for messages: `main graph`, `then_branch of If node ...`.
     pub(crate) title: String,
@@ -88,9 +174,13 @@ pub struct Graph<'m> {
     pub(crate) node_vertex: Vec<NodeIndex>,
     pub(crate) tensors: Vec<Tensor<'m>>,
     pub(crate) by_name: HashMap<&'m str, TensorId>,
+    pub(crate) io: NodeTensors,
     pub(crate) problems: Vec<Problem>,
     pub(crate) opset: Option<i64>,
-    pub(crate) stats: std::sync::OnceLock<HashMap<&'m str, TensorStats>>,
+    /// Per initializer, its tensor; `None` for a second initializer of one name.
+    pub(crate) initializer_ids: Vec<Option<TensorId>>,
+    pub(crate) topo: Option<Vec<NodeId>>,
+    pub(crate) stats: std::sync::OnceLock<stats::StatsTable>,
     pub(crate) layers: std::sync::OnceLock<Vec<Option<WeightLayer<'m>>>>,
 }
 
@@ -179,7 +269,7 @@ impl<'m> Graph<'m> {
     }
 
     pub fn source(&self) -> &'m Source {
-        self.source
+        self.source.get()
     }
 
     pub fn scope(&self) -> &ScopeId {
@@ -250,9 +340,24 @@ impl<'m> Graph<'m> {
         self.by_name.get(name).map(|&t| &self.tensors[t])
     }
 
+    /// The id of the tensor called `name`, for the queries that take ids.
+    pub fn tensor_id(&self, name: &str) -> Option<TensorId> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The name of tensor `t`.
+    pub fn tensor_name(&self, t: TensorId) -> &'m str {
+        self.tensors[t].name
+    }
+
     /// The node that produces `tensor`, with the output slot.
     pub fn producer(&self, tensor: &str) -> Option<(NodeRef<'_, 'm>, usize)> {
-        let t = self.tensor(tensor)?;
+        self.producer_of(self.tensor_id(tensor)?)
+    }
+
+    /// The node that produces tensor `t`, with the output slot.
+    pub fn producer_of(&self, t: TensorId) -> Option<(NodeRef<'_, 'm>, usize)> {
+        let t = self.tensors.get(t)?;
         match self.g[t.producer] {
             Vertex::Node(id) => Some((self.node(id), t.slot)),
             _ => None,
@@ -261,21 +366,23 @@ impl<'m> Graph<'m> {
 
     /// The nodes that read `tensor`, with the input slot, in file order.
     pub fn consumers(&self, tensor: &str) -> Vec<(NodeRef<'_, 'm>, usize)> {
-        let Some(&tid) = self.by_name.get(tensor) else {
-            return Vec::new();
-        };
-        let from = self.tensors[tid].producer;
-        let mut uses: Vec<(NodeId, usize)> = self
-            .g
-            .edges_directed(from, Direction::Outgoing)
-            .filter(|e| e.weight().tensor == tid)
-            .filter_map(|e| match self.g[e.target()] {
-                Vertex::Node(id) => Some((id, e.weight().to)),
-                _ => None,
-            })
-            .collect();
-        uses.sort_unstable();
-        uses.into_iter().map(|(id, s)| (self.node(id), s)).collect()
+        self.tensor_id(tensor)
+            .map(|t| self.consumers_of(t))
+            .unwrap_or_default()
+    }
+
+    /// The nodes that read tensor `t`, with the input slot, in file order.
+    pub fn consumers_of(&self, t: TensorId) -> Vec<(NodeRef<'_, 'm>, usize)> {
+        self.io
+            .reads(t)
+            .iter()
+            .map(|&(id, slot)| (self.node(id), slot))
+            .collect()
+    }
+
+    /// How many input slots, of any node, read tensor `t`.
+    pub fn read_count(&self, t: TensorId) -> usize {
+        self.io.reads(t).len()
     }
 
     /// Whether `tensor` is one of the graph's outputs.
@@ -306,6 +413,13 @@ impl<'m> Graph<'m> {
     /// The uses of `tensor`, looking through value-preserving ops: a Reshape of
     /// the value is followed to its own uses. Sorted by node.
     pub fn follow(&self, tensor: &str) -> Vec<Use> {
+        self.tensor_id(tensor)
+            .map(|t| self.follow_id(t))
+            .unwrap_or_default()
+    }
+
+    /// [`Graph::follow`] for tensor `t`.
+    pub fn follow_id(&self, tensor: TensorId) -> Vec<Use> {
         let mut out = Vec::new();
         let mut stack = vec![(tensor, Vec::new())];
         let mut seen = rustc_hash::FxHashSet::default();
@@ -313,16 +427,17 @@ impl<'m> Graph<'m> {
             if !seen.insert(t) {
                 continue;
             }
-            for (n, slot) in self.consumers(t) {
+            for &(id, slot) in self.io.reads(t) {
+                let n = self.node(id);
                 if slot == 0 && self.is_value_preserving(&n) {
-                    if let Some(next) = n.output(0) {
+                    if let Some(next) = n.output_id(0) {
                         let mut v = via.clone();
-                        v.push(n.id());
+                        v.push(id);
                         stack.push((next, v));
                     }
                 } else {
                     out.push(Use {
-                        node: n.id(),
+                        node: id,
                         slot,
                         via: via.clone(),
                     });
@@ -336,16 +451,22 @@ impl<'m> Graph<'m> {
 
     /// Where `tensor` comes from, looking back through value-preserving ops.
     pub fn origin(&self, tensor: &str) -> Origin {
-        let mut name = tensor;
+        self.tensor_id(tensor)
+            .map_or(Origin::Unknown, |t| self.origin_id(t))
+    }
+
+    /// [`Graph::origin`] for tensor `t`.
+    pub fn origin_id(&self, tensor: TensorId) -> Origin {
+        let mut tid = tensor;
         for _ in 0..=self.nodes.len() {
-            let Some(t) = self.tensor(name) else {
+            let Some(t) = self.tensors.get(tid) else {
                 return Origin::Unknown;
             };
             match self.g[t.producer] {
                 Vertex::Node(id) => {
                     let n = self.node(id);
-                    match n.input(0) {
-                        Some(prev) if t.slot == 0 && self.is_value_preserving(&n) => name = prev,
+                    match n.input_id(0) {
+                        Some(prev) if t.slot == 0 && self.is_value_preserving(&n) => tid = prev,
                         _ => return Origin::Node(id),
                     }
                 }
@@ -360,7 +481,12 @@ impl<'m> Graph<'m> {
     /// The stored tensor behind a constant value: an initializer that is not also a
     /// graph input (which a caller could override), or a `Constant` node's `value`.
     pub fn constant(&self, tensor: &str) -> Option<&'m TensorProto> {
-        let t = self.tensor(tensor)?;
+        self.constant_of(self.tensor_id(tensor)?)
+    }
+
+    /// [`Graph::constant`] for tensor `t`.
+    pub fn constant_of(&self, t: TensorId) -> Option<&'m TensorProto> {
+        let t = self.tensors.get(t)?;
         match self.g[t.producer] {
             Vertex::Initializer(i) => Some(self.initializers[i]),
             Vertex::Node(id) => {
@@ -378,10 +504,15 @@ impl<'m> Graph<'m> {
     /// A value fixed at export time: a stored tensor, or a `ConstantOfShape` fill
     /// of a constant shape (how model-zoo graphs without weights spell them).
     pub fn stored(&self, tensor: &str) -> Option<Stored<'m>> {
-        if let Some(t) = self.constant(tensor) {
+        self.stored_of(self.tensor_id(tensor)?)
+    }
+
+    /// [`Graph::stored`] for tensor `t`.
+    pub fn stored_of(&self, tensor: TensorId) -> Option<Stored<'m>> {
+        if let Some(t) = self.constant_of(tensor) {
             return Some(Stored::Tensor(t));
         }
-        let (n, 0) = self.producer(tensor)? else {
+        let (n, 0) = self.producer_of(tensor)? else {
             return None;
         };
         if !n.is("ConstantOfShape") {
@@ -445,6 +576,11 @@ impl<'m> Graph<'m> {
         self.tensor(tensor)?.dims.as_deref()
     }
 
+    /// [`Graph::shape`] for tensor `t`.
+    pub fn shape_of(&self, t: TensorId) -> Option<&[Dim]> {
+        self.tensors.get(t)?.dims.as_deref()
+    }
+
     /// The name of graph input `i`.
     pub fn input_name(&self, i: usize) -> &'m str {
         self.inputs[i]
@@ -452,6 +588,17 @@ impl<'m> Graph<'m> {
 
     pub fn initializer(&self, i: usize) -> &'m TensorProto {
         self.initializers[i]
+    }
+
+    /// The tensor initializer `i` defines; `None` when an earlier one has its name.
+    pub fn initializer_id(&self, i: usize) -> Option<TensorId> {
+        self.initializer_ids.get(i).copied().flatten()
+    }
+
+    /// Every node in an order where producers come before their readers;
+    /// `None` when the graph has a cycle.
+    pub fn topological_order(&self) -> Option<&[NodeId]> {
+        self.topo.as_deref()
     }
 
     /// The graph's input names, in order.
@@ -574,6 +721,45 @@ mod tests {
     }
 
     #[test]
+    fn id_queries_agree_with_name_queries() {
+        let mut clip = node("Clip", &["x", "", "hi"], &["c"]);
+        clip.input[2] = "shape".into();
+        let m = model(vec![
+            node("Relu", &["x"], &["a"]),
+            clip,
+            node("Add", &["a", "c"], &["s"]),
+            node("Mul", &["a", "a"], &["m"]),
+            // Writes `a` a second time: an `invalid-graph` error, and no id.
+            node("Neg", &["x"], &["a"]),
+        ]);
+        let src = print_model(&m.proto, Values::Elide);
+        let graphs = build(&m, &src);
+        let g = &graphs[0];
+        for n in g.nodes() {
+            for i in 0..n.inputs().len() {
+                assert_eq!(n.input_id(i), n.input(i).and_then(|t| g.tensor_id(t)));
+            }
+        }
+        let clip = g.node(1);
+        assert_eq!(clip.input_id(1), None);
+        assert_eq!(g.tensor_name(clip.input_id(2).unwrap()), "shape");
+        assert_eq!(g.node(0).output_id(0), g.tensor_id("a"));
+        assert_eq!(g.node(4).output_id(0), None);
+        let a = g.tensor_id("a").unwrap();
+        let by_id: Vec<(NodeId, usize)> = g
+            .consumers_of(a)
+            .iter()
+            .map(|(n, s)| (n.id(), *s))
+            .collect();
+        assert_eq!(by_id, vec![(2, 0), (3, 0), (3, 1)]);
+        assert_eq!(g.read_count(a), 3);
+        assert_eq!(g.producer_of(a).map(|(n, s)| (n.id(), s)), Some((0, 0)));
+        assert!(g.constant_of(clip.input_id(2).unwrap()).is_some());
+        assert_eq!(g.initializer_id(0), g.tensor_id("shape"));
+        assert_eq!(g.topological_order().map(<[_]>::len), Some(5));
+    }
+
+    #[test]
     fn subgraphs_see_outer_names_and_are_built_too() {
         let branch = GraphProto {
             name: "then".into(),
@@ -585,7 +771,7 @@ mod tests {
         iff.attribute.push(AttributeProto {
             name: "then_branch".into(),
             r#type: AttributeType::Graph as i32,
-            g: Some(branch),
+            g: Some(Box::new(branch)),
             ..Default::default()
         });
         let m = model(vec![iff]);

@@ -44,7 +44,7 @@ impl<'m> Attr<'m> {
     }
 
     pub fn tensor(&self) -> Option<&'m TensorProto> {
-        self.0.t.as_ref()
+        self.0.t.as_deref()
     }
 }
 
@@ -96,6 +96,19 @@ impl<'g, 'm> NodeRef<'g, 'm> {
             .filter(|s| !s.is_empty())
     }
 
+    /// The tensor read by input `i`, `None` when absent or left empty.
+    pub fn input_id(&self, i: usize) -> Option<super::TensorId> {
+        let t = *self.graph.io.inputs(self.id).get(i)?;
+        (t != super::NO_TENSOR).then_some(t)
+    }
+
+    /// The tensor written by output `i`, `None` when absent, left empty or
+    /// already written by an earlier node (an `invalid-graph` error).
+    pub fn output_id(&self, i: usize) -> Option<super::TensorId> {
+        let t = *self.graph.io.outputs(self.id).get(i)?;
+        (t != super::NO_TENSOR).then_some(t)
+    }
+
     pub fn inputs(&self) -> &'m [String] {
         &self.proto.input
     }
@@ -136,11 +149,11 @@ impl<'g, 'm> NodeRef<'g, 'm> {
     /// Where the node is in the source text.
     pub fn span(&self) -> NodeSpan {
         self.graph
-            .source
+            .source()
             .node(&self.graph.scope, self.id)
             .cloned()
             .unwrap_or_else(|| {
-                let r = self.graph.source.graph(&self.graph.scope);
+                let r = self.graph.source().graph(&self.graph.scope);
                 NodeSpan {
                     stmt: r.clone(),
                     op: r.clone(),

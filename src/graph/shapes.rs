@@ -6,7 +6,7 @@
 //! a classifier's shape from its input to its softmax, nothing more. Anything
 //! else stays unknown, and rules that need a shape then stay silent.
 
-use super::{Dim, Graph, NodeRef};
+use super::{Dim, Graph, NodeRef, TensorId};
 
 const SAME_SHAPE: &[&str] = &[
     "Relu",
@@ -48,17 +48,15 @@ const BROADCAST: &[&str] = &["Add", "Sub", "Mul", "Div", "Pow", "Where", "Max", 
 pub(super) fn infer(graph: &mut Graph<'_>) {
     for _ in 0..2 {
         for id in 0..graph.node_count() {
-            let Some(out) = graph.node(id).output(0) else {
+            let Some(out) = graph.node(id).output_id(0) else {
                 continue;
             };
-            if graph.shape(out).is_some() {
+            if graph.shape_of(out).is_some() {
                 continue;
             }
             let n = graph.node(id);
             if let Some(shape) = infer_node(graph, &n) {
-                if let Some(&t) = graph.by_name.get(out) {
-                    graph.tensors[t].dims = Some(shape);
-                }
+                graph.tensors[out].dims = Some(shape);
             }
         }
     }
@@ -68,7 +66,7 @@ fn infer_node(graph: &Graph<'_>, n: &NodeRef<'_, '_>) -> Option<Vec<Dim>> {
     if !n.domain_is_default() {
         return None;
     }
-    let input = |i: usize| n.input(i).and_then(|t| shape_of(graph, t));
+    let input = |i: usize| n.input_id(i).and_then(|t| shape_of(graph, t));
     let op = n.op_type();
     if SAME_SHAPE.contains(&op) {
         return input(0);
@@ -172,12 +170,12 @@ fn infer_node(graph: &Graph<'_>, n: &NodeRef<'_, '_>) -> Option<Vec<Dim>> {
     }
 }
 
-fn shape_of(graph: &Graph<'_>, tensor: &str) -> Option<Vec<Dim>> {
-    if let Some(s) = graph.shape(tensor) {
+fn shape_of(graph: &Graph<'_>, tensor: TensorId) -> Option<Vec<Dim>> {
+    if let Some(s) = graph.shape_of(tensor) {
         return Some(s.to_vec());
     }
     graph
-        .stored(tensor)
+        .stored_of(tensor)
         .map(|s| s.dims().iter().map(|&d| Dim::Known(d)).collect())
 }
 

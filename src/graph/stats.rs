@@ -7,7 +7,7 @@
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-use super::{Graph, Stored};
+use super::{Graph, Stored, TensorId};
 use crate::onnx::proto::data_type;
 
 /// Bytes summarized between two releases of their memory pages.
@@ -54,67 +54,80 @@ struct Job {
     keep_values: bool,
 }
 
+/// Every summary of a graph, found by tensor id.
+#[derive(Debug, Default)]
+pub(crate) struct StatsTable {
+    /// Per tensor id, where its summary is in `parts`: `(part, position)`.
+    index: Vec<Option<(u32, u32)>>,
+    /// The summaries, as each worker made them (not copied into one vector).
+    parts: Vec<Vec<TensorStats>>,
+}
+
 impl<'m> Graph<'m> {
     /// The summary of a stored float tensor of this graph.
     pub fn stats(&self, tensor: &str) -> Option<&TensorStats> {
-        self.stats.get_or_init(|| self.compute_stats()).get(tensor)
+        self.stats_of(self.tensor_id(tensor)?)
     }
 
-    fn compute_stats(&self) -> HashMap<&'m str, TensorStats> {
-        let mut layouts: HashMap<&str, Layout> = HashMap::default();
-        let mut biases: HashSet<&str> = HashSet::default();
+    /// [`Graph::stats`] for tensor `t`.
+    pub fn stats_of(&self, t: TensorId) -> Option<&TensorStats> {
+        let table = self.stats.get_or_init(|| self.compute_stats());
+        let (part, i) = (*table.index.get(t)?)?;
+        table.parts.get(part as usize)?.get(i as usize)
+    }
+
+    fn compute_stats(&self) -> StatsTable {
+        let mut layouts: HashMap<TensorId, Layout> = HashMap::default();
+        let mut biases: HashSet<TensorId> = HashSet::default();
         for l in self.weight_layers() {
             if let Some(units) = l.units {
-                layouts.insert(l.weight_name, Some((units, l.units_first)));
+                layouts.insert(l.weight_id, Some((units, l.units_first)));
             }
-            biases.extend(l.bias_name);
+            biases.extend(l.bias_id);
         }
-        let mut jobs: Vec<(&'m str, Stored<'m>, Job)> = Vec::new();
-        let names: Vec<&'m str> = self
-            .initializers
+        let mut jobs: Vec<(TensorId, Stored<'m>, Job)> = Vec::new();
+        let mut ids: Vec<TensorId> = self
+            .initializer_ids
             .iter()
-            .map(|t| t.name.as_str())
+            .flatten()
+            .copied()
             .chain(
                 self.nodes()
                     .filter(|n| n.is("Constant"))
-                    .filter_map(|n| n.output(0)),
+                    .filter_map(|n| n.output_id(0)),
             )
             .chain(layouts.keys().copied())
             .collect();
-        let mut seen = rustc_hash::FxHashSet::default();
-        for name in names.iter().copied() {
-            if !seen.insert(name) {
-                continue;
-            }
-            if let Some(s) = self.stored(name) {
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            if let Some(s) = self.stored_of(id) {
                 if data_type::is_float(s.elem_type()) {
                     let count = s.len().unwrap_or(usize::MAX);
                     let job = Job {
-                        layout: layouts.get(name).copied().flatten(),
+                        layout: layouts.get(&id).copied().flatten(),
                         keep_values: count <= KEEP_SMALL
-                            || (count <= KEEP_VALUES && biases.contains(name)),
+                            || (count <= KEEP_VALUES && biases.contains(&id)),
                     };
-                    jobs.push((name, s, job));
+                    jobs.push((id, s, job));
                 }
             }
         }
         // Largest first, dealt round-robin: the workers finish at about the same time.
-        jobs.sort_by_key(|(name, s, _)| (std::cmp::Reverse(s.len().unwrap_or(0)), *name));
+        jobs.sort_by_key(|(id, s, _)| (std::cmp::Reverse(s.len().unwrap_or(0)), *id));
         let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .clamp(1, 8);
         let graph = self;
-        let results: Vec<Vec<(&'m str, TensorStats)>> = std::thread::scope(|scope| {
+        let results: Vec<(Vec<TensorId>, Vec<TensorStats>)> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
                 .map(|w| {
-                    let mine: Vec<&(&'m str, Stored<'m>, Job)> =
+                    let mine: Vec<&(TensorId, Stored<'m>, Job)> =
                         jobs.iter().skip(w).step_by(workers).collect();
                     scope.spawn(move || {
                         mine.into_iter()
-                            .filter_map(|(name, s, job)| {
-                                graph.summarize(s, *job).map(|st| (*name, st))
-                            })
-                            .collect::<Vec<_>>()
+                            .filter_map(|(id, s, job)| graph.summarize(s, *job).map(|st| (*id, st)))
+                            .unzip()
                     })
                 })
                 .collect();
@@ -123,7 +136,17 @@ impl<'m> Graph<'m> {
                 .map(|h| h.join().unwrap_or_default())
                 .collect()
         });
-        results.into_iter().flatten().collect()
+        let mut table = StatsTable {
+            index: vec![None; self.tensors.len()],
+            parts: Vec::with_capacity(results.len()),
+        };
+        for (part, (ids, stats)) in results.into_iter().enumerate() {
+            for (i, id) in ids.into_iter().enumerate() {
+                table.index[id] = Some((part as u32, i as u32));
+            }
+            table.parts.push(stats);
+        }
+        table
     }
 
     fn summarize(&self, s: &Stored<'m>, job: Job) -> Option<TensorStats> {
@@ -242,9 +265,23 @@ fn summarize_f32(
         let bytes = &raw[(r0 * row_len * 4).min(raw.len())..(r1 * row_len * 4).min(raw.len())];
         scan(bytes, r0, row_len, first, job, release)
     };
-    let partials: Vec<Partial> = if parts == 1 {
-        vec![scan_part(0)]
-    } else {
+    if parts == 1 {
+        // One part is the whole tensor: no merge, no second copy of its vectors.
+        let Partial {
+            stats: mut st,
+            sum,
+            sumsq,
+            finite,
+        } = scan_part(0);
+        st.count = count;
+        st.first = Some(first as f64);
+        if finite > 0 {
+            st.mean = sum / finite as f64;
+            st.std = (sumsq / finite as f64 - st.mean * st.mean).max(0.0).sqrt();
+        }
+        return Some(st);
+    }
+    let partials: Vec<Partial> = {
         std::thread::scope(|scope| {
             let handles: Vec<_> = (0..parts)
                 .map(|k| scope.spawn(move || scan_part(k)))
@@ -334,7 +371,15 @@ fn scan(
         ..Default::default()
     };
     let (mut sum, mut sumsq, mut finite) = (0f64, 0f64, 0usize);
-    let mut buf = vec![0f32; row_len];
+    // Rows of dense layers fit on the stack; only huge rows need the heap.
+    let mut stack_buf = [0f32; 1024];
+    let mut heap_buf = Vec::new();
+    let buf: &mut [f32] = if row_len <= stack_buf.len() {
+        &mut stack_buf[..row_len]
+    } else {
+        heap_buf.resize(row_len, 0f32);
+        &mut heap_buf
+    };
     let mut released = 0usize;
     for (i, row) in raw.chunks(row_len * 4).enumerate() {
         let r = first_row + i;

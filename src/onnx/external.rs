@@ -200,6 +200,15 @@ impl Mapped {
         self.bytes.clone()
     }
 
+    /// Another handle on the same bytes with a reference count of its own, so
+    /// that threads slicing their own handles do not contend on one counter.
+    pub fn handle(&self) -> Bytes {
+        match &self.map {
+            Some(map) => Bytes::from_owner(Owner(map.clone())),
+            None => self.bytes.clone(),
+        }
+    }
+
     /// Whether `part` lies in this map.
     pub fn contains(&self, part: &[u8]) -> bool {
         self.map.as_ref().is_some_and(|map| {

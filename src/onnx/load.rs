@@ -54,7 +54,7 @@ pub fn load(path: &Path) -> Result<Model, LoadError> {
     if bytes.is_empty() {
         return Err(err("file is empty, not an ONNX model".into()));
     }
-    let proto = decode(bytes).map_err(err)?;
+    let proto = decode_with(bytes, &|| map.handle()).map_err(err)?;
     let model = Model {
         path: path.to_path_buf(),
         external: ExternalData::new(path),
@@ -67,8 +67,17 @@ pub fn load(path: &Path) -> Result<Model, LoadError> {
 
 /// Decodes and sanity-checks a `ModelProto`.
 pub fn decode(bytes: Bytes) -> Result<ModelProto, String> {
-    let proto = ModelProto::decode(bytes)
-        .map_err(|e| format!("not a valid ONNX protobuf file ({})", decode_reason(&e)))?;
+    let handle = bytes.clone();
+    decode_with(bytes, &|| handle.clone())
+}
+
+/// [`decode`], where `handle` gives each decoding thread its own handle on `bytes`.
+fn decode_with(bytes: Bytes, handle: &(dyn Fn() -> Bytes + Sync)) -> Result<ModelProto, String> {
+    let proto = match super::wire::decode_parallel(&bytes, handle) {
+        Some(proto) => proto,
+        None => ModelProto::decode(bytes)
+            .map_err(|e| format!("not a valid ONNX protobuf file ({})", decode_reason(&e)))?,
+    };
     if proto.graph.is_none() {
         return Err("not an ONNX model: it has no graph".into());
     }
@@ -183,11 +192,19 @@ fn for_each_tensor_in_graph(g: &GraphProto, f: &mut dyn FnMut(&TensorProto)) {
 }
 
 fn for_each_tensor_in_attr(a: &AttributeProto, f: &mut dyn FnMut(&TensorProto)) {
-    a.t.iter().chain(a.tensors.iter()).for_each(&mut *f);
-    for s in a.sparse_tensor.iter().chain(a.sparse_tensors.iter()) {
+    a.t.as_deref()
+        .into_iter()
+        .chain(&a.tensors)
+        .for_each(&mut *f);
+    for s in a
+        .sparse_tensor
+        .as_deref()
+        .into_iter()
+        .chain(&a.sparse_tensors)
+    {
         s.values.iter().chain(s.indices.iter()).for_each(&mut *f);
     }
-    for g in a.g.iter().chain(a.graphs.iter()) {
+    for g in a.subgraphs() {
         for_each_tensor_in_graph(g, f);
     }
 }

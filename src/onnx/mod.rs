@@ -8,6 +8,7 @@ pub mod proto;
 pub mod source;
 pub mod text;
 pub mod values;
+mod wire;
 
 pub use load::{load, LoadError, Model};
 pub use values::ValueError;

@@ -324,7 +324,7 @@ impl Printer {
                 }
                 self.out.push(']');
             }
-            AttributeType::TypeProto => self.type_proto(a.tp.as_ref()),
+            AttributeType::TypeProto => self.type_proto(a.tp.as_deref()),
             AttributeType::TypeProtos => {
                 self.out.push('[');
                 for (i, t) in a.type_protos.iter().enumerate() {

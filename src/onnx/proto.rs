@@ -137,14 +137,16 @@ pub struct AttributeProto {
     pub i: i64,
     #[prost(bytes = "bytes", tag = "4")]
     pub s: Bytes,
-    #[prost(message, optional, tag = "5")]
-    pub t: Option<TensorProto>,
-    #[prost(message, optional, tag = "6")]
-    pub g: Option<GraphProto>,
-    #[prost(message, optional, tag = "22")]
-    pub sparse_tensor: Option<SparseTensorProto>,
-    #[prost(message, optional, tag = "14")]
-    pub tp: Option<TypeProto>,
+    // Boxed: inline, these four made every attribute (a Gemm's `transB`
+    // included) 1.5 KB, 77 MB for a 100k-node chain.
+    #[prost(message, optional, boxed, tag = "5")]
+    pub t: Option<Box<TensorProto>>,
+    #[prost(message, optional, boxed, tag = "6")]
+    pub g: Option<Box<GraphProto>>,
+    #[prost(message, optional, boxed, tag = "22")]
+    pub sparse_tensor: Option<Box<SparseTensorProto>>,
+    #[prost(message, optional, boxed, tag = "14")]
+    pub tp: Option<Box<TypeProto>>,
     #[prost(float, repeated, tag = "7")]
     pub floats: Vec<f32>,
     #[prost(int64, repeated, tag = "8")]
@@ -159,6 +161,13 @@ pub struct AttributeProto {
     pub sparse_tensors: Vec<SparseTensorProto>,
     #[prost(message, repeated, tag = "15")]
     pub type_protos: Vec<TypeProto>,
+}
+
+impl AttributeProto {
+    /// The graphs this attribute holds: `g`, then `graphs`.
+    pub fn subgraphs(&self) -> impl Iterator<Item = &GraphProto> {
+        self.g.as_deref().into_iter().chain(&self.graphs)
+    }
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

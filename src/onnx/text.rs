@@ -792,9 +792,9 @@ impl Parser {
             AttributeType::Int => a.i = self.int("an int attribute")?,
             AttributeType::Float => a.f = self.float()? as f32,
             AttributeType::String => a.s = self.string("a string attribute")?.into_bytes().into(),
-            AttributeType::Tensor => a.t = Some(self.tensor()?),
-            AttributeType::Graph => a.g = Some(self.graph(&sub(0))?),
-            AttributeType::TypeProto => a.tp = Some(self.type_proto()?),
+            AttributeType::Tensor => a.t = Some(Box::new(self.tensor()?)),
+            AttributeType::Graph => a.g = Some(Box::new(self.graph(&sub(0))?)),
+            AttributeType::TypeProto => a.tp = Some(Box::new(self.type_proto()?)),
             AttributeType::Ints => a.ints = self.list(|p| p.int("an int"))?,
             AttributeType::Floats => a.floats = self.list(|p| Ok(p.float()? as f32))?,
             AttributeType::Strings => {

@@ -312,7 +312,7 @@ fn to_tract(model: &Model, lowered: &Lowered) -> Result<pb::ModelProto, String> 
     for n in &lowered.nodes {
         used.extend(n.input.iter().map(String::as_str));
         for a in &n.attribute {
-            for sub in a.g.iter().chain(&a.graphs) {
+            for sub in a.subgraphs() {
                 names_in(sub, &mut used);
             }
         }
@@ -405,7 +405,7 @@ fn names_in<'a>(g: &'a crate::onnx::proto::GraphProto, out: &mut rustc_hash::FxH
     for n in &g.node {
         out.extend(n.input.iter().map(String::as_str));
         for a in &n.attribute {
-            for sub in a.g.iter().chain(&a.graphs) {
+            for sub in a.subgraphs() {
                 names_in(sub, out);
             }
         }

@@ -90,7 +90,7 @@ pub fn plan(graph: &Graph<'_>, options: &InputOptions) -> Result<Vec<Input>, Str
                 .map(|(axis, d)| match d {
                     Dim::Known(n) if *n >= 0 => Ok(*n as usize),
                     Dim::Known(n) => Err(format!("input `{name}` has dimension {n}")),
-                    Dim::Named(s) => Ok(options.dims.get(s).copied().unwrap_or(if axis == 0 {
+                    Dim::Named(s) => Ok(options.dims.get(&**s).copied().unwrap_or(if axis == 0 {
                         options.batch
                     } else {
                         DEFAULT_DIM

@@ -29,15 +29,15 @@ impl Rule for BiasBeforeBatchnorm {
             };
             let n = graph.node(layer.node);
             // For MatMul the bias is added by the next node; start from there.
-            let from = match n.output(0) {
+            let from = match n.output_id(0) {
                 Some(o) if layer.kind == crate::graph::LayerKind::MatMul => graph
-                    .consumers(o)
+                    .consumers_of(o)
                     .first()
-                    .and_then(|(add, _)| add.output(0)),
+                    .and_then(|(add, _)| add.output_id(0)),
                 o => o,
             };
             let Some(from) = from else { continue };
-            for u in graph.follow(from) {
+            for u in graph.follow_id(from) {
                 let bn = graph.node(u.node);
                 if !bn.is("BatchNormalization") || u.slot != 0 {
                     continue;

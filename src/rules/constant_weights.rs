@@ -24,7 +24,7 @@ impl Rule for ConstantWeights {
     fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
         let graph = cx.graph;
         for layer in graph.weight_layers() {
-            let Some(st) = graph.stats(layer.weight_name) else {
+            let Some(st) = graph.stats_of(layer.weight_id) else {
                 continue;
             };
             let (Some(value), true) = (st.first, st.all_equal) else {

@@ -33,9 +33,9 @@ impl Rule for DeadNode {
             .node_indices()
             .filter(|&v| matches!(g[v], Vertex::Output(_)))
             .collect();
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = vec![false; g.node_count()];
         while let Some(v) = stack.pop() {
-            if !seen.insert(v) {
+            if std::mem::replace(&mut seen[v.index()], true) {
                 continue;
             }
             if let Vertex::Node(id) = g[v] {
@@ -48,10 +48,9 @@ impl Rule for DeadNode {
                 continue;
             }
             // Report where a dead branch starts, not every node in it.
-            let fed_by_dead = n
-                .inputs()
-                .iter()
-                .any(|i| graph.producer(i).is_some_and(|(p, _)| !live[p.id()]));
+            let fed_by_dead = (0..n.inputs().len())
+                .filter_map(|i| n.input_id(i))
+                .any(|t| graph.producer_of(t).is_some_and(|(p, _)| !live[p.id()]));
             if fed_by_dead {
                 continue;
             }

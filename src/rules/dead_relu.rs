@@ -50,8 +50,10 @@ impl Rule for DeadRelu {
         let bias_ratio = cx.option("bias-ratio");
         let min_fraction = cx.option("min-fraction");
         for relu in graph.nodes_of("Relu") {
-            let Some(input) = relu.input(0) else { continue };
-            let Some((producer, _)) = graph.producer(input) else {
+            let Some(input) = relu.input_id(0) else {
+                continue;
+            };
+            let Some((producer, _)) = graph.producer_of(input) else {
                 continue;
             };
             // The layer itself, or the bias Add after a MatMul.
@@ -59,9 +61,9 @@ impl Rule for DeadRelu {
                 producer
                     .is("Add")
                     .then(|| {
-                        (0..2).filter_map(|i| producer.input(i)).find_map(|t| {
+                        (0..2).filter_map(|i| producer.input_id(i)).find_map(|t| {
                             graph
-                                .producer(t)
+                                .producer_of(t)
                                 .and_then(|(p, _)| graph.weight_layer(p.id()))
                         })
                     })
@@ -158,12 +160,12 @@ fn dead_units(
     bias_ratio: f64,
 ) -> Option<(usize, usize)> {
     let units = layer.units?;
-    let weight = graph.stats(layer.weight_name)?;
+    let weight = graph.stats_of(layer.weight_id)?;
     if weight.all_equal {
         return None; // every unit is the same: `constant-weights` says so, once
     }
     let sq = weight.unit_sq.as_ref()?;
-    let bias = graph.stats(layer.bias_name?)?.values.as_ref()?;
+    let bias = graph.stats_of(layer.bias_id?)?.values.as_ref()?;
     if bias.len() != units || sq.len() != units || units == 0 {
         return None;
     }

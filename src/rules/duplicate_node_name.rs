@@ -1,6 +1,8 @@
 //! Node names used twice.
 
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
@@ -25,23 +27,26 @@ impl Rule for DuplicateNodeName {
 
     fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
         let graph = cx.graph;
-        let mut first = HashMap::new();
+        let mut first = HashMap::with_capacity_and_hasher(graph.node_count(), Default::default());
         for n in graph.nodes() {
             if n.name().is_empty() {
                 continue;
             }
-            match first.get(n.name()) {
-                None => {
-                    first.insert(n.name(), n.id());
+            match first.entry(n.name()) {
+                Entry::Vacant(e) => {
+                    e.insert(n.id());
                 }
-                Some(&earlier) => out.push(
+                Entry::Occupied(e) => {
+                    let earlier = *e.get();
+                    out.push(
                     Diagnostic::new(&META, format!("node name `{}` is used twice", n.name()))
                         .with_node(n.name())
                         .primary(n.span().call, "second node with this name")
                         .secondary(graph.node(earlier).span().call, "first used here")
                         .note("tools that address nodes by name (profilers, quantizers, nnlint's own --select by node) pick one of them")
                         .help("give every node a unique name"),
-                ),
+                    );
+                }
             }
         }
     }

@@ -45,7 +45,7 @@ impl Rule for InitScale {
             if graph.normalized_before_activation(layer.node) {
                 continue; // normalization undoes the weight's scale
             }
-            let Some(st) = graph.stats(layer.weight_name) else {
+            let Some(st) = graph.stats_of(layer.weight_id) else {
                 continue;
             };
             let std = st.std;

@@ -81,10 +81,10 @@ fn next_layers(graph: &Graph<'_>, start: NodeId) -> Vec<(NodeId, Vec<NodeId>)> {
     let mut seen = HashSet::new();
     let mut stack: Vec<(NodeId, Vec<NodeId>)> = vec![(start, Vec::new())];
     while let Some((id, via)) = stack.pop() {
-        let Some(out) = graph.node(id).output(0) else {
+        let Some(out) = graph.node(id).output_id(0) else {
             continue;
         };
-        for (next, slot) in graph.consumers(out) {
+        for (next, slot) in graph.consumers_of(out) {
             if !seen.insert((next.id(), slot)) {
                 continue;
             }

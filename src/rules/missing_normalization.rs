@@ -1,10 +1,8 @@
 //! Deep chains of weight layers with neither normalization nor residual connections.
 
-use petgraph::algo::toposort;
-
 use super::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 use crate::diag::{Diagnostic, Severity};
-use crate::graph::{NodeId, Vertex};
+use crate::graph::NodeId;
 
 pub static META: RuleMeta = RuleMeta {
     name: "missing-normalization",
@@ -36,21 +34,17 @@ impl Rule for MissingNormalization {
 
     fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
         let graph = cx.graph;
-        let Ok(order) = toposort(graph.petgraph(), None) else {
+        let Some(order) = graph.topological_order() else {
             return; // a cycle is `invalid-graph`'s finding
         };
         let mut chain = vec![Chain::default(); graph.node_count()];
         let mut deepest: Option<(NodeId, Chain)> = None;
-        for v in order {
-            let Vertex::Node(id) = graph.petgraph()[v] else {
-                continue;
-            };
+        for &id in order {
             let n = graph.node(id);
-            let inputs: Vec<Chain> = n
-                .inputs()
-                .iter()
-                .filter(|t| !t.is_empty() && !graph.is_constant(t))
-                .map(|t| match graph.producer(t) {
+            let inputs: Vec<Chain> = (0..n.inputs().len())
+                .filter_map(|i| n.input_id(i))
+                .filter(|&t| graph.stored_of(t).is_none())
+                .map(|t| match graph.producer_of(t) {
                     Some((p, _)) => chain[p.id()],
                     None => Chain::default(),
                 })

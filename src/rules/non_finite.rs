@@ -26,25 +26,19 @@ impl Rule for NonFinite {
 
     fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
         let graph = cx.graph;
-        let stored = graph
-            .initializers()
-            .iter()
-            .map(|t| {
-                (
-                    t.name.as_str(),
-                    graph.source().value(graph.scope(), &t.name),
-                    None,
-                )
-            })
+        // An initializer, or a Constant node's output.
+        let stored = (0..graph.initializers().len())
+            .filter_map(|i| Some((graph.initializer_id(i)?, None)))
             .chain(
                 graph
                     .nodes_of("Constant")
-                    .filter_map(|n| Some((n.output(0)?, Some(n.span().call), Some(n.name())))),
+                    .filter_map(|n| Some((n.output_id(0)?, Some(n)))),
             );
-        for (name, span, node) in stored {
-            let Some(st) = graph.stats(name) else {
+        for (id, node) in stored {
+            let Some(st) = graph.stats_of(id) else {
                 continue;
             };
+            let name = graph.tensor_name(id);
             let (nan, inf, first) = (st.nan, st.inf, st.first_non_finite);
             if nan + inf == 0 {
                 continue;
@@ -59,13 +53,17 @@ impl Rule for NonFinite {
                 (n, 0) => format!("{n} NaN value{}", plural(n)),
                 (n, m) => format!("{n} NaN and {m} infinite values"),
             };
-            let span = span.unwrap_or_else(|| graph.source().graph(graph.scope()));
+            let span = match &node {
+                Some(n) => Some(n.span().call),
+                None => graph.source().value(graph.scope(), name),
+            }
+            .unwrap_or_else(|| graph.source().graph(graph.scope()));
             let mut d = Diagnostic::new(&META, format!("`{name}` holds {what}"))
                 .primary(span, format!("first at flat index {}", first.unwrap_or(0)))
                 .note(format!("{} of {} elements are not finite; every output they touch becomes NaN", nan + inf, st.count))
                 .help("re-export from a checkpoint saved before the values diverged, or find what wrote them");
             if let Some(n) = node {
-                d = d.with_node(n);
+                d = d.with_node(n.name());
             }
             out.push(d);
         }

@@ -23,8 +23,11 @@ impl Rule for UnusedInitializer {
 
     fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
         let graph = cx.graph;
-        for t in graph.initializers() {
-            if !graph.consumers(&t.name).is_empty() || graph.is_output(&t.name) {
+        for (i, t) in graph.initializers().iter().enumerate() {
+            let read = graph
+                .initializer_id(i)
+                .is_some_and(|id| graph.read_count(id) > 0);
+            if read || graph.is_output(&t.name) {
                 continue;
             }
             let span = graph
