@@ -329,21 +329,33 @@ fn summarize_f32(
     Some(st)
 }
 
-/// The largest magnitude of finite values, in eight lanes so it vectorizes
-/// (the maximum does not depend on the order).
-fn max_abs(vals: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
+/// A row's sum, sum of squares and largest magnitude, in eight lanes so that
+/// the loop vectorizes. The lanes are added in a fixed order, so the result
+/// does not depend on the machine. The magnitude is only meaningful when the
+/// sums are finite.
+fn row_moments(vals: &[f32]) -> (f32, f32, f32) {
+    let (mut s, mut q, mut m) = ([0f32; 8], [0f32; 8], [0f32; 8]);
     let chunks = vals.chunks_exact(8);
     let rest = chunks.remainder();
     for c in chunks {
         for i in 0..8 {
-            lanes[i] = lanes[i].max(c[i].abs());
+            s[i] += c[i];
+            q[i] += c[i] * c[i];
+            m[i] = m[i].max(c[i].abs());
         }
     }
-    rest.iter()
-        .fold(lanes.iter().fold(0f32, |a, &b| a.max(b)), |a, &b| {
-            a.max(b.abs())
-        })
+    let fold = |lanes: [f32; 8], f: fn(f32, f32) -> f32| lanes.into_iter().fold(0f32, f);
+    let (mut s, mut q, mut m) = (
+        fold(s, |a, b| a + b),
+        fold(q, |a, b| a + b),
+        fold(m, f32::max),
+    );
+    for &v in rest {
+        s += v;
+        q += v * v;
+        m = m.max(v.abs());
+    }
+    (s, q, m)
 }
 
 /// What one part of a tensor contributes: counts in `stats`, and the raw moments.
@@ -396,14 +408,12 @@ fn scan(
             .iter()
             .fold(true, |acc, v| acc & (v.to_bits() == first.to_bits()));
         st.all_equal &= same || (first.is_nan() && vals.iter().all(|v| v.is_nan()));
-        let (rs, rq) = vals
-            .iter()
-            .fold((0f32, 0f32), |(s, q), &v| (s + v, q + v * v));
+        let (rs, rq, rm) = row_moments(vals);
         if rs.is_finite() && rq.is_finite() {
             sum += rs as f64;
             sumsq += rq as f64;
             finite += vals.len();
-            st.max_abs = st.max_abs.max(max_abs(vals) as f64);
+            st.max_abs = st.max_abs.max(rm as f64);
         } else {
             let m = vals
                 .iter()
