@@ -174,8 +174,14 @@ impl<'m> Graph<'m> {
         }
         if let Stored::Tensor(t) = s {
             if t.data_type == data_type::FLOAT {
+                let release = |part: &[u8]| self.model.release_bytes(part);
+                // Inline bytes are read in place: cloning the `Bytes` handle on
+                // every core makes them contend for one reference count.
+                if let (false, Some(raw)) = (crate::onnx::external::is_external(t), &t.raw_data) {
+                    return summarize_f32(raw, count, job, &release);
+                }
                 if let Ok(Some(raw)) = self.model.raw_bytes(t) {
-                    return summarize_f32(&raw, count, job, &|part| self.model.release_bytes(part));
+                    return summarize_f32(&raw, count, job, &release);
                 }
             }
         }
