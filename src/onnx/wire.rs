@@ -7,7 +7,9 @@
 //! the same `ModelProto` a plain prost decode gives: every other field is
 //! merged in file order exactly as prost would, and any irregularity (a
 //! second `graph` field, a malformed length) falls back to the plain decode,
-//! which also gives the canonical error message.
+//! which also gives the canonical error message. One difference: prost's
+//! recursion limit (100 nested messages) counts from each node here, two
+//! levels below the model, which still bounds the stack.
 
 use std::ops::Range;
 
@@ -232,6 +234,35 @@ mod tests {
             assert_eq!(split.as_ref(), Some(&model));
         }
         assert_eq!(ModelProto::decode(bytes).ok(), Some(model));
+    }
+
+    #[test]
+    fn corrupt_bytes_give_what_prost_gives_or_fall_back() {
+        let clean = chain(PARALLEL_MIN).encode_to_vec();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut split = 0;
+        for _ in 0..40 {
+            let mut bytes = clean.clone();
+            for _ in 0..4 {
+                let i = (next() % bytes.len() as u64) as usize;
+                bytes[i] = next() as u8;
+            }
+            let bytes = Bytes::from(bytes);
+            let plain = ModelProto::decode(bytes.clone()).ok();
+            if let Some(m) = decode_parallel(&bytes, &|| bytes.clone()) {
+                assert_eq!(Some(m), plain);
+                split += 1;
+            }
+        }
+        if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+            assert!(split > 0, "no corrupted model took the parallel path");
+        }
     }
 
     #[test]
