@@ -67,12 +67,12 @@ impl<'m> Graph<'m> {
     /// The stored tensor behind `tensor`, looking back through layout ops, and
     /// whether a 2-D transpose sits on the way.
     pub fn constant_through(&self, tensor: &str) -> Option<(&'m str, Stored<'m>, bool)> {
-        let (t, stored, transposed) = self.constant_through_id(self.tensor_id(tensor)?)?;
+        let (t, stored, transposed) = self.constant_through_of(self.tensor_id(tensor)?)?;
         Some((self.tensor_name(t), stored, transposed))
     }
 
     /// [`Graph::constant_through`] for tensor `t`, giving the stored tensor's id.
-    pub fn constant_through_id(&self, tensor: TensorId) -> Option<(TensorId, Stored<'m>, bool)> {
+    pub fn constant_through_of(&self, tensor: TensorId) -> Option<(TensorId, Stored<'m>, bool)> {
         let mut t = tensor;
         let mut transposed = false;
         for _ in 0..=self.node_count() {
@@ -110,7 +110,7 @@ impl<'m> Graph<'m> {
         }
         match n.op_type() {
             "Gemm" => {
-                let (weight_id, weight, transposed) = self.constant_through_id(n.input_id(1)?)?;
+                let (weight_id, weight, transposed) = self.constant_through_of(n.input_id(1)?)?;
                 let d = dims(&weight)?;
                 if d.len() != 2 {
                     return None;
@@ -133,7 +133,7 @@ impl<'m> Graph<'m> {
                 })
             }
             "Conv" => {
-                let (weight_id, weight, _) = self.constant_through_id(n.input_id(1)?)?;
+                let (weight_id, weight, _) = self.constant_through_of(n.input_id(1)?)?;
                 let d = dims(&weight)?;
                 if d.len() < 3 {
                     return None;
@@ -159,7 +159,7 @@ impl<'m> Graph<'m> {
                 let a = n.input_id(0)?;
                 let b = n.input_id(1)?;
                 let (data_slot, (weight_id, weight, transposed)) =
-                    match (self.constant_through_id(a), self.constant_through_id(b)) {
+                    match (self.constant_through_of(a), self.constant_through_of(b)) {
                         (None, Some(w)) => (0, w),
                         (Some(w), None) => (1, w),
                         _ => return None,
@@ -297,7 +297,7 @@ impl<'m> Graph<'m> {
             "Add" | "Sub" | "Mul" | "Div" => {
                 let stored = |i| {
                     n.input_id(i)
-                        .is_some_and(|t| self.constant_through_id(t).is_some())
+                        .is_some_and(|t| self.constant_through_of(t).is_some())
                 };
                 n.inputs().len() == 2 && stored(0) != stored(1)
             }

@@ -5,6 +5,11 @@
 //! vertices, graph outputs are sinks. Every graph of a model (the main graph,
 //! each If/Loop/Scan body, each local function) becomes its own [`Graph`],
 //! and rules see them only through the queries below, never the protobuf.
+//!
+//! Every tensor name is resolved to a [`TensorId`] once, while building. Each
+//! query takes a name (`producer("h3")`) or, in its `_of` form, an id
+//! (`producer_of(t)`, with `t` from [`NodeRef::input_id`]); walks over large
+//! graphs use the ids, which costs no hashing.
 
 mod build;
 mod layers;
@@ -414,12 +419,12 @@ impl<'m> Graph<'m> {
     /// the value is followed to its own uses. Sorted by node.
     pub fn follow(&self, tensor: &str) -> Vec<Use> {
         self.tensor_id(tensor)
-            .map(|t| self.follow_id(t))
+            .map(|t| self.uses_of(t))
             .unwrap_or_default()
     }
 
     /// [`Graph::follow`] for tensor `t`.
-    pub fn follow_id(&self, tensor: TensorId) -> Vec<Use> {
+    pub fn uses_of(&self, tensor: TensorId) -> Vec<Use> {
         let mut out = Vec::new();
         let mut stack = vec![(tensor, Vec::new())];
         let mut seen = rustc_hash::FxHashSet::default();
@@ -452,11 +457,11 @@ impl<'m> Graph<'m> {
     /// Where `tensor` comes from, looking back through value-preserving ops.
     pub fn origin(&self, tensor: &str) -> Origin {
         self.tensor_id(tensor)
-            .map_or(Origin::Unknown, |t| self.origin_id(t))
+            .map_or(Origin::Unknown, |t| self.origin_of(t))
     }
 
     /// [`Graph::origin`] for tensor `t`.
-    pub fn origin_id(&self, tensor: TensorId) -> Origin {
+    pub fn origin_of(&self, tensor: TensorId) -> Origin {
         let mut tid = tensor;
         for _ in 0..=self.nodes.len() {
             let Some(t) = self.tensors.get(tid) else {

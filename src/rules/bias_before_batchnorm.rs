@@ -37,7 +37,7 @@ impl Rule for BiasBeforeBatchnorm {
                 o => o,
             };
             let Some(from) = from else { continue };
-            for u in graph.follow_id(from) {
+            for u in graph.uses_of(from) {
                 let bn = graph.node(u.node);
                 if !bn.is("BatchNormalization") || u.slot != 0 {
                     continue;
