@@ -68,7 +68,7 @@ pub fn diff_files(
         match crate::read_model(path)? {
             crate::Read::Model(m) => {
                 let (model, source) = *m;
-                let source = crate::Read::listing(&model, source);
+                let source = source.unwrap_or_else(|| crate::listing(&model));
                 read.push((model, source));
             }
             // A text model that does not parse: its syntax error is the report.

@@ -98,8 +98,8 @@ pub const MODEL_EXTENSIONS: &[&str] = &["onnx", "onnxtxt"];
 
 /// A model file as nnlint reads it: the model and the text diagnostics point
 /// into. That text is the file itself for `.onnxtxt`; a binary model has none
-/// until its listing is printed ([`Read::listing`]), which [`lint_model`]
-/// does while it builds the graph.
+/// until its [`listing`] is printed, which [`lint_model`] does while it
+/// builds the graph.
 pub enum Read {
     Model(Box<(onnx::Model, Option<onnx::source::Source>)>),
     /// A text model that does not parse, as a report with the syntax error.
@@ -143,18 +143,8 @@ pub fn read_model(path: &Path) -> Result<Read, Error> {
     Ok(Read::Model(Box::new((model, None))))
 }
 
-impl Read {
-    /// The text a read model's findings point into: its own text, or its listing.
-    pub fn listing(
-        model: &onnx::Model,
-        source: Option<onnx::source::Source>,
-    ) -> onnx::source::Source {
-        source.unwrap_or_else(|| listing(model))
-    }
-}
-
 /// The listing of a binary model, weights elided, that findings point into.
-fn listing(model: &onnx::Model) -> onnx::source::Source {
+pub fn listing(model: &onnx::Model) -> onnx::source::Source {
     print_model(&model.proto, Values::Elide)
 }
 

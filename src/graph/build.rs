@@ -53,7 +53,7 @@ pub fn build<'m>(model: &'m Model, source: &'m Source) -> Vec<Graph<'m>> {
 
 /// [`build`], while another thread is still printing the listing into `source`.
 /// Nothing reads a span before the listing is done.
-pub fn build_listing<'m>(
+pub(crate) fn build_listing<'m>(
     model: &'m Model,
     source: &'m std::sync::OnceLock<Source>,
 ) -> Vec<Graph<'m>> {

@@ -23,7 +23,8 @@ use rustc_hash::FxHashMap as HashMap;
 
 use petgraph::graph::{DiGraph, NodeIndex};
 
-pub use build::{build, build_listing, is_known_op, Problem, ProblemKind, IMPLICIT_SLOT};
+pub(crate) use build::build_listing;
+pub use build::{build, is_known_op, Problem, ProblemKind, IMPLICIT_SLOT};
 pub use layers::{activation, Activation, LayerKind, WeightLayer, NORMALIZATION_OPS};
 pub use node::{Attr, NodeRef};
 pub use origin::PyOrigin;
