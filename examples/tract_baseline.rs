@@ -10,6 +10,10 @@ use tract_onnx::tract_core::internal::format_err;
 use tract_onnx::tract_core::internal::SimplePlan;
 use tract_onnx::tract_core::runtime::RunOptions;
 
+/// The allocator nnlint itself uses, so that the floor is comparable.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> TractResult<()> {
     let mut args = std::env::args().skip(1);
     let path = args
