@@ -111,6 +111,8 @@ fn run_inner(
         .with_ignore_value_info(true);
     onnx.op_register
         .insert(super::normalize::OP_TYPE, super::normalize::build);
+    onnx.op_register
+        .insert(super::rectify::OP_TYPE, super::rectify::build);
     let parsed = onnx
         .parse(&proto, Some(&dir))
         .map_err(|e| format!("tract cannot read the model: {}", cause(&e)))?;

@@ -10,6 +10,7 @@ pub mod inputs;
 pub mod lower;
 pub mod normalize;
 pub mod observe;
+pub mod rectify;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

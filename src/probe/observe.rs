@@ -202,13 +202,15 @@ fn moments(values: &[f32]) -> Moments {
         let mut zeros = [0u32; 8];
         let lanes = block.chunks_exact(8);
         let rest = lanes.remainder();
+        // Selects, not `f32::min`: a NaN already sends the block to the exact path
+        // below, and a select compiles to one vector instruction.
         for c in lanes {
             for i in 0..8 {
                 let x = c[i];
                 sum[i] += x;
                 sq[i] += x * x;
-                lo[i] = lo[i].min(x);
-                hi[i] = hi[i].max(x);
+                lo[i] = if x < lo[i] { x } else { lo[i] };
+                hi[i] = if x > hi[i] { x } else { hi[i] };
                 zeros[i] += (x == 0.0) as u32;
             }
         }
@@ -262,16 +264,33 @@ fn units(values: &[f32], shape: &[usize], axis: usize, w: &Watch) -> Units {
     if inner == 0 || dim == 0 {
         return u;
     }
-    for (i, block) in values.chunks(inner).enumerate() {
-        let unit = i % dim;
-        if w.positive {
-            u.positive[unit] += block.iter().filter(|&&x| x > 0.0).count() as u64;
+    // Whole samples per part, on every core; counts add up in any order.
+    let sample = dim * inner;
+    let per_part = (PART / sample).max(1) * sample;
+    let parts = parallel_parts(values, per_part, |part| {
+        let mut positive = vec![0u64; if w.positive { dim } else { 0 }];
+        let mut saturated = vec![0u64; if w.saturation.is_some() { dim } else { 0 }];
+        for (i, block) in part.chunks(inner).enumerate() {
+            let unit = i % dim;
+            if let Some(p) = positive.get_mut(unit) {
+                *p += block.iter().map(|&x| (x > 0.0) as u64).sum::<u64>();
+            }
+            if let (Some(s), Some(t)) = (saturated.get_mut(unit), w.saturation) {
+                *s += block.iter().map(|&x| (x.abs() > t) as u64).sum::<u64>();
+            }
         }
-        if let Some(t) = w.saturation {
-            u.saturated[unit] += block.iter().filter(|&&x| x.abs() > t).count() as u64;
-        }
+        (positive, saturated)
+    });
+    for (positive, saturated) in parts {
+        u.positive
+            .iter_mut()
+            .zip(positive)
+            .for_each(|(a, b)| *a += b);
+        u.saturated
+            .iter_mut()
+            .zip(saturated)
+            .for_each(|(a, b)| *a += b);
     }
-    let _ = outer;
     u
 }
 
