@@ -22,9 +22,10 @@ pub struct Norm {
 const PARALLEL_MIN: usize = 1 << 18;
 
 /// `(x - mean_c) / sqrt(var_c + eps) * scale_c + bias_c` over a row-major
-/// tensor of `shape`, statistics over every axis but 1. `None` when the
-/// shape has no channel axis or the parameters do not match it.
-pub fn normalize(x: &[f32], shape: &[usize], norm: &Norm) -> Option<Vec<f32>> {
+/// tensor of `shape`, in place, statistics over every axis but 1. `None`
+/// (and `x` untouched) when the shape has no channel axis or the parameters
+/// do not match it.
+pub fn normalize(x: &mut [f32], shape: &[usize], norm: &Norm) -> Option<()> {
     let channels = *shape.get(1)?;
     let inner: usize = shape[2..].iter().product();
     let outer = shape[0];
@@ -70,26 +71,21 @@ pub fn normalize(x: &[f32], shape: &[usize], norm: &Norm) -> Option<Vec<f32>> {
         1
     };
     let rows_per = outer.div_ceil(workers).max(1);
-    let mut out = vec![0f32; x.len()];
     std::thread::scope(|scope| {
-        for (src, dst) in x.chunks(rows_per * row).zip(out.chunks_mut(rows_per * row)) {
+        for part in x.chunks_mut(rows_per * row) {
             let (a, b) = (&a, &b);
             scope.spawn(move || {
-                for (i, (xs, ys)) in src
-                    .chunks(inner.max(1))
-                    .zip(dst.chunks_mut(inner.max(1)))
-                    .enumerate()
-                {
+                for (i, block) in part.chunks_mut(inner.max(1)).enumerate() {
                     let c = i % channels;
                     let (ac, bc) = (a[c], b[c]);
-                    for (y, &v) in ys.iter_mut().zip(xs) {
-                        *y = v * ac + bc;
+                    for v in block {
+                        *v = *v * ac + bc;
                     }
                 }
             });
         }
     });
-    Some(out)
+    Some(())
 }
 
 /// Sum and sum of squares of a block, in eight f32 lanes.
@@ -126,7 +122,8 @@ mod tests {
             scale: Some(vec![2.0, 1.0]),
             bias: Some(vec![0.5, -1.0]),
         };
-        let y = normalize(&x, &[2, 2, 3], &norm).unwrap();
+        let mut y = x;
+        normalize(&mut y, &[2, 2, 3], &norm).unwrap();
         let c0: Vec<f32> = [0, 1, 2, 6, 7, 8].iter().map(|&i| y[i]).collect();
         let mean = c0.iter().sum::<f32>() / 6.0;
         let var = c0.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 6.0;
@@ -136,10 +133,12 @@ mod tests {
         );
         // A constant channel has no spread: it comes out as its shift.
         assert!((y[3] + 1.0).abs() < 1e-5, "{}", y[3]);
+        let mut z = x;
         assert!(
-            normalize(&x, &[2, 3, 2], &norm).is_none(),
+            normalize(&mut z, &[2, 3, 2], &norm).is_none(),
             "parameters of the wrong size"
         );
+        assert_eq!(z, x, "left untouched");
     }
 }
 
@@ -175,22 +174,29 @@ mod op {
     }
 
     impl EvalOp for BatchStatisticsNorm {
-        fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-            let x = &inputs[0];
-            let x32 = x.cast_to::<f32>()?;
-            let view = x32.try_as_plain_ram()?;
-            let y = normalize(view.as_slice::<f32>()?, x.shape(), &self.0).ok_or_else(|| {
+        fn eval(&self, _ctx: &EvalContext, mut inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+            // In place when nothing else holds the input: no second buffer to
+            // allocate and fault in.
+            let x = inputs.remove(0).into_tensor();
+            let dt = x.datum_type();
+            let mut y = if dt == DatumType::F32 {
+                x
+            } else {
+                x.cast_to::<f32>()?.into_owned()
+            };
+            let shape = y.shape().to_vec();
+            let mut view = y.try_as_plain_ram_mut()?;
+            normalize(view.as_slice_mut::<f32>()?, &shape, &self.0).ok_or_else(|| {
                 format_err!(
                     "cannot normalize a tensor of shape {:?} over {:?}",
-                    x.shape(),
+                    shape,
                     self.0
                 )
             })?;
-            let y = tract_ndarray::ArrayD::from_shape_vec(x.shape(), y)?.into_tensor();
-            Ok(tvec![y
-                .cast_to_dt(x.datum_type())?
-                .into_owned()
-                .into_tvalue()])
+            if dt != DatumType::F32 {
+                y = y.cast_to_dt(dt)?.into_owned();
+            }
+            Ok(tvec![y.into_tvalue()])
         }
 
         fn eval_out_of_plan(&self, inputs: TVec<TValue>) -> TractResult<Option<TVec<TValue>>> {
