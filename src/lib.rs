@@ -9,6 +9,7 @@ pub mod diag;
 pub mod diff;
 pub mod graph;
 pub mod onnx;
+mod parallel;
 pub mod probe;
 pub mod python;
 pub mod rules;
@@ -277,42 +278,15 @@ fn lint_listing(
         .filter(|r| r.meta().pass == rules::Pass::Graph && settings.selection.enabled(r.meta()))
         .collect();
     // Rules are independent: run them on every core, then merge in rule order.
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, selected.len().max(1));
-    let run = |rule: &dyn rules::Rule| {
+    let per_rule = parallel::map(&selected, |rule| {
         let mut found = Vec::new();
         for g in &graphs {
             rule.check(&settings.check(g, rule.meta()), &mut found);
         }
         settings.apply_severity(rule.meta(), &mut found);
         found
-    };
-    let mut per_rule: Vec<(usize, Vec<Diagnostic>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|w| {
-                let mine: Vec<(usize, &dyn rules::Rule)> = selected
-                    .iter()
-                    .copied()
-                    .enumerate()
-                    .skip(w)
-                    .step_by(workers)
-                    .collect();
-                let run = &run;
-                scope.spawn(move || {
-                    mine.into_iter()
-                        .map(|(i, r)| (i, run(r)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
     });
-    per_rule.sort_by_key(|(i, _)| *i);
-    let mut diagnostics: Vec<Diagnostic> = per_rule.into_iter().flat_map(|(_, d)| d).collect();
+    let mut diagnostics: Vec<Diagnostic> = per_rule.into_iter().flatten().collect();
     // An invalid graph cannot run; `invalid-graph` already says why.
     if graphs.iter().all(|g| g.problems().is_empty()) {
         if let Some(main) = graphs.first() {

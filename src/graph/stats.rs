@@ -59,8 +59,8 @@ struct Job {
 pub(crate) struct StatsTable {
     /// Per tensor id, where its summary is in `parts`: `(part, position)`.
     index: Vec<Option<(u32, u32)>>,
-    /// The summaries, as each worker made them (not copied into one vector).
-    parts: Vec<Vec<TensorStats>>,
+    /// `(job, summary)` as each worker made them, not copied into one vector.
+    parts: Vec<Vec<(usize, Option<TensorStats>)>>,
 }
 
 impl<'m> Graph<'m> {
@@ -73,7 +73,7 @@ impl<'m> Graph<'m> {
     pub fn stats_of(&self, t: TensorId) -> Option<&TensorStats> {
         let table = self.stats.get_or_init(|| self.compute_stats());
         let (part, i) = (*table.index.get(t)?)?;
-        table.parts.get(part as usize)?.get(i as usize)
+        table.parts.get(part as usize)?.get(i as usize)?.1.as_ref()
     }
 
     fn compute_stats(&self) -> StatsTable {
@@ -115,36 +115,19 @@ impl<'m> Graph<'m> {
         }
         // Largest first, dealt round-robin: the workers finish at about the same time.
         jobs.sort_by_key(|(id, s, _)| (std::cmp::Reverse(s.len().unwrap_or(0)), *id));
-        let workers = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(1, 8);
         let graph = self;
-        let results: Vec<(Vec<TensorId>, Vec<TensorStats>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..workers)
-                .map(|w| {
-                    let mine: Vec<&(TensorId, Stored<'m>, Job)> =
-                        jobs.iter().skip(w).step_by(workers).collect();
-                    scope.spawn(move || {
-                        mine.into_iter()
-                            .filter_map(|(id, s, job)| graph.summarize(s, *job).map(|st| (*id, st)))
-                            .unzip()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_default())
-                .collect()
-        });
+        let parts = crate::parallel::deal(&jobs, |(_, s, job)| graph.summarize(s, *job));
         let mut table = StatsTable {
             index: vec![None; self.tensors.len()],
-            parts: Vec::with_capacity(results.len()),
+            parts: Vec::with_capacity(parts.len()),
         };
-        for (part, (ids, stats)) in results.into_iter().enumerate() {
-            for (i, id) in ids.into_iter().enumerate() {
-                table.index[id] = Some((part as u32, i as u32));
+        for (p, part) in parts.into_iter().enumerate() {
+            for (i, &(job, ref st)) in part.iter().enumerate() {
+                if st.is_some() {
+                    table.index[jobs[job].0] = Some((p as u32, i as u32));
+                }
             }
-            table.parts.push(stats);
+            table.parts.push(part);
         }
         table
     }

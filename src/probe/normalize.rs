@@ -168,9 +168,7 @@ mod op {
             OP_TYPE.into()
         }
 
-        fn as_typed(&self) -> Option<&dyn TypedOp> {
-            Some(self)
-        }
+        op_as_typed_op!();
     }
 
     impl EvalOp for BatchStatisticsNorm {
@@ -199,13 +197,7 @@ mod op {
             Ok(tvec![y.into_tvalue()])
         }
 
-        fn eval_out_of_plan(&self, inputs: TVec<TValue>) -> TractResult<Option<TVec<TValue>>> {
-            Ok(Some(EvalOp::eval(
-                self,
-                &EvalContext::out_of_plan(),
-                inputs,
-            )?))
-        }
+        op_out_of_plan!();
     }
 
     impl TypedOp for BatchStatisticsNorm {
@@ -213,13 +205,19 @@ mod op {
             Ok(tvec!(inputs[0].without_value()))
         }
 
-        fn as_op(&self) -> &dyn Op {
-            self
-        }
+        as_op!();
+    }
 
-        fn as_op_mut(&mut self) -> &mut dyn Op {
-            self
-        }
+    /// `op` for tract's parser: one input, and an output of the input's type
+    /// and shape. nnlint's own operators are all of this kind.
+    pub(crate) fn same_type_and_shape<O: TypedOp>(op: O) -> Box<dyn InferenceOp> {
+        inference_wrap(op, 1, |_op, s, inputs, outputs| {
+            check_input_arity(inputs, 1)?;
+            check_output_arity(outputs, 1)?;
+            s.equals(&inputs[0].datum_type, &outputs[0].datum_type)?;
+            s.equals(&inputs[0].shape, &outputs[0].shape)?;
+            Ok(())
+        })
     }
 
     /// The ONNX builder tract's parser calls for [`OP_TYPE`] nodes.
@@ -232,15 +230,9 @@ mod op {
             scale: node.get_attr_opt_vec::<f32>("scale")?,
             bias: node.get_attr_opt_vec::<f32>("bias")?,
         };
-        let op = inference_wrap(BatchStatisticsNorm(norm), 1, |_op, s, inputs, outputs| {
-            check_input_arity(inputs, 1)?;
-            check_output_arity(outputs, 1)?;
-            s.equals(&inputs[0].datum_type, &outputs[0].datum_type)?;
-            s.equals(&inputs[0].shape, &outputs[0].shape)?;
-            Ok(())
-        });
-        Ok((op, vec![]))
+        Ok((same_type_and_shape(BatchStatisticsNorm(norm)), vec![]))
     }
 }
 
 pub use op::build;
+pub(crate) use op::same_type_and_shape;

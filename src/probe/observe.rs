@@ -147,32 +147,7 @@ pub(crate) fn parallel_parts<T: Send>(
     f: impl Fn(&[f32]) -> T + Sync,
 ) -> Vec<T> {
     let parts: Vec<&[f32]> = values.chunks(len.max(1)).collect();
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, parts.len().max(1));
-    if workers == 1 {
-        return parts.into_iter().map(f).collect();
-    }
-    let f = &f;
-    let parts = &parts;
-    let mut done: Vec<(usize, T)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|w| {
-                scope.spawn(move || {
-                    (w..parts.len())
-                        .step_by(workers)
-                        .map(|i| (i, f(parts[i])))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
-    done.sort_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, t)| t).collect()
+    crate::parallel::map(&parts, |part| f(part))
 }
 
 #[derive(Default)]

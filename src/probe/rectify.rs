@@ -46,20 +46,18 @@ pub struct Rectify;
 
 mod op {
     use super::{rectify, Rectify};
+    use crate::probe::normalize::same_type_and_shape;
     use tract_onnx::pb;
     use tract_onnx::prelude::*;
     use tract_onnx::tract_core::internal::*;
     use tract_onnx::tract_hir::infer::*;
-    use tract_onnx::tract_hir::ops::expandable::inference_wrap;
 
     impl Op for Rectify {
         fn name(&self) -> StaticName {
             "NnlintRelu".into()
         }
 
-        fn as_typed(&self) -> Option<&dyn TypedOp> {
-            Some(self)
-        }
+        op_as_typed_op!();
     }
 
     impl EvalOp for Rectify {
@@ -81,13 +79,7 @@ mod op {
             Ok(tvec![x.into_tvalue()])
         }
 
-        fn eval_out_of_plan(&self, inputs: TVec<TValue>) -> TractResult<Option<TVec<TValue>>> {
-            Ok(Some(EvalOp::eval(
-                self,
-                &EvalContext::out_of_plan(),
-                inputs,
-            )?))
-        }
+        op_out_of_plan!();
     }
 
     impl TypedOp for Rectify {
@@ -95,13 +87,7 @@ mod op {
             Ok(tvec!(inputs[0].without_value()))
         }
 
-        fn as_op(&self) -> &dyn Op {
-            self
-        }
-
-        fn as_op_mut(&mut self) -> &mut dyn Op {
-            self
-        }
+        as_op!();
     }
 
     /// The ONNX builder tract's parser calls for `Relu` nodes.
@@ -109,14 +95,7 @@ mod op {
         _ctx: &tract_onnx::model::ParsingContext,
         _node: &pb::NodeProto,
     ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-        let op = inference_wrap(Rectify, 1, |_op, s, inputs, outputs| {
-            check_input_arity(inputs, 1)?;
-            check_output_arity(outputs, 1)?;
-            s.equals(&inputs[0].datum_type, &outputs[0].datum_type)?;
-            s.equals(&inputs[0].shape, &outputs[0].shape)?;
-            Ok(())
-        });
-        Ok((op, vec![]))
+        Ok((same_type_and_shape(Rectify), vec![]))
     }
 }
 
