@@ -11,6 +11,7 @@ Both exporters are used: `gpt2_dynamo.onnx` (+ external `gpt2_dynamo.onnx.data`)
 and `gpt2_torchscript.onnx` (weights inline, one 500 MB file).
 """
 
+import copy
 import os
 import sys
 import warnings
@@ -121,7 +122,11 @@ def architectures(out):
                     path = os.path.join(d, tag + ".onnx")
                     if os.path.exists(path):
                         continue
-                    model = WithLoss(net) if loss else net
+                    # Each export from a pristine copy: a training-mode export runs
+                    # forward passes that move BatchNorm's running statistics, and
+                    # the eval exports after it would fold moved statistics.
+                    fresh = copy.deepcopy(net)
+                    model = WithLoss(fresh) if loss else fresh
                     export(model, (x, y) if loss else (x,), path, dynamo, train)
     torch.manual_seed(0)
     lm = TransformerLM()
@@ -131,7 +136,7 @@ def architectures(out):
             tag = f"transformer_lm_{'dynamo' if dynamo else 'torchscript'}_{'train' if train else 'eval'}"
             path = os.path.join(d, tag + ".onnx")
             if not os.path.exists(path):
-                export(lm, (ids,), path, dynamo, train)
+                export(copy.deepcopy(lm), (ids,), path, dynamo, train)
 
 
 def main():

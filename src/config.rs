@@ -8,6 +8,7 @@
 //! select = ["ALL"]            # rules to run (default: all)
 //! extend-select = []          # added to select
 //! ignore = ["NN307"]          # rules not to run
+//! model-state = "auto"        # auto | trained | untrained
 //!
 //! [rules.dropout-rate]
 //! severity = "error"          # error | warning | note
@@ -77,6 +78,8 @@ pub struct Config {
     pub rules: BTreeMap<&'static str, RuleConfig>,
     pub per_file_ignores: Vec<(GlobMatcher, Vec<String>)>,
     pub per_node_ignores: Vec<(GlobMatcher, Vec<String>)>,
+    /// `model-state`: the state to assume instead of deciding it (`None`: auto).
+    pub model_state: Option<crate::graph::ModelState>,
 }
 
 impl Config {
@@ -228,15 +231,32 @@ impl Parser<'_> {
                 "rules" => c.rules = self.rules(value)?,
                 "per-file-ignores" => c.per_file_ignores = self.globs(value, "per-file-ignores")?,
                 "per-node-ignores" => c.per_node_ignores = self.globs(value, "per-node-ignores")?,
+                "model-state" => c.model_state = self.model_state(value)?,
                 other => {
                     return Err(self.error(
                         key.span(),
-                        format!("unknown key `{other}` (expected select, extend-select, ignore, rules, per-file-ignores or per-node-ignores)"),
+                        format!("unknown key `{other}` (expected select, extend-select, ignore, model-state, rules, per-file-ignores or per-node-ignores)"),
                     ))
                 }
             }
         }
         Ok(c)
+    }
+
+    fn model_state(
+        &self,
+        value: &Spanned<DeValue<'_>>,
+    ) -> Result<Option<crate::graph::ModelState>, ConfigError> {
+        use crate::graph::ModelState;
+        match value.get_ref() {
+            DeValue::String(s) if s == "auto" => Ok(None),
+            DeValue::String(s) if s == "trained" => Ok(Some(ModelState::Trained)),
+            DeValue::String(s) if s == "untrained" => Ok(Some(ModelState::Untrained)),
+            _ => Err(self.error(
+                value.span(),
+                "model-state must be \"auto\", \"trained\" or \"untrained\"",
+            )),
+        }
     }
 
     fn selectors(

@@ -40,6 +40,8 @@ pub struct Options {
     pub show_suppressed: bool,
     /// The forward pass after the static rules.
     pub probe: probe::ProbeOptions,
+    /// `--model-state`: `None` when not given, `Some(None)` for `auto`.
+    pub model_state: Option<Option<graph::ModelState>>,
 }
 
 /// Where a file's configuration comes from.
@@ -92,6 +94,9 @@ pub struct FileReport {
     /// The file could not be read as a model (a text model with a syntax error):
     /// the diagnostics say why, and the exit status is 2.
     pub failed: bool,
+    /// The model's state and what the rules' premises kept from running or
+    /// from seeing; `None` when no model was read.
+    pub coverage: Option<rules::premise::Coverage>,
 }
 
 /// File extensions nnlint lints when given a folder.
@@ -136,6 +141,7 @@ pub fn read_model(path: &Path) -> Result<Read, Error> {
                     sources,
                     diagnostics: vec![d],
                     failed: true,
+                    coverage: None,
                 }))
             }
         };
@@ -182,6 +188,8 @@ pub struct Settings {
     pub config: Option<Config>,
     pub show_suppressed: bool,
     pub probe: probe::ProbeOptions,
+    /// The state to assume instead of deciding it from the weights.
+    pub model_state: Option<graph::ModelState>,
 }
 
 impl Settings {
@@ -212,6 +220,10 @@ impl Settings {
             config: config.cloned(),
             show_suppressed: options.show_suppressed,
             probe: options.probe.clone(),
+            model_state: match options.model_state {
+                Some(given) => given,
+                None => config.and_then(|c| c.model_state),
+            },
         })
     }
 
@@ -220,11 +232,13 @@ impl Settings {
         &'a self,
         graph: &'a graph::Graph<'m>,
         rule: &'static rules::RuleMeta,
+        facts: &'a rules::Facts,
     ) -> Check<'a, 'm> {
         Check {
             graph,
             meta: rule,
             settings: self.config.as_ref().and_then(|c| c.rules.get(rule.name)),
+            facts,
         }
     }
 
@@ -274,23 +288,43 @@ fn lint_listing(
     });
     // Set by now: the printing thread has been joined.
     let source = text.get_or_init(print);
+    let facts = rules::Facts::gather(
+        &graphs,
+        settings.model_state,
+        real_inputs(&graphs, settings),
+    );
+    let valid = graphs.iter().all(|g| g.problems().is_empty());
+    let mut coverage = rules::premise::Coverage {
+        state: facts.state.clone(),
+        skipped: Vec::new(),
+        demoted: Vec::new(),
+        blind: Vec::new(),
+    };
+    for r in rules::all().filter(|r| settings.selection.enabled(r.meta())) {
+        let probes = valid && settings.probe.enabled && r.measures();
+        coverage.account(&facts, r.meta(), probes);
+    }
     let selected: Vec<&dyn rules::Rule> = rules::all()
         .filter(|r| r.meta().pass == rules::Pass::Graph && settings.selection.enabled(r.meta()))
+        .filter(|r| {
+            facts.verdict(r.meta().premises, rules::Half::Static) != Some(rules::Unmet::Skip)
+        })
         .collect();
     // Rules are independent: run them on every core, then merge in rule order.
     let per_rule = parallel::map(&selected, |rule| {
         let mut found = Vec::new();
         for g in &graphs {
-            rule.check(&settings.check(g, rule.meta()), &mut found);
+            rule.check(&settings.check(g, rule.meta(), &facts), &mut found);
         }
         settings.apply_severity(rule.meta(), &mut found);
+        demote(&facts, rule.meta(), rules::Half::Static, &mut found);
         found
     });
     let mut diagnostics: Vec<Diagnostic> = per_rule.into_iter().flatten().collect();
     // An invalid graph cannot run; `invalid-graph` already says why.
-    if graphs.iter().all(|g| g.problems().is_empty()) {
+    if valid {
         if let Some(main) = graphs.first() {
-            probe_pass(model, main, settings, &mut diagnostics);
+            probe_pass(model, main, settings, &facts, &mut diagnostics);
         }
     }
     if let Some(c) = &settings.config {
@@ -323,6 +357,58 @@ fn lint_listing(
         sources,
         diagnostics,
         failed: false,
+        coverage: Some(coverage),
+    }
+}
+
+/// Whether every float input of the main graph is fed real data (`--input`).
+fn real_inputs(graphs: &[graph::Graph<'_>], settings: &Settings) -> bool {
+    let Some(main) = graphs.first() else {
+        return false;
+    };
+    let stored: std::collections::HashSet<&str> = main
+        .initializers()
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    let mut floats = main
+        .inputs()
+        .iter()
+        .filter(|i| !stored.contains(*i))
+        .filter(|i| {
+            main.elem_type(i)
+                .is_some_and(onnx::proto::data_type::is_float)
+        })
+        .peekable();
+    floats.peek().is_some() && floats.all(|i| settings.probe.files.contains_key(*i))
+}
+
+/// Reports a rule's findings as notes where a premise whose failure demotes
+/// them does not hold, saying why.
+fn demote(
+    facts: &rules::Facts,
+    meta: &rules::RuleMeta,
+    half: rules::Half,
+    found: &mut [Diagnostic],
+) {
+    if facts.verdict(meta.premises, half) != Some(rules::Unmet::Note) {
+        return;
+    }
+    let why = facts
+        .failing(meta.premises, rules::Unmet::Note)
+        .iter()
+        .map(|p| p.describe())
+        .collect::<Vec<_>>()
+        .join(" and ");
+    for d in found
+        .iter_mut()
+        .filter(|d| d.severity > diag::Severity::Note)
+    {
+        d.severity = diag::Severity::Note;
+        d.notes.push(format!(
+            "reported as a note: this rule assumes {why}, and the model looks {} ({})",
+            facts.state.state, facts.state.evidence
+        ));
     }
 }
 
@@ -334,10 +420,14 @@ fn probe_pass(
     model: &onnx::Model,
     main: &graph::Graph<'_>,
     settings: &Settings,
+    facts: &rules::Facts,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
     let measuring: Vec<&dyn rules::Rule> = rules::all()
         .filter(|r| r.measures() && settings.selection.enabled(r.meta()))
+        .filter(|r| {
+            facts.verdict(r.meta().premises, rules::Half::Measured) != Some(rules::Unmet::Skip)
+        })
         .collect();
     if !settings.probe.enabled || measuring.is_empty() {
         return;
@@ -357,8 +447,13 @@ fn probe_pass(
     };
     for rule in measuring {
         let mut found = Vec::new();
-        rule.probe(&settings.check(main, rule.meta()), &probe, &mut found);
+        rule.probe(
+            &settings.check(main, rule.meta(), facts),
+            &probe,
+            &mut found,
+        );
         settings.apply_severity(rule.meta(), &mut found);
+        demote(facts, rule.meta(), rules::Half::Measured, &mut found);
         for d in found {
             // One finding per problem: a node the rule already reported statically
             // gets the measurement as a note.

@@ -85,6 +85,11 @@ struct LintArgs {
     #[arg(long)]
     show_suppressed: bool,
 
+    /// Whether the weights are still at initialization: decided from them (auto),
+    /// or assumed. Rules that assume an untrained model run only on one
+    #[arg(long, value_enum, value_name = "STATE")]
+    model_state: Option<StateArg>,
+
     /// Skip the probe: run the static rules only, no forward pass
     #[arg(long, help_heading = "Probe")]
     no_probe: bool,
@@ -175,6 +180,24 @@ enum Color {
     Auto,
     Always,
     Never,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StateArg {
+    Auto,
+    Trained,
+    Untrained,
+}
+
+impl StateArg {
+    fn assumed(self) -> Option<nnlint::graph::ModelState> {
+        use nnlint::graph::ModelState;
+        match self {
+            StateArg::Auto => None,
+            StateArg::Trained => Some(ModelState::Trained),
+            StateArg::Untrained => Some(ModelState::Untrained),
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -306,6 +329,7 @@ fn diff(args: DiffArgs) -> u8 {
             let options = RenderOptions {
                 color: use_color(args.color),
                 prefer: args.location,
+                quiet: args.quiet,
             };
             render(format, reports, &options, &mut out).and_then(|_| {
                 if format != Format::Human || args.quiet || result.mismatch {
@@ -359,6 +383,7 @@ fn lint(args: LintArgs) -> u8 {
         ignore: args.ignore,
         config,
         show_suppressed: args.show_suppressed,
+        model_state: args.model_state.map(StateArg::assumed),
         probe: nnlint::probe::ProbeOptions {
             enabled: !args.no_probe,
             seed: args.seed,
@@ -398,6 +423,7 @@ fn lint(args: LintArgs) -> u8 {
         let render_options = RenderOptions {
             color,
             prefer: args.location,
+            quiet: args.quiet,
         };
         render(args.format, &reports, &render_options, &mut out).and_then(|_| {
             if args.format == Format::Human && !args.quiet {
@@ -480,9 +506,43 @@ fn rule_json(m: &RuleMeta) -> serde_json::Value {
         "options": m.options.iter().map(|o| serde_json::json!({
             "name": o.name, "default": o.default, "summary": o.summary,
         })).collect::<Vec<_>>(),
+        "premises": m.premises.iter().map(|r| serde_json::json!({
+            "premise": r.premise, "describe": r.premise.describe(),
+            "holds_when": r.premise.holds_when(), "half": r.half, "unmet": r.unmet,
+        })).collect::<Vec<_>>(),
         "explanation": m.explanation,
         "help_uri": sarif::help_uri(m),
     })
+}
+
+/// A rule's premises, one line each, for `nnlint explain`.
+fn premise_lines(m: &RuleMeta) -> String {
+    use nnlint::rules::{Half, Unmet};
+    let mut out = String::new();
+    for r in m.premises {
+        let half = match (r.half, m.pass) {
+            (Half::Static, rules::Pass::Graph)
+                if m.premises.iter().any(|o| o.half != Half::Static) =>
+            {
+                " (static half)"
+            }
+            (Half::Measured, rules::Pass::Graph) => " (measured half)",
+            _ => "",
+        };
+        let unmet = match r.unmet {
+            Unmet::Skip => "otherwise it does not run",
+            Unmet::Note => "otherwise its findings are notes",
+            Unmet::Blind => {
+                "otherwise it sees only part of what it looks for, and the summary says so"
+            }
+        };
+        out.push_str(&format!(
+            "- {}{half}: {unmet}\n  holds when {}\n",
+            r.premise.describe(),
+            r.premise.holds_when()
+        ));
+    }
+    out
 }
 
 fn list_rules(format: ListFormat) -> u8 {
@@ -490,8 +550,23 @@ fn list_rules(format: ListFormat) -> u8 {
         ListFormat::Text => {
             for r in rules::all() {
                 let m = r.meta();
+                let premises: Vec<String> = m
+                    .premises
+                    .iter()
+                    .map(|r| {
+                        serde_json::to_value(r.premise)
+                            .ok()
+                            .and_then(|v| v.as_str().map(String::from))
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                let premises = if premises.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [assumes: {}]", premises.join(", "))
+                };
                 println!(
-                    "{:<6} {:<28} {:<8} {}",
+                    "{:<6} {:<28} {:<8} {}{premises}",
                     m.code, m.name, m.severity, m.summary
                 );
             }
@@ -509,6 +584,11 @@ fn explain(rule: &str, format: ListFormat) -> u8 {
         (Some(r), ListFormat::Text) => {
             let m = r.meta();
             println!("{} ({}, {} by default)\n", m.code, m.name, m.severity);
+            if m.premises.is_empty() {
+                println!("Premises: none; it runs on every model, trained or not\n");
+            } else {
+                println!("Premises:\n{}", premise_lines(m));
+            }
             print!("{}", m.explanation);
             0
         }
@@ -534,6 +614,7 @@ fn print(path: &std::path::Path, values: bool) -> u8 {
             let options = RenderOptions {
                 color: use_color(Color::Auto),
                 prefer: Prefer::Model,
+                quiet: true,
             };
             let _ = render(Format::Human, &[report], &options, &mut std::io::stderr());
             2

@@ -34,11 +34,24 @@ fn buggy_model_warns_and_exits_1() {
 }
 
 #[test]
-fn clean_model_prints_nothing_and_exits_0() {
+fn clean_model_prints_only_what_was_checked_and_exits_0() {
     for model in [CLEAN, "fixtures/torch/dropout_bn_mlp_dynamo_eval.onnx"] {
         let out = nnlint(&[model]);
         assert_eq!(out.status.code(), Some(0), "{model}");
-        assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{model}");
+        assert!(out.stderr.is_empty(), "{model}");
+        // No finding: only the model's state and what its premises kept
+        // the rules from seeing, each line naming the model.
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.contains(&format!("{model}: the model looks untrained")),
+            "{stdout}"
+        );
+        assert!(stdout.lines().all(|l| l.starts_with(model)), "{stdout}");
+        let quiet = nnlint(&["--quiet", model]);
+        assert!(
+            quiet.stdout.is_empty() && quiet.stderr.is_empty(),
+            "{model}"
+        );
     }
 }
 

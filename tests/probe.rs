@@ -201,13 +201,27 @@ fn real_inputs_replace_synthesized_ones() {
 #[test]
 fn a_trained_model_does_not_fire_initial_loss_unless_forced() {
     let path = "fixtures/probe/trained_mlp_ce_dynamo_train.onnx";
-    let default = text(&nnlint(&["--isolated", "--format", "short", path]).stdout);
+    let default = text(&nnlint(&["--isolated", path]).stdout);
     assert!(!default.contains("NN401"), "{default}");
-    // Its measured loss is far above -ln(1/10): the untrained check is what
-    // keeps it silent, so forcing the rule on must fire it.
+    assert!(default.contains("the model looks trained"), "{default}");
+    // Its measured loss is far above -ln(1/10): the decided state is what
+    // keeps it silent, so assuming an untrained model must fire it, from the
+    // command line and from the configuration alike.
+    let flag = text(
+        &nnlint(&[
+            "--isolated",
+            "--model-state",
+            "untrained",
+            "--format",
+            "short",
+            path,
+        ])
+        .stdout,
+    );
+    assert!(flag.contains("warning[NN401]: initial loss"), "{flag}");
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("nnlint.toml");
-    std::fs::write(&config, "[rules.initial-loss]\nuntrained = 1\n").unwrap();
+    std::fs::write(&config, "model-state = \"untrained\"\n").unwrap();
     let forced = text(
         &nnlint(&[
             "--config",
@@ -219,6 +233,20 @@ fn a_trained_model_does_not_fire_initial_loss_unless_forced() {
         .stdout,
     );
     assert!(forced.contains("warning[NN401]: initial loss"), "{forced}");
+    // The command line wins over the configuration.
+    let auto = text(
+        &nnlint(&[
+            "--config",
+            config.to_str().unwrap(),
+            "--model-state",
+            "auto",
+            "--format",
+            "short",
+            path,
+        ])
+        .stdout,
+    );
+    assert!(!auto.contains("NN401"), "{auto}");
 }
 
 #[test]

@@ -216,6 +216,9 @@ impl<'m> Graph<'m> {
         if n.domain_is_default() && NORMALIZATION_OPS.contains(&n.op_type()) {
             return true;
         }
+        if self.is_decomposed_normalization(n) {
+            return true;
+        }
         if !matches!(n.op_type(), "Conv" | "Gemm" | "MatMul") {
             return false;
         }

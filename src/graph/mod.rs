@@ -16,7 +16,9 @@ mod layers;
 mod node;
 mod onnx_ops;
 mod origin;
+mod patterns;
 mod shapes;
+pub mod state;
 mod stats;
 
 use rustc_hash::FxHashMap as HashMap;
@@ -28,6 +30,8 @@ pub use build::{build, is_known_op, Problem, ProblemKind, IMPLICIT_SLOT};
 pub use layers::{activation, Activation, LayerKind, WeightLayer, NORMALIZATION_OPS};
 pub use node::{Attr, NodeRef};
 pub use origin::PyOrigin;
+pub use patterns::Softmax;
+pub use state::{ModelState, StateDecision};
 pub use stats::TensorStats;
 
 use crate::onnx::proto::{data_type as dt, TensorProto};
@@ -304,7 +308,13 @@ impl<'m> Graph<'m> {
         } else {
             1
         };
-        let axis = n.attr_i64("axis").unwrap_or(default);
+        let axis = match self.softmax(n) {
+            Some(s) if s.decomposed => match self.softmax_sum_axes(n)?.as_slice() {
+                &[a] => a,
+                _ => return None,
+            },
+            _ => n.attr_i64("axis").unwrap_or(default),
+        };
         let rank = i64::try_from(rank).ok()?;
         let a = if axis < 0 { axis + rank } else { axis };
         (0..rank).contains(&a).then_some(a as usize)

@@ -259,9 +259,10 @@ pub fn heads<'m>(graph: &Graph<'m>) -> Vec<(&'m str, Head)> {
         let rank = graph.shape(o).map(|s| s.len());
         let last_axis =
             |p: &NodeRef<'_, 'm>| rank.is_some_and(|r| graph.softmax_axis(p, r) == Some(r - 1));
+        let softmax = graph.softmax(&p).filter(|_| last_axis(&p));
         let head = match p.op_type() {
-            "Softmax" if last_axis(&p) => Some(Head::Probabilities),
-            "LogSoftmax" if last_axis(&p) => Some(Head::LogProbabilities),
+            _ if softmax.is_some_and(|s| s.log) => Some(Head::LogProbabilities),
+            _ if softmax.is_some() => Some(Head::Probabilities),
             "Gemm" | "MatMul" | "Add" if rank.is_some_and(|r| r >= 2) => {
                 let layer = graph.weight_layer(p.id()).is_some()
                     || (p.is("Add")

@@ -1,5 +1,6 @@
 //! Activations that vanish or explode with depth (measured).
 
+use super::premise::{requires, Half, Premise, Unmet};
 use super::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 use crate::diag::short_number as short;
 use crate::diag::{Diagnostic, Severity};
@@ -11,6 +12,11 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Warning,
     pass: Pass::Probe,
     category: Category::Connections,
+    premises: &[requires(
+        Premise::RepresentativeInputs,
+        Half::Measured,
+        Unmet::Skip,
+    )],
     summary: "activations vanish or explode along the depth of the network at the probe",
     options: &[
         RuleOption {

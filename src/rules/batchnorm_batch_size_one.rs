@@ -1,5 +1,6 @@
 //! Training-mode BatchNorm over a single value per channel.
 
+use super::premise::{requires, Half, Premise, Unmet};
 use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::Dim;
@@ -10,6 +11,11 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Warning,
     pass: Pass::Graph,
     category: Category::Parameters,
+    premises: &[requires(
+        Premise::TrainingExport,
+        Half::Static,
+        Unmet::Blind,
+    )],
     summary: "training-mode batch normalization over one value per channel has zero variance",
     options: &[],
     explanation: include_str!("../../rules/batchnorm-batch-size-one.md"),

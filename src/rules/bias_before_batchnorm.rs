@@ -1,5 +1,6 @@
 //! A bias that the following BatchNorm subtracts again.
 
+use super::premise::{requires, Half, Premise, Unmet};
 use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 
@@ -9,6 +10,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Note,
     pass: Pass::Graph,
     category: Category::Parameters,
+    premises: &[requires(Premise::InDesign, Half::Static, Unmet::Skip)],
     summary: "a conv or dense bias directly followed by batch normalization, which cancels it",
     options: &[],
     explanation: include_str!("../../rules/bias-before-batchnorm.md"),

@@ -1,5 +1,6 @@
 //! Weight tensors whose values are all the same.
 
+use super::premise::{requires, Half, Premise, Unmet};
 use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 
@@ -9,6 +10,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Warning,
     pass: Pass::Graph,
     category: Category::Parameters,
+    premises: &[requires(Premise::Untrained, Half::Static, Unmet::Note)],
     summary: "every value of a weight tensor is the same, so its units stay identical",
     options: &[],
     explanation: include_str!("../../rules/constant-weights.md"),

@@ -13,6 +13,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Note,
     pass: Pass::Graph,
     category: Category::Hygiene,
+    premises: &[],
     summary: "a node whose outputs reach no graph output",
     options: &[],
     explanation: include_str!("../../rules/dead-node.md"),

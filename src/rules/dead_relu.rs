@@ -1,5 +1,6 @@
 //! ReLU units whose bias keeps them off for nearly every input (static half).
 
+use super::premise::{requires, Half, Premise, Unmet};
 use super::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{Graph, WeightLayer};
@@ -11,6 +12,10 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Warning,
     pass: Pass::Graph,
     category: Category::Connections,
+    premises: &[
+        requires(Premise::Untrained, Half::Static, Unmet::Skip),
+        requires(Premise::RepresentativeInputs, Half::Measured, Unmet::Skip),
+    ],
     summary: "relu units whose bias is so negative they never activate",
     options: &[
         RuleOption {

@@ -1,5 +1,6 @@
 //! A sigmoid output passed to a loss that applies sigmoid itself.
 
+use super::premise::{requires, Half, Premise, Unmet};
 use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 
@@ -9,6 +10,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Error,
     pass: Pass::Graph,
     category: Category::Loss,
+    premises: &[requires(Premise::LossInGraph, Half::Static, Unmet::Blind)],
     summary: "sigmoid output is fed to binary cross-entropy with logits or another sigmoid",
     options: &[],
     explanation: include_str!("../../rules/double-sigmoid.md"),

@@ -1,8 +1,9 @@
 //! A probability output normalized by softmax a second time.
 
+use super::premise::{requires, Half, Premise, Unmet};
 use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
-use crate::graph::{Graph, NodeRef};
+use crate::graph::{Graph, NodeRef, Origin};
 
 pub static META: RuleMeta = RuleMeta {
     name: "double-softmax",
@@ -10,6 +11,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Error,
     pass: Pass::Graph,
     category: Category::Loss,
+    premises: &[requires(Premise::LossInGraph, Half::Static, Unmet::Blind)],
     summary: "softmax output is fed to something that applies softmax again",
     options: &[],
     explanation: include_str!("../../rules/double-softmax.md"),
@@ -24,41 +26,47 @@ impl Rule for DoubleSoftmax {
 
     fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
         let graph = cx.graph;
-        for first in graph
-            .nodes()
-            .filter(|n| n.is("Softmax") || n.is("LogSoftmax"))
-        {
-            let Some(probs) = first.output(0) else {
+        // Each normalization that takes scores, fused or written out, and
+        // what produced those scores.
+        for second in graph.nodes() {
+            let sce = second.is("SoftmaxCrossEntropyLoss");
+            let scores = if sce {
+                second.input_id(0)
+            } else {
+                graph.softmax(&second).map(|s| s.scores)
+            };
+            let Some(scores) = scores else { continue };
+            let Origin::Node(first) = graph.origin_of(scores) else {
                 continue;
             };
-            for u in graph.follow(probs) {
-                let second = graph.node(u.node);
-                if u.slot != 0 {
-                    continue;
-                }
-                let what = if second.is("SoftmaxCrossEntropyLoss") {
-                    "softmax cross-entropy, which applies softmax itself"
-                } else if first.is("Softmax")
-                    && (second.is("Softmax") || second.is("LogSoftmax"))
-                    && same_axis(graph, &first, &second)
-                {
-                    "another softmax over the same axis"
-                } else {
-                    continue;
-                };
-                out.push(
-                    Diagnostic::new(&META, format!("{} output is normalized twice", first.op_type().to_lowercase()))
-                        .with_node(first.name())
-                        .primary(first.span().call, "this already yields probabilities ...")
-                        .secondary(second.op_span(), format!("... and {what}"))
-                        .note("a second softmax squashes the scores toward uniform, so gradients shrink and the loss plateaus")
-                        .help(if second.is("SoftmaxCrossEntropyLoss") {
-                            "pass the raw logits to the loss (`F.cross_entropy` applies log-softmax itself)"
-                        } else {
-                            "remove one of the two softmax ops"
-                        }),
-                );
-            }
+            let first = graph.node(first);
+            let Some(normalized) = graph.softmax(&first) else {
+                continue;
+            };
+            let what = if sce {
+                "softmax cross-entropy, which applies softmax itself"
+            } else if !normalized.log && same_axis(graph, &first, &second) {
+                "another softmax over the same axis"
+            } else {
+                continue;
+            };
+            let name = if normalized.log {
+                "logsoftmax"
+            } else {
+                "softmax"
+            };
+            out.push(
+                Diagnostic::new(&META, format!("{name} output is normalized twice"))
+                    .with_node(first.name())
+                    .primary(first.span().call, "this already yields probabilities ...")
+                    .secondary(second.op_span(), format!("... and {what}"))
+                    .note("a second softmax squashes the scores toward uniform, so gradients shrink and the loss plateaus")
+                    .help(if sce {
+                        "pass the raw logits to the loss (`F.cross_entropy` applies log-softmax itself)"
+                    } else {
+                        "remove one of the two softmax ops"
+                    }),
+            );
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Dropout whose output is normalized by BatchNormalization: the variance shift.
 
+use super::premise::{requires, Half, Premise, Unmet};
 use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 
@@ -9,6 +10,11 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Warning,
     pass: Pass::Graph,
     category: Category::Parameters,
+    premises: &[requires(
+        Premise::TrainingExport,
+        Half::Static,
+        Unmet::Blind,
+    )],
     summary: "dropout feeds batch normalization, whose statistics then do not hold at inference",
     options: &[],
     explanation: include_str!("../../rules/dropout-before-batchnorm.md"),

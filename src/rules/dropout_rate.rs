@@ -1,5 +1,6 @@
 //! Dropout ratios that do nothing or destroy the signal.
 
+use super::premise::{requires, Half, Premise, Unmet};
 use super::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{Graph, NodeRef};
@@ -10,6 +11,11 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Warning,
     pass: Pass::Graph,
     category: Category::Parameters,
+    premises: &[requires(
+        Premise::TrainingExport,
+        Half::Static,
+        Unmet::Blind,
+    )],
     summary: "dropout ratio above 0.5 (warning), of 1 or more (error), or 0 (note)",
     options: &[RuleOption {
         name: "high",

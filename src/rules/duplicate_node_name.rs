@@ -13,6 +13,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Note,
     pass: Pass::Graph,
     category: Category::Hygiene,
+    premises: &[],
     summary: "two nodes of a graph share a name",
     options: &[],
     explanation: include_str!("../../rules/duplicate-node-name.md"),

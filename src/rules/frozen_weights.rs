@@ -10,6 +10,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Warning,
     pass: Pass::Diff,
     category: Category::Parameters,
+    premises: &[],
     summary: "a trainable-looking weight did not change between two checkpoints while others did",
     options: &[],
     explanation: include_str!("../../rules/frozen-weights.md"),

@@ -9,6 +9,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Error,
     pass: Pass::Diff,
     category: Category::Validity,
+    premises: &[],
     summary: "the two checkpoints given to `nnlint diff` are not the same architecture",
     options: &[],
     explanation: include_str!("../../rules/graph-mismatch.md"),

@@ -1,5 +1,6 @@
 //! Weights initialized far from the scale their fan-in and activation call for.
 
+use super::premise::{requires, Half, Premise, Unmet};
 use super::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::Activation;
@@ -10,6 +11,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Warning,
     pass: Pass::Graph,
     category: Category::Parameters,
+    premises: &[requires(Premise::Untrained, Half::Static, Unmet::Skip)],
     summary: "a weight's standard deviation is 10x or more off the scale its fan-in and activation call for",
     options: &[
         RuleOption {

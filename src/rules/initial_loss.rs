@@ -1,9 +1,10 @@
 //! The loss at initialization, measured, against -ln(1/C).
 
+use super::premise::{requires, Half, Premise, Unmet};
 use super::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 use crate::diag::short_number as short;
 use crate::diag::{Diagnostic, Severity};
-use crate::graph::{Graph, NodeRef, Origin, NORMALIZATION_OPS};
+use crate::graph::{Graph, NodeRef, Origin};
 use crate::probe::{heads, loss_nodes, LossKind, Probe};
 
 pub static META: RuleMeta = RuleMeta {
@@ -12,19 +13,13 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Warning,
     pass: Pass::Probe,
     category: Category::Loss,
+    premises: &[requires(Premise::Untrained, Half::Measured, Unmet::Skip)],
     summary: "the loss of an untrained model is far from -ln(1/C) at the probe",
-    options: &[
-        RuleOption {
-            name: "ratio",
-            default: 1.5,
-            summary: "fires when measured / expected is above this or below its inverse",
-        },
-        RuleOption {
-            name: "untrained",
-            default: -1.0,
-            summary: "-1 decides from the weights whether the model is untrained; 1 always checks; 0 never does",
-        },
-    ],
+    options: &[RuleOption {
+        name: "ratio",
+        default: 1.5,
+        summary: "fires when measured / expected is above this or below its inverse",
+    }],
     explanation: include_str!("../../rules/initial-loss.md"),
 };
 
@@ -41,17 +36,7 @@ impl Rule for InitialLoss {
 
     fn probe(&self, cx: &Check<'_, '_>, probe: &Probe, out: &mut Vec<Diagnostic>) {
         let graph = cx.graph;
-        let forced = cx.option("untrained");
-        let why = if forced >= 1.0 {
-            "`untrained = 1` is configured".to_string()
-        } else if forced == 0.0 {
-            return;
-        } else {
-            match untrained(graph) {
-                Some(reason) => reason,
-                None => return,
-            }
-        };
+        let state = &cx.facts.state;
         let max_ratio = cx.option("ratio").max(1.0);
         for m in measurements(graph, probe) {
             let ratio = m.value / m.expected;
@@ -74,7 +59,7 @@ impl Rule for InitialLoss {
             )
             .with_node(n.name())
             .primary(n.span().call, format!("measured {} over {} probe samples", m.what, probe.batch()))
-            .note(format!("the model looks untrained: {why}"))
+            .note(format!("the model looks {}: {}", state.state, state.evidence))
             .note("the probe's labels are uniform at random, so an untrained model that is not confident scores about -ln(1/C)");
             d = if ratio > 1.0 {
                 d.help("the initial predictions are confident: initialize the last layer smaller (scale its weights by 0.01 or zero them), and check the loss gets raw logits")
@@ -171,52 +156,4 @@ fn fed_log_probabilities(graph: &Graph<'_>, n: &NodeRef<'_, '_>) -> bool {
         return false;
     };
     matches!(graph.origin(input), Origin::Node(p) if graph.node(p).is("LogSoftmax"))
-}
-
-/// Why the model looks untrained, or `None` when it does not (or nothing tells).
-///
-/// Normalization layers are decisive where they exist: frameworks initialize
-/// their scales to 1 and shifts to 0, and any training moves them. Without
-/// them, torch's default initialization of Linear and Conv draws weights and
-/// biases uniformly within ±1/√fan_in; a model is taken as untrained when at
-/// least half of its weight-layer parameters still lie within that bound.
-pub fn untrained(graph: &Graph<'_>) -> Option<String> {
-    let stored = |t: Option<&str>, v: f64| {
-        t.and_then(|t| graph.stats(t))
-            .map(|s| s.count == 0 || (s.all_equal && s.first == Some(v)))
-    };
-    let (mut norms, mut fresh) = (0, 0);
-    for n in graph.nodes() {
-        if !n.domain_is_default() || !NORMALIZATION_OPS.contains(&n.op_type()) {
-            continue;
-        }
-        let scale = stored(n.input(1), 1.0);
-        let shift = stored(n.input(2).filter(|s| !s.is_empty()), 0.0);
-        if scale.is_none() && shift.is_none() {
-            continue;
-        }
-        norms += 1;
-        fresh += (scale.unwrap_or(true) && shift.unwrap_or(true)) as usize;
-    }
-    if norms > 0 {
-        return (fresh == norms).then(|| {
-            format!("all {norms} normalization layers have scale 1 and shift 0, as initialized")
-        });
-    }
-    let (mut params, mut within) = (0, 0);
-    for l in graph.weight_layers() {
-        let Some(fan_in) = l.fan_in.filter(|&f| f > 0) else {
-            continue;
-        };
-        let bound = 1.0 / (fan_in as f64).sqrt() * (1.0 + 1e-3);
-        for t in std::iter::once(Some(l.weight_name)).chain(std::iter::once(l.bias_name)) {
-            if let Some(s) = t.and_then(|t| graph.stats(t)) {
-                params += 1;
-                within += (s.max_abs <= bound) as usize;
-            }
-        }
-    }
-    (params > 0 && 2 * within >= params).then(|| {
-        format!("{within} of {params} weight and bias tensors lie within torch's default initialization bound 1/sqrt(fan_in)")
-    })
 }

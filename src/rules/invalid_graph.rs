@@ -10,6 +10,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Error,
     pass: Pass::Graph,
     category: Category::Validity,
+    premises: &[],
     summary:
         "the graph is malformed: undefined or doubly defined tensors, cycles, missing opset imports",
     options: &[],

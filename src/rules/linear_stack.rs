@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 
+use super::premise::{requires, Half, Premise, Unmet};
 use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{Graph, LayerKind, NodeId, WeightLayer};
@@ -12,6 +13,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Warning,
     pass: Pass::Graph,
     category: Category::Connections,
+    premises: &[requires(Premise::InDesign, Half::Static, Unmet::Skip)],
     summary:
         "two weight layers follow each other with no nonlinearity, collapsing into one linear map",
     options: &[],

@@ -1,5 +1,6 @@
 //! Deep chains of weight layers with neither normalization nor residual connections.
 
+use super::premise::{requires, Half, Premise, Unmet};
 use super::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::NodeId;
@@ -10,6 +11,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Warning,
     pass: Pass::Graph,
     category: Category::Parameters,
+    premises: &[requires(Premise::InDesign, Half::Static, Unmet::Skip)],
     summary: "a chain of 10 or more weight layers has no normalization and no residual connection",
     options: &[RuleOption {
         name: "depth",
@@ -54,7 +56,14 @@ impl Rule for MissingNormalization {
                 .copied()
                 .max_by_key(|c| c.depth)
                 .unwrap_or_default();
-            let residual = n.is("Add") && inputs.len() == 2 && inputs[0].depth != inputs[1].depth;
+            // A skip connection joins paths of different depth: an `Add`
+            // (ResNet), or a `Concat` of a block's input and output (DenseNet,
+            // CSP and C2f blocks).
+            let residual = match n.op_type() {
+                "Add" => inputs.len() == 2 && inputs[0].depth != inputs[1].depth,
+                "Concat" => inputs.iter().any(|c| c.depth != longest.depth),
+                _ => false,
+            };
             chain[id] = if graph.normalizes(&n) || residual {
                 Chain::default()
             } else if graph.weight_layer(id).is_some() {

@@ -24,6 +24,7 @@ mod missing_normalization;
 mod multi_loss_scale;
 mod nll_without_log;
 pub mod non_finite;
+pub mod premise;
 pub mod probe_skipped;
 mod relu_on_logits;
 pub mod saturated_activation;
@@ -42,6 +43,7 @@ use crate::diag::{Diagnostic, Severity};
 use crate::graph::Graph;
 use crate::probe::Probe;
 
+pub use premise::{Facts, Half, Premise, Unmet};
 pub use select::{Selection, SelectorError};
 
 /// What kind of mistake a rule looks for; the sections of the debugging checklist.
@@ -89,6 +91,9 @@ pub struct RuleMeta {
     pub severity: Severity,
     pub pass: Pass,
     pub category: Category,
+    /// What the rule takes for granted about a model, and what becomes of
+    /// its findings where that does not hold ([`premise::Facts::verdict`]).
+    pub premises: &'static [premise::Requirement],
     /// One line, lowercase, no trailing period.
     pub summary: &'static str,
     /// The thresholds the rule's page documents, configurable per project.
@@ -106,11 +111,13 @@ pub struct RuleOption {
     pub summary: &'static str,
 }
 
-/// What a rule sees while it checks one graph: the graph and its settings.
+/// What a rule sees while it checks one graph: the graph, its settings, and
+/// what is known of the model (its state, for messages).
 pub struct Check<'a, 'm> {
     pub graph: &'a Graph<'m>,
     pub meta: &'static RuleMeta,
     pub settings: Option<&'a RuleConfig>,
+    pub facts: &'a Facts,
 }
 
 impl Check<'_, '_> {

@@ -1,5 +1,6 @@
 //! A summed loss whose terms carry constant weights orders of magnitude apart.
 
+use super::premise::{requires, Half, Premise, Unmet};
 use super::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 use crate::diag::short_number as short;
 use crate::diag::{Diagnostic, Severity};
@@ -12,6 +13,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Warning,
     pass: Pass::Graph,
     category: Category::Loss,
+    premises: &[requires(Premise::LossInGraph, Half::Both, Unmet::Blind)],
     summary: "the terms of a summed loss are weighted 100x or more apart",
     options: &[
         RuleOption {

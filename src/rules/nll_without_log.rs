@@ -1,5 +1,6 @@
 //! NegativeLogLikelihoodLoss on something other than log-probabilities.
 
+use super::premise::{requires, Half, Premise, Unmet};
 use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{Graph, Origin};
@@ -10,6 +11,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Error,
     pass: Pass::Graph,
     category: Category::Loss,
+    premises: &[requires(Premise::LossInGraph, Half::Static, Unmet::Blind)],
     summary: "negative log-likelihood loss receives probabilities or raw logits instead of log-probabilities",
     options: &[],
     explanation: include_str!("../../rules/nll-without-log.md"),

@@ -12,6 +12,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Error,
     pass: Pass::Graph,
     category: Category::Connections,
+    premises: &[],
     summary: "an initializer or constant holds NaN or infinity",
     options: &[],
     explanation: include_str!("../../rules/non-finite.md"),

@@ -10,6 +10,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Note,
     pass: Pass::Probe,
     category: Category::Probe,
+    premises: &[],
     summary: "the probe's forward pass could not run, so nothing was measured",
     options: &[],
     explanation: include_str!("../../rules/probe-skipped.md"),

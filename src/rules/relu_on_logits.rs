@@ -1,5 +1,6 @@
 //! A non-negative activation applied to the logits of a softmax.
 
+use super::premise::{requires, Half, Premise, Unmet};
 use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::Origin;
@@ -10,6 +11,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Warning,
     pass: Pass::Graph,
     category: Category::Loss,
+    premises: &[requires(Premise::LossInGraph, Half::Static, Unmet::Blind)],
     summary: "a non-negative activation sits on the logits of a softmax or softmax loss",
     options: &[],
     explanation: include_str!("../../rules/relu-on-logits.md"),
@@ -26,12 +28,14 @@ impl Rule for ReluOnLogits {
 
     fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
         let graph = cx.graph;
-        let softmaxes = graph
-            .nodes()
-            .filter(|n| n.is("Softmax") || n.is("LogSoftmax") || n.is("SoftmaxCrossEntropyLoss"));
-        for sm in softmaxes {
-            let Some(logits) = sm.input(0) else { continue };
-            let Origin::Node(act) = graph.origin(logits) else {
+        for sm in graph.nodes() {
+            let logits = match graph.softmax(&sm) {
+                Some(s) => Some(s.scores),
+                None if sm.is("SoftmaxCrossEntropyLoss") => sm.input_id(0),
+                None => None,
+            };
+            let Some(logits) = logits else { continue };
+            let Origin::Node(act) = graph.origin_of(logits) else {
                 continue;
             };
             let act = graph.node(act);

@@ -1,5 +1,6 @@
 //! Sigmoid or tanh units stuck in their flat tails (measured).
 
+use super::premise::{requires, Half, Premise, Unmet};
 use super::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 use crate::diag::{short_number as short, Diagnostic, Severity};
 use crate::probe::Probe;
@@ -10,6 +11,11 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Warning,
     pass: Pass::Probe,
     category: Category::Connections,
+    premises: &[requires(
+        Premise::RepresentativeInputs,
+        Half::Measured,
+        Unmet::Skip,
+    )],
     summary: "most units of a sigmoid or tanh sit in its flat tails at the probe",
     options: &[
         RuleOption {
@@ -26,6 +32,11 @@ pub static META: RuleMeta = RuleMeta {
             name: "unit-fraction",
             default: 0.5,
             summary: "the fraction of saturated units that fires",
+        },
+        RuleOption {
+            name: "min-samples",
+            default: 16.0,
+            summary: "the probe values per unit below which saturation says too little",
         },
     ],
     explanation: include_str!("../../rules/saturated-activation.md"),
@@ -47,7 +58,12 @@ impl Rule for SaturatedActivation {
         let threshold = cx.option("threshold");
         let per_sample = cx.option("sample-fraction");
         let per_unit = cx.option("unit-fraction");
+        let min_samples = cx.option("min-samples");
         for n in graph.nodes().filter(|n| n.is("Sigmoid") || n.is("Tanh")) {
+            // A gate (SiLU, GLU, an LSTM's) closes by saturating.
+            if graph.is_gate(&n) {
+                continue;
+            }
             // A sigmoid inside a binary loss is the loss's business (`initial-loss`).
             let in_loss = n.output(0).is_some_and(|o| {
                 let uses = graph.consumers(o);
@@ -60,7 +76,7 @@ impl Rule for SaturatedActivation {
             let Some(units) = probe.summary(input).and_then(|s| s.units.as_ref()) else {
                 continue;
             };
-            if units.samples == 0 || units.saturated.is_empty() {
+            if (units.samples as f64) < min_samples || units.saturated.is_empty() {
                 continue;
             }
             let total = units.saturated.len();

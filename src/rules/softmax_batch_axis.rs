@@ -10,6 +10,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Warning,
     pass: Pass::Graph,
     category: Category::Loss,
+    premises: &[],
     summary: "softmax normalizes over the batch axis instead of the classes",
     options: &[],
     explanation: include_str!("../../rules/softmax-batch-axis.md"),

@@ -10,6 +10,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Error,
     pass: Pass::Graph,
     category: Category::Loss,
+    premises: &[],
     summary: "softmax over an axis of size 1, whose output is constant",
     options: &[],
     explanation: include_str!("../../rules/softmax-single-class.md"),

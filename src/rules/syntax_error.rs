@@ -9,6 +9,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Error,
     pass: Pass::Read,
     category: Category::Validity,
+    premises: &[],
     summary: "a `.onnxtxt` model does not follow the ONNX textual syntax",
     options: &[],
     explanation: include_str!("../../rules/syntax-error.md"),

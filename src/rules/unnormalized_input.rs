@@ -12,6 +12,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Warning,
     pass: Pass::Graph,
     category: Category::Parameters,
+    premises: &[],
     summary:
         "an integer input is cast to float and reaches a weight layer without scaling or centring",
     options: &[

@@ -9,6 +9,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Note,
     pass: Pass::Graph,
     category: Category::Hygiene,
+    premises: &[],
     summary: "an initializer that no node reads",
     options: &[],
     explanation: include_str!("../../rules/unused-initializer.md"),

@@ -12,6 +12,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Note,
     pass: Pass::Suppressions,
     category: Category::Hygiene,
+    premises: &[],
     summary: "a `# nnlint: ignore` comment that suppresses nothing",
     options: &[],
     explanation: include_str!("../../rules/unused-suppression.md"),

@@ -10,6 +10,7 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Warning,
     pass: Pass::Diff,
     category: Category::Parameters,
+    premises: &[],
     summary: "a layer's relative update per step is far below or above about 1e-3",
     options: &[
         RuleOption {

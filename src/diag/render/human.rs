@@ -7,9 +7,16 @@ use codespan_reporting::term::{self, termcolor, Config, Styles, StylesWriter};
 
 use crate::diag::position::clamp;
 use crate::diag::{Diagnostic, LabelStyle, Severity};
+use crate::graph::ModelState;
+use crate::rules::premise::{Coverage, Premise};
 use crate::FileReport;
 
-pub fn render(reports: &[FileReport], color: bool, out: &mut dyn Write) -> io::Result<()> {
+pub fn render(
+    reports: &[FileReport],
+    options: &super::RenderOptions,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let color = options.color;
     let config = Config::default();
     let styles = Styles::default();
     for r in reports {
@@ -23,8 +30,68 @@ pub fn render(reports: &[FileReport], color: bool, out: &mut dyn Write) -> io::R
             };
             result.map_err(|e| io::Error::other(e.to_string()))?;
         }
+        if let Some(c) = r.coverage.as_ref().filter(|_| !options.quiet) {
+            coverage(&r.path, c, out)?;
+        }
     }
     Ok(())
+}
+
+/// What the model's state and graph kept the rules from doing, after the
+/// file's findings: a clean run is not a clean bill where rules did not look.
+fn coverage(path: &str, c: &Coverage, out: &mut dyn Write) -> io::Result<()> {
+    let s = &c.state;
+    match (s.forced, s.state) {
+        (true, state) => write!(out, "{path}: the model is taken as {state}: {}", s.evidence)?,
+        (false, ModelState::Unknown) => {
+            write!(out, "{path}: the model's state is unknown: {}", s.evidence)?
+        }
+        (false, state) => write!(out, "{path}: the model looks {state}: {}", s.evidence)?,
+    }
+    let mut off = Vec::new();
+    if !c.skipped.is_empty() {
+        off.push(format!("{} off", count(c.skipped.len())));
+    }
+    if !c.demoted.is_empty() {
+        off.push(format!("{} at note level", count(c.demoted.len())));
+    }
+    if off.is_empty() {
+        writeln!(out)?;
+    } else {
+        writeln!(
+            out,
+            "; {} that assume an untrained model (`--model-state untrained` turns them on)",
+            off.join(" and ")
+        )?;
+    }
+    let mut families = Vec::new();
+    let mut fixes = Vec::new();
+    for (premise, _) in &c.blind {
+        match premise {
+            Premise::LossInGraph => {
+                families.push("loss rules (the graph has no loss)");
+                fixes.push("with the loss inside `forward`");
+            }
+            Premise::TrainingExport => {
+                families.push("dropout and batch-norm rules (not a training-mode export)");
+                fixes.push("in training mode");
+            }
+            _ => {}
+        }
+    }
+    if !families.is_empty() {
+        writeln!(
+            out,
+            "{path}: {} could not look; export {} to check them (README: Exporting for nnlint)",
+            families.join(" and "),
+            fixes.join(" and ")
+        )?;
+    }
+    Ok(())
+}
+
+fn count(n: usize) -> String {
+    format!("{n} rule{}", if n == 1 { "" } else { "s" })
 }
 
 fn to_codespan(r: &FileReport, d: &Diagnostic) -> cs::Diagnostic<usize> {

@@ -26,6 +26,8 @@ struct Finding<'a> {
     model: ModelLocation<'a>,
     /// The Python line that created the node, when the exporter recorded it.
     python: Option<PythonLocation<'a>>,
+    /// The model's state and the evidence that decided it.
+    model_state: Option<&'a crate::graph::StateDecision>,
 }
 
 #[derive(Serialize)]
@@ -102,6 +104,7 @@ pub fn findings(reports: &[FileReport], prefer: Prefer) -> serde_json::Value {
                         class: o.origin.class.as_deref(),
                         readable: o.source.is_some(),
                     }),
+                    model_state: r.coverage.as_ref().map(|c| &c.state),
                 }
             })
         })

@@ -33,6 +33,9 @@ pub struct RenderOptions {
     pub color: bool,
     /// Which location `short`, `json`, `sarif` and `github` report first.
     pub prefer: Prefer,
+    /// Leave out `human`'s lines on each model's state and on what its
+    /// rules could not check (`--quiet`).
+    pub quiet: bool,
 }
 
 /// Writes every report's diagnostics in `format`.
@@ -43,7 +46,7 @@ pub fn render(
     out: &mut dyn Write,
 ) -> io::Result<()> {
     match format {
-        Format::Human => human::render(reports, options.color, out),
+        Format::Human => human::render(reports, options, out),
         Format::Short => short::render(reports, options.prefer, out),
         Format::Json => json::render(reports, options.prefer, out),
         Format::Sarif => sarif::render(reports, options.prefer, out),

@@ -1,0 +1,205 @@
+//! Patterns exporters write in more than one way.
+//!
+//! torch writes `Softmax` and `LayerNormalization`; tf2onnx, magika's
+//! exporter and hand-built graphs write the same computations out as
+//! elementwise ops (`Exp`/`ReduceSum`/`Div`, `ReduceMean`/`Sub`/`Pow`/
+//! `Sqrt`/`Div`). And a sigmoid is not always an activation: in SiLU,
+//! hard-swish, GLU, squeeze-and-excitation and LSTM/GRU cells it is a gate
+//! that multiplies another value. Rules ask these questions here, so that
+//! every exporter's spelling gets the same answer.
+
+use super::{Graph, NodeRef, TensorId};
+
+/// A softmax or log-softmax, fused or written out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Softmax {
+    /// `LogSoftmax`, or `z - log(sum(exp(z)))` written out.
+    pub log: bool,
+    /// The scores it normalizes (before any max subtraction).
+    pub scores: TensorId,
+    /// Written out as elementwise ops rather than one op.
+    pub decomposed: bool,
+}
+
+impl<'m> Graph<'m> {
+    /// The node as a softmax: `Softmax`, `LogSoftmax`, or the final op of
+    /// one written out: `Div(Exp(z), ReduceSum(Exp(z)))` (softmax) or
+    /// `Sub(z, Log(ReduceSum(Exp(z))))` (log-softmax), `z` possibly shifted
+    /// by its `ReduceMax` first.
+    pub fn softmax(&self, n: &NodeRef<'_, 'm>) -> Option<Softmax> {
+        if !n.domain_is_default() {
+            return None;
+        }
+        match n.op_type() {
+            "Softmax" | "LogSoftmax" => Some(Softmax {
+                log: n.is("LogSoftmax"),
+                scores: n.input_id(0)?,
+                decomposed: false,
+            }),
+            "Div" => {
+                let (num, den) = (n.input_id(0)?, n.input_id(1)?);
+                let (exp, _) = self.producer_of(num)?;
+                if !exp.is("Exp") || self.summed(den)? != num {
+                    return None;
+                }
+                Some(Softmax {
+                    log: false,
+                    scores: self.unshifted(exp.input_id(0)?),
+                    decomposed: true,
+                })
+            }
+            "Sub" => {
+                let (z, lse) = (n.input_id(0)?, n.input_id(1)?);
+                let (log, _) = self.producer_of(lse)?;
+                if !log.is("Log") {
+                    return None;
+                }
+                let (exp, _) = self.producer_of(self.summed(log.input_id(0)?)?)?;
+                if !exp.is("Exp") || exp.input_id(0)? != z {
+                    return None;
+                }
+                Some(Softmax {
+                    log: true,
+                    scores: self.unshifted(z),
+                    decomposed: true,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// The axes a written-out softmax sums over (its `ReduceSum`'s), as given.
+    pub fn softmax_sum_axes(&self, n: &NodeRef<'_, 'm>) -> Option<Vec<i64>> {
+        let sum = match n.op_type() {
+            "Div" => self.producer_of(n.input_id(1)?)?.0,
+            "Sub" => {
+                let (log, _) = self.producer_of(n.input_id(1)?)?;
+                self.producer_of(log.input_id(0)?)?.0
+            }
+            _ => return None,
+        };
+        self.reduce_axes(&sum)
+    }
+
+    /// The axes of a `Reduce*` node: the attribute (before opset 18, and
+    /// ReduceSum before 13) or the constant second input.
+    pub fn reduce_axes(&self, n: &NodeRef<'_, 'm>) -> Option<Vec<i64>> {
+        if let Some(a) = n.attr("axes").and_then(|a| a.ints()) {
+            return Some(a.to_vec());
+        }
+        let axes = n.input(1).filter(|a| !a.is_empty())?;
+        let values = self.values(axes)?.ok()?;
+        Some(values.into_iter().map(|v| v as i64).collect())
+    }
+
+    /// The tensor `t` is the `ReduceSum` of, looking through layout ops.
+    fn summed(&self, t: TensorId) -> Option<TensorId> {
+        let (sum, _) = self.producer_of(self.through_layout(t))?;
+        sum.is("ReduceSum").then(|| sum.input_id(0)).flatten()
+    }
+
+    /// `z` for `z - ReduceMax(z)`, the max subtraction a stable softmax does first.
+    fn unshifted(&self, t: TensorId) -> TensorId {
+        let shifted = self.producer_of(t).and_then(|(sub, _)| {
+            if !sub.is("Sub") {
+                return None;
+            }
+            let (z, m) = (sub.input_id(0)?, sub.input_id(1)?);
+            let (max, _) = self.producer_of(self.through_layout(m))?;
+            (max.is("ReduceMax") && max.input_id(0)? == z).then_some(z)
+        });
+        shifted.unwrap_or(t)
+    }
+
+    /// `t` before the value-preserving ops that produced it.
+    fn through_layout(&self, t: TensorId) -> TensorId {
+        let mut t = t;
+        for _ in 0..=self.node_count() {
+            match self.producer_of(t) {
+                Some((p, 0)) if self.is_value_preserving(&p) => match p.input_id(0) {
+                    Some(i) => t = i,
+                    None => break,
+                },
+                _ => break,
+            }
+        }
+        t
+    }
+
+    /// Whether the node ends a normalization written out as elementwise ops:
+    /// `(x - mean(x)) / sqrt(var + eps)`, or that difference times the
+    /// reciprocal, as tf2onnx writes LayerNorm and InstanceNorm.
+    pub fn is_decomposed_normalization(&self, n: &NodeRef<'_, 'm>) -> bool {
+        if !n.domain_is_default() || !(n.is("Div") || n.is("Mul")) || n.inputs().len() != 2 {
+            return false;
+        }
+        let centred = |t: TensorId| {
+            self.producer_of(t).is_some_and(|(sub, _)| {
+                sub.is("Sub")
+                    && (|| {
+                        let (x, m) = (sub.input_id(0)?, sub.input_id(1)?);
+                        let (mean, _) = self.producer_of(self.through_layout(m))?;
+                        Some(mean.is("ReduceMean") && mean.input_id(0)? == x)
+                    })()
+                    .unwrap_or(false)
+            })
+        };
+        // The spread: Sqrt (or Reciprocal of it) of a ReduceMean, through
+        // the epsilon's Add.
+        let spread = |t: TensorId| {
+            let mut t = t;
+            let mut rooted = false;
+            for _ in 0..6 {
+                let Some((p, _)) = self.producer_of(self.through_layout(t)) else {
+                    return false;
+                };
+                match p.op_type() {
+                    "Sqrt" => rooted = true,
+                    "ReduceMean" => return rooted,
+                    "Add" | "Reciprocal" | "Pow" => {}
+                    _ => return false,
+                }
+                let next = (0..p.inputs().len())
+                    .filter_map(|i| p.input_id(i))
+                    .find(|&i| self.stored_of(i).is_none());
+                match next {
+                    Some(i) => t = i,
+                    None => return false,
+                }
+            }
+            false
+        };
+        match (n.input_id(0), n.input_id(1)) {
+            (Some(a), Some(b)) => {
+                (centred(a) && spread(b)) || (n.is("Mul") && centred(b) && spread(a))
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether a sigmoid-like node is a gate: its output only ever
+    /// multiplies another value (SiLU's `x * sigmoid(x)`, hard-swish, GLU,
+    /// squeeze-and-excitation, the gates of an LSTM or GRU cell written out).
+    /// Saturating a gate is how it closes, not a dead unit.
+    pub fn is_gate(&self, n: &NodeRef<'_, 'm>) -> bool {
+        let Some(out) = n.output_id(0) else {
+            return false;
+        };
+        let uses = self.uses_of(out);
+        !uses.is_empty()
+            && uses.iter().all(|u| {
+                let c = self.node(u.node);
+                c.domain_is_default() && c.is("Mul")
+                    || c.is("Div") && u.slot == 0 && self.multiplies_only(&c)
+            })
+    }
+
+    /// Whether every use of `n`'s output is a `Mul` (hard-swish's
+    /// `x * clip(x + 3, 0, 6) / 6` divides before it multiplies).
+    fn multiplies_only(&self, n: &NodeRef<'_, 'm>) -> bool {
+        n.output_id(0).is_some_and(|o| {
+            let uses = self.uses_of(o);
+            !uses.is_empty() && uses.iter().all(|u| self.node(u.node).is("Mul"))
+        })
+    }
+}
