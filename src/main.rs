@@ -98,7 +98,7 @@ struct LintArgs {
     #[arg(long, default_value_t = 0, help_heading = "Probe")]
     seed: u64,
 
-    /// Value of a dynamic dimension, by its name in the model (repeatable)
+    /// Value of a dynamic dimension, by its name in the model or as INPUT:AXIS (repeatable)
     #[arg(long, value_name = "NAME=VALUE", value_parser = parse_dim, help_heading = "Probe")]
     dim: Vec<(String, usize)>,
 

@@ -113,3 +113,138 @@ fn messages_are_lowercase_without_trailing_period() {
     }
     assert!(seen > 5);
 }
+
+/// Every rule declares what it takes for granted, and its page says what
+/// becomes of it where that fails. The declarations are pinned here, so a
+/// rule cannot lose (or gain) a premise without this list changing too.
+#[test]
+fn every_rule_declares_its_premises() {
+    use nnlint::rules::{Half, Premise, Unmet};
+    // What a rule judges against a fresh model, or against the data a model
+    // was designed for, by the issue that made these premises data.
+    let expected: &[(&str, &[(Premise, Half, Unmet)])] = &[
+        (
+            "init-scale",
+            &[(Premise::Untrained, Half::Static, Unmet::Skip)],
+        ),
+        (
+            "initial-loss",
+            &[(Premise::Untrained, Half::Measured, Unmet::Skip)],
+        ),
+        (
+            "dead-relu",
+            &[
+                (Premise::Untrained, Half::Static, Unmet::Skip),
+                (Premise::RepresentativeInputs, Half::Measured, Unmet::Skip),
+            ],
+        ),
+        (
+            "saturated-activation",
+            &[(Premise::RepresentativeInputs, Half::Measured, Unmet::Skip)],
+        ),
+        (
+            "activation-scale",
+            &[(Premise::RepresentativeInputs, Half::Measured, Unmet::Skip)],
+        ),
+        (
+            "linear-stack",
+            &[(Premise::InDesign, Half::Static, Unmet::Skip)],
+        ),
+        (
+            "missing-normalization",
+            &[(Premise::InDesign, Half::Static, Unmet::Skip)],
+        ),
+        (
+            "bias-before-batchnorm",
+            &[(Premise::InDesign, Half::Static, Unmet::Skip)],
+        ),
+        (
+            "constant-weights",
+            &[(Premise::Untrained, Half::Static, Unmet::Note)],
+        ),
+    ];
+    // What a model computes wrongly whatever its state: no premise about the
+    // model's state may turn these off or down.
+    const ANY_STATE: &[&str] = &[
+        "non-finite",
+        "double-softmax",
+        "nll-without-log",
+        "relu-on-logits",
+        "softmax-batch-axis",
+        "softmax-single-class",
+        "invalid-graph",
+        "dropout-before-batchnorm",
+        "unnormalized-input",
+    ];
+    let state = [
+        Premise::Untrained,
+        Premise::RepresentativeInputs,
+        Premise::InDesign,
+    ];
+    for r in nnlint::rules::all() {
+        let m = r.meta();
+        let declared: Vec<(Premise, Half, Unmet)> = m
+            .premises
+            .iter()
+            .map(|p| (p.premise, p.half, p.unmet))
+            .collect();
+        let of_state: Vec<_> = declared
+            .iter()
+            .filter(|p| state.contains(&p.0))
+            .copied()
+            .collect();
+        match expected.iter().find(|(name, _)| *name == m.name) {
+            Some((_, want)) => assert_eq!(of_state, want.to_vec(), "{}", m.name),
+            None => assert!(
+                of_state.is_empty(),
+                "{} declares an undocumented state premise",
+                m.name
+            ),
+        }
+        if ANY_STATE.contains(&m.name) {
+            assert!(
+                of_state.is_empty(),
+                "{} must fire on trained models too",
+                m.name
+            );
+        }
+        // Premises about the graph never silence a rule; they make the summary speak.
+        for p in declared.iter().filter(|p| !state.contains(&p.0)) {
+            assert_eq!(p.2, Unmet::Blind, "{}: {:?}", m.name, p.0);
+        }
+        if !declared.is_empty() {
+            let at = m.explanation.find("## Premises");
+            let refs = m.explanation.find("## References");
+            assert!(
+                at.is_some() && at < refs,
+                "rules/{}.md lacks `## Premises` before `## References`",
+                m.name
+            );
+        }
+    }
+}
+
+#[test]
+fn explain_shows_the_premises() {
+    let out = common::nnlint(&["explain", "init-scale"]);
+    let page = common::text(&out.stdout);
+    assert!(
+        page.contains("Premises:\n- the weights are at initialization: otherwise it does not run"),
+        "{page}"
+    );
+    let out = common::nnlint(&["explain", "non-finite"]);
+    assert!(common::text(&out.stdout).contains("Premises: none"));
+    let out = common::nnlint(&["rules"]);
+    let list = common::text(&out.stdout);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("NN306") && l.ends_with("[assumes: untrained]")),
+        "{list}"
+    );
+    let json: serde_json::Value = serde_json::from_slice(
+        &common::nnlint(&["explain", "dead-relu", "--format", "json"]).stdout,
+    )
+    .unwrap();
+    assert_eq!(json["premises"][1]["premise"], "representative-inputs");
+    assert_eq!(json["premises"][1]["half"], "measured");
+}

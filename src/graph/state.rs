@@ -64,6 +64,9 @@ pub struct StateDecision {
 /// Weights with fewer elements say too little about how they were drawn.
 const MIN_ELEMENTS: usize = 64;
 
+/// From this many elements a uniform shape alone marks a fresh draw.
+const SHAPE_ELEMENTS: usize = 256;
+
 /// How far a fresh weight's spread may stray from the scheme it matches,
 /// in standard errors of a sample standard deviation (`1 / sqrt(2n)`
 /// relative), and at least.
@@ -107,14 +110,13 @@ pub fn decide(graphs: &[Graph<'_>]) -> StateDecision {
         let (n, f) = normalization_layers(g);
         norms += n;
         fresh_norms += f;
-        for l in g.weight_layers() {
-            if let Some((fresh, count)) = fresh_weight(g, l) {
-                weights += 1;
-                values += count;
-                if fresh {
-                    fresh_weights += 1;
-                    fresh_values += count;
-                }
+        let layers = g.weight_layers().filter_map(|l| fresh_weight(g, l));
+        for (fresh, count) in layers.chain(recurrent_weights(g)) {
+            weights += 1;
+            values += count;
+            if fresh {
+                fresh_weights += 1;
+                fresh_values += count;
             }
         }
     }
@@ -180,15 +182,12 @@ fn normalization_layers(g: &Graph<'_>) -> (usize, usize) {
     (norms, fresh)
 }
 
-/// Whether a weight layer's weight looks freshly initialized, and its
-/// element count; `None` when it is too small, constant or not finite
+/// Whether a weight layer's weight (and bias) looks freshly initialized, and
+/// its element count; `None` when it is too small, constant or not finite
 /// (other rules speak to those).
 fn fresh_weight(g: &Graph<'_>, l: &WeightLayer<'_>) -> Option<(bool, usize)> {
     let s = g.stats_of(l.weight_id)?;
     let fan_in = l.fan_in.filter(|&f| f > 0)? as f64;
-    if s.count < MIN_ELEMENTS || s.all_equal || s.nan + s.inf > 0 || s.std <= 0.0 {
-        return None;
-    }
     // Glorot counts a conv's receptive field on both sides.
     let receptive = match (l.kind, l.in_width) {
         (LayerKind::Conv, Some(w)) if w > 0 => {
@@ -198,40 +197,92 @@ fn fresh_weight(g: &Graph<'_>, l: &WeightLayer<'_>) -> Option<(bool, usize)> {
         _ => 1.0,
     };
     let fan_out = l.units.unwrap_or(1).max(1) as f64 * receptive;
+    let fresh = drawn(s, fan_in, fan_out, &[])? && fresh_bias(g, l, fan_in)?;
+    Some((fresh, s.count))
+}
+
+/// The weights of the recurrent ops (`LSTM`, `GRU`, `RNN`): the input
+/// weights `W` `[directions, gates * hidden, input]` and the recurrent
+/// weights `R` `[directions, gates * hidden, hidden]`. torch draws both
+/// uniformly within `1/sqrt(hidden)`; Keras draws `R` orthogonal, entries
+/// of spread `1/sqrt(hidden)`.
+fn recurrent_weights(g: &Graph<'_>) -> Vec<(bool, usize)> {
+    let mut out = Vec::new();
+    for n in g.nodes() {
+        if !n.domain_is_default() || !matches!(n.op_type(), "LSTM" | "GRU" | "RNN") {
+            continue;
+        }
+        let Some(hidden) = n.attr_i64("hidden_size").filter(|&h| h > 0) else {
+            continue;
+        };
+        let hidden = hidden as f64;
+        for slot in [1, 2] {
+            let Some(t) = n.input_id(slot) else { continue };
+            let (Some(s), Some(stored)) = (g.stats_of(t), g.stored_of(t)) else {
+                continue;
+            };
+            let d = stored.dims();
+            let (Some(&rows), Some(&cols)) = (d.get(d.len().saturating_sub(2)), d.last()) else {
+                continue;
+            };
+            if d.len() != 3 || rows <= 0 || cols <= 0 {
+                continue;
+            }
+            let scheme = 1.0 / hidden.sqrt();
+            if let Some(fresh) = drawn(s, cols as f64, rows as f64, &[scheme]) {
+                out.push((fresh, s.count));
+            }
+        }
+    }
+    out
+}
+
+/// Whether a tensor's values look as an initializer draws them, for its fan-in
+/// and fan-out, or at one of `extra` spreads; `None` when it says too little.
+fn drawn(s: &super::TensorStats, fan_in: f64, fan_out: f64, extra: &[f64]) -> Option<bool> {
+    if s.count < MIN_ELEMENTS || s.all_equal || s.nan + s.inf > 0 || s.std <= 0.0 {
+        return None;
+    }
     let n = s.count as f64;
     // A draw has mean zero up to its sampling error.
     if s.mean.abs() > 6.0 * s.std / n.sqrt() + 1e-3 * s.std {
-        return Some((false, s.count));
+        return Some(false);
     }
     let tails = s.max_abs / s.std;
     let tolerance = (SCALE_ERRORS / (2.0 * n).sqrt()).max(SCALE_TOLERANCE);
     let near = |expected: f64| (s.std / expected - 1.0).abs() <= tolerance;
-    let fan_scaled = [
+    let mut scales = vec![
         1.0 / fan_in,
         2.0 / fan_in,
         3.0 / fan_in,
         1.0 / fan_out,
         2.0 / fan_out,
         2.0 / (fan_in + fan_out),
-    ]
-    .map(f64::sqrt);
+    ];
+    scales.iter_mut().for_each(|v| *v = v.sqrt());
+    scales.extend_from_slice(extra);
+    let matches_scheme =
+        |extra_scales: &[f64]| scales.iter().chain(extra_scales).any(|&std| near(std));
     // Uniform draws reach their bound, sqrt(3) std, and no further; training
-    // does not keep that shape, so it counts at any scale (a weight scaled
-    // at init is still a fresh one).
-    let uniform = (1.6..=3f64.sqrt() * 1.02).contains(&tails);
+    // does not keep that shape. With enough values the shape alone tells, at
+    // any scale (a weight scaled at init is still a fresh one); a small
+    // tensor must match a scheme's scale as well. torch's default draws
+    // within 1/sqrt(fan_in), a spread of 1/sqrt(3 fan_in).
+    let uniform = (1.6..=3f64.sqrt() * 1.02).contains(&tails)
+        && (s.count >= SHAPE_ELEMENTS
+            || matches_scheme(&[1.0 / (3.0 * fan_in).sqrt(), 1.0 / (3.0 * fan_out).sqrt()]));
     // Truncated normal draws (Keras' and flax's variance scaling) stop at two
     // standard deviations of the untruncated normal: 2 / 0.8796 std.
-    let truncated = (2.05..=2.3).contains(&tails) && fan_scaled.iter().any(|&std| near(std));
+    let truncated = (2.05..=2.3).contains(&tails) && matches_scheme(&[]);
     // A normal draw's largest of n magnitudes sits near its expected value.
     let normal = {
         let l = (2.0 * (2.0 * n).ln()).sqrt();
         let expected = l - ((2.0 * n).ln().ln() + (4.0 * std::f64::consts::PI).ln()) / (2.0 * l);
         (expected - 0.7..=expected + 1.0).contains(&tails)
             // fixed scales: torchvision's heads, GPT-2 and BERT
-            && fan_scaled.iter().chain(&[0.01, 0.02]).any(|&std| near(std))
+            && matches_scheme(&[0.01, 0.02])
     };
-    let fresh = (uniform || truncated || normal) && fresh_bias(g, l, fan_in)?;
-    Some((fresh, s.count))
+    Some(uniform || truncated || normal)
 }
 
 /// Whether a weight layer's bias is as frameworks initialize it: within

@@ -88,17 +88,16 @@ pub fn plan(graph: &Graph<'_>, options: &InputOptions) -> Result<Vec<Input>, Str
                 .iter()
                 .enumerate()
                 .map(|(axis, d)| match d {
-                    Dim::Known(n) if *n >= 0 => Ok(*n as usize),
-                    Dim::Known(n) => Err(format!("input `{name}` has dimension {n}")),
-                    Dim::Named(s) => Ok(options.dims.get(&**s).copied().unwrap_or(if axis == 0 {
+                    Dim::Known(n) if *n >= 0 => *n as usize,
+                    // A name, `-1` (PaddlePaddle's dynamic) or nothing: the
+                    // user's `--dim`, by name or as `INPUT:AXIS`, or a guess.
+                    _ => given(name, axis, d, options).unwrap_or(if axis == 0 {
                         options.batch
                     } else {
                         DEFAULT_DIM
-                    })),
-                    Dim::Unknown if axis == 0 => Ok(options.batch),
-                    Dim::Unknown => Ok(DEFAULT_DIM),
+                    }),
                 })
-                .collect::<Result<Vec<_>, _>>()?,
+                .collect::<Vec<_>>(),
             None => return Err(format!("input `{name}` has no declared shape")),
         };
         let fill = match options.files.get(name) {
@@ -113,6 +112,44 @@ pub fn plan(graph: &Graph<'_>, options: &InputOptions) -> Result<Vec<Input>, Str
         });
     }
     Ok(out)
+}
+
+/// The value `--dim` gives a dynamic dimension: by its name, or as `INPUT:AXIS`.
+fn given(input: &str, axis: usize, d: &Dim, options: &InputOptions) -> Option<usize> {
+    let named = match d {
+        Dim::Named(s) if !s.is_empty() => options.dims.get(&**s).copied(),
+        _ => None,
+    };
+    named.or_else(|| options.dims.get(&format!("{input}:{axis}")).copied())
+}
+
+/// The dynamic dimensions the probe sized itself, each with the `--dim`
+/// that would set it: what to say when a pass on guessed shapes fails.
+pub fn guessed(graph: &Graph<'_>, options: &InputOptions) -> Vec<String> {
+    let stored: rustc_hash::FxHashSet<&str> = graph
+        .initializers()
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    let mut out = Vec::new();
+    for &name in graph.inputs().iter().filter(|n| !stored.contains(*n)) {
+        for (axis, d) in graph.shape(name).unwrap_or_default().iter().enumerate() {
+            if matches!(d, Dim::Known(n) if *n >= 0) || given(name, axis, d, options).is_some() {
+                continue;
+            }
+            let value = if axis == 0 {
+                options.batch
+            } else {
+                DEFAULT_DIM
+            };
+            let flag = match d {
+                Dim::Named(s) if !s.is_empty() => format!("--dim {s}=N"),
+                _ => format!("--dim {name}:{axis}=N"),
+            };
+            out.push(format!("input `{name}` axis {axis} = {value} (`{flag}`)"));
+        }
+    }
+    out
 }
 
 fn fill_for(graph: &Graph<'_>, name: &str, elem_type: i32) -> Result<Fill, String> {

@@ -139,7 +139,15 @@ pub fn run(
         budget: options.memory_mib.saturating_mul(1 << 20),
         progress: options.progress,
     };
-    let run = engine::run(model, graph, &lowered, &watch, &run_options)?;
+    let run = engine::run(model, graph, &lowered, &watch, &run_options).map_err(|e| {
+        // A pass on shapes the probe guessed may fail for the guess: say which.
+        let guessed = inputs::guessed(graph, &run_options.inputs);
+        if guessed.is_empty() || e.starts_with("tract has no") {
+            e
+        } else {
+            format!("{e}; the probe sized {}", guessed.join(", "))
+        }
+    })?;
     Ok(Probe {
         run,
         seed: options.seed,

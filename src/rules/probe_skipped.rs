@@ -29,5 +29,5 @@ pub fn diagnostic(graph: &Graph<'_>, reason: &str) -> Diagnostic {
     Diagnostic::new(&META, format!("the probe did not run: {reason}"))
         .primary(graph.source().graph(graph.scope()), "not probed")
         .note("static rules ran as usual; only the measured checks are missing")
-        .help("`--dim NAME=VALUE` sets dynamic dimensions, `--input NAME=FILE.npy` feeds real data, `--no-probe` turns the probe off")
+        .help("`--dim NAME=VALUE` (or `--dim INPUT:AXIS=VALUE` for an unnamed one) sets dynamic dimensions, `--input NAME=FILE.npy` feeds real data, `--no-probe` turns the probe off")
 }
