@@ -120,9 +120,10 @@ fn messages_are_lowercase_without_trailing_period() {
 #[test]
 fn every_rule_declares_its_premises() {
     use nnlint::rules::{Half, Premise, Unmet};
+    type Declared = (Premise, Half, Unmet);
     // What a rule judges against a fresh model, or against the data a model
     // was designed for, by the issue that made these premises data.
-    let expected: &[(&str, &[(Premise, Half, Unmet)])] = &[
+    let expected: &[(&str, &[Declared])] = &[
         (
             "init-scale",
             &[(Premise::Untrained, Half::Static, Unmet::Skip)],
@@ -183,7 +184,7 @@ fn every_rule_declares_its_premises() {
     ];
     for r in nnlint::rules::all() {
         let m = r.meta();
-        let declared: Vec<(Premise, Half, Unmet)> = m
+        let declared: Vec<Declared> = m
             .premises
             .iter()
             .map(|p| (p.premise, p.half, p.unmet))

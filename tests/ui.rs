@@ -25,6 +25,7 @@ const UI_DIRS: &[&str] = &[
     "fixtures/python",
     "fixtures/text",
     "fixtures/probe",
+    "fixtures/trained",
 ];
 
 fn models() -> Vec<PathBuf> {

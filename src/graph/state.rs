@@ -122,17 +122,23 @@ pub fn decide(graphs: &[Graph<'_>]) -> StateDecision {
     }
     if norms > 0 {
         let moved = norms - fresh_norms;
+        let layers = |n: usize| match (n, norms) {
+            (_, 1) => "its normalization layer has".to_string(),
+            (n, _) if n == norms => format!("all {norms} normalization layers have"),
+            (n, _) => format!("{n} of {norms} normalization layers have"),
+        };
         return if moved == 0 {
             decided(
                 ModelState::Untrained,
                 format!(
-                    "all {norms} normalization layers have one scale and one shift for every channel, as initialized"
+                    "{} one scale and one shift for every channel, as initialized",
+                    layers(norms)
                 ),
             )
         } else {
             decided(
                 ModelState::Trained,
-                format!("{moved} of {norms} normalization layers have learned a scale or shift per channel"),
+                format!("{} learned a scale or shift per channel", layers(moved)),
             )
         };
     }
