@@ -172,17 +172,23 @@ pub fn diff_models(
     }
     for (i, mut d) in found {
         let l = &layers[i];
-        let span = src_b
-            .value(gb.scope(), &l.name)
-            .unwrap_or_else(|| src_b.graph(gb.scope()));
-        d = d.primary(span, "in the second checkpoint");
-        if let Some(node) = &l.node {
-            if let Some(n) = gb.nodes().find(|n| n.name() == node) {
-                d = d
-                    .secondary(n.op_span(), "read by this node")
-                    .with_node(node);
+        // The node that reads the weight: the initializer list is one line
+        // of the listing, thousands of characters long on a real model.
+        let reader = l
+            .node
+            .as_ref()
+            .and_then(|node| gb.nodes().find(|n| n.name() == node));
+        d = match reader {
+            Some(n) => d
+                .primary(n.op_span(), format!("reads `{}`", l.name))
+                .with_node(n.name()),
+            None => {
+                let span = src_b
+                    .value(gb.scope(), &l.name)
+                    .unwrap_or_else(|| src_b.graph(gb.scope()));
+                d.primary(span, "in the second checkpoint")
             }
-        }
+        };
         if let Some(sev) = settings
             .config
             .as_ref()
@@ -416,6 +422,7 @@ pub fn table(layers: &[LayerDiff], steps: f64, low: f64, high: f64) -> String {
         for c in [col(low), col(high)] {
             bar[c] = '|';
         }
+        // The value's own mark wins over a band edge it falls on.
         let mark = if !l.trainable {
             String::from("  (not trained)")
         } else if per_step == 0.0 {
@@ -423,8 +430,10 @@ pub fn table(layers: &[LayerDiff], steps: f64, low: f64, high: f64) -> String {
         } else {
             let end = col(per_step);
             for (i, b) in bar.iter_mut().enumerate().take(end + 1) {
-                if *b != '|' {
-                    *b = if i == end { '#' } else { '-' };
+                if i == end {
+                    *b = '#';
+                } else if *b != '|' {
+                    *b = '-';
                 }
             }
             format!(" {}", bar.iter().collect::<String>().trim_end())
@@ -454,4 +463,37 @@ pub fn table(layers: &[LayerDiff], steps: f64, low: f64, high: f64) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(relative_update: f64) -> LayerDiff {
+        LayerDiff {
+            name: "w".into(),
+            before_name: None,
+            shape: vec![4, 4],
+            elements: 16,
+            norm_a: 1.0,
+            norm_b: 1.0,
+            relative_update,
+            unchanged: 0,
+            non_finite_a: 0,
+            non_finite_b: 0,
+            trainable: true,
+            node: None,
+        }
+    }
+
+    /// A value on a band edge's column keeps its mark (it used to vanish
+    /// behind the `|` at 7.99e-3, 1.30e-2 or 8.96e-5).
+    #[test]
+    fn a_value_on_a_band_edge_keeps_its_mark() {
+        for v in [1e-4, 8.96e-5, 3e-2, 2.9e-2, 1e-3] {
+            let t = table(&[layer(v)], 1.0, 1e-4, 3e-2);
+            let row = t.lines().nth(1).unwrap();
+            assert!(row.contains('#'), "{v}: {row}");
+        }
+    }
 }

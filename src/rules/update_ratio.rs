@@ -20,7 +20,7 @@ pub static META: RuleMeta = RuleMeta {
         },
         RuleOption {
             name: "high",
-            default: 1e-2,
+            default: 3e-2,
             summary: "relative updates per step above this fire",
         },
     ],
@@ -35,13 +35,18 @@ impl Rule for UpdateRatio {
     }
 }
 
-/// Findings on changed layers whose `||B - A|| / ||A|| / steps` leaves `[low, high]`.
+/// Findings on changed weight matrices and kernels whose `||B - A|| / ||A|| /
+/// steps` leaves `[low, high]`. Biases and normalization parameters (1-D) are
+/// left out: they start at zero or one, so their own norm makes the ratio
+/// meaningless; the table still shows them.
 pub fn check(layers: &[LayerDiff], steps: f64, low: f64, high: f64) -> Vec<(usize, Diagnostic)> {
     let fmt = |v: f64| format!("{v:.1e}");
     layers
         .iter()
         .enumerate()
-        .filter(|(_, l)| l.trainable && l.unchanged < l.elements && l.norm_a > 0.0)
+        .filter(|(_, l)| {
+            l.trainable && l.shape.len() >= 2 && l.unchanged < l.elements && l.norm_a > 0.0
+        })
         .filter_map(|(i, l)| {
             let per_step = l.relative_update / steps;
             let (side, why) = if per_step < low {
@@ -51,7 +56,7 @@ pub fn check(layers: &[LayerDiff], steps: f64, low: f64, high: f64) -> Vec<(usiz
             } else {
                 return None;
             };
-            let d = Diagnostic::new(
+            let mut d = Diagnostic::new(
                 &META,
                 format!("weight `{}` moves {} per step, {side} the {}..{} band", l.name, fmt(per_step), fmt(low), fmt(high)),
             )
@@ -59,9 +64,11 @@ pub fn check(layers: &[LayerDiff], steps: f64, low: f64, high: f64) -> Vec<(usiz
                 "||B - A|| / ||A|| = {} over {steps} step{}; a sound step changes weights by about 1e-3 of their norm",
                 fmt(l.relative_update),
                 if steps == 1.0 { "" } else { "s" }
-            ))
-            .help(why);
-            Some((i, d))
+            ));
+            if steps == 1.0 {
+                d = d.note("the checkpoints are taken as one optimizer step apart; `--steps N` says they are N apart");
+            }
+            Some((i, d.help(why)))
         })
         .collect()
 }
