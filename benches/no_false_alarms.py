@@ -9,6 +9,8 @@
    rules that read values run too) with target/release/nnlint and writes the
    short-format findings to fixtures/architectures/full-weights.txt. It fails
    if anything at warning level or above appears.
+   Each model's decided state is recorded there too, and every one must be
+   `untrained`: they are random-init exports.
 2. Writes a weight-stripped copy of each export to fixtures/architectures/:
    every initializer keeps its name, type and dims but loses its values, so the
    real exporters' graph structure (and its metadata) is committed in a few
@@ -50,12 +52,20 @@ def main():
             lines.append(line.replace(path, rel))
         if out.returncode != 0:
             failed.append(f"{rel}: exit {out.returncode}")
+        # Random-init architectures must look untrained, or the rules that
+        # assume so would not run on them.
+        human = subprocess.run([binary, "--no-probe", "--color", "never", path], capture_output=True, text=True)
+        state = next((l.replace(path, rel) for l in human.stdout.splitlines() if ": the model " in l), f"{rel}: no state")
+        lines.append(f"# {state}")
+        if ": the model looks untrained" not in state:
+            failed.append(f"{rel}: not untrained")
     with open(os.path.join(DEST, "full-weights.txt"), "w") as fh:
         fh.write(f"# nnlint --format short on {len(models)} full-weight exports (benches/no_false_alarms.py)\n")
         fh.write("".join(f"{l}\n" for l in lines))
     for path in models:
         strip(path, os.path.join(DEST, os.path.basename(path)))
-    print(f"{len(models)} models, {len(lines)} findings, {len(failed)} with warnings or errors")
+    findings = sum(1 for l in lines if not l.startswith("#"))
+    print(f"{len(models)} models, {findings} findings, {len(failed)} with warnings, errors or a state other than untrained")
     for f in failed:
         print("FALSE ALARM:", f)
     return 1 if failed else 0

@@ -310,3 +310,35 @@ fn a_model_tract_cannot_run_gets_one_note_and_keeps_its_exit_code() {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(text(&out.stderr).is_empty(), "{}", text(&out.stderr));
 }
+
+/// A pass on a dimension the probe sized itself fails; the note names the
+/// input, the axis and the `--dim` that sets it, and that `--dim` works.
+#[test]
+fn a_guessed_dimension_is_named_with_the_dim_that_sets_it() {
+    let model = "fixtures/text/probe_guessed_dim.onnxtxt";
+    let guessed = text(&nnlint(&["--isolated", "--format", "short", model]).stdout);
+    assert!(
+        guessed.contains("the probe sized input `x` axis 1 = 32 (`--dim x:1=N`)"),
+        "{guessed}"
+    );
+    let set = text(&nnlint(&["--isolated", "--format", "short", "--dim", "x:1=48", model]).stdout);
+    assert!(!set.contains("NN400"), "{set}");
+}
+
+/// A sigmoid that only multiplies another value is a gate (SiLU here):
+/// saturating is how it closes. The same sigmoid as an activation fires.
+#[test]
+fn a_saturated_gate_is_not_a_saturated_activation() {
+    let report = nnlint::lint_file(
+        Path::new("fixtures/text/silu_gate_saturated.onnxtxt"),
+        &isolated(),
+    )
+    .unwrap();
+    let saturated: Vec<_> = report
+        .diagnostics
+        .iter()
+        .filter(|d| d.rule == "saturated-activation")
+        .map(|d| d.node.as_deref())
+        .collect();
+    assert_eq!(saturated, [Some("squash")]);
+}

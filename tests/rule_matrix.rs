@@ -311,9 +311,17 @@ fn clean_architectures_raise_no_warning() {
     // The run with full weights, recorded when the fixtures were made.
     let full = std::fs::read_to_string("fixtures/architectures/full-weights.txt").unwrap();
     assert!(full.starts_with("# nnlint --format short on 38 full-weight exports"));
+    let mut states = 0;
     for line in full.lines().skip(1) {
+        // Each model's decided state: random-init exports are untrained.
+        if let Some(state) = line.strip_prefix("# ") {
+            assert!(state.contains(": the model looks untrained: "), "{state}");
+            states += 1;
+            continue;
+        }
         assert!(line.contains(": note["), "recorded false alarm: {line}");
     }
+    assert_eq!(states, 38, "every full-weight export's state is recorded");
 }
 
 /// Bugs planted in trained models (`fixtures/generate.py trained`): each
@@ -353,4 +361,108 @@ fn bugs_planted_in_trained_models_still_fire() {
         seen += 1;
     }
     assert_eq!(seen, 12, "three bugs, two exporters, train and eval");
+}
+
+/// Graphs torch did not write: Keras through tf2onnx, flax through jax2onnx
+/// (`fixtures/keras/generate.py`, `fixtures/jax/generate.py`). Each fires
+/// what its torch counterpart fires, wherever the pattern survives the
+/// conversion, and nothing else at warning level.
+#[test]
+fn keras_and_jax_exports_fire_what_their_torch_counterparts_fire() {
+    let expected: &[(&str, &[&str])] = &[
+        // torch: probe/healthy_*, architectures/*: clean
+        ("keras/keras_clean_cnn", &[]),
+        ("keras/keras_silu_cnn", &[]),
+        ("jax/jax_healthy_mlp", &[]),
+        // torch: torch/double_softmax_chain_*
+        ("keras/keras_double_softmax", &["double-softmax"]),
+        ("jax/jax_double_softmax", &["double-softmax"]),
+        // torch: trained/trained_relu_logits_*
+        ("keras/keras_relu_logits", &["relu-on-logits"]),
+        ("keras/keras_trained_relu_logits", &["relu-on-logits"]),
+        ("jax/jax_relu_logits", &["relu-on-logits"]),
+        ("jax/jax_trained_relu_logits", &["relu-on-logits"]),
+        // torch: torch/linear_stack_*
+        ("keras/keras_linear_stack", &["linear-stack"]),
+        // torch: torch/deep_plain_mlp_*, torch/deep_bn_mlp_*
+        ("keras/keras_deep_plain", &["missing-normalization"]),
+        ("jax/jax_deep_plain", &["missing-normalization"]),
+        ("keras/keras_deep_layernorm", &[]),
+        ("jax/jax_deep_layernorm", &[]),
+        // torch: torch/init_scale_large_*; the probe measures the same
+        // layer's loss (`initial-loss`), as on the torch fixture
+        (
+            "keras/keras_init_scale_large",
+            &["init-scale", "initial-loss"],
+        ),
+        // torch: torch/dropout_bn_mlp_*; tf2onnx drops inference-mode
+        // Dropout, so the pattern does not survive: the expected output's
+        // last line says the dropout rules could not look
+        ("keras/keras_dropout_bn", &[]),
+        // torch: probe/trained_*: trained, clean
+        ("keras/keras_trained_mlp", &[]),
+        ("keras/keras_trained_cnn", &[]),
+        ("jax/jax_trained_mlp", &[]),
+    ];
+    let mut seen = 0;
+    for dir in ["fixtures/keras", "fixtures/jax"] {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_none_or(|x| x != "onnx") {
+                continue;
+            }
+            let key = format!(
+                "{}/{}",
+                p.parent().unwrap().file_name().unwrap().to_str().unwrap(),
+                p.file_stem().unwrap().to_str().unwrap()
+            );
+            let (_, want) = expected
+                .iter()
+                .find(|(k, _)| *k == key)
+                .unwrap_or_else(|| panic!("{key} has no expectation"));
+            let want: BTreeSet<&str> = want.iter().copied().collect();
+            assert_eq!(rules_at(&p, Severity::Warning), want, "{key}");
+            let report = lint_file(&p, &isolated()).unwrap();
+            let state = report.coverage.unwrap().state.state;
+            let trained = key.contains("trained");
+            assert_eq!(
+                state == nnlint::graph::ModelState::Trained,
+                trained,
+                "{key}: {state}"
+            );
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, expected.len());
+}
+
+/// Trained models copied out of registry packages (fixtures/third_party/shipped):
+/// each looks trained, and nothing at warning level fires, probe included.
+#[test]
+fn shipped_trained_models_raise_no_warning() {
+    let mut seen = 0;
+    for e in std::fs::read_dir("fixtures/third_party/shipped").unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "onnx") {
+            continue;
+        }
+        let report = lint_file(&p, &isolated()).unwrap();
+        let state = &report.coverage.as_ref().unwrap().state;
+        assert_eq!(
+            state.state,
+            nnlint::graph::ModelState::Trained,
+            "{}: {}",
+            p.display(),
+            state.evidence
+        );
+        let loud: Vec<_> = report
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity >= Severity::Warning)
+            .map(|d| format!("{}: {}", d.rule, d.message))
+            .collect();
+        assert!(loud.is_empty(), "{}: {loud:?}", p.display());
+        seen += 1;
+    }
+    assert_eq!(seen, 3);
 }

@@ -68,7 +68,12 @@ fn graph_of(m: &ModelProto) -> String {
             ..Default::default()
         };
     };
-    let strip = |g: &mut nnlint::onnx::proto::GraphProto| {
+    // Subgraphs (If and Loop bodies) too: their Constants may store values
+    // as raw bytes that the text syntax writes as numbers.
+    fn strip(
+        g: &mut nnlint::onnx::proto::GraphProto,
+        canonical: &dyn Fn(&mut nnlint::onnx::proto::TensorProto),
+    ) {
         for n in &mut g.node {
             // The text syntax has no place for these.
             n.doc_string.clear();
@@ -77,12 +82,19 @@ fn graph_of(m: &ModelProto) -> String {
                 a.t.as_deref_mut()
                     .into_iter()
                     .chain(a.tensors.iter_mut())
-                    .for_each(&canonical);
+                    .for_each(canonical);
+                for sub in a.g.as_deref_mut().into_iter().chain(a.graphs.iter_mut()) {
+                    strip(sub, canonical);
+                }
             }
         }
         for v in g.input.iter_mut().chain(g.output.iter_mut()) {
             v.doc_string.clear();
             v.metadata_props.clear();
+            // An empty type and no type print alike: the name alone.
+            if v.r#type.as_ref().is_some_and(|t| t.value.is_none()) {
+                v.r#type = None;
+            }
         }
         for t in &mut g.initializer {
             *t = nnlint::onnx::proto::TensorProto {
@@ -92,9 +104,9 @@ fn graph_of(m: &ModelProto) -> String {
                 ..Default::default()
             };
         }
-    };
+    }
     if let Some(g) = m.graph.as_mut() {
-        strip(g);
+        strip(g, &canonical);
     }
     format!(
         "{:?}\n{:?}\n{:?}",

@@ -26,6 +26,9 @@ const UI_DIRS: &[&str] = &[
     "fixtures/text",
     "fixtures/probe",
     "fixtures/trained",
+    "fixtures/keras",
+    "fixtures/jax",
+    "fixtures/coverage",
 ];
 
 fn models() -> Vec<PathBuf> {

@@ -126,55 +126,85 @@ impl<'m> Graph<'m> {
         t
     }
 
-    /// Whether the node ends a normalization written out as elementwise ops:
-    /// `(x - mean(x)) / sqrt(var + eps)`, or that difference times the
-    /// reciprocal, as tf2onnx writes LayerNorm and InstanceNorm.
+    /// Whether the node scales a value by the inverse of a spread computed
+    /// in the graph, `1 / sqrt(mean(d * d) + eps)`: a normalization written
+    /// out as elementwise ops. tf2onnx writes LayerNorm as
+    /// `x * (gamma * rsqrt(var + eps)) + (-mean) * (...)`, others as
+    /// `(x - mean) / sqrt(var + eps)`; RMSNorm is `x * rsqrt(mean(x^2) + eps)`.
     pub fn is_decomposed_normalization(&self, n: &NodeRef<'_, 'm>) -> bool {
         if !n.domain_is_default() || !(n.is("Div") || n.is("Mul")) || n.inputs().len() != 2 {
             return false;
         }
-        let centred = |t: TensorId| {
-            self.producer_of(t).is_some_and(|(sub, _)| {
-                sub.is("Sub")
-                    && (|| {
-                        let (x, m) = (sub.input_id(0)?, sub.input_id(1)?);
-                        let (mean, _) = self.producer_of(self.through_layout(m))?;
-                        Some(mean.is("ReduceMean") && mean.input_id(0)? == x)
-                    })()
-                    .unwrap_or(false)
-            })
+        let (Some(a), Some(b)) = (n.input_id(0), n.input_id(1)) else {
+            return false;
         };
-        // The spread: Sqrt (or Reciprocal of it) of a ReduceMean, through
-        // the epsilon's Add.
-        let spread = |t: TensorId| {
-            let mut t = t;
-            let mut rooted = false;
-            for _ in 0..6 {
-                let Some((p, _)) = self.producer_of(self.through_layout(t)) else {
-                    return false;
-                };
-                match p.op_type() {
-                    "Sqrt" => rooted = true,
-                    "ReduceMean" => return rooted,
-                    "Add" | "Reciprocal" | "Pow" => {}
-                    _ => return false,
-                }
-                let next = (0..p.inputs().len())
-                    .filter_map(|i| p.input_id(i))
-                    .find(|&i| self.stored_of(i).is_none());
-                match next {
-                    Some(i) => t = i,
-                    None => return false,
-                }
-            }
-            false
-        };
-        match (n.input_id(0), n.input_id(1)) {
-            (Some(a), Some(b)) => {
-                (centred(a) && spread(b)) || (n.is("Mul") && centred(b) && spread(a))
-            }
-            _ => false,
+        // A Div divides by the spread itself; a Mul multiplies by its inverse.
+        let spread = |t: TensorId, inverted: bool| self.spread(t, inverted);
+        if n.is("Div") {
+            spread(b, false)
+        } else {
+            spread(a, true) || spread(b, true)
         }
+    }
+
+    /// Whether `t` is a standard deviation (`inverted`: its reciprocal)
+    /// computed from a `ReduceMean`, through an epsilon's `Add`, a clamp, a
+    /// `Sqrt`, a `Reciprocal` or `Pow`, scalings by stored values, and the
+    /// second moment minus the squared mean (jax2onnx's variance).
+    fn spread(&self, t: TensorId, inverted: bool) -> bool {
+        let (mut t, mut rooted, mut reciprocal) = (t, false, false);
+        for _ in 0..8 {
+            let Some((p, _)) = self.producer_of(self.through_layout(t)) else {
+                return false;
+            };
+            if !p.domain_is_default() {
+                return false;
+            }
+            match p.op_type() {
+                "Sqrt" => rooted = true,
+                "Reciprocal" => reciprocal = !reciprocal,
+                // `Pow(v, -0.5)` is rsqrt; other powers are not a spread.
+                "Pow" => {
+                    let e = p.input(1).and_then(|e| self.scalar(e));
+                    match e {
+                        Some(e) if (e + 0.5).abs() < 1e-6 => {
+                            rooted = true;
+                            reciprocal = !reciprocal;
+                        }
+                        Some(e) if (e - 0.5).abs() < 1e-6 => rooted = true,
+                        _ => return false,
+                    }
+                }
+                "ReduceMean" => return rooted && reciprocal == inverted,
+                // Clamping at zero, as `E[x^2] - E[x]^2` needs, keeps a spread one.
+                "Add" | "Mul" | "Div" | "Max" | "Clip" => {}
+                // `E[x^2] - E[x]^2`: the variance from the second moment.
+                "Sub" => {
+                    t = match p.input_id(0) {
+                        Some(m) => m,
+                        None => return false,
+                    };
+                    continue;
+                }
+                _ => return false,
+            }
+            // Follow the one operand that is computed, not stored.
+            let computed: Vec<TensorId> = (0..p.inputs().len())
+                .filter_map(|i| p.input_id(i))
+                .filter(|&i| self.constant_through_of(i).is_none())
+                .collect();
+            match computed.as_slice() {
+                &[only] => {
+                    // `1 / sqrt(v)`: dividing by the computed operand inverts it.
+                    if p.is("Div") && p.input_id(1) == Some(only) {
+                        reciprocal = !reciprocal;
+                    }
+                    t = only
+                }
+                _ => return false,
+            }
+        }
+        false
     }
 
     /// Whether a sigmoid-like node is a gate: its output only ever

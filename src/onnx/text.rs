@@ -602,16 +602,35 @@ impl Parser {
 
     fn value_infos(&mut self, scope: &ScopeId, what: &str) -> Result<Vec<ValueInfoProto>> {
         self.delimited(('(', ')'), &format!("the {what}"), |p| {
-            let ty = p.type_proto()?;
+            // The type is optional, as in onnx.parser: a subgraph's outputs
+            // often have none, and onnx.printer then writes the name alone.
+            let ty = if p.next_is_type() {
+                Some(p.type_proto()?)
+            } else {
+                None
+            };
             let span = p.span();
             let name = p.name("a value name")?;
             p.record_value(scope, &name, span);
             Ok(ValueInfoProto {
                 name,
-                r#type: Some(ty),
+                r#type: ty,
                 ..Default::default()
             })
         })
+    }
+
+    /// Whether the next token starts a type: a type constructor or an element type.
+    fn next_is_type(&mut self) -> bool {
+        match self.peek() {
+            Tok::Id(s) => {
+                matches!(
+                    s.as_str(),
+                    "seq" | "optional" | "map" | "sparse_tensor" | "opaque"
+                ) || type_code(s).is_some()
+            }
+            _ => false,
+        }
     }
 
     fn record_value(&mut self, scope: &ScopeId, name: &str, span: Range<usize>) {

@@ -64,29 +64,27 @@ fn coverage(path: &str, c: &Coverage, out: &mut dyn Write) -> io::Result<()> {
             off.join(" and ")
         )?;
     }
-    let mut families = Vec::new();
-    let mut fixes = Vec::new();
-    for (premise, _) in &c.blind {
-        match premise {
-            Premise::LossInGraph => {
-                families.push("loss rules (the graph has no loss)");
-                fixes.push("with the loss inside `forward`");
-            }
-            Premise::TrainingExport => {
-                families.push("dropout and batch-norm rules (not a training-mode export)");
-                fixes.push("in training mode");
-            }
-            _ => {}
-        }
-    }
-    if !families.is_empty() {
-        writeln!(
-            out,
-            "{path}: {} could not look; export {} to check them (README: Exporting for nnlint)",
-            families.join(" and "),
-            fixes.join(" and ")
-        )?;
-    }
+    let blind = |p: Premise| c.blind.iter().any(|(q, _)| *q == p);
+    let (loss, training) = (blind(Premise::LossInGraph), blind(Premise::TrainingExport));
+    let (families, call) = match (loss, training) {
+        (true, true) => (
+            "loss rules (the graph has no loss) and dropout and batch-norm rules (not a training-mode export)",
+            "the loss inside `forward`, in training mode: `model.train(); torch.onnx.export(WithLoss(model), (x, y), path, dynamo=True)`",
+        ),
+        (true, false) => (
+            "loss rules (the graph has no loss)",
+            "the loss inside `forward`: `torch.onnx.export(WithLoss(model), (x, y), path, dynamo=True)`",
+        ),
+        (false, true) => (
+            "dropout and batch-norm rules (not a training-mode export)",
+            "in training mode: `model.train()` before `torch.onnx.export(..., dynamo=True)`, or `training=torch.onnx.TrainingMode.TRAINING` with `dynamo=False`",
+        ),
+        (false, false) => return Ok(()),
+    };
+    writeln!(
+        out,
+        "{path}: {families} could not look; export with {call} (README: Exporting for nnlint)"
+    )?;
     Ok(())
 }
 
