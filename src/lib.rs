@@ -294,12 +294,7 @@ fn lint_listing(
         real_inputs(&graphs, settings),
     );
     let valid = graphs.iter().all(|g| g.problems().is_empty());
-    let mut coverage = rules::premise::Coverage {
-        state: facts.state.clone(),
-        skipped: Vec::new(),
-        demoted: Vec::new(),
-        blind: Vec::new(),
-    };
+    let mut coverage = rules::premise::Coverage::new(facts.state.clone());
     for r in rules::all().filter(|r| settings.selection.enabled(r.meta())) {
         let probes = valid && settings.probe.enabled && r.measures();
         coverage.account(&facts, r.meta(), probes);
@@ -366,21 +361,14 @@ fn real_inputs(graphs: &[graph::Graph<'_>], settings: &Settings) -> bool {
     let Some(main) = graphs.first() else {
         return false;
     };
-    let stored: std::collections::HashSet<&str> = main
-        .initializers()
-        .iter()
-        .map(|t| t.name.as_str())
-        .collect();
     let mut floats = main
-        .inputs()
-        .iter()
-        .filter(|i| !stored.contains(*i))
+        .fed_inputs()
         .filter(|i| {
             main.elem_type(i)
                 .is_some_and(onnx::proto::data_type::is_float)
         })
         .peekable();
-    floats.peek().is_some() && floats.all(|i| settings.probe.files.contains_key(*i))
+    floats.peek().is_some() && floats.all(|i| settings.probe.files.contains_key(i))
 }
 
 /// Reports a rule's findings as notes where a premise whose failure demotes

@@ -622,6 +622,17 @@ impl<'m> Graph<'m> {
         &self.inputs
     }
 
+    /// The inputs a caller feeds, in order: before IR 4, initializers were
+    /// listed among the inputs too.
+    pub fn fed_inputs(&self) -> impl Iterator<Item = &'m str> + '_ {
+        let stored: rustc_hash::FxHashSet<&str> =
+            self.initializers.iter().map(|t| t.name.as_str()).collect();
+        self.inputs
+            .iter()
+            .copied()
+            .filter(move |n| !stored.contains(n))
+    }
+
     /// The graph's output names, in order.
     pub fn outputs(&self) -> &[&'m str] {
         &self.outputs

@@ -75,13 +75,7 @@ pub const DEFAULT_DIM: usize = 32;
 /// Decides every graph input's shape and fill. `batch` sizes dynamic leading dims.
 pub fn plan(graph: &Graph<'_>, options: &InputOptions) -> Result<Vec<Input>, String> {
     let mut out = Vec::new();
-    // Before IR 4, initializers were listed among the inputs too: they are not fed.
-    let stored: rustc_hash::FxHashSet<&str> = graph
-        .initializers()
-        .iter()
-        .map(|t| t.name.as_str())
-        .collect();
-    for &name in graph.inputs().iter().filter(|n| !stored.contains(*n)) {
+    for name in graph.fed_inputs() {
         let elem_type = graph.elem_type(name).unwrap_or(dt::FLOAT);
         let shape = match graph.shape(name) {
             Some(dims) => dims
@@ -126,13 +120,8 @@ fn given(input: &str, axis: usize, d: &Dim, options: &InputOptions) -> Option<us
 /// The dynamic dimensions the probe sized itself, each with the `--dim`
 /// that would set it: what to say when a pass on guessed shapes fails.
 pub fn guessed(graph: &Graph<'_>, options: &InputOptions) -> Vec<String> {
-    let stored: rustc_hash::FxHashSet<&str> = graph
-        .initializers()
-        .iter()
-        .map(|t| t.name.as_str())
-        .collect();
     let mut out = Vec::new();
-    for &name in graph.inputs().iter().filter(|n| !stored.contains(*n)) {
+    for name in graph.fed_inputs() {
         for (axis, d) in graph.shape(name).unwrap_or_default().iter().enumerate() {
             if matches!(d, Dim::Known(n) if *n >= 0) || given(name, axis, d, options).is_some() {
                 continue;

@@ -205,6 +205,16 @@ pub struct Coverage {
 }
 
 impl Coverage {
+    /// Nothing turned off yet, for a model in `state`.
+    pub fn new(state: StateDecision) -> Coverage {
+        Coverage {
+            state,
+            skipped: Vec::new(),
+            demoted: Vec::new(),
+            blind: Vec::new(),
+        }
+    }
+
     /// Records what `facts` make of a selected rule's premises; `probe` says
     /// whether its measured half would run at all.
     pub fn account(&mut self, facts: &Facts, meta: &super::RuleMeta, probe: bool) {
