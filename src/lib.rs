@@ -445,9 +445,13 @@ fn probe_pass(
         for d in found {
             // One finding per problem: a node the rule already reported statically
             // gets the measurement as a note.
+            let explains = |s: &Diagnostic| {
+                s.rule == d.rule
+                    || rules::find(s.rule).is_some_and(|r| r.meta().absorbs.contains(&d.rule))
+            };
             match diagnostics
                 .iter_mut()
-                .find(|s| s.rule == d.rule && s.node.is_some() && s.node == d.node)
+                .find(|s| explains(s) && d.node.as_deref().is_some_and(|n| s.concerns(n)))
             {
                 Some(s) => s
                     .notes

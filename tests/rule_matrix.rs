@@ -466,3 +466,63 @@ fn shipped_trained_models_raise_no_warning() {
     }
     assert_eq!(seen, 3);
 }
+
+/// Binary losses on the wrong inputs and their healthy forms
+/// (`fixtures/generate.py losses`), in every export that exists: the
+/// TorchScript exporter cannot export `F.binary_cross_entropy`.
+#[test]
+fn binary_losses_on_the_wrong_inputs_fire_and_their_healthy_forms_do_not() {
+    let expected: &[(&str, &[&str])] = &[
+        ("bce_on_softmax_", &["binary-loss-on-softmax"]),
+        ("bce_logits_on_softmax_", &["binary-loss-on-softmax"]),
+        // The probe's NaN at either log is a note on the finding, not a second one.
+        ("bce_on_scores_", &["bce-without-sigmoid"]),
+        ("bce_on_sigmoid_", &[]),
+        ("bce_logits_", &[]),
+        // Redundant, not wrong: a note (checked below).
+        ("ce_on_log_softmax_", &[]),
+    ];
+    let mut seen = 0;
+    for e in std::fs::read_dir("fixtures/losses").unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "onnx") {
+            continue;
+        }
+        let stem = p.file_stem().unwrap().to_str().unwrap().to_string();
+        // The longest matching prefix: `bce_logits_on_softmax_` before `bce_logits_`.
+        let (_, want) = expected
+            .iter()
+            .filter(|(prefix, _)| stem.starts_with(prefix))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .unwrap_or_else(|| panic!("{stem} has no expectation"));
+        let want: BTreeSet<&str> = want.iter().copied().collect();
+        assert_eq!(rules_at(&p, Severity::Warning), want, "{stem}");
+        seen += 1;
+    }
+    assert_eq!(seen, 18, "what both exporters could export");
+}
+
+/// `F.cross_entropy(F.log_softmax(z), y)` equals `F.cross_entropy(z, y)`:
+/// a note that the second normalization is redundant, and exit 0.
+#[test]
+fn log_softmax_into_cross_entropy_is_a_note() {
+    let mut models = vec!["fixtures/text/log_softmax_into_cross_entropy.onnxtxt".to_string()];
+    for exporter in ["dynamo", "torchscript"] {
+        for mode in ["train", "eval"] {
+            models.push(format!(
+                "fixtures/losses/ce_on_log_softmax_{exporter}_{mode}.onnx"
+            ));
+        }
+    }
+    for m in &models {
+        let p = Path::new(m);
+        assert!(rules_at(p, Severity::Warning).is_empty(), "{m}");
+        assert_eq!(
+            rules_at(p, Severity::Note),
+            BTreeSet::from(["double-softmax"]),
+            "{m}"
+        );
+    }
+    let out = common::nnlint(&["--isolated", &models[1]]);
+    assert_eq!(out.status.code(), Some(0));
+}

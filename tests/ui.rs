@@ -29,6 +29,7 @@ const UI_DIRS: &[&str] = &[
     "fixtures/keras",
     "fixtures/jax",
     "fixtures/coverage",
+    "fixtures/losses",
 ];
 
 fn models() -> Vec<PathBuf> {

@@ -73,6 +73,9 @@ pub struct Diagnostic {
     pub message: String,
     /// The ONNX node the finding is about, when it has a name.
     pub node: Option<String>,
+    /// Other nodes the problem spans (the second log of a binary
+    /// cross-entropy): a measurement on one of them is this finding's too.
+    pub spans_nodes: Vec<String>,
     pub labels: Vec<Label>,
     pub notes: Vec<String>,
     pub help: Vec<String>,
@@ -91,6 +94,7 @@ impl Diagnostic {
             severity: rule.severity,
             message: message.into(),
             node: None,
+            spans_nodes: Vec::new(),
             labels: Vec::new(),
             notes: Vec::new(),
             help: Vec::new(),
@@ -107,6 +111,19 @@ impl Diagnostic {
     pub fn with_node(mut self, name: &str) -> Self {
         self.node = (!name.is_empty()).then(|| name.to_string());
         self
+    }
+
+    /// Another node the problem spans.
+    pub fn spanning(mut self, name: &str) -> Self {
+        if !name.is_empty() {
+            self.spans_nodes.push(name.to_string());
+        }
+        self
+    }
+
+    /// Whether the finding is about the node named `name`.
+    pub fn concerns(&self, name: &str) -> bool {
+        self.node.as_deref() == Some(name) || self.spans_nodes.iter().any(|n| n == name)
     }
 
     pub fn primary(mut self, span: Range<usize>, message: impl Into<String>) -> Self {

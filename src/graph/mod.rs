@@ -30,7 +30,7 @@ pub use build::{build, is_known_op, Problem, ProblemKind, IMPLICIT_SLOT};
 pub use layers::{activation, Activation, LayerKind, WeightLayer, NORMALIZATION_OPS};
 pub use node::{Attr, NodeRef};
 pub use origin::PyOrigin;
-pub use patterns::Softmax;
+pub use patterns::{BinaryCrossEntropy, Softmax};
 pub use state::{ModelState, StateDecision};
 pub use stats::TensorStats;
 

@@ -21,6 +21,16 @@ pub struct Softmax {
     pub decomposed: bool,
 }
 
+/// Binary cross-entropy as torch writes `F.binary_cross_entropy(p, t)`.
+#[derive(Clone, Copy)]
+pub struct BinaryCrossEntropy<'g, 'm> {
+    /// The clamped `Log` of the probabilities.
+    pub log: NodeRef<'g, 'm>,
+    /// The clamped `Log` of one minus them, when found.
+    pub complement: Option<NodeRef<'g, 'm>>,
+    pub probabilities: TensorId,
+}
+
 impl<'m> Graph<'m> {
     /// The node as a softmax: `Softmax`, `LogSoftmax`, or the final op of
     /// one written out: `Div(Exp(z), ReduceSum(Exp(z)))` (softmax) or
@@ -231,5 +241,79 @@ impl<'m> Graph<'m> {
             let uses = self.uses_of(o);
             !uses.is_empty() && uses.iter().all(|u| self.node(u.node).is("Mul"))
         })
+    }
+
+    /// The probabilities binary cross-entropy is taken of, as torch writes
+    /// `F.binary_cross_entropy(p, t)`: `Log(p)` clamped from below by a
+    /// constant (`Max(log(p), -100)`), next to the same for `1 - p`. Each
+    /// item is the `Log` of `p` itself and `p`.
+    pub fn binary_cross_entropy_inputs(&self) -> Vec<BinaryCrossEntropy<'_, 'm>> {
+        let clamped: Vec<(NodeRef<'_, 'm>, TensorId)> = self
+            .nodes_of("Log")
+            .filter_map(|log| {
+                let (p, o) = (log.input_id(0)?, log.output_id(0)?);
+                self.uses_of(o)
+                    .iter()
+                    .any(|u| {
+                        let c = self.node(u.node);
+                        c.is("Max")
+                            && (0..2)
+                                .filter_map(|i| c.input_id(i))
+                                .filter(|&i| i != o)
+                                .any(|i| self.is_log_clamp(i))
+                    })
+                    .then_some((log, p))
+            })
+            .collect();
+        let mut out = Vec::new();
+        for &(log, p) in &clamped {
+            if self.one_minus(p).is_some() {
+                continue;
+            }
+            let complement = clamped
+                .iter()
+                .find(|(_, q)| self.one_minus(*q) == Some(p))
+                .map(|&(l, _)| l);
+            out.push(BinaryCrossEntropy {
+                log,
+                complement,
+                probabilities: p,
+            });
+        }
+        out
+    }
+
+    /// A stored value that holds one large negative number: torch clamps
+    /// the logs of binary cross-entropy at -100.
+    fn is_log_clamp(&self, t: TensorId) -> bool {
+        let Some((stored, _, _)) = self.constant_through_of(t) else {
+            return false;
+        };
+        self.stats_of(stored)
+            .is_some_and(|s| s.all_equal && s.first.is_some_and(|v| v <= -10.0))
+    }
+
+    /// `y` when `t` is `1 - y`: `Sub(1, y)`, or `Add(Neg(y), 1)` as dynamo writes it.
+    fn one_minus(&self, t: TensorId) -> Option<TensorId> {
+        let (n, _) = self.producer_of(t)?;
+        let one = |i: Option<TensorId>| {
+            i.and_then(|i| self.constant_through_of(i))
+                .and_then(|(s, _, _)| self.stats_of(s))
+                .is_some_and(|s| s.all_equal && s.first == Some(1.0))
+        };
+        let negated = |i: Option<TensorId>| {
+            let (neg, _) = self.producer_of(i?)?;
+            if neg.is("Neg") {
+                neg.input_id(0)
+            } else {
+                None
+            }
+        };
+        match n.op_type() {
+            "Sub" if one(n.input_id(0)) => n.input_id(1),
+            "Add" if one(n.input_id(1)) => negated(n.input_id(0)),
+            "Add" if one(n.input_id(0)) => negated(n.input_id(1)),
+            _ => None,
+        }
     }
 }

@@ -11,6 +11,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Graph,
     category: Category::Parameters,
     premises: &[requires(Premise::InDesign, Half::Static, Unmet::Skip)],
+    absorbs: &[],
     summary: "a conv or dense bias directly followed by batch normalization, which cancels it",
     options: &[],
     explanation: include_str!("../../rules/bias-before-batchnorm.md"),

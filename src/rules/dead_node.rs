@@ -14,6 +14,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Graph,
     category: Category::Hygiene,
     premises: &[],
+    absorbs: &[],
     summary: "a node whose outputs reach no graph output",
     options: &[],
     explanation: include_str!("../../rules/dead-node.md"),

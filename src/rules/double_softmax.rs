@@ -12,6 +12,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Graph,
     category: Category::Loss,
     premises: &[requires(Premise::LossInGraph, Half::Static, Unmet::Blind)],
+    absorbs: &[],
     summary: "softmax output is fed to something that applies softmax again",
     options: &[],
     explanation: include_str!("../../rules/double-softmax.md"),
@@ -43,20 +44,30 @@ impl Rule for DoubleSoftmax {
             let Some(normalized) = graph.softmax(&first) else {
                 continue;
             };
+            if !sce && !same_axis(graph, &first, &second) {
+                continue;
+            }
             let what = if sce {
                 "softmax cross-entropy, which applies softmax itself"
-            } else if !normalized.log && same_axis(graph, &first, &second) {
+            } else {
                 "another softmax over the same axis"
-            } else {
-                continue;
             };
-            let name = if normalized.log {
-                "logsoftmax"
+            // log_softmax is shifted scores (z - logsumexp z), and every
+            // softmax ignores a shift: normalizing again changes nothing.
+            let d = if normalized.log {
+                Diagnostic::new(&META, "logsoftmax output is normalized again, which changes nothing")
+                    .with_severity(Severity::Note)
+                    .with_node(first.name())
+                    .primary(first.span().call, "these are log-probabilities ...")
+                    .secondary(second.op_span(), format!("... and {what}"))
+                    .note("log_softmax(z) = z - logsumexp(z) only shifts the scores, so the second normalization gives what it would give on z: redundant, not wrong")
+                    .help(if sce {
+                        "drop the log_softmax and pass the logits, or keep it and use `F.nll_loss`"
+                    } else {
+                        "drop one of the two"
+                    })
             } else {
-                "softmax"
-            };
-            out.push(
-                Diagnostic::new(&META, format!("{name} output is normalized twice"))
+                Diagnostic::new(&META, "softmax output is normalized twice")
                     .with_node(first.name())
                     .primary(first.span().call, "this already yields probabilities ...")
                     .secondary(second.op_span(), format!("... and {what}"))
@@ -65,8 +76,9 @@ impl Rule for DoubleSoftmax {
                         "pass the raw logits to the loss (`F.cross_entropy` applies log-softmax itself)"
                     } else {
                         "remove one of the two softmax ops"
-                    }),
-            );
+                    })
+            };
+            out.push(d);
         }
     }
 }

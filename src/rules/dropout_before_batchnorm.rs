@@ -15,6 +15,7 @@ pub static META: RuleMeta = RuleMeta {
         Half::Static,
         Unmet::Blind,
     )],
+    absorbs: &[],
     summary: "dropout feeds batch normalization, whose statistics then do not hold at inference",
     options: &[],
     explanation: include_str!("../../rules/dropout-before-batchnorm.md"),

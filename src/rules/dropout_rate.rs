@@ -16,6 +16,7 @@ pub static META: RuleMeta = RuleMeta {
         Half::Static,
         Unmet::Blind,
     )],
+    absorbs: &[],
     summary: "dropout ratio above 0.5 (warning), of 1 or more (error), or 0 (note)",
     options: &[RuleOption {
         name: "high",

@@ -14,6 +14,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Graph,
     category: Category::Hygiene,
     premises: &[],
+    absorbs: &[],
     summary: "two nodes of a graph share a name",
     options: &[],
     explanation: include_str!("../../rules/duplicate-node-name.md"),

@@ -11,6 +11,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Diff,
     category: Category::Parameters,
     premises: &[],
+    absorbs: &[],
     summary: "a trainable-looking weight did not change between two checkpoints while others did",
     options: &[],
     explanation: include_str!("../../rules/frozen-weights.md"),

@@ -10,6 +10,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Diff,
     category: Category::Validity,
     premises: &[],
+    absorbs: &[],
     summary: "the two checkpoints given to `nnlint diff` are not the same architecture",
     options: &[],
     explanation: include_str!("../../rules/graph-mismatch.md"),

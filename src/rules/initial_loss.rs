@@ -14,6 +14,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Probe,
     category: Category::Loss,
     premises: &[requires(Premise::Untrained, Half::Measured, Unmet::Skip)],
+    absorbs: &[],
     summary: "the loss of an untrained model is far from -ln(1/C) at the probe",
     options: &[RuleOption {
         name: "ratio",

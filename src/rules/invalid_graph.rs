@@ -11,6 +11,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Graph,
     category: Category::Validity,
     premises: &[],
+    absorbs: &[],
     summary:
         "the graph is malformed: undefined or doubly defined tensors, cycles, missing opset imports",
     options: &[],

@@ -14,6 +14,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Graph,
     category: Category::Connections,
     premises: &[requires(Premise::InDesign, Half::Static, Unmet::Skip)],
+    absorbs: &[],
     summary:
         "two weight layers follow each other with no nonlinearity, collapsing into one linear map",
     options: &[],

@@ -5,7 +5,9 @@
 
 mod activation_scale;
 mod batchnorm_batch_size_one;
+mod bce_without_sigmoid;
 mod bias_before_batchnorm;
+mod binary_loss_on_softmax;
 mod constant_weights;
 mod dead_node;
 mod dead_relu;
@@ -94,6 +96,9 @@ pub struct RuleMeta {
     /// What the rule takes for granted about a model, and what becomes of
     /// its findings where that does not hold ([`premise::Facts::verdict`]).
     pub premises: &'static [premise::Requirement],
+    /// Rules whose measured finding on the node this rule reported becomes
+    /// a note on this rule's finding: the measurement of the same problem.
+    pub absorbs: &'static [&'static str],
     /// One line, lowercase, no trailing period.
     pub summary: &'static str,
     /// The thresholds the rule's page documents, configurable per project.
@@ -168,6 +173,8 @@ static RULES: &[&dyn Rule] = &[
     &softmax_single_class::SoftmaxSingleClass,
     &softmax_batch_axis::SoftmaxBatchAxis,
     &multi_loss_scale::MultiLossScale,
+    &binary_loss_on_softmax::BinaryLossOnSoftmax,
+    &bce_without_sigmoid::BceWithoutSigmoid,
     &linear_stack::LinearStack,
     &dead_relu::DeadRelu,
     &non_finite::NonFinite,

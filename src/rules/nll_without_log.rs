@@ -12,6 +12,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Graph,
     category: Category::Loss,
     premises: &[requires(Premise::LossInGraph, Half::Static, Unmet::Blind)],
+    absorbs: &[],
     summary: "negative log-likelihood loss receives probabilities or raw logits instead of log-probabilities",
     options: &[],
     explanation: include_str!("../../rules/nll-without-log.md"),

@@ -11,6 +11,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Probe,
     category: Category::Probe,
     premises: &[],
+    absorbs: &[],
     summary: "the probe's forward pass could not run, so nothing was measured",
     options: &[],
     explanation: include_str!("../../rules/probe-skipped.md"),

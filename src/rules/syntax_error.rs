@@ -10,6 +10,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Read,
     category: Category::Validity,
     premises: &[],
+    absorbs: &[],
     summary: "a `.onnxtxt` model does not follow the ONNX textual syntax",
     options: &[],
     explanation: include_str!("../../rules/syntax-error.md"),

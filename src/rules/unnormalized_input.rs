@@ -13,6 +13,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Graph,
     category: Category::Parameters,
     premises: &[],
+    absorbs: &[],
     summary:
         "an integer input is cast to float and reaches a weight layer without scaling or centring",
     options: &[

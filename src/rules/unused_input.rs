@@ -10,6 +10,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Graph,
     category: Category::Hygiene,
     premises: &[],
+    absorbs: &[],
     summary: "a graph input that no node reads",
     options: &[],
     explanation: include_str!("../../rules/unused-input.md"),

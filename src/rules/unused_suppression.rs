@@ -13,6 +13,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Suppressions,
     category: Category::Hygiene,
     premises: &[],
+    absorbs: &[],
     summary: "a `# nnlint: ignore` comment that suppresses nothing",
     options: &[],
     explanation: include_str!("../../rules/unused-suppression.md"),

@@ -11,6 +11,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Diff,
     category: Category::Parameters,
     premises: &[],
+    absorbs: &[],
     summary: "a layer's relative update per step is far below or above about 1e-3",
     options: &[
         RuleOption {
