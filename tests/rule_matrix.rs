@@ -481,6 +481,18 @@ fn binary_losses_on_the_wrong_inputs_fire_and_their_healthy_forms_do_not() {
         ("bce_logits_", &[]),
         // Redundant, not wrong: a note (checked below).
         ("ce_on_log_softmax_", &[]),
+        ("mse_on_softmax_", &["regression-loss-on-probabilities"]),
+        ("l1_on_softmax_", &["regression-loss-on-probabilities"]),
+        (
+            "mse_on_sigmoid_classes_",
+            &["regression-loss-on-probabilities"],
+        ),
+        // One sigmoid unit onto [0, 1] with MSE: a deliberate regression.
+        ("sigmoid_regression_", &[]),
+        ("label_smoothing_", &[]),
+        // Knowledge distillation: KL between temperature-scaled softmaxes.
+        ("distillation_kl_", &[]),
+        ("hidden_softmax_", &["hidden-softmax"]),
     ];
     let mut seen = 0;
     for e in std::fs::read_dir("fixtures/losses").unwrap() {
@@ -499,7 +511,7 @@ fn binary_losses_on_the_wrong_inputs_fire_and_their_healthy_forms_do_not() {
         assert_eq!(rules_at(&p, Severity::Warning), want, "{stem}");
         seen += 1;
     }
-    assert_eq!(seen, 18, "what both exporters could export");
+    assert_eq!(seen, 42, "what both exporters could export");
 }
 
 /// `F.cross_entropy(F.log_softmax(z), y)` equals `F.cross_entropy(z, y)`:
@@ -525,4 +537,12 @@ fn log_softmax_into_cross_entropy_is_a_note() {
     }
     let out = common::nnlint(&["--isolated", &models[1]]);
     assert_eq!(out.status.code(), Some(0));
+}
+
+/// A softmax read by a layer with one output unit takes an expectation over
+/// bins (YOLOv8's distribution focal loss head): not a hidden activation.
+#[test]
+fn a_softmax_weighed_into_one_value_is_not_a_hidden_activation() {
+    let p = Path::new("fixtures/text/softmax_expectation.onnxtxt");
+    assert!(rules_at(p, Severity::Note).is_empty());
 }

@@ -18,6 +18,7 @@ mod dropout_rate;
 mod duplicate_node_name;
 pub mod frozen_weights;
 pub mod graph_mismatch;
+mod hidden_softmax;
 mod init_scale;
 mod initial_loss;
 mod invalid_graph;
@@ -28,6 +29,7 @@ mod nll_without_log;
 pub mod non_finite;
 pub mod premise;
 pub mod probe_skipped;
+mod regression_loss_on_probabilities;
 mod relu_on_logits;
 pub mod saturated_activation;
 pub mod select;
@@ -175,7 +177,9 @@ static RULES: &[&dyn Rule] = &[
     &multi_loss_scale::MultiLossScale,
     &binary_loss_on_softmax::BinaryLossOnSoftmax,
     &bce_without_sigmoid::BceWithoutSigmoid,
+    &regression_loss_on_probabilities::RegressionLossOnProbabilities,
     &linear_stack::LinearStack,
+    &hidden_softmax::HiddenSoftmax,
     &dead_relu::DeadRelu,
     &non_finite::NonFinite,
     &dropout_before_batchnorm::DropoutBeforeBatchnorm,
