@@ -546,3 +546,40 @@ fn a_softmax_weighed_into_one_value_is_not_a_hidden_activation() {
     let p = Path::new("fixtures/text/softmax_expectation.onnxtxt");
     assert!(rules_at(p, Severity::Note).is_empty());
 }
+
+/// Published bugs re-created in PyTorch (`fixtures/generate.py published`;
+/// each class there names its source program and commit): each fires its
+/// rule in every export that exists.
+#[test]
+fn published_bugs_fire_their_rules() {
+    let expected: &[(&str, &str)] = &[
+        ("minitutorials_softmax_ce_", "double-softmax"),
+        ("acgan_aux_softmax_ce_", "double-softmax"),
+        ("distiller_softmax_wrapped_", "double-softmax"),
+        ("deepchecker_redundant_softmax_", "double-softmax"),
+        (
+            "deepchecker_mse_classification_",
+            "regression-loss-on-probabilities",
+        ),
+        ("deepchecker_wrong_activation_", "hidden-softmax"),
+        ("defects4ml_092_", "binary-loss-on-softmax"),
+        ("neuralint_so44322611_", "binary-loss-on-softmax"),
+    ];
+    let mut seen = 0;
+    for e in std::fs::read_dir("fixtures/published").unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "onnx") {
+            continue;
+        }
+        let stem = p.file_stem().unwrap().to_str().unwrap().to_string();
+        let (_, rule) = expected
+            .iter()
+            .find(|(prefix, _)| stem.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{stem} has no expectation"));
+        let found = rules_at(&p, Severity::Warning);
+        assert!(found.contains(rule), "{stem}: {found:?}");
+        seen += 1;
+    }
+    // TorchScript cannot export `F.binary_cross_entropy` (Defects4ML 092, NeuraLint 44322611).
+    assert_eq!(seen, 8 * 4 - 2 * 2);
+}

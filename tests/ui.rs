@@ -30,6 +30,7 @@ const UI_DIRS: &[&str] = &[
     "fixtures/jax",
     "fixtures/coverage",
     "fixtures/losses",
+    "fixtures/published",
 ];
 
 fn models() -> Vec<PathBuf> {

@@ -3,7 +3,7 @@
 use super::premise::{requires, Half, Premise, Unmet};
 use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
-use crate::graph::LayerKind;
+use crate::graph::{Graph, LayerKind, NodeId, TensorId};
 
 pub static META: RuleMeta = RuleMeta {
     name: "hidden-softmax",
@@ -38,13 +38,13 @@ impl Rule for HiddenSoftmax {
             let Some(axis) = graph.softmax_axis(&n, rank) else {
                 continue;
             };
-            for u in graph.uses_of(o) {
+            for (reader, slot) in readers(graph, o) {
                 // Attention's `Softmax(QK^T) V` multiplies two activations: no
                 // weight layer. A weight layer reads the softmax as its data.
-                let Some(layer) = graph.weight_layer(u.node) else {
+                let Some(layer) = graph.weight_layer(reader) else {
                     continue;
                 };
-                if u.slot != layer.data_slot || !u.via.is_empty() {
+                if slot != layer.data_slot {
                     continue;
                 }
                 // One output unit weighs the probabilities into a single
@@ -63,7 +63,7 @@ impl Rule for HiddenSoftmax {
                 if axis != features {
                     continue;
                 }
-                let next = graph.node(u.node);
+                let next = graph.node(reader);
                 out.push(
                     Diagnostic::new(&META, "softmax is used as a hidden activation")
                         .with_node(n.name())
@@ -76,4 +76,36 @@ impl Rule for HiddenSoftmax {
             }
         }
     }
+}
+
+/// Ops between a hidden activation and the next layer that keep its
+/// features as they are: pooling picks or averages positions per channel.
+const KEEPS_FEATURES: &[&str] = &["MaxPool", "AveragePool", "Dropout", "Pad"];
+
+/// The nodes that read `t` (with their input slot), looking through layout
+/// ops and through the ops that keep features as they are.
+fn readers(graph: &Graph<'_>, t: TensorId) -> Vec<(NodeId, usize)> {
+    let mut out = Vec::new();
+    let mut stack = vec![t];
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(t) = stack.pop() {
+        if !seen.insert(t) {
+            continue;
+        }
+        for u in graph.uses_of(t) {
+            let n = graph.node(u.node);
+            match n.output_id(0) {
+                Some(next)
+                    if u.slot == 0
+                        && n.domain_is_default()
+                        && KEEPS_FEATURES.contains(&n.op_type()) =>
+                {
+                    stack.push(next)
+                }
+                _ => out.push((u.node, u.slot)),
+            }
+        }
+    }
+    out.sort();
+    out
 }
