@@ -160,6 +160,10 @@ fn every_rule_declares_its_premises() {
             &[(Premise::InDesign, Half::Static, Unmet::Skip)],
         ),
         (
+            "hidden-softmax",
+            &[(Premise::InDesign, Half::Static, Unmet::Skip)],
+        ),
+        (
             "constant-weights",
             &[(Premise::Untrained, Half::Static, Unmet::Note)],
         ),
