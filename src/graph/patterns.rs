@@ -78,6 +78,18 @@ impl<'m> Graph<'m> {
         }
     }
 
+    /// How many classes a softmax normalizes over (the size of its axis),
+    /// when the declared shapes say.
+    pub fn softmax_classes(&self, n: &NodeRef<'_, 'm>) -> Option<i64> {
+        let scores = self.softmax(n)?.scores;
+        let shape = self.shape_of(scores)?;
+        let axis = self.softmax_axis(n, shape.len())?;
+        match shape.get(axis)? {
+            super::Dim::Known(c) => Some(*c),
+            _ => None,
+        }
+    }
+
     /// The axes a written-out softmax sums over (its `ReduceSum`'s), as given.
     pub fn softmax_sum_axes(&self, n: &NodeRef<'_, 'm>) -> Option<Vec<i64>> {
         let sum = match n.op_type() {

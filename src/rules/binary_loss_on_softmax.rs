@@ -3,7 +3,7 @@
 use super::premise::{requires, Half, Premise, Unmet};
 use super::{Category, Check, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
-use crate::graph::{Dim, Graph, NodeRef, Origin, TensorId};
+use crate::graph::{NodeRef, Origin, TensorId};
 
 pub static META: RuleMeta = RuleMeta {
     name: "binary-loss-on-softmax",
@@ -47,11 +47,11 @@ impl Rule for BinaryLossOnSoftmax {
                 continue;
             };
             let softmax = graph.node(id);
-            let Some(s) = graph.softmax(&softmax).filter(|s| !s.log) else {
+            if graph.softmax(&softmax).is_none_or(|s| s.log) {
                 continue;
-            };
+            }
             // One class is `softmax-single-class`'s finding.
-            if classes(graph, &softmax, s.scores).is_some_and(|c| c < 2) {
+            if graph.softmax_classes(&softmax).is_some_and(|c| c < 2) {
                 continue;
             }
             out.push(
@@ -63,15 +63,5 @@ impl Rule for BinaryLossOnSoftmax {
                     .help("for one label per sample use cross-entropy on the logits (`F.cross_entropy`); for several labels per sample use sigmoid outputs with `binary_cross_entropy_with_logits`"),
             );
         }
-    }
-}
-
-/// The size of the softmax's axis, when the shape says it.
-fn classes<'m>(graph: &Graph<'m>, softmax: &NodeRef<'_, 'm>, scores: TensorId) -> Option<i64> {
-    let shape = graph.shape_of(scores)?;
-    let axis = graph.softmax_axis(softmax, shape.len())?;
-    match shape.get(axis)? {
-        Dim::Known(c) => Some(*c),
-        _ => None,
     }
 }

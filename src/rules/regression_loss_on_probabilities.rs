@@ -113,34 +113,20 @@ fn probabilities<'g, 'm>(graph: &'g Graph<'m>, t: TensorId) -> Option<NodeRef<'g
         return None;
     };
     let n = graph.node(id);
-    let scores = graph.softmax(&n).filter(|s| !s.log).map(|s| s.scores);
-    let (scores, axis) = match scores {
-        Some(s) => (
-            s,
-            graph
-                .shape_of(s)
-                .and_then(|shape| graph.softmax_axis(&n, shape.len())),
-        ),
+    let classes = if graph.softmax(&n).is_some_and(|s| !s.log) {
+        // An unknown width: a softmax still speaks of classes.
+        graph.softmax_classes(&n).or(Some(2))
+    } else if n.is("Sigmoid") {
         // One sigmoid unit fed to a squared error is a deliberate regression.
-        None if n.is("Sigmoid") => {
-            let s = n.input_id(0)?;
-            (
-                s,
-                graph.shape_of(s).map(|shape| shape.len().saturating_sub(1)),
-            )
+        let shape = graph.shape_of(n.input_id(0)?)?;
+        match shape.last()? {
+            Dim::Known(c) => Some(*c),
+            _ => None,
         }
-        None => return None,
+    } else {
+        None
     };
-    let classes = axis.and_then(|a| match graph.shape_of(scores)?.get(a)? {
-        Dim::Known(c) => Some(*c),
-        _ => None,
-    });
-    match classes {
-        Some(c) if c > 1 => Some(n),
-        // An unknown width: a softmax still speaks of classes, a sigmoid may not.
-        None if !n.is("Sigmoid") => Some(n),
-        _ => None,
-    }
+    classes.filter(|&c| c > 1).map(|_| n)
 }
 
 /// A target: a graph input or a stored value, not something the model computes.
