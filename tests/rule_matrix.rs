@@ -91,6 +91,30 @@ fn rules_at(path: &Path, min: Severity) -> BTreeSet<&'static str> {
         .collect()
 }
 
+/// Every `.onnx` model in `dir` with the expectation of the longest prefix
+/// of `expected` its file stem starts with; a model with none fails.
+fn by_prefix<'a, T>(
+    dir: &str,
+    expected: &'a [(&str, T)],
+) -> Vec<(std::path::PathBuf, String, &'a T)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "onnx") {
+            continue;
+        }
+        let stem = p.file_stem().unwrap().to_str().unwrap().to_string();
+        let (_, want) = expected
+            .iter()
+            .filter(|(prefix, _)| stem.starts_with(prefix))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .unwrap_or_else(|| panic!("{stem} has no expectation"));
+        out.push((p, stem, want));
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    out
+}
+
 #[test]
 fn every_torch_fixture_fires_exactly_its_rules() {
     let mut checked = 0;
@@ -337,16 +361,7 @@ fn bugs_planted_in_trained_models_still_fire() {
         ("trained_relu_logits", "relu-on-logits"),
     ];
     let mut seen = 0;
-    for e in std::fs::read_dir("fixtures/trained").unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_none_or(|x| x != "onnx") {
-            continue;
-        }
-        let stem = p.file_stem().unwrap().to_str().unwrap().to_string();
-        let (_, rule) = expected
-            .iter()
-            .find(|(prefix, _)| stem.starts_with(prefix))
-            .unwrap_or_else(|| panic!("{stem} has no expectation"));
+    for (p, stem, rule) in by_prefix("fixtures/trained", expected) {
         let report = nnlint::lint_file(&p, &common::isolated()).unwrap();
         let state = &report.coverage.as_ref().unwrap().state;
         assert_eq!(
@@ -497,18 +512,7 @@ fn binary_losses_on_the_wrong_inputs_fire_and_their_healthy_forms_do_not() {
         ("hidden_softmax_", &["hidden-softmax"]),
     ];
     let mut seen = 0;
-    for e in std::fs::read_dir("fixtures/losses").unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_none_or(|x| x != "onnx") {
-            continue;
-        }
-        let stem = p.file_stem().unwrap().to_str().unwrap().to_string();
-        // The longest matching prefix: `bce_logits_on_softmax_` before `bce_logits_`.
-        let (_, want) = expected
-            .iter()
-            .filter(|(prefix, _)| stem.starts_with(prefix))
-            .max_by_key(|(prefix, _)| prefix.len())
-            .unwrap_or_else(|| panic!("{stem} has no expectation"));
+    for (p, stem, want) in by_prefix("fixtures/losses", expected) {
         let want: BTreeSet<&str> = want.iter().copied().collect();
         assert_eq!(rules_at(&p, Severity::Warning), want, "{stem}");
         seen += 1;
@@ -568,18 +572,9 @@ fn published_bugs_fire_their_rules() {
         ("neuralint_so44322611_", "binary-loss-on-softmax"),
     ];
     let mut seen = 0;
-    for e in std::fs::read_dir("fixtures/published").unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_none_or(|x| x != "onnx") {
-            continue;
-        }
-        let stem = p.file_stem().unwrap().to_str().unwrap().to_string();
-        let (_, rule) = expected
-            .iter()
-            .find(|(prefix, _)| stem.starts_with(prefix))
-            .unwrap_or_else(|| panic!("{stem} has no expectation"));
+    for (p, stem, rule) in by_prefix("fixtures/published", expected) {
         let found = rules_at(&p, Severity::Warning);
-        assert!(found.contains(rule), "{stem}: {found:?}");
+        assert!(found.contains(*rule), "{stem}: {found:?}");
         seen += 1;
     }
     // TorchScript cannot export `F.binary_cross_entropy` (Defects4ML 092, NeuraLint 44322611).
