@@ -298,21 +298,25 @@ impl<'m> Graph<'m> {
     /// A stored value that holds one large negative number: torch clamps
     /// the logs of binary cross-entropy at -100.
     fn is_log_clamp(&self, t: TensorId) -> bool {
-        let Some((stored, _, _)) = self.constant_through_of(t) else {
-            return false;
-        };
-        self.stats_of(stored)
-            .is_some_and(|s| s.all_equal && s.first.is_some_and(|v| v <= -10.0))
+        self.fill_of(t).is_some_and(|v| v <= -10.0)
+    }
+
+    /// The one value every element of a stored tensor holds, looking back
+    /// through layout ops: a scalar, or a fill like torch's `new_full`.
+    fn fill_of(&self, t: TensorId) -> Option<f64> {
+        let (stored, _, _) = self.constant_through_of(t)?;
+        let s = self.stats_of(stored)?;
+        if s.all_equal {
+            s.first
+        } else {
+            None
+        }
     }
 
     /// `y` when `t` is `1 - y`: `Sub(1, y)`, or `Add(Neg(y), 1)` as dynamo writes it.
     fn one_minus(&self, t: TensorId) -> Option<TensorId> {
         let (n, _) = self.producer_of(t)?;
-        let one = |i: Option<TensorId>| {
-            i.and_then(|i| self.constant_through_of(i))
-                .and_then(|(s, _, _)| self.stats_of(s))
-                .is_some_and(|s| s.all_equal && s.first == Some(1.0))
-        };
+        let one = |i: Option<TensorId>| i.and_then(|i| self.fill_of(i)) == Some(1.0);
         let negated = |i: Option<TensorId>| {
             let (neg, _) = self.producer_of(i?)?;
             if neg.is("Neg") {

@@ -54,30 +54,38 @@ impl Rule for DoubleSoftmax {
             };
             // log_softmax is shifted scores (z - logsumexp z), and every
             // softmax ignores a shift: normalizing again changes nothing.
-            let d = if normalized.log {
-                Diagnostic::new(&META, "logsoftmax output is normalized again, which changes nothing")
-                    .with_severity(Severity::Note)
-                    .with_node(first.name())
-                    .primary(first.span().call, "these are log-probabilities ...")
-                    .secondary(second.op_span(), format!("... and {what}"))
-                    .note("log_softmax(z) = z - logsumexp(z) only shifts the scores, so the second normalization gives what it would give on z: redundant, not wrong")
-                    .help(if sce {
+            let (message, severity, label, note, help) = if normalized.log {
+                (
+                    "logsoftmax output is normalized again, which changes nothing",
+                    Severity::Note,
+                    "these are log-probabilities ...",
+                    "log_softmax(z) = z - logsumexp(z) only shifts the scores, so the second normalization gives what it would give on z: redundant, not wrong",
+                    if sce {
                         "drop the log_softmax and pass the logits, or keep it and use `F.nll_loss`"
                     } else {
                         "drop one of the two"
-                    })
+                    },
+                )
             } else {
-                Diagnostic::new(&META, "softmax output is normalized twice")
-                    .with_node(first.name())
-                    .primary(first.span().call, "this already yields probabilities ...")
-                    .secondary(second.op_span(), format!("... and {what}"))
-                    .note("a second softmax squashes the scores toward uniform, so gradients shrink and the loss plateaus")
-                    .help(if sce {
+                (
+                    "softmax output is normalized twice",
+                    META.severity,
+                    "this already yields probabilities ...",
+                    "a second softmax squashes the scores toward uniform, so gradients shrink and the loss plateaus",
+                    if sce {
                         "pass the raw logits to the loss (`F.cross_entropy` applies log-softmax itself)"
                     } else {
                         "remove one of the two softmax ops"
-                    })
+                    },
+                )
             };
+            let d = Diagnostic::new(&META, message)
+                .with_severity(severity)
+                .with_node(first.name())
+                .primary(first.span().call, label)
+                .secondary(second.op_span(), format!("... and {what}"))
+                .note(note)
+                .help(help);
             out.push(d);
         }
     }
