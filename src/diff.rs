@@ -68,13 +68,15 @@ pub fn diff_files(
         match crate::read_model(path)? {
             crate::Read::Model(m) => {
                 let (model, source) = *m;
+                // Comparing checkpoints is comparing values: both must be whole.
+                let model = model.whole()?;
                 let source = source.unwrap_or_else(|| crate::listing(&model));
                 read.push((model, source));
             }
             // A text model that does not parse: its syntax error is the report.
             crate::Read::Syntax(report) => {
                 return Ok(DiffReport {
-                    report,
+                    report: *report,
                     layers: Vec::new(),
                     mismatch: true,
                 })
@@ -83,7 +85,16 @@ pub fn diff_files(
     }
     let (b, src_b) = read.pop().ok_or_else(|| missing(after))?;
     let (a, src_a) = read.pop().ok_or_else(|| missing(before))?;
-    Ok(diff_models((&a, &src_a), (&b, &src_b), settings, steps))
+    let report = diff_models((&a, &src_a), (&b, &src_b), settings, steps);
+    for m in [&a, &b] {
+        if let Some(reason) = m.changed() {
+            return Err(Error::Load(crate::onnx::LoadError {
+                path: m.path.clone(),
+                reason,
+            }));
+        }
+    }
+    Ok(report)
 }
 
 fn missing(path: &Path) -> Error {
@@ -133,6 +144,8 @@ pub fn diff_models(
                     diagnostics,
                     failed: true,
                     coverage: None,
+                    unreadable: None,
+                    inputs: None,
                 },
                 layers,
                 mismatch: true,
@@ -211,6 +224,8 @@ pub fn diff_models(
             diagnostics,
             failed: false,
             coverage: None,
+            unreadable: None,
+            inputs: None,
         },
         layers,
         mismatch: false,

@@ -97,6 +97,12 @@ pub struct FileReport {
     /// The model's state and what the rules' premises kept from running or
     /// from seeing; `None` when no model was read.
     pub coverage: Option<rules::premise::Coverage>,
+    /// Why some of the file could not be read (a missing external data file):
+    /// the rules that need no values ran, and the exit status is 2.
+    pub unreadable: Option<LoadError>,
+    /// The names the model's inputs answer to, for checking `--input` and
+    /// `--dim` ([`probe::inputs::InputOptions::check`]).
+    pub inputs: Option<probe::inputs::InputNames>,
 }
 
 /// File extensions nnlint lints when given a folder.
@@ -109,7 +115,7 @@ pub const MODEL_EXTENSIONS: &[&str] = &["onnx", "onnxtxt"];
 pub enum Read {
     Model(Box<(onnx::Model, Option<onnx::source::Source>)>),
     /// A text model that does not parse, as a report with the syntax error.
-    Syntax(FileReport),
+    Syntax(Box<FileReport>),
 }
 
 /// Reads a binary (`.onnx`) or text (`.onnxtxt`) model.
@@ -136,17 +142,19 @@ pub fn read_model(path: &Path) -> Result<Read, Error> {
                 sources.add(display.clone(), text);
                 let d =
                     Diagnostic::new(&rules::syntax_error::META, e.message).primary(e.span, "here");
-                Ok(Read::Syntax(FileReport {
+                Ok(Read::Syntax(Box::new(FileReport {
                     path: display,
                     sources,
                     diagnostics: vec![d],
                     failed: true,
                     coverage: None,
-                }))
+                    unreadable: None,
+                    inputs: None,
+                })))
             }
         };
     }
-    let model = onnx::load(path)?;
+    let model = onnx::load_partial(path)?;
     Ok(Read::Model(Box::new((model, None))))
 }
 
@@ -162,14 +170,34 @@ pub fn lint_file(path: &Path, options: &Options) -> Result<FileReport, Error> {
         ConfigSource::Fixed(c) => Some(c.clone()),
         ConfigSource::None => None,
     };
-    let settings = Settings::new(options, config.as_deref(), path)?;
+    let mut settings = Settings::new(options, config.as_deref(), path)?;
     match read_model(path)? {
         Read::Model(read) => {
             let (model, source) = *read;
-            let report = match source {
+            // Without its values, a model still has its graph: the rules that
+            // need no values run, as with `--no-probe`.
+            if model.unreadable.is_some() {
+                settings.probe.enabled = false;
+            }
+            let mut report = match source {
                 Some(source) => lint_source(&model, source, &settings),
                 None => lint_model(&model, &settings),
             };
+            // What was read of a file truncated meanwhile read as zeros.
+            if let Some(reason) = model.changed() {
+                return Err(Error::Load(LoadError {
+                    path: path.to_path_buf(),
+                    reason,
+                }));
+            }
+            report.inputs = Some(probe::inputs::InputNames::of(model.graph()));
+            if let Some(reason) = &model.unreadable {
+                report.failed = true;
+                report.unreadable = Some(LoadError {
+                    path: path.to_path_buf(),
+                    reason: reason.clone(),
+                });
+            }
             // Freeing a large model's hundreds of thousands of small allocations
             // takes tens of milliseconds that nobody needs to wait for.
             let _ = std::thread::Builder::new()
@@ -177,7 +205,7 @@ pub fn lint_file(path: &Path, options: &Options) -> Result<FileReport, Error> {
                 .spawn(move || drop(model));
             Ok(report)
         }
-        Read::Syntax(report) => Ok(report),
+        Read::Syntax(report) => Ok(*report),
     }
 }
 
@@ -353,6 +381,8 @@ fn lint_listing(
         diagnostics,
         failed: false,
         coverage: Some(coverage),
+        unreadable: None,
+        inputs: None,
     }
 }
 

@@ -110,7 +110,7 @@ struct LintArgs {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Probe")]
     batch: u64,
 
-    /// MiB the probe's forward pass may use for values
+    /// MiB the probe's forward pass may use for weights and values
     #[arg(
         long,
         value_name = "MIB",
@@ -414,7 +414,23 @@ fn lint(args: LintArgs) -> u8 {
             }
         }
     }
+    // A name no model has is a typo: a usage error, before any output.
+    let names: Vec<_> = reports.iter().filter_map(|r| r.inputs.as_ref()).collect();
+    let given = nnlint::probe::inputs::InputOptions {
+        dims: options.probe.dims.clone(),
+        files: options.probe.files.clone(),
+        ..Default::default()
+    };
+    if !names.is_empty() {
+        if let Err(e) = given.check(&names) {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    }
     failed |= reports.iter().any(|r| r.failed);
+    for e in reports.iter().filter_map(|r| r.unreadable.as_ref()) {
+        eprintln!("error: {e}");
+    }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let written = if args.statistics {
@@ -608,7 +624,14 @@ fn print(path: &std::path::Path, values: bool) -> u8 {
         Ok(nnlint::Read::Model(read)) => {
             let mode = if values { Values::Full } else { Values::Elide };
             print!("{}", print_model(&read.0.proto, mode).text);
-            0
+            // The listing is whole without the values; say which could not be read.
+            match read.0.unreadable {
+                Some(reason) => {
+                    eprintln!("error: {}: {reason}", path.display());
+                    2
+                }
+                None => 0,
+            }
         }
         Ok(nnlint::Read::Syntax(report)) => {
             let options = RenderOptions {
@@ -616,7 +639,7 @@ fn print(path: &std::path::Path, values: bool) -> u8 {
                 prefer: Prefer::Model,
                 quiet: true,
             };
-            let _ = render(Format::Human, &[report], &options, &mut std::io::stderr());
+            let _ = render(Format::Human, &[*report], &options, &mut std::io::stderr());
             2
         }
         Err(e) => {

@@ -373,3 +373,167 @@ fn linting_never_writes_to_a_model() {
     nnlint(&["print", BUGGY_DYNAMO]);
     assert!(before == snapshot());
 }
+
+// ---- bad options -------------------------------------------------------------
+
+const DYNAMIC: &str = "fixtures/text/probe_dynamic_batch.onnxtxt";
+
+/// A `.npy` file of `shape` holding `descr` values (`<f4`, `<f8`), all 0.5.
+fn npy(path: &Path, descr: &str, shape: &[usize]) {
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    let mut h = format!(
+        "{{'descr': '{descr}', 'fortran_order': False, 'shape': ({},), }}",
+        dims.join(", ")
+    );
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(' ');
+    }
+    h.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((h.len() as u16).to_le_bytes());
+    bytes.extend(h.as_bytes());
+    let count: usize = shape.iter().product();
+    for _ in 0..count {
+        match descr {
+            "<f8" => bytes.extend(0.5f64.to_le_bytes()),
+            _ => bytes.extend(0.5f32.to_le_bytes()),
+        }
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn an_input_or_dimension_the_model_does_not_have_is_a_usage_error_that_lists_the_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x.npy");
+    npy(&x, "<f4", &[8, 4]);
+    let x = x.to_str().unwrap();
+    let typo = format!("nope={x}");
+    for args in [
+        vec!["--input", typo.as_str(), DYNAMIC],
+        vec!["--dim", "nope=4", DYNAMIC],
+        vec!["--dim", "x:1=4", DYNAMIC],
+    ] {
+        let out = nnlint(&args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with("error: `--"), "{stderr}");
+        if args[0] == "--input" {
+            assert!(
+                stderr.contains("the model has no input `nope`; its inputs are `x`"),
+                "{stderr}"
+            );
+        } else {
+            assert!(
+                stderr.contains("its dynamic dimensions are `N` (by input and axis: `x:0`)"),
+                "{stderr}"
+            );
+        }
+    }
+    // The names the error lists are the ones that work.
+    for args in [
+        vec!["--dim", "N=8", DYNAMIC],
+        vec!["--dim", "x:0=8", DYNAMIC],
+    ] {
+        let out = nnlint(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(text(&out.stdout).is_empty() || !text(&out.stdout).contains("error"));
+    }
+    // With several models, a name one of them has is no typo; one none has is.
+    let out = nnlint(&[
+        "--dim",
+        "N=8",
+        "--format",
+        "short",
+        "--location",
+        "model",
+        DYNAMIC,
+        BUGGY,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(BUGGY), "{}", text(&out.stdout));
+    let out = nnlint(&["--dim", "nope=8", DYNAMIC, BUGGY]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr)
+            .contains("no model has a dimension `nope`; their dynamic dimensions are `N`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_missing_npy_file_is_an_error() {
+    let out = nnlint(&["--input", "x=/nonexistent/x.npy", DYNAMIC]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`--input x=/nonexistent/x.npy`: no such file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_npy_of_the_wrong_dtype_or_shape_says_what_the_input_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let f64_path = dir.path().join("x64.npy");
+    npy(&f64_path, "<f8", &[8, 4]);
+    let wide = dir.path().join("wide.npy");
+    npy(&wide, "<f4", &[8, 5]);
+    let ok = dir.path().join("ok.npy");
+    npy(&ok, "<f4", &[8, 4]);
+    let run = |p: &Path| {
+        let arg = format!("x={}", p.display());
+        let out = nnlint(&["--isolated", "--format", "short", "--input", &arg, DYNAMIC]);
+        assert_ne!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let doubles = run(&f64_path);
+    assert!(
+        doubles.contains(&format!(
+            "input `x` takes float32 values, and `{}` holds float64 (save it with `.astype(numpy.float32)`)",
+            f64_path.display()
+        )),
+        "{doubles}"
+    );
+    let shape = run(&wide);
+    assert!(
+        shape.contains(&format!(
+            "input `x` has shape [N, 4], and `{}` holds shape [8, 5]",
+            wide.display()
+        )),
+        "{shape}"
+    );
+    // The file's batch sizes the dynamic dimension: no clash with the default of 64.
+    let fine = run(&ok);
+    assert!(!fine.contains("NN400"), "{fine}");
+}
+
+#[test]
+fn a_missing_external_data_file_still_gets_the_graph_rules_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dropout_bn_mlp_dynamo_train.onnx");
+    std::fs::copy(BUGGY_DYNAMO, &path).unwrap();
+    let p = path.to_str().unwrap();
+    let out = nnlint(&["--isolated", "--format", "short", p]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("error: {p}: ")) && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+    // Dropout before BatchNorm needs no values.
+    assert!(stdout.contains("warning[NN301]"), "{stdout}");
+    // Nothing was probed, and no value was read.
+    assert!(
+        !stdout.contains("NN400") && !stdout.contains("NN2"),
+        "{stdout}"
+    );
+}

@@ -152,7 +152,7 @@ fn the_memory_budget_shrinks_a_dynamic_batch_or_skips_the_probe() {
         "fixtures/probe/healthy_cnn_ce_dynamo_train.onnx",
     ]);
     assert!(
-        fixed.contains("over the probe's budget of 0.0 MiB"),
+        fixed.contains("asks for 1.7 KiB, over the probe's budget of 0 MiB"),
         "{fixed}"
     );
 }
@@ -190,11 +190,14 @@ fn real_inputs_replace_synthesized_ones() {
     );
     let out = run(&npy("small.npy", 0.1));
     assert!(!out.contains("NN304"), "{out}");
-    // A missing file is the probe's problem, not a crash.
-    let out = run(&dir.path().join("absent.npy"));
+    // A missing file is a usage error, not a skipped probe.
+    let absent = format!("x={}", dir.path().join("absent.npy").display());
+    let out = nnlint(&["--isolated", "--input", &absent, path]);
+    assert_eq!(out.status.code(), Some(2));
     assert!(
-        out.contains("note[NN400]") && out.contains("absent.npy"),
-        "{out}"
+        text(&out.stderr).contains("absent.npy`: no such file"),
+        "{}",
+        text(&out.stderr)
     );
 }
 

@@ -210,3 +210,194 @@ fn a_100k_node_chain_does_not_overflow_the_stack() {
     // The untyped input leaves nothing to probe; the static rules find nothing.
     assert_eq!(report.unwrap(), ["probe-skipped"]);
 }
+
+/// A model of `values` float weights stored inline: one `Relu` of one initializer.
+fn big_model(values: usize) -> Vec<u8> {
+    use nnlint::onnx::proto::{
+        data_type, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    };
+    use prost::Message;
+    let raw: Vec<u8> = (0..values)
+        .flat_map(|i| ((i % 97) as f32 * 0.01 - 0.4).to_le_bytes())
+        .collect();
+    ModelProto {
+        ir_version: 10,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 20,
+        }],
+        graph: Some(GraphProto {
+            name: "g".into(),
+            node: vec![NodeProto {
+                input: vec!["w".into()],
+                output: vec!["y".into()],
+                op_type: "Relu".into(),
+                ..Default::default()
+            }],
+            initializer: vec![TensorProto {
+                name: "w".into(),
+                dims: vec![values as i64],
+                data_type: data_type::FLOAT,
+                raw_data: Some(raw.into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+#[cfg(unix)]
+#[test]
+fn a_model_truncated_while_mapped_is_an_error_for_that_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.onnx");
+    // Above the size from which files are mapped rather than read.
+    let values = (nnlint::onnx::external::MAP_FROM as usize) / 4 + (1 << 20);
+    std::fs::write(&path, big_model(values)).unwrap();
+    let model = nnlint::onnx::load(&path).unwrap();
+    assert!(model.changed().is_none());
+    // Another process rewrites the file after nnlint mapped it, before it reads the weights.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(4096)
+        .unwrap();
+    let settings = nnlint::Settings::new(&isolated(), None, &path).unwrap();
+    // Without the handler, this read of the weight past the new end is a SIGBUS.
+    let _ = nnlint::lint_model(&model, &settings);
+    let why = model.changed().expect("the truncation is noticed");
+    assert!(why.contains("changed while nnlint read it"), "{why}");
+    // The whole file through the library's entry point: read again, it is a short file.
+    let err = lint_file(&path, &isolated()).err().expect("refused");
+    assert!(err.to_string().contains("big.onnx"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fault_outside_nnlint_s_maps_still_kills_the_process() {
+    // The handler only claims faults inside the maps it watches: a SIGBUS
+    // anywhere else keeps its default action. Run in a child process.
+    if std::env::var_os("NNLINT_SIGBUS_CHILD").is_some() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.onnx");
+        let values = (nnlint::onnx::external::MAP_FROM as usize) / 4 + (1 << 20);
+        std::fs::write(&path, big_model(values)).unwrap();
+        // Installs the handler.
+        let _model = nnlint::onnx::load(&path).unwrap();
+        let other = dir.path().join("other.bin");
+        std::fs::write(&other, vec![1u8; 1 << 16]).unwrap();
+        let file = std::fs::File::open(&other).unwrap();
+        // SAFETY: this test faults this map on purpose.
+        let map = unsafe { memmap2::Mmap::map(&file).unwrap() };
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&other)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        std::hint::black_box(map[1 << 15]);
+        unreachable!("the read faults");
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_fault_outside_nnlint_s_maps_still_kills_the_process",
+            "--nocapture",
+        ])
+        .env("NNLINT_SIGBUS_CHILD", "1")
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGBUS), "{out:?}");
+}
+
+/// What coverage-guided fuzzing found (`fuzz/`), each input kept in
+/// `fixtures/fuzz/` and linted here without the fuzzer: no panic, and a
+/// peak RSS that stays far from what the input once made nnlint ask for.
+#[cfg(unix)]
+#[test]
+fn fuzzer_findings_stay_fixed() {
+    let mut found = common::files(Path::new("fixtures/fuzz"), ".onnx");
+    found.extend(common::files(Path::new("fixtures/fuzz"), ".onnxtxt"));
+    assert!(found.len() >= 2);
+    for f in &found {
+        let (out, peak) =
+            common::nnlint_peak(&["--isolated", "--format", "short", f.to_str().unwrap()]);
+        let code = out.status.code();
+        assert!(
+            matches!(code, Some(0..=2)),
+            "{}: {:?}",
+            f.display(),
+            out.status
+        );
+        assert!(
+            !common::text(&out.stderr).contains("panicked"),
+            "{}",
+            f.display()
+        );
+        // stats_units_of_a_fill.onnx: a fill weight's declared shape of 8.6e9
+        // values made the static pass allocate per-unit sums for 134M units (1 GiB).
+        // stats_zero_units.onnxtxt: a weight declared [5, 0] that stores 16
+        // values divided by its 0 units (a panic).
+        assert!(peak < 300.0, "{}: peak RSS {peak:.0} MiB", f.display());
+    }
+}
+
+/// The probe's thread pool is made once per process, not once per model.
+/// Found by the fuzzer's leak check, which caught a probe's pool still
+/// shutting down after the probe returned: every probed file started and
+/// stopped a thread per core.
+#[cfg(target_os = "linux")]
+#[test]
+fn probing_many_models_keeps_one_thread_pool() {
+    if std::env::var_os("NNLINT_POOL_CHILD").is_some() {
+        // The threads alive now, by id, once the short-lived ones have ended.
+        let threads = || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let mut ids: Vec<String> = std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            ids.sort();
+            ids
+        };
+        let model = Path::new("fixtures/probe/healthy_cnn_ce_dynamo_train.onnx");
+        let before = threads();
+        lint_file(model, &isolated()).unwrap();
+        let after_first = threads();
+        // One core: no pool at all.
+        if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+            assert!(
+                after_first.len() > before.len(),
+                "the probe's pool did not outlive the probe"
+            );
+        }
+        for _ in 0..3 {
+            lint_file(model, &isolated()).unwrap();
+        }
+        assert_eq!(
+            threads(),
+            after_first,
+            "the probe's threads changed between models"
+        );
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "probing_many_models_keeps_one_thread_pool",
+            "--test-threads",
+            "1",
+        ])
+        .env("NNLINT_POOL_CHILD", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

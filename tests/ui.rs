@@ -31,6 +31,7 @@ const UI_DIRS: &[&str] = &[
     "fixtures/coverage",
     "fixtures/losses",
     "fixtures/published",
+    "fixtures/hostile",
 ];
 
 fn models() -> Vec<PathBuf> {

@@ -21,6 +21,9 @@ const PARALLEL_MIN: usize = 32 << 20;
 pub const KEEP_VALUES: usize = 4096;
 pub const KEEP_SMALL: usize = 16;
 
+/// The most units (output channels or features) per-unit statistics are kept for.
+const MAX_UNITS: usize = 1 << 22;
+
 /// What the rules need to know about a stored tensor's values.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TensorStats {
@@ -133,11 +136,21 @@ impl<'m> Graph<'m> {
     }
 
     fn summarize(&self, s: &Stored<'m>, job: Job) -> Option<TensorStats> {
+        let count = s.len().ok()?;
+        // Units come from the declared shape, which may disagree with the
+        // stored values, and which for a fill (a ConstantOfShape's) costs
+        // nothing to declare: no layer has more than MAX_UNITS units, none
+        // has more units than values, and none has no units.
+        let job = Job {
+            layout: job
+                .layout
+                .filter(|&(units, _)| (1..=MAX_UNITS.min(count)).contains(&units)),
+            ..job
+        };
         let Job {
             layout,
             keep_values,
         } = job;
-        let count = s.len().ok()?;
         if let Some(v) = s.fill_value() {
             let finite = v.is_finite();
             return Some(TensorStats {

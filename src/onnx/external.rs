@@ -27,6 +27,13 @@ pub struct ExternalRef {
     length: u64,
 }
 
+impl ExternalRef {
+    /// The tensor's length in bytes.
+    pub fn length(&self) -> u64 {
+        self.length
+    }
+}
+
 /// The external files of one model.
 #[derive(Debug)]
 pub struct ExternalData {
@@ -165,6 +172,14 @@ impl ExternalData {
         }
     }
 
+    /// Whether a data file shrank while it was mapped.
+    pub fn changed(&self) -> Option<String> {
+        lock(&self.mapped)
+            .values()
+            .any(Mapped::changed)
+            .then(|| "its external data changed while nnlint read it".to_string())
+    }
+
     /// Gives back the resident pages behind `part`, which was read from one of the files.
     pub fn release(&self, part: &[u8]) {
         for m in lock(&self.mapped).values() {
@@ -176,24 +191,38 @@ impl ExternalData {
 /// Ranges smaller than this are not worth a `madvise`.
 const RELEASE_MIN: usize = 64 << 10;
 
-/// A read-only memory map, handed out as zero-copy `Bytes`.
+/// A file's bytes, handed out as zero-copy `Bytes`: read into memory when
+/// small, memory-mapped read-only when large.
 ///
 /// File-backed pages count as resident once touched; [`Mapped::release`] gives
 /// them back after a pass over a tensor, so reading every weight of a 500 MB
-/// model once does not leave 500 MB resident.
+/// model once does not leave 500 MB resident. A map is watched for the file
+/// shrinking under it ([`Mapped::changed`]).
 #[derive(Clone, Debug)]
 pub struct Mapped {
-    map: Option<Arc<Mmap>>,
+    map: Option<Arc<Map>>,
     bytes: Bytes,
 }
 
-struct Owner(Arc<Mmap>);
+/// A map and its watch; the watch is dropped first, before the unmapping.
+#[derive(Debug)]
+struct Map {
+    #[cfg(unix)]
+    watch: super::sigbus::Watch,
+    map: Mmap,
+}
+
+struct Owner(Arc<Map>);
 
 impl AsRef<[u8]> for Owner {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        &self.0.map
     }
 }
+
+/// Files smaller than this are read into memory: no map, so nothing another
+/// process does to the file can fault a read.
+pub const MAP_FROM: u64 = 64 << 20;
 
 impl Mapped {
     pub fn bytes(&self) -> Bytes {
@@ -209,19 +238,25 @@ impl Mapped {
         }
     }
 
-    /// Whether `part` lies in this map.
+    /// Whether `part` lies in these bytes.
     pub fn contains(&self, part: &[u8]) -> bool {
-        self.map.as_ref().is_some_and(|map| {
-            let (base, start) = (map.as_ptr() as usize, part.as_ptr() as usize);
-            start >= base && start + part.len() <= base + map.len()
-        })
+        let (base, start) = (self.bytes.as_ptr() as usize, part.as_ptr() as usize);
+        !self.bytes.is_empty() && start >= base && start + part.len() <= base + self.bytes.len()
     }
 
-    /// Where `part` starts in the file, if it lies in this map.
+    /// Where `part` starts in the file, if it lies in these bytes.
     pub fn offset_of(&self, part: &[u8]) -> Option<usize> {
-        let map = self.map.as_ref()?;
         self.contains(part)
-            .then(|| part.as_ptr() as usize - map.as_ptr() as usize)
+            .then(|| part.as_ptr() as usize - self.bytes.as_ptr() as usize)
+    }
+
+    /// Whether the file shrank while it was mapped: what was read past its new
+    /// end read as zeros, and nothing found in it can be trusted.
+    pub fn changed(&self) -> bool {
+        #[cfg(unix)]
+        return self.map.as_ref().is_some_and(|m| m.watch.faulted());
+        #[cfg(not(unix))]
+        false
     }
 
     /// Drops the resident pages of `part` if it lies in this map; the data is
@@ -232,13 +267,13 @@ impl Mapped {
         if part.len() < RELEASE_MIN || !self.contains(part) {
             return;
         }
-        let (base, start) = (map.as_ptr() as usize, part.as_ptr() as usize);
+        let (base, start) = (map.map.as_ptr() as usize, part.as_ptr() as usize);
         // SAFETY: the map is a read-only shared file mapping. MADV_DONTNEED only
         // drops resident pages; the next access faults them in again from the
         // file, with the same contents. No Rust reference sees a change.
         #[cfg(unix)]
         unsafe {
-            let _ = map.unchecked_advise_range(
+            let _ = map.map.unchecked_advise_range(
                 memmap2::UncheckedAdvice::DontNeed,
                 start - base,
                 part.len(),
@@ -247,18 +282,31 @@ impl Mapped {
     }
 }
 
-/// Memory-maps a file read-only. An empty file gives empty bytes (mmap refuses length 0).
+/// A file's bytes: read into memory below [`MAP_FROM`], memory-mapped
+/// read-only from there on.
 pub fn map_file(path: &Path) -> std::io::Result<Mapped> {
     let file = File::open(path)?;
-    if file.metadata()?.len() == 0 {
+    let len = file.metadata()?.len();
+    if len < MAP_FROM {
+        use std::io::Read;
+        // A file that shrinks meanwhile gives fewer bytes, which decode as
+        // a truncated model.
+        let mut bytes = Vec::with_capacity(len as usize);
+        (&file).take(len).read_to_end(&mut bytes)?;
         return Ok(Mapped {
             map: None,
-            bytes: Bytes::new(),
+            bytes: Bytes::from(bytes),
         });
     }
     // SAFETY: the map is read-only. Another process truncating the file while
-    // nnlint runs can still fault; that is the documented mmap caveat.
-    let map = Arc::new(unsafe { Mmap::map(&file)? });
+    // nnlint reads it faults the read; the watch turns that fault into
+    // zeros and a mark, which the loader reports as a changed file.
+    let map = unsafe { Mmap::map(&file)? };
+    let map = Arc::new(Map {
+        #[cfg(unix)]
+        watch: super::sigbus::watch(map.as_ptr(), map.len()),
+        map,
+    });
     Ok(Mapped {
         bytes: Bytes::from_owner(Owner(map.clone())),
         map: Some(map),

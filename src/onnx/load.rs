@@ -18,6 +18,9 @@ pub struct Model {
     pub(crate) external: ExternalData,
     /// The model file itself, which inline `raw_data` slices point into.
     map: Option<Mapped>,
+    /// Why some stored values cannot be read (a missing or refused external
+    /// data file), for [`load_partial`]: the graph is whole, the values are not.
+    pub unreadable: Option<String>,
 }
 
 /// Why a file could not be read. Displays as one line that names the file.
@@ -35,12 +38,18 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
-/// Reads a binary `.onnx` file.
+/// Reads a binary `.onnx` file, refusing it when any of its values cannot be read.
+pub fn load(path: &Path) -> Result<Model, LoadError> {
+    load_partial(path)?.whole()
+}
+
+/// Reads a binary `.onnx` file whose graph decodes, even when some of its
+/// stored values cannot be read ([`Model::unreadable`] says why).
 ///
 /// The file is memory-mapped and decoded from `Bytes`, so `raw_data` fields
 /// are slices of the map: weights cost address space, not memory, until read.
 /// prost's recursion limit bounds nesting, so hostile inputs cannot overflow the stack.
-pub fn load(path: &Path) -> Result<Model, LoadError> {
+pub fn load_partial(path: &Path) -> Result<Model, LoadError> {
     let err = |reason: String| LoadError {
         path: path.to_path_buf(),
         reason,
@@ -55,13 +64,14 @@ pub fn load(path: &Path) -> Result<Model, LoadError> {
         return Err(err("file is empty, not an ONNX model".into()));
     }
     let proto = decode_with(bytes, &|| map.handle()).map_err(err)?;
-    let model = Model {
+    let mut model = Model {
         path: path.to_path_buf(),
         external: ExternalData::new(path),
         proto,
         map: Some(map),
+        unreadable: None,
     };
-    model.check_external().map_err(err)?;
+    model.unreadable = model.check_external().err();
     Ok(model)
 }
 
@@ -92,18 +102,29 @@ fn decode_with(bytes: Bytes, handle: &(dyn Fn() -> Bytes + Sync)) -> Result<Mode
 
 impl Model {
     /// A model that was not read from a binary file (the text syntax, tests).
+    /// Its external data, if any, resolves against `path`'s folder; when it
+    /// cannot be read, [`Model::unreadable`] says why.
     pub fn from_proto(path: &Path, proto: ModelProto) -> Result<Model, LoadError> {
-        let model = Model {
+        let mut model = Model {
             path: path.to_path_buf(),
             external: ExternalData::new(path),
             proto,
             map: None,
+            unreadable: None,
         };
-        model.check_external().map_err(|reason| LoadError {
-            path: path.to_path_buf(),
-            reason,
-        })?;
+        model.unreadable = model.check_external().err();
         Ok(model)
+    }
+
+    /// The model, or why some of its values cannot be read.
+    pub fn whole(self) -> Result<Model, LoadError> {
+        match self.unreadable {
+            Some(reason) => Err(LoadError {
+                path: self.path,
+                reason,
+            }),
+            None => Ok(self),
+        }
     }
 
     pub fn graph(&self) -> &GraphProto {
@@ -125,6 +146,15 @@ impl Model {
         Ok(t.raw_data.clone())
     }
 
+    /// The length in bytes of a tensor stored in an external file, `None` for
+    /// one stored in the model file.
+    pub fn external_length(&self, t: &TensorProto) -> Result<Option<u64>, String> {
+        if is_external(t) {
+            return self.external.resolve(t).map(|r| Some(r.length()));
+        }
+        Ok(None)
+    }
+
     /// Gives back the resident memory pages behind a tensor's stored bytes, after
     /// a pass over them. Reading them again later still works.
     pub fn release(&self, t: &TensorProto) {
@@ -143,6 +173,18 @@ impl Model {
     /// when the model was read from a binary file.
     pub fn file_offset(&self, part: &[u8]) -> Option<usize> {
         self.map.as_ref()?.offset_of(part)
+    }
+
+    /// Why what was read of this model cannot be trusted: a mapped file
+    /// shrank while it was read (another process truncated or rewrote it).
+    pub fn changed(&self) -> Option<String> {
+        if self.map.as_ref().is_some_and(Mapped::changed) {
+            return Some(
+                "the file changed while nnlint read it (another process truncated it); lint it again once it is written"
+                    .into(),
+            );
+        }
+        self.external.changed()
     }
 
     /// Gives back the resident pages behind any bytes read from this model's files.

@@ -21,12 +21,13 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::{SimplePlan, SimpleState};
 
+use super::budget;
 use super::inputs::{self, Input, InputOptions};
 use super::lower::{Lowered, PREFIX};
 use super::observe::{summarize, Summary, Watch};
 use crate::graph::Graph;
 use crate::onnx::external::is_external;
-use crate::onnx::proto::data_type as dt;
+use crate::onnx::proto::{data_type as dt, TensorProto};
 use crate::onnx::Model;
 
 /// How the probe runs.
@@ -100,7 +101,7 @@ fn run_inner(
     watch: &FxHashMap<String, Watch>,
     options: &RunOptions,
 ) -> Result<Run, String> {
-    let proto = to_tract(model, lowered)?;
+    let (proto, stored) = to_tract(model, lowered, options.budget)?;
     let dir = model
         .path
         .parent()
@@ -113,6 +114,8 @@ fn run_inner(
         .insert(super::normalize::OP_TYPE, super::normalize::build);
     onnx.op_register
         .insert(super::rectify::OP_TYPE, super::rectify::build);
+    budget::guard(&mut onnx);
+    onnx.provider = std::sync::Arc::new(ReadFile);
     let parsed = onnx
         .parse(&proto, Some(&dir))
         .map_err(|e| format!("tract cannot read the model: {}", cause(&e)))?;
@@ -150,8 +153,13 @@ fn run_inner(
     let mut typed = None;
     for _ in 0..2 {
         let plan = inputs::plan(graph, &input_options)?;
-        let t = typed_model(base.clone(), &plan)?;
-        let need = peak_estimate(&t);
+        let t = {
+            // What tract computes while typing comes out of what the weights left.
+            let _allowance = budget::allow(options.budget.saturating_sub(stored), options.budget);
+            typed_model(base.clone(), &plan)?
+        };
+        let (consts, largest) = sizes(&t);
+        let need = consts.saturating_add(largest.saturating_mul(3));
         let dynamic = plan
             .iter()
             .any(|i| i.shape.first() == Some(&input_options.batch));
@@ -167,10 +175,15 @@ fn run_inner(
                 mib(options.budget)
             ));
         }
-        let scaled = (input_options.batch as f64 * options.budget as f64 / need as f64) as usize;
+        // The weights stay whatever the batch: only the values shrink with it.
+        let room = options.budget.saturating_sub(consts) as f64;
+        let per_batch = need.saturating_sub(consts).max(1) as f64;
+        let scaled = (input_options.batch as f64 * room / per_batch) as usize;
         input_options.batch = scaled.clamp(1, input_options.batch - 1);
     }
     let (typed, mut plan) = typed.ok_or("the forward pass does not fit the probe's budget")?;
+    // What a value whose size only the run knows may take.
+    let left = options.budget.saturating_sub(sizes(&typed).0);
     // Labels whose class count the declared shapes did not give: the typed model knows.
     for input in &mut plan {
         if let inputs::Fill::Labels { classes, scores } = &mut input.fill {
@@ -195,9 +208,8 @@ fn run_inner(
         .iter()
         .map(|i| inputs::make(i, input_options.seed).map(|t| t.into_tvalue()))
         .collect::<Result<_, _>>()?;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let plan_options = tract_onnx::tract_core::runtime::RunOptions {
-        executor: (threads > 1).then(|| tract_linalg::multithread::Executor::multithread(threads)),
+        executor: executor(),
         ..Default::default()
     };
     let runnable = SimplePlan::new_with_options(typed, &plan_options)
@@ -226,6 +238,7 @@ fn run_inner(
         }
     }
     let outcome = state.run_plan_with_eval(values, |ctx, op_state, node, node_inputs| {
+        budget::check_node(node, &node_inputs, left, options.budget)?;
         let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, node_inputs)?;
         for (slot, value) in out.iter().enumerate() {
             let Some(name) = labels.get(&(node.id, slot)) else {
@@ -240,7 +253,10 @@ fn run_inner(
         Ok::<_, TractError>(out)
     });
     progress.finish();
-    outcome.map_err(|e| format!("tract failed: {}", cause(&e)))?;
+    outcome.map_err(|e| match budget::refusal(&e) {
+        Some(refused) => refused.to_string(),
+        None => format!("tract failed: {}", cause(&e)),
+    })?;
     Ok(run)
 }
 
@@ -275,26 +291,81 @@ fn typed_model(mut model: InferenceModel, plan: &[Input]) -> Result<TypedModel, 
             .set_input_fact(ix, fact)
             .map_err(|e| format!("input `{name}`: {}", cause(&e)))?;
     }
-    model
-        .into_typed()
-        .map_err(|e| format!("tract cannot infer the model's types: {}", cause(&e)))
+    model.into_typed().map_err(|e| match budget::refusal(&e) {
+        Some(refused) => refused.to_string(),
+        None => format!(
+            "tract cannot infer the model's types: {}{}",
+            node_of(&e),
+            cause(&e)
+        ),
+    })
 }
 
-/// The largest value the pass computes, times three for what lives beside it.
-fn peak_estimate(model: &TypedModel) -> usize {
-    let mut largest = 0usize;
+/// The thread pool of tract's matrix kernels, one per process: a pool per
+/// probed file would start and stop a thread per core for every file.
+fn executor() -> Option<tract_linalg::multithread::Executor> {
+    static POOL: std::sync::OnceLock<Option<tract_linalg::multithread::Executor>> =
+        std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (threads > 1).then(|| tract_linalg::multithread::Executor::multithread(threads))
+    })
+    .clone()
+}
+
+/// tract's reader of weights from files, with `pread` instead of a memory
+/// map: a file that another process truncates meanwhile gives a short read,
+/// which tract refuses, instead of a SIGBUS.
+struct ReadFile;
+
+impl tract_onnx::data_resolver::ModelDataResolver for ReadFile {
+    fn read_bytes_from_path(
+        &self,
+        buf: &mut Vec<u8>,
+        p: &std::path::Path,
+        offset: usize,
+        length: Option<usize>,
+    ) -> TractResult<()> {
+        use std::io::{Read, Seek};
+        let mut file = std::fs::File::open(p)?;
+        file.seek(std::io::SeekFrom::Start(offset as u64))?;
+        let want = match length {
+            Some(l) => l as u64,
+            None => u64::MAX,
+        };
+        let read = file.take(want).read_to_end(buf)?;
+        if length.is_some_and(|l| read != l) {
+            return Err(TractError::msg(format!(
+                "`{}` is shorter than when the model was loaded",
+                p.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The bytes the typed model's constants hold (weights and what typing
+/// computed), and the largest value the pass computes whose shape is known.
+/// The pass needs the constants and about three times the largest value.
+fn sizes(model: &TypedModel) -> (usize, usize) {
+    let (mut consts, mut largest) = (0usize, 0usize);
     for node in model.nodes() {
+        let constant = node.op_is::<tract_onnx::tract_core::ops::konst::Const>();
         for o in &node.outputs {
             if let Some(shape) = o.fact.shape.as_concrete() {
                 let bytes = shape
                     .iter()
                     .try_fold(o.fact.datum_type.size_of(), |acc, &d| acc.checked_mul(d))
                     .unwrap_or(usize::MAX);
-                largest = largest.max(bytes);
+                if constant {
+                    consts = consts.saturating_add(bytes);
+                } else {
+                    largest = largest.max(bytes);
+                }
             }
         }
     }
-    largest.saturating_mul(3)
+    (consts, largest)
 }
 
 fn convert<A: Message, B: Message + Default>(a: &A) -> Result<B, String> {
@@ -302,8 +373,13 @@ fn convert<A: Message, B: Message + Default>(a: &A) -> Result<B, String> {
         .map_err(|e| format!("cannot hand the model to tract: {e}"))
 }
 
-/// tract's protobuf model for the lowered graph.
-fn to_tract(model: &Model, lowered: &Lowered) -> Result<pb::ModelProto, String> {
+/// tract's protobuf model for the lowered graph, and the bytes its stored
+/// tensors take once tract reads them.
+fn to_tract(
+    model: &Model,
+    lowered: &Lowered,
+    budget: usize,
+) -> Result<(pb::ModelProto, usize), String> {
     let g = model.graph();
     let file_name = model
         .path
@@ -323,6 +399,38 @@ fn to_tract(model: &Model, lowered: &Lowered) -> Result<pb::ModelProto, String> 
     // Initializers listed as inputs (before IR 4) must stay constants for tract.
     used.extend(g.input.iter().map(|i| i.name.as_str()));
     let mut initializer = Vec::with_capacity(g.initializer.len() + lowered.initializers.len());
+    let mut stored = 0u128;
+    // Every tensor tract will read, by its declared size, before it reads any.
+    let mut count = |what: String, t: &TensorProto| -> Result<(), String> {
+        let bytes =
+            budget::stored(t, model.external_length(t)?).map_err(|e| format!("{what} {e}"))?;
+        stored = stored.saturating_add(bytes);
+        if stored > budget as u128 {
+            // Named by the tensor that crossed the budget, with what all of them ask for.
+            let what = if stored == bytes {
+                what
+            } else {
+                format!("the stored tensors up to {what}")
+            };
+            let bytes = stored;
+            return Err(budget::OverBudget {
+                what,
+                bytes,
+                budget,
+            }
+            .to_string());
+        }
+        Ok(())
+    };
+    for n in &lowered.nodes {
+        for a in &n.attribute {
+            if let Some(t) = a.t.as_deref() {
+                let name = n.name.as_deref().filter(|s| !s.is_empty());
+                let name = name.or(n.output.first().map(String::as_str)).unwrap_or("");
+                count(format!("the `{}` of node `{name}`", a.name), t)?;
+            }
+        }
+    }
     for t in g
         .initializer
         .iter()
@@ -342,10 +450,11 @@ fn to_tract(model: &Model, lowered: &Lowered) -> Result<pb::ModelProto, String> 
             || !t.int64_data.is_empty()
             || !t.double_data.is_empty()
             || !t.uint64_data.is_empty();
-        let count: i64 = t.dims.iter().product();
-        if !has_values && count != 0 {
+        let values: i64 = t.dims.iter().product();
+        if !has_values && values != 0 {
             return Err(format!("initializer `{}` has no values", t.name));
         }
+        count(format!("initializer `{}`", t.name), t)?;
         let in_file = match (&t.raw_data, &file_name) {
             (Some(raw), Some(file)) if !is_external(t) => model
                 .file_offset(raw)
@@ -375,6 +484,7 @@ fn to_tract(model: &Model, lowered: &Lowered) -> Result<pb::ModelProto, String> 
         });
     }
     for t in &lowered.initializers {
+        count(format!("initializer `{}`", t.name), t)?;
         initializer.push(convert(t)?);
     }
     let graph = pb::GraphProto {
@@ -389,7 +499,7 @@ fn to_tract(model: &Model, lowered: &Lowered) -> Result<pb::ModelProto, String> 
         output: g.output.iter().map(convert).collect::<Result<_, _>>()?,
         ..Default::default()
     };
-    Ok(pb::ModelProto {
+    let proto = pb::ModelProto {
         ir_version: model.proto.ir_version,
         opset_import: model
             .proto
@@ -399,7 +509,8 @@ fn to_tract(model: &Model, lowered: &Lowered) -> Result<pb::ModelProto, String> 
             .collect::<Result<_, _>>()?,
         graph: Some(graph),
         ..Default::default()
-    })
+    };
+    Ok((proto, stored as usize))
 }
 
 /// Every tensor name a subgraph's nodes read, at any depth: their outer references.
@@ -412,6 +523,29 @@ fn names_in<'a>(g: &'a crate::onnx::proto::GraphProto, out: &mut rustc_hash::FxH
             }
         }
     }
+}
+
+/// `node `name` (Op): ` for the node a typing error is about, from tract's
+/// context (`Translating node #9 "name" Op ...`), or nothing.
+fn node_of(e: &TractError) -> String {
+    e.chain()
+        .filter_map(|c| {
+            let c = c.to_string();
+            let rest = c
+                .strip_prefix("Translating node ")
+                .or_else(|| c.strip_prefix("Failed analyse for node "))?
+                .to_string();
+            let (_, rest) = rest.split_once('"')?;
+            let (name, rest) = rest.split_once('"')?;
+            // A node the probe wrote itself means nothing to the user.
+            if name.starts_with(PREFIX) {
+                return None;
+            }
+            let op = rest.split_whitespace().next().unwrap_or("");
+            Some(format!("node `{name}` ({op}): "))
+        })
+        .last()
+        .unwrap_or_default()
 }
 
 /// The innermost cause of a tract error, on one line.

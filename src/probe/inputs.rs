@@ -69,15 +69,160 @@ pub struct InputOptions {
     pub batch: usize,
 }
 
+/// The names `--input` and `--dim` may use for one model.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InputNames {
+    /// The inputs the graph is fed (not initializers).
+    pub inputs: Vec<String>,
+    /// Named dynamic dimensions.
+    pub dims: Vec<String>,
+    /// `INPUT:AXIS` for every dynamic axis.
+    pub axes: Vec<String>,
+}
+
+impl InputNames {
+    pub fn of(graph: &crate::onnx::proto::GraphProto) -> InputNames {
+        use crate::onnx::proto::tensor_shape_proto::dimension::Value as D;
+        use crate::onnx::proto::type_proto::Value as T;
+        let stored: std::collections::HashSet<&str> =
+            graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        let mut names = InputNames::default();
+        for i in graph
+            .input
+            .iter()
+            .filter(|i| !stored.contains(i.name.as_str()))
+        {
+            names.inputs.push(i.name.clone());
+            let Some(T::TensorType(t)) = i.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+                continue;
+            };
+            for (axis, d) in t.shape.iter().flat_map(|s| s.dim.iter()).enumerate() {
+                match &d.value {
+                    Some(D::DimValue(v)) if *v >= 0 => continue,
+                    Some(D::DimParam(p)) if !p.is_empty() && !names.dims.contains(p) => {
+                        names.dims.push(p.clone())
+                    }
+                    _ => {}
+                }
+                names.axes.push(format!("{}:{axis}", i.name));
+            }
+        }
+        names
+    }
+}
+
+impl InputOptions {
+    /// Checks `--input` and `--dim` against the models they are given with:
+    /// a name that none of them has is a typo, and a `.npy` file must exist.
+    /// The error is one line that lists the names there are.
+    pub fn check(&self, models: &[&InputNames]) -> Result<(), String> {
+        let list = |names: Vec<&String>| {
+            let mut names: Vec<&str> = names.into_iter().map(String::as_str).collect();
+            names.sort_unstable();
+            names.dedup();
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                format!("`{}`", names.join("`, `"))
+            }
+        };
+        let (none, its) = if models.len() == 1 {
+            ("the model has no", "its")
+        } else {
+            ("no model has a", "their")
+        };
+        for (name, path) in &self.files {
+            if !models.iter().any(|m| m.inputs.contains(name)) {
+                return Err(format!(
+                    "`--input {name}={}`: {none} input `{name}`; {its} inputs are {}",
+                    path.display(),
+                    list(models.iter().flat_map(|m| &m.inputs).collect())
+                ));
+            }
+            if !path.is_file() {
+                return Err(format!("`--input {name}={}`: no such file", path.display()));
+            }
+        }
+        for (name, value) in &self.dims {
+            if !models
+                .iter()
+                .any(|m| m.dims.contains(name) || m.axes.contains(name))
+            {
+                return Err(format!(
+                    "`--dim {name}={value}`: {none} dimension `{name}`; {its} dynamic dimensions are {} (by input and axis: {})",
+                    list(models.iter().flat_map(|m| &m.dims).collect()),
+                    list(models.iter().flat_map(|m| &m.axes).collect())
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A dynamic dimension that is not the batch gets this size unless `--dim` says otherwise.
 pub const DEFAULT_DIM: usize = 32;
 
 /// Decides every graph input's shape and fill. `batch` sizes dynamic leading dims.
+///
+/// An input read from a `.npy` file takes the file's shape, which must fit
+/// the declared one, and its element type; the sizes it gives named
+/// dimensions size the other inputs too.
 pub fn plan(graph: &Graph<'_>, options: &InputOptions) -> Result<Vec<Input>, String> {
+    let mut options = options.clone();
+    let mut files = BTreeMap::new();
+    for name in graph.fed_inputs() {
+        let Some(path) = options.files.get(name) else {
+            continue;
+        };
+        let header = npy_header(path)?;
+        let elem_type = graph.elem_type(name).unwrap_or(dt::FLOAT);
+        if header.elem_type != elem_type {
+            return Err(format!(
+                "input `{name}` takes {} values, and `{}` holds {} (save it with `.astype(numpy.{})`)",
+                numpy_name(elem_type),
+                path.display(),
+                numpy_name(header.elem_type),
+                numpy_name(elem_type)
+            ));
+        }
+        let declared = graph.shape(name).unwrap_or_default();
+        let fits = declared.len() == header.shape.len()
+            && declared.iter().zip(&header.shape).all(|(d, &n)| match d {
+                Dim::Known(k) if *k >= 0 => *k as usize == n,
+                _ => true,
+            });
+        if !fits {
+            let dims: Vec<String> = declared
+                .iter()
+                .map(|d| match d {
+                    Dim::Known(k) if *k >= 0 => k.to_string(),
+                    Dim::Named(s) if !s.is_empty() => s.to_string(),
+                    _ => "?".into(),
+                })
+                .collect();
+            let given: Vec<String> = header.shape.iter().map(usize::to_string).collect();
+            return Err(format!(
+                "input `{name}` has shape [{}], and `{}` holds shape [{}]",
+                dims.join(", "),
+                path.display(),
+                given.join(", ")
+            ));
+        }
+        for (d, &n) in declared.iter().zip(&header.shape) {
+            if let Dim::Named(s) = d {
+                if !s.is_empty() {
+                    options.dims.entry(s.to_string()).or_insert(n);
+                }
+            }
+        }
+        files.insert(name, header.shape);
+    }
     let mut out = Vec::new();
     for name in graph.fed_inputs() {
         let elem_type = graph.elem_type(name).unwrap_or(dt::FLOAT);
+        let options = &options;
         let shape = match graph.shape(name) {
+            _ if files.contains_key(name) => files[name].clone(),
             Some(dims) => dims
                 .iter()
                 .enumerate()
@@ -121,7 +266,11 @@ fn given(input: &str, axis: usize, d: &Dim, options: &InputOptions) -> Option<us
 /// that would set it: what to say when a pass on guessed shapes fails.
 pub fn guessed(graph: &Graph<'_>, options: &InputOptions) -> Vec<String> {
     let mut out = Vec::new();
-    for name in graph.fed_inputs() {
+    // An input read from a file has the file's shape.
+    for name in graph
+        .fed_inputs()
+        .filter(|n| !options.files.contains_key(*n))
+    {
         for (axis, d) in graph.shape(name).unwrap_or_default().iter().enumerate() {
             if matches!(d, Dim::Known(n) if *n >= 0) || given(name, axis, d, options).is_some() {
                 continue;
@@ -339,10 +488,75 @@ pub fn datum_type(elem_type: i32) -> Result<DatumType, String> {
     })
 }
 
+/// What a `.npy` file's header says.
+struct NpyHeader {
+    elem_type: i32,
+    /// Width of one value in bytes.
+    size: usize,
+    shape: Vec<usize>,
+    /// Where the data starts.
+    start: usize,
+}
+
+/// numpy's name for an ONNX element type, for messages.
+fn numpy_name(elem_type: i32) -> &'static str {
+    match elem_type {
+        dt::FLOAT => "float32",
+        dt::DOUBLE => "float64",
+        dt::FLOAT16 => "float16",
+        dt::BOOL => "bool_",
+        dt::INT64 => "int64",
+        dt::INT32 => "int32",
+        dt::INT16 => "int16",
+        dt::INT8 => "int8",
+        dt::UINT8 => "uint8",
+        t => dt::name(t),
+    }
+}
+
+/// Reads the header of a `.npy` file.
+fn npy_header(path: &Path) -> Result<NpyHeader, String> {
+    use std::io::Read;
+    let err = |m: &str| format!("{}: {m}", path.display());
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(1 << 16).read_to_end(&mut head))
+        .map_err(|e| err(&format!("cannot read file: {e}")))?;
+    parse_header(&head).map_err(|m| err(&m))
+}
+
 /// Reads a `.npy` file (format 1.0 to 3.0, little-endian, C order).
 pub fn read_npy(path: &Path) -> Result<Tensor, String> {
     let err = |m: &str| format!("{}: {m}", path.display());
     let bytes = std::fs::read(path).map_err(|e| err(&format!("cannot read file: {e}")))?;
+    let NpyHeader {
+        elem_type,
+        size,
+        shape,
+        start,
+    } = parse_header(&bytes).map_err(|m| err(&m))?;
+    let data = &bytes[start..];
+    let count: usize = shape.iter().product();
+    if data.len()
+        != count
+            .checked_mul(size)
+            .ok_or_else(|| err("shape too large"))?
+    {
+        return Err(err("data length does not match the shape"));
+    }
+    if elem_type == dt::BOOL {
+        let v: Vec<f64> = data.iter().map(|&b| (b != 0) as u8 as f64).collect();
+        return typed(dt::BOOL, &shape, &v);
+    }
+    let dt_ = datum_type(elem_type).map_err(|e| err(&e))?;
+    // SAFETY: the length was checked against the shape and element size above,
+    // and every bit pattern is a valid value of these numeric types.
+    unsafe { Tensor::from_raw_dt(dt_, &shape, data) }.map_err(|e| err(&e.to_string()))
+}
+
+/// The header at the start of `bytes`, a `.npy` file or its first bytes.
+fn parse_header(bytes: &[u8]) -> Result<NpyHeader, String> {
+    let err = |m: &str| m.to_string();
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err(err("not a .npy file"));
     }
@@ -382,8 +596,6 @@ pub fn read_npy(path: &Path) -> Result<Tensor, String> {
                 .map_err(|_| err("bad shape in .npy header"))
         })
         .collect::<Result<_, _>>()?;
-    let data = &bytes[start + header_len..];
-    let count: usize = shape.iter().product();
     let (elem_type, size) = match descr {
         "<f4" => (dt::FLOAT, 4),
         "<f8" => (dt::DOUBLE, 8),
@@ -396,21 +608,12 @@ pub fn read_npy(path: &Path) -> Result<Tensor, String> {
         "|b1" => (dt::BOOL, 1),
         other => return Err(err(&format!("unsupported dtype `{other}`"))),
     };
-    if data.len()
-        != count
-            .checked_mul(size)
-            .ok_or_else(|| err("shape too large"))?
-    {
-        return Err(err("data length does not match the shape"));
-    }
-    if elem_type == dt::BOOL {
-        let v: Vec<f64> = data.iter().map(|&b| (b != 0) as u8 as f64).collect();
-        return typed(dt::BOOL, &shape, &v);
-    }
-    let dt_ = datum_type(elem_type).map_err(|e| err(&e))?;
-    // SAFETY: the length was checked against the shape and element size above,
-    // and every bit pattern is a valid value of these numeric types.
-    unsafe { Tensor::from_raw_dt(dt_, &shape, data) }.map_err(|e| err(&e.to_string()))
+    Ok(NpyHeader {
+        elem_type,
+        size,
+        shape,
+        start: start + header_len,
+    })
 }
 
 #[cfg(test)]

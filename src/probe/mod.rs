@@ -5,6 +5,7 @@
 //! inputs, [`engine`] runs the graph with tract while [`observe`] summarizes
 //! each value as it is computed. Probe rules then read the [`Probe`].
 
+pub mod budget;
 pub mod engine;
 pub mod inputs;
 pub mod lower;

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for FUZZ_SECONDS (default 60) on its seed corpus,
+# and fails on any crash, hang (over 10 s on one input) or allocation over
+# 1 GiB. Uses the machine's nightly toolchain, or RUSTC_BOOTSTRAP=1 on stable.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${FUZZ_SECONDS:-60}
+
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked --version 0.13.2
+fi
+toolchain=()
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    toolchain=(+nightly)
+else
+    export RUSTC_BOOTSTRAP=1
+fi
+
+python3 fuzz/seeds.py
+cd fuzz
+cargo "${toolchain[@]}" fuzz build -O
+mkdir -p logs
+for target in model_bytes text_model probe diff; do
+    echo "fuzz: $target for ${seconds}s"
+    log="logs/$target.log"
+    if ! cargo "${toolchain[@]}" fuzz run -O "$target" "corpus/$target" -- \
+        -max_total_time="$seconds" -dict=onnx.dict -timeout=10 \
+        -rss_limit_mb=2048 -malloc_limit_mb=1024 -print_final_stats=1 >"$log" 2>&1; then
+        tail -n 60 "$log"
+        echo "fuzz: $target failed; the input is under fuzz/artifacts/$target/" >&2
+        exit 1
+    fi
+    grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb|Done)|cov: ' "$log" | tail -n 5
+done

@@ -1,0 +1,56 @@
+//! What every fuzz target shares: linting a decoded model and rendering the report.
+
+use std::path::Path;
+
+use nnlint::diag::render::{render, Format, RenderOptions};
+use nnlint::onnx::proto::ModelProto;
+use nnlint::probe::ProbeOptions;
+use nnlint::{lint_model, lint_source, Options, Settings};
+
+/// Memory the probe may use under the fuzzer: libFuzzer's `-malloc_limit_mb`
+/// in `.ci/run` sits above it, so an allocation past the budget is a crash.
+pub const PROBE_MIB: usize = 64;
+
+/// Settings for every rule, with or without the probe.
+pub fn settings(probe: bool) -> Settings {
+    let options = Options {
+        probe: ProbeOptions {
+            enabled: probe,
+            batch: 4,
+            memory_mib: PROBE_MIB,
+            ..ProbeOptions::default()
+        },
+        config: nnlint::ConfigSource::None,
+        ..Options::default()
+    };
+    Settings::new(&options, None, Path::new("fuzz.onnx")).expect("default settings are valid")
+}
+
+/// Lints `proto` as if read from `fuzz.onnx` (or the text model's own source)
+/// and renders the report in every format, which must not fail.
+pub fn lint(proto: ModelProto, source: Option<nnlint::onnx::source::Source>, probe: bool) {
+    // External data resolves against the working folder; a refusal is an ordinary outcome.
+    let Ok(model) = nnlint::onnx::Model::from_proto(Path::new("fuzz.onnx"), proto) else {
+        return;
+    };
+    let settings = settings(probe);
+    let report = match source {
+        Some(source) => lint_source(&model, source, &settings),
+        None => lint_model(&model, &settings),
+    };
+    render_all(&[report]);
+}
+
+pub fn render_all(reports: &[nnlint::FileReport]) {
+    for format in [
+        Format::Human,
+        Format::Short,
+        Format::Json,
+        Format::Sarif,
+        Format::Github,
+    ] {
+        let mut out = Vec::new();
+        render(format, reports, &RenderOptions::default(), &mut out)
+            .expect("rendering into memory cannot fail");
+    }
+}

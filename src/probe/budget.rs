@@ -1,0 +1,386 @@
+//! The probe's memory budget, checked before tract materializes a tensor.
+//!
+//! A model can ask for far more memory than its file size suggests: a
+//! `ConstantOfShape` or `Range` whose size is computed from the input, or a
+//! stored shape with one corrupted byte, asks for terabytes from a file of
+//! under 1 KB. The budget is checked where each tensor comes into being, as
+//! its size becomes known, never by waiting for the allocation to fail:
+//!
+//! - stored tensors (weights, `Constant` values) by their declared size, before
+//!   tract reads them ([`stored`]);
+//! - what tract computes while it types the model, for the operators whose
+//!   output size depends on their inputs' values ([`Guarded`], around the
+//!   builders of [`DATA_DEPENDENT`]);
+//! - every value of the run whose shape typing left symbolic, by the output
+//!   facts of its node for the concrete inputs, before the node runs
+//!   ([`check_node`]).
+//!
+//! A refusal is an [`OverBudget`] error that names the node and the size it
+//! asked for; the probe reports it as a skipped probe.
+
+use std::cell::Cell;
+use std::fmt;
+
+use tract_onnx::pb;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_hir::infer::*;
+
+use crate::onnx::proto::{data_type as dt, TensorProto};
+
+/// ONNX operators whose output size is set by their inputs' values, which
+/// tract evaluates while it types the model when those values are constant.
+pub const DATA_DEPENDENT: &[&str] = &[
+    "ConstantOfShape",
+    "Expand",
+    "NonZero",
+    "OneHot",
+    "Pad",
+    "Range",
+    "Reshape",
+    "Resize",
+    "Tile",
+    "Upsample",
+];
+
+/// A tensor the budget does not allow, by what asked for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OverBudget {
+    /// `node `fill`` or `initializer `w``.
+    pub what: String,
+    pub bytes: u128,
+    pub budget: usize,
+}
+
+impl fmt::Display for OverBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} asks for {}, over the probe's budget of {} MiB (--probe-memory)",
+            self.what,
+            size(self.bytes),
+            self.budget >> 20
+        )
+    }
+}
+
+impl std::error::Error for OverBudget {}
+
+/// A byte count for messages, in binary units like `--probe-memory`'s MiB:
+/// `120 bytes`, `1.7 KiB`, `3.0 MiB`, `12.0 GiB`, `58.2 TiB`.
+pub fn size(bytes: u128) -> String {
+    let (unit, shift) = match bytes {
+        b if b >= 1 << 40 => ("TiB", 40),
+        b if b >= 1 << 30 => ("GiB", 30),
+        b if b >= 1 << 20 => ("MiB", 20),
+        b if b >= 1 << 10 => ("KiB", 10),
+        b => return format!("{b} bytes"),
+    };
+    format!("{:.1} {unit}", bytes as f64 / (1u64 << shift) as f64)
+}
+
+/// The bytes a stored tensor (a weight, a `Constant`'s value) takes once read,
+/// from its declared shape; `length` is its external data's length. A tensor
+/// whose shape and stored values disagree is refused: tract would read the
+/// shape and allocate for it.
+pub fn stored(t: &TensorProto, length: Option<u64>) -> Result<u128, String> {
+    let declared = t
+        .dims
+        .iter()
+        .try_fold(1u128, |acc, &d| {
+            u128::try_from(d).ok().map(|d| acc.saturating_mul(d))
+        })
+        .ok_or_else(|| "has a negative dimension".to_string())?;
+    let Some(width) = dt::byte_width(t.data_type) else {
+        // Strings and packed 2- and 4-bit types: their size is not checked here.
+        return Ok(declared);
+    };
+    let width = width as u128;
+    let held = match (length, &t.raw_data) {
+        (Some(len), _) => Some(u128::from(len) / width),
+        (None, Some(raw)) => Some(raw.len() as u128 / width),
+        (None, None) => match t.data_type {
+            dt::FLOAT => Some(t.float_data.len()),
+            dt::INT32 => Some(t.int32_data.len()),
+            dt::INT64 => Some(t.int64_data.len()),
+            dt::DOUBLE => Some(t.double_data.len()),
+            dt::UINT64 => Some(t.uint64_data.len()),
+            _ => None,
+        }
+        .map(|n| n as u128),
+    };
+    match held {
+        Some(held) if held != declared => {
+            Err(format!("declares {declared} values but stores {held}"))
+        }
+        _ => Ok(declared.saturating_mul(width)),
+    }
+}
+
+thread_local! {
+    /// Bytes the current typing may still compute, while the probe types a model.
+    static LEFT: Cell<Option<usize>> = const { Cell::new(None) };
+    static BUDGET: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Lets [`Guarded`] operators compute at most `left` bytes on this thread
+/// (of `budget` in all) until the returned value is dropped.
+pub fn allow(left: usize, budget: usize) -> Allowance {
+    LEFT.with(|l| l.set(Some(left)));
+    BUDGET.with(|b| b.set(budget));
+    Allowance
+}
+
+pub struct Allowance;
+
+impl Drop for Allowance {
+    fn drop(&mut self) {
+        LEFT.with(|l| l.set(None));
+    }
+}
+
+/// Takes `bytes` from the allowance, or says who asked for too much.
+fn take(what: impl FnOnce() -> String, bytes: u128) -> Result<(), OverBudget> {
+    LEFT.with(|l| match l.get() {
+        None => Ok(()),
+        Some(left) if bytes <= left as u128 => {
+            l.set(Some(left - bytes as usize));
+            Ok(())
+        }
+        Some(_) => Err(OverBudget {
+            what: what(),
+            bytes,
+            budget: BUDGET.with(Cell::get),
+        }),
+    })
+}
+
+/// A data-dependent operator whose eager evaluation during typing is checked
+/// against the allowance first. Everything else is the wrapped operator's.
+#[derive(Clone, Debug)]
+pub struct Guarded {
+    inner: Box<dyn InferenceOp>,
+    /// The node, for messages.
+    node: String,
+}
+
+impl PartialEq for Guarded {
+    fn eq(&self, _other: &Self) -> bool {
+        false
+    }
+}
+impl Eq for Guarded {}
+
+/// The builders tract's ONNX parser had for [`DATA_DEPENDENT`], by op type.
+fn originals() -> &'static std::collections::HashMap<String, OpBuilderFn> {
+    static ORIGINALS: std::sync::OnceLock<std::collections::HashMap<String, OpBuilderFn>> =
+        std::sync::OnceLock::new();
+    ORIGINALS.get_or_init(|| {
+        let onnx = tract_onnx::onnx();
+        DATA_DEPENDENT
+            .iter()
+            .filter_map(|op| Some((op.to_string(), *onnx.op_register.0.get(*op)?)))
+            .collect()
+    })
+}
+
+type OpBuilderFn = fn(
+    &tract_onnx::model::ParsingContext,
+    &pb::NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
+
+/// Replaces the builders of [`DATA_DEPENDENT`] in `onnx` by guarded ones.
+pub fn guard(onnx: &mut tract_onnx::model::Onnx) {
+    for op in DATA_DEPENDENT {
+        if originals().contains_key(*op) {
+            onnx.op_register.insert(op, build);
+        }
+    }
+}
+
+fn build(
+    ctx: &tract_onnx::model::ParsingContext,
+    node: &pb::NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let original = originals()
+        .get(&node.op_type)
+        .ok_or_else(|| format_err!("no builder for {}", node.op_type))?;
+    let (inner, closures) = original(ctx, node)?;
+    let name = if node.name.is_empty() {
+        node.output.first().cloned().unwrap_or_default()
+    } else {
+        node.name.clone()
+    };
+    let node = format!("node `{name}` ({})", node.op_type);
+    Ok((Box::new(Guarded { inner, node }), closures))
+}
+
+impl Op for Guarded {
+    fn name(&self) -> StaticName {
+        self.inner.name()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        self.inner.info()
+    }
+
+    not_a_typed_op!();
+}
+
+impl EvalOp for Guarded {
+    fn eval_out_of_plan(&self, inputs: TVec<TValue>) -> TractResult<Option<TVec<TValue>>> {
+        self.inner.eval_out_of_plan(inputs)
+    }
+
+    fn eval(&self, ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        self.inner.eval(ctx, inputs)
+    }
+}
+
+impl InferenceOp for Guarded {
+    fn infer(
+        &mut self,
+        inputs: TVec<&InferenceFact>,
+        outputs: TVec<&InferenceFact>,
+        observed: TVec<&InferenceFact>,
+    ) -> TractResult<(
+        TVec<InferenceFact>,
+        TVec<InferenceFact>,
+        TVec<InferenceFact>,
+    )> {
+        let constant = !inputs.is_empty() && inputs.iter().all(|i| i.value.concretize().is_some());
+        if !constant {
+            return self.inner.infer(inputs, outputs, observed);
+        }
+        // tract is about to compute this node's value: first see how large it is.
+        let (ins, outs, obs) =
+            self.inner
+                .infer_facts(inputs.clone(), outputs.clone(), observed.clone())?;
+        let mut bytes = 0u128;
+        for o in &outs {
+            let (Some(t), Some(shape)) = (o.datum_type.concretize(), o.shape.concretize()) else {
+                // The size is known only by computing it: leave the value to the run,
+                // where the node's output facts are checked before it runs.
+                return Ok((ins, outs, obs));
+            };
+            let count = shape.iter().try_fold(1u128, |acc, d| {
+                d.to_i64()
+                    .ok()
+                    .and_then(|d| u128::try_from(d).ok())
+                    .map(|d| acc.saturating_mul(d))
+            });
+            let Some(count) = count else {
+                return Ok((ins, outs, obs));
+            };
+            bytes = bytes.saturating_add(count.saturating_mul(t.size_of() as u128));
+        }
+        take(|| self.node.clone(), bytes)?;
+        self.inner.infer(inputs, outputs, observed)
+    }
+
+    fn infer_facts(
+        &mut self,
+        inputs: TVec<&InferenceFact>,
+        outputs: TVec<&InferenceFact>,
+        observed: TVec<&InferenceFact>,
+    ) -> TractResult<(
+        TVec<InferenceFact>,
+        TVec<InferenceFact>,
+        TVec<InferenceFact>,
+    )> {
+        self.inner.infer_facts(inputs, outputs, observed)
+    }
+
+    fn observe_outlets(
+        &self,
+        model: &InferenceModel,
+        node: &InferenceNode,
+    ) -> TractResult<Vec<OutletId>> {
+        self.inner.observe_outlets(model, node)
+    }
+
+    fn incorporate(
+        &self,
+        model: &InferenceModel,
+        node: &InferenceNode,
+    ) -> TractResult<Option<InferenceModelPatch>> {
+        self.inner.incorporate(model, node)
+    }
+
+    fn nboutputs(&self) -> TractResult<usize> {
+        self.inner.nboutputs()
+    }
+
+    fn as_op(&self) -> &dyn Op {
+        self
+    }
+
+    fn as_op_mut(&mut self) -> &mut dyn Op {
+        self
+    }
+
+    fn to_typed(
+        &self,
+        source: &InferenceModel,
+        node: &InferenceNode,
+        target: &mut TypedModel,
+        mapping: &HashMap<OutletId, OutletId>,
+    ) -> TractResult<TVec<OutletId>> {
+        self.inner.to_typed(source, node, target, mapping)
+    }
+}
+
+/// Inputs with at most this many values are handed to an operator's output
+/// facts as constants: enough for every shape, length and count operand.
+const KNOWN_VALUES: usize = 64;
+
+/// Checks the outputs of a node whose output shape typing left symbolic,
+/// for the values it is about to run on, against `left` bytes.
+pub fn check_node(
+    node: &TypedNode,
+    inputs: &[TValue],
+    left: usize,
+    budget: usize,
+) -> TractResult<()> {
+    if node.outputs.iter().all(|o| o.fact.shape.is_concrete()) {
+        return Ok(());
+    }
+    let facts: TVec<TypedFact> = inputs
+        .iter()
+        .map(|v| {
+            if v.len() <= KNOWN_VALUES {
+                TypedFact::try_from(v.clone().into_arc_tensor())
+            } else {
+                Ok(TypedFact::shape_and_dt_of(v))
+            }
+        })
+        .collect::<TractResult<_>>()?;
+    let refs: TVec<&TypedFact> = facts.iter().collect();
+    let Ok(outs) = node.op.output_facts(&refs) else {
+        return Ok(());
+    };
+    let mut bytes = 0u128;
+    for o in &outs {
+        let Some(shape) = o.shape.as_concrete() else {
+            continue;
+        };
+        let count = shape
+            .iter()
+            .fold(1u128, |acc, &d| acc.saturating_mul(d as u128));
+        bytes = bytes.saturating_add(count.saturating_mul(o.datum_type.size_of() as u128));
+    }
+    if bytes > left as u128 {
+        return Err(OverBudget {
+            what: format!("node `{}` ({})", node.name, node.op.name()),
+            bytes,
+            budget,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// The refusal behind a tract error, if the budget refused.
+pub fn refusal(e: &TractError) -> Option<&OverBudget> {
+    e.chain().find_map(|c| c.downcast_ref::<OverBudget>())
+}
