@@ -9,10 +9,7 @@ use std::path::{Path, PathBuf};
 use prost::Message;
 use regex::Regex;
 
-use nnlint::onnx::proto::{
-    data_type, DataLocation, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
-    StringStringEntryProto, TensorProto,
-};
+use nnlint::onnx::proto::{DataLocation, ModelProto, StringStringEntryProto, TensorProto};
 
 const BUGGY: &str = "fixtures/torch/dropout_bn_mlp_torchscript_train.onnx";
 const BUGGY_DYNAMO: &str = "fixtures/torch/dropout_bn_mlp_dynamo_train.onnx";
@@ -226,32 +223,12 @@ fn model_with_external(location: &str, offset: Option<u64>, length: Option<u64>)
             value: l.to_string(),
         });
     }
-    ModelProto {
-        ir_version: 10,
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: 20,
-        }],
-        graph: Some(GraphProto {
-            name: "g".into(),
-            node: vec![NodeProto {
-                input: vec!["w".into()],
-                output: vec!["y".into()],
-                op_type: "Relu".into(),
-                ..Default::default()
-            }],
-            initializer: vec![TensorProto {
-                name: "w".into(),
-                dims: vec![4],
-                data_type: data_type::FLOAT,
-                external_data: ext,
-                data_location: Some(DataLocation::External as i32),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
+    common::relu_of(TensorProto {
+        dims: vec![4],
+        external_data: ext,
+        data_location: Some(DataLocation::External as i32),
         ..Default::default()
-    }
+    })
 }
 
 struct Case {
@@ -380,26 +357,7 @@ const DYNAMIC: &str = "fixtures/text/probe_dynamic_batch.onnxtxt";
 
 /// A `.npy` file of `shape` holding `descr` values (`<f4`, `<f8`), all 0.5.
 fn npy(path: &Path, descr: &str, shape: &[usize]) {
-    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
-    let mut h = format!(
-        "{{'descr': '{descr}', 'fortran_order': False, 'shape': ({},), }}",
-        dims.join(", ")
-    );
-    while (10 + h.len() + 1) % 64 != 0 {
-        h.push(' ');
-    }
-    h.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend((h.len() as u16).to_le_bytes());
-    bytes.extend(h.as_bytes());
-    let count: usize = shape.iter().product();
-    for _ in 0..count {
-        match descr {
-            "<f8" => bytes.extend(0.5f64.to_le_bytes()),
-            _ => bytes.extend(0.5f32.to_le_bytes()),
-        }
-    }
-    std::fs::write(path, bytes).unwrap();
+    common::write_npy(path, descr, shape, |_| 0.5);
 }
 
 #[test]

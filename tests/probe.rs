@@ -162,18 +162,9 @@ fn real_inputs_replace_synthesized_ones() {
     let dir = tempfile::tempdir().unwrap();
     let npy = |name: &str, value: f32| {
         let p = dir.path().join(name);
-        let mut h = "{'descr': '<f4', 'fortran_order': False, 'shape': (64, 4), }".to_string();
-        while (10 + h.len() + 1) % 64 != 0 {
-            h.push(' ');
-        }
-        h.push('\n');
-        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-        bytes.extend((h.len() as u16).to_le_bytes());
-        bytes.extend(h.as_bytes());
-        for i in 0..256 {
-            bytes.extend((value * (1.0 + (i % 7) as f32)).to_le_bytes());
-        }
-        std::fs::write(&p, bytes).unwrap();
+        common::write_npy(&p, "<f4", &[64, 4], |i| {
+            f64::from(value * (1.0 + (i % 7) as f32))
+        });
         p
     };
     let path = "fixtures/text/probe_dynamic_batch.onnxtxt";

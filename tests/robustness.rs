@@ -213,38 +213,15 @@ fn a_100k_node_chain_does_not_overflow_the_stack() {
 
 /// A model of `values` float weights stored inline: one `Relu` of one initializer.
 fn big_model(values: usize) -> Vec<u8> {
-    use nnlint::onnx::proto::{
-        data_type, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
-    };
     use prost::Message;
     let raw: Vec<u8> = (0..values)
         .flat_map(|i| ((i % 97) as f32 * 0.01 - 0.4).to_le_bytes())
         .collect();
-    ModelProto {
-        ir_version: 10,
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: 20,
-        }],
-        graph: Some(GraphProto {
-            name: "g".into(),
-            node: vec![NodeProto {
-                input: vec!["w".into()],
-                output: vec!["y".into()],
-                op_type: "Relu".into(),
-                ..Default::default()
-            }],
-            initializer: vec![TensorProto {
-                name: "w".into(),
-                dims: vec![values as i64],
-                data_type: data_type::FLOAT,
-                raw_data: Some(raw.into()),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
+    common::relu_of(nnlint::onnx::proto::TensorProto {
+        dims: vec![values as i64],
+        raw_data: Some(raw.into()),
         ..Default::default()
-    }
+    })
     .encode_to_vec()
 }
 

@@ -245,7 +245,10 @@ fn build(spec: &Spec) -> Option<String> {
                 };
                 let axes = b.ints(&[axis(*a).unwrap_or(0)]);
                 let keep = i32::from(*keep);
-                b.node(None, &format!("{name} <keepdims: int = {keep}> ({x}, {axes})"));
+                b.node(
+                    None,
+                    &format!("{name} <keepdims: int = {keep}> ({x}, {axes})"),
+                );
             }
             Op::Transpose => {
                 let s = shape.as_ref().map(|s| s.iter().rev().copied().collect());
@@ -320,10 +323,7 @@ fn build(spec: &Spec) -> Option<String> {
     if spec.loss {
         inputs.push_str(", int64[N] labels");
         let loss = format!("loss{}", b.values.len());
-        let _ = writeln!(
-            b.text,
-            "    {loss} = SoftmaxCrossEntropyLoss({y}, labels)"
-        );
+        let _ = writeln!(b.text, "    {loss} = SoftmaxCrossEntropyLoss({y}, labels)");
         y = loss;
     }
     Some(format!(

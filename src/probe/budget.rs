@@ -7,7 +7,7 @@
 //! its size becomes known, never by waiting for the allocation to fail:
 //!
 //! - stored tensors (weights, `Constant` values) by their declared size, before
-//!   tract reads them ([`stored`]);
+//!   tract reads them ([`Stored`]);
 //! - what tract computes while it types the model, for the operators whose
 //!   output size depends on their inputs' values ([`Guarded`], around the
 //!   builders of [`DATA_DEPENDENT`]);
@@ -77,6 +77,50 @@ pub fn size(bytes: u128) -> String {
         b => return format!("{b} bytes"),
     };
     format!("{:.1} {unit}", bytes as f64 / (1u64 << shift) as f64)
+}
+
+/// The stored tensors tract will read, counted against the budget.
+pub struct Stored {
+    total: u128,
+    budget: usize,
+}
+
+impl Stored {
+    pub fn new(budget: usize) -> Stored {
+        Stored { total: 0, budget }
+    }
+
+    /// Counts `t` (`what` names it: ``initializer `w` ``), whose external data,
+    /// if any, is `length` bytes long.
+    pub fn add(
+        &mut self,
+        what: String,
+        t: &TensorProto,
+        length: Option<u64>,
+    ) -> Result<(), String> {
+        let bytes = stored(t, length).map_err(|e| format!("{what} {e}"))?;
+        self.total = self.total.saturating_add(bytes);
+        if self.total <= self.budget as u128 {
+            return Ok(());
+        }
+        // Named by the tensor that crossed the budget, with what all of them ask for.
+        let what = if self.total == bytes {
+            what
+        } else {
+            format!("the stored tensors up to {what}")
+        };
+        Err(OverBudget {
+            what,
+            bytes: self.total,
+            budget: self.budget,
+        }
+        .to_string())
+    }
+
+    /// Bytes counted so far (within the budget, so within `usize`).
+    pub fn total(&self) -> usize {
+        self.total as usize
+    }
 }
 
 /// The bytes a stored tensor (a weight, a `Constant`'s value) takes once read,

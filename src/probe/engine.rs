@@ -399,28 +399,10 @@ fn to_tract(
     // Initializers listed as inputs (before IR 4) must stay constants for tract.
     used.extend(g.input.iter().map(|i| i.name.as_str()));
     let mut initializer = Vec::with_capacity(g.initializer.len() + lowered.initializers.len());
-    let mut stored = 0u128;
     // Every tensor tract will read, by its declared size, before it reads any.
+    let mut stored = budget::Stored::new(budget);
     let mut count = |what: String, t: &TensorProto| -> Result<(), String> {
-        let bytes =
-            budget::stored(t, model.external_length(t)?).map_err(|e| format!("{what} {e}"))?;
-        stored = stored.saturating_add(bytes);
-        if stored > budget as u128 {
-            // Named by the tensor that crossed the budget, with what all of them ask for.
-            let what = if stored == bytes {
-                what
-            } else {
-                format!("the stored tensors up to {what}")
-            };
-            let bytes = stored;
-            return Err(budget::OverBudget {
-                what,
-                bytes,
-                budget,
-            }
-            .to_string());
-        }
-        Ok(())
+        stored.add(what, t, model.external_length(t)?)
     };
     for n in &lowered.nodes {
         for a in &n.attribute {
@@ -510,7 +492,7 @@ fn to_tract(
         graph: Some(graph),
         ..Default::default()
     };
-    Ok((proto, stored as usize))
+    Ok((proto, stored.total()))
 }
 
 /// Every tensor name a subgraph's nodes read, at any depth: their outer references.

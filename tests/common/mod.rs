@@ -52,32 +52,85 @@ pub fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
 }
 
 /// Runs the nnlint binary like [`nnlint`], and measures its peak resident
-/// memory in MiB (the child's own `ru_maxrss`, from `wait4`).
+/// memory in MiB, as GNU time reports it (`.ci/run` installs it).
+///
+/// Not by `wait4` on our own child: on Linux a spawned process starts from
+/// the spawner's memory high-water mark, which in a test binary that has
+/// linted a thousand models is itself hundreds of MiB. GNU time is a small
+/// process, and forks nnlint from there.
 #[cfg(unix)]
 pub fn nnlint_peak(args: &[&str]) -> (Output, f64) {
-    use std::os::unix::process::ExitStatusExt;
     let dir = tempfile::tempdir().expect("a temporary folder");
-    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
-    // Reaped by `wait4` below, which also gives its resource usage.
-    #[allow(clippy::zombie_processes)]
-    let child = Command::new(env!("CARGO_BIN_EXE_nnlint"))
+    let report = dir.path().join("peak");
+    let out = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&report)
+        .arg(env!("CARGO_BIN_EXE_nnlint"))
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("NO_COLOR", "1")
-        .stdout(std::fs::File::create(&out).expect("stdout file"))
-        .stderr(std::fs::File::create(&err).expect("stderr file"))
-        .spawn()
-        .expect("the nnlint binary runs");
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is valid, and the pid is our own child's.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32, "wait4 failed");
-    let output = Output {
-        status: std::process::ExitStatus::from_raw(status),
-        stdout: std::fs::read(&out).expect("stdout"),
-        stderr: std::fs::read(&err).expect("stderr"),
-    };
-    // Linux reports kilobytes.
-    (output, usage.ru_maxrss as f64 / 1024.0)
+        .output()
+        .expect("GNU time runs (Debian's `time` package; .ci/run installs it)");
+    let kib: f64 = std::fs::read_to_string(&report)
+        .expect("GNU time wrote its report")
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("the report ends with the peak in KiB");
+    (out, kib / 1024.0)
+}
+
+/// A model whose one node is a `Relu` of its one initializer `w`, a float
+/// vector of `values` values: the smallest model that stores a weight.
+pub fn relu_of(w: nnlint::onnx::proto::TensorProto) -> nnlint::onnx::proto::ModelProto {
+    use nnlint::onnx::proto::{data_type, GraphProto, ModelProto, NodeProto, OperatorSetIdProto};
+    ModelProto {
+        ir_version: 10,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 20,
+        }],
+        graph: Some(GraphProto {
+            name: "g".into(),
+            node: vec![NodeProto {
+                input: vec!["w".into()],
+                output: vec!["y".into()],
+                op_type: "Relu".into(),
+                ..Default::default()
+            }],
+            initializer: vec![nnlint::onnx::proto::TensorProto {
+                name: "w".into(),
+                data_type: data_type::FLOAT,
+                ..w
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Writes a `.npy` file (format 1.0) of `shape` holding `descr` values
+/// (`<f4` or `<f8`), value `i` being `value(i)`.
+pub fn write_npy(path: &Path, descr: &str, shape: &[usize], value: impl Fn(usize) -> f64) {
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    let mut h = format!(
+        "{{'descr': '{descr}', 'fortran_order': False, 'shape': ({},), }}",
+        dims.join(", ")
+    );
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(' ');
+    }
+    h.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((h.len() as u16).to_le_bytes());
+    bytes.extend(h.as_bytes());
+    for i in 0..shape.iter().product() {
+        match descr {
+            "<f8" => bytes.extend(value(i).to_le_bytes()),
+            _ => bytes.extend((value(i) as f32).to_le_bytes()),
+        }
+    }
+    std::fs::write(path, bytes).expect("the .npy file is written");
 }
