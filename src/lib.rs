@@ -453,10 +453,10 @@ fn probe_pass(
     let saturation = settings.option(&rules::saturated_activation::META, "threshold") as f32;
     let probe = match probe::run(model, main, &settings.probe, saturation) {
         Ok(p) => p,
-        Err(reason) => {
+        Err(skip) => {
             let skipped = &rules::probe_skipped::META;
             if settings.selection.enabled(skipped) {
-                let mut d = vec![rules::probe_skipped::diagnostic(main, &reason)];
+                let mut d = vec![rules::probe_skipped::diagnostic(main, &skip)];
                 settings.apply_severity(skipped, &mut d);
                 diagnostics.extend(d);
             }

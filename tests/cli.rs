@@ -495,3 +495,21 @@ fn a_missing_external_data_file_still_gets_the_graph_rules_and_exit_2() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_closed_pipe_is_not_an_error_message() {
+    // `nnlint model.onnx | head -1`: the reader goes away before nnlint is done.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nnlint"))
+        .args(["--isolated", BUGGY])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        !text(&out.stderr).contains("cannot write output"),
+        "{}",
+        text(&out.stderr)
+    );
+}

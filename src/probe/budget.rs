@@ -48,6 +48,9 @@ pub const DATA_DEPENDENT: &[&str] = &[
 pub struct OverBudget {
     /// `node `fill`` or `initializer `w``.
     pub what: String,
+    /// The node that asked, by its name (or its first output's when it has
+    /// none), for pointing at it.
+    pub node: Option<String>,
     pub bytes: u128,
     pub budget: usize,
 }
@@ -111,6 +114,7 @@ impl Stored {
         };
         Err(OverBudget {
             what,
+            node: None,
             bytes: self.total,
             budget: self.budget,
         }
@@ -183,19 +187,24 @@ impl Drop for Allowance {
     }
 }
 
-/// Takes `bytes` from the allowance, or says who asked for too much.
-fn take(what: impl FnOnce() -> String, bytes: u128) -> Result<(), OverBudget> {
+/// Takes `bytes` from the allowance, or says who asked for too much
+/// (`what` gives its description and its node's name).
+fn take(what: impl FnOnce() -> (String, String), bytes: u128) -> Result<(), OverBudget> {
     LEFT.with(|l| match l.get() {
         None => Ok(()),
         Some(left) if bytes <= left as u128 => {
             l.set(Some(left - bytes as usize));
             Ok(())
         }
-        Some(_) => Err(OverBudget {
-            what: what(),
-            bytes,
-            budget: BUDGET.with(Cell::get),
-        }),
+        Some(_) => {
+            let (what, node) = what();
+            Err(OverBudget {
+                what,
+                node: Some(node),
+                bytes,
+                budget: BUDGET.with(Cell::get),
+            })
+        }
     })
 }
 
@@ -204,7 +213,9 @@ fn take(what: impl FnOnce() -> String, bytes: u128) -> Result<(), OverBudget> {
 #[derive(Clone, Debug)]
 pub struct Guarded {
     inner: Box<dyn InferenceOp>,
-    /// The node, for messages.
+    /// The node, for messages: `node `fill` (ConstantOfShape)`.
+    what: String,
+    /// Its name, or its first output's when it has none.
     node: String,
 }
 
@@ -255,8 +266,15 @@ fn build(
     } else {
         node.name.clone()
     };
-    let node = format!("node `{name}` ({})", node.op_type);
-    Ok((Box::new(Guarded { inner, node }), closures))
+    let what = format!("node `{name}` ({})", node.op_type);
+    Ok((
+        Box::new(Guarded {
+            inner,
+            what,
+            node: name,
+        }),
+        closures,
+    ))
 }
 
 impl Op for Guarded {
@@ -318,7 +336,7 @@ impl InferenceOp for Guarded {
             };
             bytes = bytes.saturating_add(count.saturating_mul(t.size_of() as u128));
         }
-        take(|| self.node.clone(), bytes)?;
+        take(|| (self.what.clone(), self.node.clone()), bytes)?;
         self.inner.infer(inputs, outputs, observed)
     }
 
@@ -416,6 +434,7 @@ pub fn check_node(
     if bytes > left as u128 {
         return Err(OverBudget {
             what: format!("node `{}` ({})", node.name, node.op.name()),
+            node: Some(node.name.clone()),
             bytes,
             budget,
         }

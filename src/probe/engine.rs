@@ -50,6 +50,41 @@ pub struct Run {
     pub inputs: Vec<Input>,
 }
 
+/// Why the probe did not run, and the node that stopped it, when one did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skip {
+    pub reason: String,
+    /// The node's name (or its first output's, when it has none).
+    pub node: Option<String>,
+}
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl From<String> for Skip {
+    fn from(reason: String) -> Skip {
+        Skip { reason, node: None }
+    }
+}
+
+impl From<&str> for Skip {
+    fn from(reason: &str) -> Skip {
+        Skip::from(reason.to_string())
+    }
+}
+
+impl From<&budget::OverBudget> for Skip {
+    fn from(refused: &budget::OverBudget) -> Skip {
+        Skip {
+            reason: refused.to_string(),
+            node: refused.node.clone(),
+        }
+    }
+}
+
 /// Runs `lowered` with tract. An `Err` is the reason the probe could not run.
 pub fn run(
     model: &Model,
@@ -57,7 +92,7 @@ pub fn run(
     lowered: &Lowered,
     watch: &FxHashMap<String, Watch>,
     options: &RunOptions,
-) -> Result<Run, String> {
+) -> Result<Run, Skip> {
     quiet_panics();
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         PROBING.with(|p| p.set(true));
@@ -72,7 +107,7 @@ pub fn run(
             .map(String::as_str)
             .or_else(|| panic.downcast_ref::<&str>().copied())
             .unwrap_or("unknown error");
-        Err(format!("tract failed: {}", first_line(what)))
+        Err(format!("tract failed: {}", first_line(what)).into())
     })
 }
 
@@ -100,7 +135,7 @@ fn run_inner(
     lowered: &Lowered,
     watch: &FxHashMap<String, Watch>,
     options: &RunOptions,
-) -> Result<Run, String> {
+) -> Result<Run, Skip> {
     let (proto, stored) = to_tract(model, lowered, options.budget)?;
     let dir = model
         .path
@@ -124,7 +159,8 @@ fn run_inner(
         return Err(format!(
             "tract cannot resolve `{}`",
             parsed.unresolved_inputs.join("`, `")
-        ));
+        )
+        .into());
     }
     let base = parsed.model;
     let mut missing: Vec<String> = base
@@ -146,7 +182,7 @@ fn run_inner(
         } else {
             "operators"
         };
-        return Err(format!("tract has no `{}` {noun}", missing.join("`, `")));
+        return Err(format!("tract has no `{}` {noun}", missing.join("`, `")).into());
     }
 
     let mut input_options = options.inputs.clone();
@@ -173,7 +209,8 @@ fn run_inner(
                 "the forward pass needs about {:.1} MiB, over the probe's budget of {:.1} MiB (--probe-memory)",
                 mib(need),
                 mib(options.budget)
-            ));
+            )
+            .into());
         }
         // The weights stay whatever the batch: only the values shrink with it.
         let room = options.budget.saturating_sub(consts) as f64;
@@ -254,8 +291,8 @@ fn run_inner(
     });
     progress.finish();
     outcome.map_err(|e| match budget::refusal(&e) {
-        Some(refused) => refused.to_string(),
-        None => format!("tract failed: {}", cause(&e)),
+        Some(refused) => Skip::from(refused),
+        None => format!("tract failed: {}", cause(&e)).into(),
     })?;
     Ok(run)
 }
@@ -277,7 +314,7 @@ fn summary_of(value: &Tensor, watch: Option<&Watch>, seed: u64) -> Option<Summar
 }
 
 /// The model typed with every input's concrete shape.
-fn typed_model(mut model: InferenceModel, plan: &[Input]) -> Result<TypedModel, String> {
+fn typed_model(mut model: InferenceModel, plan: &[Input]) -> Result<TypedModel, Skip> {
     let outlets = model.input_outlets().map_err(|e| cause(&e))?.to_vec();
     for (ix, outlet) in outlets.iter().enumerate() {
         let name = model.node(outlet.node).name.clone();
@@ -292,12 +329,13 @@ fn typed_model(mut model: InferenceModel, plan: &[Input]) -> Result<TypedModel, 
             .map_err(|e| format!("input `{name}`: {}", cause(&e)))?;
     }
     model.into_typed().map_err(|e| match budget::refusal(&e) {
-        Some(refused) => refused.to_string(),
+        Some(refused) => Skip::from(refused),
         None => format!(
             "tract cannot infer the model's types: {}{}",
             node_of(&e),
             cause(&e)
-        ),
+        )
+        .into(),
     })
 }
 

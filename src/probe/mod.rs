@@ -20,7 +20,7 @@ use rustc_hash::FxHashMap;
 
 use crate::graph::{Graph, NodeId, NodeRef};
 use crate::onnx::Model;
-pub use engine::Run;
+pub use engine::{Run, Skip};
 pub use inputs::{Fill, Input};
 pub use observe::{Head, Summary, UnitAxis, Units, Watch};
 
@@ -124,7 +124,7 @@ pub fn run(
     graph: &Graph<'_>,
     options: &ProbeOptions,
     saturation: f32,
-) -> Result<Probe, String> {
+) -> Result<Probe, Skip> {
     if !graph.problems().is_empty() {
         return Err("the graph is not valid (see `invalid-graph`)".into());
     }
@@ -140,14 +140,13 @@ pub fn run(
         budget: options.memory_mib.saturating_mul(1 << 20),
         progress: options.progress,
     };
-    let run = engine::run(model, graph, &lowered, &watch, &run_options).map_err(|e| {
+    let run = engine::run(model, graph, &lowered, &watch, &run_options).map_err(|mut e| {
         // A pass on shapes the probe guessed may fail for the guess: say which.
         let guessed = inputs::guessed(graph, &run_options.inputs);
-        if guessed.is_empty() || e.starts_with("tract has no") {
-            e
-        } else {
-            format!("{e}; the probe sized {}", guessed.join(", "))
+        if !guessed.is_empty() && !e.reason.starts_with("tract has no") {
+            e.reason = format!("{}; the probe sized {}", e.reason, guessed.join(", "));
         }
+        e
     })?;
     Ok(Probe {
         run,

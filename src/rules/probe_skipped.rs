@@ -3,6 +3,7 @@
 use super::{Category, Pass, Rule, RuleMeta};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::Graph;
+use crate::probe::Skip;
 
 pub static META: RuleMeta = RuleMeta {
     name: "probe-skipped",
@@ -25,10 +26,23 @@ impl Rule for ProbeSkipped {
     }
 }
 
-/// The note for a probe that did not run, on the main graph.
-pub fn diagnostic(graph: &Graph<'_>, reason: &str) -> Diagnostic {
-    Diagnostic::new(&META, format!("the probe did not run: {reason}"))
-        .primary(graph.source().graph(graph.scope()), "not probed")
+/// The note for a probe that did not run: at the node that stopped it, or on
+/// the main graph.
+pub fn diagnostic(graph: &Graph<'_>, skip: &Skip) -> Diagnostic {
+    let d = Diagnostic::new(&META, format!("the probe did not run: {}", skip.reason));
+    // The node by its name, or by the tensor it makes (a node without a name).
+    let node = skip.node.as_deref().and_then(|name| {
+        graph
+            .nodes()
+            .find(|n| n.name() == name)
+            .or_else(|| graph.producer(name).map(|(n, _)| n))
+    });
+    match node {
+        Some(n) => d
+            .primary(n.span().call, "stopped the probe")
+            .with_node(n.name()),
+        None => d.primary(graph.source().graph(graph.scope()), "not probed"),
+    }
         .note("static rules ran as usual; only the measured checks are missing")
         .help("`--dim NAME=VALUE` (or `--dim INPUT:AXIS=VALUE` for an unnamed one) sets dynamic dimensions, `--input NAME=FILE.npy` feeds real data, `--no-probe` turns the probe off")
 }

@@ -28,7 +28,12 @@ pub fn render(
             } else {
                 term::emit_to_io_write(&mut *out, &config, &r.sources, &cd)
             };
-            result.map_err(|e| io::Error::other(e.to_string()))?;
+            // A write error stays one (a closed pipe must read as one); the
+            // others are codespan's own.
+            result.map_err(|e| match e {
+                codespan_reporting::files::Error::Io(io) => io,
+                other => io::Error::other(other.to_string()),
+            })?;
         }
         if let Some(c) = r.coverage.as_ref().filter(|_| !options.quiet) {
             coverage(&r.path, c, out)?;
