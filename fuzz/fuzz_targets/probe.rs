@@ -334,6 +334,10 @@ fn build(spec: &Spec) -> Option<String> {
 
 fuzz_target!(|spec: Spec| {
     let Some(text) = build(&spec) else { return };
+    // To turn an input into a regression fixture: print the model it builds.
+    if std::env::var_os("NNLINT_FUZZ_PRINT").is_some() {
+        eprintln!("{text}");
+    }
     if let Ok((proto, source)) = nnlint::onnx::text::parse_model(&text) {
         nnlint_fuzz::lint(proto, Some(source), true);
     }

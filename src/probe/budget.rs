@@ -57,11 +57,15 @@ pub struct OverBudget {
 
 impl fmt::Display for OverBudget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let asked = if self.bytes == u128::MAX {
+            "an amount only computing it would tell".to_string()
+        } else {
+            size(self.bytes)
+        };
         write!(
             f,
-            "{} asks for {}, over the probe's budget of {} MiB (--probe-memory)",
+            "{} asks for {asked}, over the probe's budget of {} MiB (--probe-memory)",
             self.what,
-            size(self.bytes),
             self.budget >> 20
         )
     }
@@ -217,6 +221,8 @@ pub struct Guarded {
     what: String,
     /// Its name, or its first output's when it has none.
     node: String,
+    /// The ONNX op type, for [`formula`].
+    op: String,
 }
 
 impl PartialEq for Guarded {
@@ -272,6 +278,7 @@ fn build(
             inner,
             what,
             node: name,
+            op: node.op_type.clone(),
         }),
         closures,
     ))
@@ -314,28 +321,33 @@ impl InferenceOp for Guarded {
         if !constant {
             return self.inner.infer(inputs, outputs, observed);
         }
-        // tract is about to compute this node's value: first see how large it is.
-        let (ins, outs, obs) =
+        // tract is about to compute this node's value, here or when it wires
+        // the typed model: first see how large it is, by tract's inference
+        // rules and by the operator's definition, and take the larger. The
+        // rules alone are not enough: they read a float Range's operands as
+        // integers, and an evaluation that disagrees with them allocates what
+        // the evaluation computes.
+        let (_, outs, _) =
             self.inner
                 .infer_facts(inputs.clone(), outputs.clone(), observed.clone())?;
-        let mut bytes = 0u128;
-        for o in &outs {
-            let (Some(t), Some(shape)) = (o.datum_type.concretize(), o.shape.concretize()) else {
-                // The size is known only by computing it: leave the value to the run,
-                // where the node's output facts are checked before it runs.
-                return Ok((ins, outs, obs));
-            };
-            let count = shape.iter().try_fold(1u128, |acc, d| {
-                d.to_i64()
-                    .ok()
-                    .and_then(|d| u128::try_from(d).ok())
-                    .map(|d| acc.saturating_mul(d))
-            });
-            let Some(count) = count else {
-                return Ok((ins, outs, obs));
-            };
-            bytes = bytes.saturating_add(count.saturating_mul(t.size_of() as u128));
-        }
+        let width = outs
+            .first()
+            .and_then(|o| o.datum_type.concretize())
+            .map_or(4, |t| t.size_of() as u128);
+        let by_rules = outs.iter().try_fold(0u128, |acc, o| {
+            let t = o.datum_type.concretize()?;
+            let count = o.shape.concretize()?.iter().try_fold(1u128, |acc, d| {
+                let d = u128::try_from(d.to_i64().ok()?).ok()?;
+                Some(acc.saturating_mul(d))
+            })?;
+            Some(acc.saturating_add(count.saturating_mul(t.size_of() as u128)))
+        });
+        let by_definition = formula(&self.op, &inputs).map(|n| n.saturating_mul(width));
+        // Neither: the size is known only by computing it, which is refused.
+        let bytes = match (by_rules, by_definition) {
+            (None, None) => u128::MAX,
+            (a, b) => a.unwrap_or(0).max(b.unwrap_or(0)),
+        };
         take(|| (self.what.clone(), self.node.clone()), bytes)?;
         self.inner.infer(inputs, outputs, observed)
     }
@@ -389,6 +401,114 @@ impl InferenceOp for Guarded {
         mapping: &HashMap<OutletId, OutletId>,
     ) -> TractResult<TVec<OutletId>> {
         self.inner.to_typed(source, node, target, mapping)
+    }
+}
+
+/// How many values `op` outputs for these constant inputs, by the ONNX
+/// definition of the operator (an upper bound where the exact count needs
+/// more than the operands: `NonZero`, `Reshape`).
+fn formula(op: &str, inputs: &[&InferenceFact]) -> Option<u128> {
+    let value = |i: usize| inputs.get(i)?.value.concretize();
+    let ints = |i: usize| -> Option<Vec<i64>> {
+        let t = value(i)?.cast_to::<i64>().ok()?.into_owned();
+        let view = t.try_as_plain_ram().ok()?;
+        Some(view.as_slice::<i64>().ok()?.to_vec())
+    };
+    let floats = |i: usize| -> Option<Vec<f64>> {
+        let t = value(i)?.cast_to::<f64>().ok()?.into_owned();
+        let view = t.try_as_plain_ram().ok()?;
+        Some(view.as_slice::<f64>().ok()?.to_vec())
+    };
+    let scalar = |i: usize| -> Option<f64> { floats(i)?.first().copied() };
+    let dims = |i: usize| -> Option<Vec<u128>> {
+        Some(value(i)?.shape().iter().map(|&d| d as u128).collect())
+    };
+    let product = |v: &[u128]| v.iter().fold(1u128, |acc, &d| acc.saturating_mul(d));
+    let count = |v: i64| v.max(0) as u128;
+    // A float count, where NaN or infinity is unbounded.
+    let whole = |v: f64| {
+        if v.is_finite() {
+            v.max(0.0) as u128
+        } else {
+            u128::MAX
+        }
+    };
+    match op {
+        "Range" => {
+            let (start, limit, delta) = (scalar(0)?, scalar(1)?, scalar(2)?);
+            Some(whole(((limit - start) / delta).ceil()))
+        }
+        "ConstantOfShape" => Some(product(
+            &ints(0)?.into_iter().map(count).collect::<Vec<_>>(),
+        )),
+        "Tile" => {
+            let reps = ints(1)?;
+            let d = dims(0)?;
+            let tiled: Vec<u128> = d
+                .iter()
+                .zip(reps)
+                .map(|(&n, r)| n.saturating_mul(count(r)))
+                .collect();
+            Some(product(&tiled))
+        }
+        "Expand" => {
+            // Broadcast, the shapes aligned on their last axis.
+            let mut d = dims(0)?;
+            let to: Vec<u128> = ints(1)?.into_iter().map(count).collect();
+            while d.len() < to.len() {
+                d.insert(0, 1);
+            }
+            let offset = d.len() - to.len();
+            for (i, t) in to.iter().enumerate() {
+                d[offset + i] = d[offset + i].max(*t);
+            }
+            Some(product(&d))
+        }
+        "OneHot" => Some(product(&dims(0)?).saturating_mul(whole(scalar(1)?.abs()))),
+        "Pad" => {
+            let d = dims(0)?;
+            let pads = ints(1)?;
+            let rank = d.len();
+            let grown: Vec<u128> = d
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| {
+                    let before = pads.get(i).copied().unwrap_or(0) as i128;
+                    let after = pads.get(i + rank).copied().unwrap_or(0) as i128;
+                    (n as i128)
+                        .saturating_add(before)
+                        .saturating_add(after)
+                        .max(0) as u128
+                })
+                .collect();
+            Some(product(&grown))
+        }
+        "Resize" | "Upsample" => {
+            let d = dims(0)?;
+            if let Some(sizes) = ints(3).filter(|s| !s.is_empty()) {
+                return Some(product(&sizes.into_iter().map(count).collect::<Vec<_>>()));
+            }
+            // Resize(X, scales) before opset 11, Resize(X, roi, scales, sizes) since.
+            let at = if op == "Upsample" || inputs.len() == 2 {
+                1
+            } else {
+                2
+            };
+            let scales = floats(at)?;
+            let scaled: Vec<u128> = d
+                .iter()
+                .zip(scales)
+                .map(|(&n, s)| whole((n as f64 * s).floor()))
+                .collect();
+            Some(product(&scaled))
+        }
+        // At most one index per value and axis.
+        "NonZero" => {
+            let d = dims(0)?;
+            Some(product(&d).saturating_mul(d.len() as u128))
+        }
+        "Reshape" => Some(product(&dims(0)?)),
+        _ => None,
     }
 }
 
