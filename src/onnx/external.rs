@@ -222,7 +222,7 @@ impl AsRef<[u8]> for Owner {
 
 /// Files smaller than this are read into memory: no map, so nothing another
 /// process does to the file can fault a read.
-pub const MAP_FROM: u64 = 64 << 20;
+pub const MAP_FROM: u64 = 8 << 20;
 
 impl Mapped {
     pub fn bytes(&self) -> Bytes {

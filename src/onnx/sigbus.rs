@@ -11,7 +11,7 @@
 //! handler that was there before (by default, the signal kills the process).
 //!
 //! Small files are read into memory instead of being mapped (see
-//! `external::map_file`), so this only guards files of tens of megabytes and up.
+//! `external::map_file`), so this only guards files of 8 MiB and up.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;

@@ -368,7 +368,11 @@ impl tract_onnx::data_resolver::ModelDataResolver for ReadFile {
         let mut file = std::fs::File::open(p)?;
         file.seek(std::io::SeekFrom::Start(offset as u64))?;
         let want = match length {
-            Some(l) => l as u64,
+            Some(l) => {
+                // Read into place: without a size hint, read_to_end grows by doubling.
+                buf.reserve_exact(l);
+                l as u64
+            }
             None => u64::MAX,
         };
         let read = file.take(want).read_to_end(buf)?;
