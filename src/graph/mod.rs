@@ -371,6 +371,17 @@ impl<'m> Graph<'m> {
         self.producer_of(self.tensor_id(tensor)?)
     }
 
+    /// The node named `name`, or, for a node without a name, the one whose
+    /// first output is `name` (how tract and the probe name such nodes).
+    pub fn find_node(&self, name: &str) -> Option<NodeRef<'_, 'm>> {
+        if name.is_empty() {
+            return None;
+        }
+        self.nodes()
+            .find(|n| n.name() == name)
+            .or_else(|| self.producer(name).map(|(n, _)| n))
+    }
+
     /// The node that produces tensor `t`, with the output slot.
     pub fn producer_of(&self, t: TensorId) -> Option<(NodeRef<'_, 'm>, usize)> {
         let t = self.tensors.get(t)?;

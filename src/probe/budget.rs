@@ -521,6 +521,7 @@ const KNOWN_VALUES: usize = 64;
 pub fn check_node(
     node: &TypedNode,
     inputs: &[TValue],
+    symbols: &SymbolValues,
     left: usize,
     budget: usize,
 ) -> TractResult<()> {
@@ -541,14 +542,23 @@ pub fn check_node(
     let Ok(outs) = node.op.output_facts(&refs) else {
         return Ok(());
     };
+    // A dimension still symbolic (the count of an earlier NonZero, the length
+    // of an earlier Range) has its value by now: the run bound it when the
+    // node that defines it ran.
     let mut bytes = 0u128;
-    for o in &outs {
-        let Some(shape) = o.shape.as_concrete() else {
+    for (o, planned) in outs.iter().zip(&node.outputs) {
+        let resolve = |d: &TDim| u128::try_from(d.eval(symbols).to_i64().ok()?).ok();
+        let count = o
+            .shape
+            .iter()
+            .map(resolve)
+            .collect::<Option<Vec<_>>>()
+            .or_else(|| planned.fact.shape.iter().map(resolve).collect());
+        let Some(count) = count else {
+            // Known only once it is computed: NonZero's own count, bounded by its input.
             continue;
         };
-        let count = shape
-            .iter()
-            .fold(1u128, |acc, &d| acc.saturating_mul(d as u128));
+        let count = count.iter().fold(1u128, |acc, &d| acc.saturating_mul(d));
         bytes = bytes.saturating_add(count.saturating_mul(o.datum_type.size_of() as u128));
     }
     if bytes > left as u128 {

@@ -275,7 +275,7 @@ fn run_inner(
         }
     }
     let outcome = state.run_plan_with_eval(values, |ctx, op_state, node, node_inputs| {
-        budget::check_node(node, &node_inputs, left, options.budget)?;
+        budget::check_node(node, &node_inputs, ctx.symbols, left, options.budget)?;
         let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, node_inputs)?;
         for (slot, value) in out.iter().enumerate() {
             let Some(name) = labels.get(&(node.id, slot)) else {
@@ -291,7 +291,15 @@ fn run_inner(
     });
     progress.finish();
     outcome.map_err(|e| match budget::refusal(&e) {
-        Some(refused) => Skip::from(refused),
+        // Named by the ONNX op, not the tract operator it runs as.
+        Some(refused) => {
+            let mut refused = refused.clone();
+            let node = refused.node.as_deref().unwrap_or("");
+            if let Some(n) = graph.find_node(node) {
+                refused.what = format!("node `{node}` ({})", n.op_type());
+            }
+            Skip::from(&refused)
+        }
         None => format!("tract failed: {}", cause(&e)).into(),
     })?;
     Ok(run)

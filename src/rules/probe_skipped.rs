@@ -30,13 +30,7 @@ impl Rule for ProbeSkipped {
 /// the main graph.
 pub fn diagnostic(graph: &Graph<'_>, skip: &Skip) -> Diagnostic {
     let d = Diagnostic::new(&META, format!("the probe did not run: {}", skip.reason));
-    // The node by its name, or by the tensor it makes (a node without a name).
-    let node = skip.node.as_deref().and_then(|name| {
-        graph
-            .nodes()
-            .find(|n| n.name() == name)
-            .or_else(|| graph.producer(name).map(|(n, _)| n))
-    });
+    let node = skip.node.as_deref().and_then(|name| graph.find_node(name));
     match node {
         Some(n) => d
             .primary(n.span().call, "stopped the probe")
