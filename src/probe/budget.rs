@@ -317,38 +317,15 @@ impl InferenceOp for Guarded {
         TVec<InferenceFact>,
         TVec<InferenceFact>,
     )> {
-        let constant = !inputs.is_empty() && inputs.iter().all(|i| i.value.concretize().is_some());
-        if !constant {
+        let values: Vec<_> = inputs.iter().map(|i| i.value.concretize()).collect();
+        if values.is_empty() || values.iter().any(Option::is_none) {
             return self.inner.infer(inputs, outputs, observed);
         }
-        // tract is about to compute this node's value, here or when it wires
-        // the typed model: first see how large it is, by tract's inference
-        // rules and by the operator's definition, and take the larger. The
-        // rules alone are not enough: they read a float Range's operands as
-        // integers, and an evaluation that disagrees with them allocates what
-        // the evaluation computes.
+        // tract is about to compute this node's value.
         let (_, outs, _) =
             self.inner
                 .infer_facts(inputs.clone(), outputs.clone(), observed.clone())?;
-        let width = outs
-            .first()
-            .and_then(|o| o.datum_type.concretize())
-            .map_or(4, |t| t.size_of() as u128);
-        let by_rules = outs.iter().try_fold(0u128, |acc, o| {
-            let t = o.datum_type.concretize()?;
-            let count = o.shape.concretize()?.iter().try_fold(1u128, |acc, d| {
-                let d = u128::try_from(d.to_i64().ok()?).ok()?;
-                Some(acc.saturating_mul(d))
-            })?;
-            Some(acc.saturating_add(count.saturating_mul(t.size_of() as u128)))
-        });
-        let by_definition = formula(&self.op, &inputs).map(|n| n.saturating_mul(width));
-        // Neither: the size is known only by computing it, which is refused.
-        let bytes = match (by_rules, by_definition) {
-            (None, None) => u128::MAX,
-            (a, b) => a.unwrap_or(0).max(b.unwrap_or(0)),
-        };
-        take(|| (self.what.clone(), self.node.clone()), bytes)?;
+        self.check(&values, &outs)?;
         self.inner.infer(inputs, outputs, observed)
     }
 
@@ -400,15 +377,59 @@ impl InferenceOp for Guarded {
         target: &mut TypedModel,
         mapping: &HashMap<OutletId, OutletId>,
     ) -> TractResult<TVec<OutletId>> {
+        // Inputs that only became constant in the typed model (a Shape of a
+        // shape typing made concrete): wiring the node computes it.
+        let values = node
+            .inputs
+            .iter()
+            .map(|i| {
+                let outlet = mapping.get(i)?;
+                target.outlet_fact(*outlet).ok()?.konst.clone()
+            })
+            .collect::<Vec<_>>();
+        if !values.is_empty() && values.iter().all(Option::is_some) {
+            let outs: Vec<InferenceFact> = node.outputs.iter().map(|o| o.fact.clone()).collect();
+            self.check(&values, &outs)?;
+        }
         self.inner.to_typed(source, node, target, mapping)
+    }
+}
+
+impl Guarded {
+    /// Takes from the allowance what computing the node's value for these
+    /// constant inputs allocates: its size by tract's inference rules (`outs`)
+    /// and by the operator's definition, the larger of the two. The rules
+    /// alone are not enough: they read a float Range's operands as integers,
+    /// and an evaluation that disagrees with them allocates what the
+    /// evaluation computes. When neither knows the size, it is refused.
+    fn check(&self, values: &[Option<Arc<Tensor>>], outs: &[InferenceFact]) -> TractResult<()> {
+        let width = outs
+            .first()
+            .and_then(|o| o.datum_type.concretize())
+            .map_or(4, |t| t.size_of() as u128);
+        let by_rules = outs.iter().try_fold(0u128, |acc, o| {
+            let t = o.datum_type.concretize()?;
+            let count = o.shape.concretize()?.iter().try_fold(1u128, |acc, d| {
+                let d = u128::try_from(d.to_i64().ok()?).ok()?;
+                Some(acc.saturating_mul(d))
+            })?;
+            Some(acc.saturating_add(count.saturating_mul(t.size_of() as u128)))
+        });
+        let by_definition = formula(&self.op, values).map(|n| n.saturating_mul(width));
+        let bytes = match (by_rules, by_definition) {
+            (None, None) => u128::MAX,
+            (a, b) => a.unwrap_or(0).max(b.unwrap_or(0)),
+        };
+        take(|| (self.what.clone(), self.node.clone()), bytes)?;
+        Ok(())
     }
 }
 
 /// How many values `op` outputs for these constant inputs, by the ONNX
 /// definition of the operator (an upper bound where the exact count needs
 /// more than the operands: `NonZero`, `Reshape`).
-fn formula(op: &str, inputs: &[&InferenceFact]) -> Option<u128> {
-    let value = |i: usize| inputs.get(i)?.value.concretize();
+fn formula(op: &str, inputs: &[Option<Arc<Tensor>>]) -> Option<u128> {
+    let value = |i: usize| inputs.get(i)?.clone();
     let ints = |i: usize| -> Option<Vec<i64>> {
         let t = value(i)?.cast_to::<i64>().ok()?.into_owned();
         let view = t.try_as_plain_ram().ok()?;
