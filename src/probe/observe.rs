@@ -127,7 +127,9 @@ pub fn summarize(values: &[f32], shape: &[usize], watch: Option<&Watch>, seed: u
             UnitAxis::Channels => 1,
             UnitAxis::Features => last,
         });
-        if let Some(axis) = axis.filter(|&a| a < shape.len()) {
+        // An empty tensor has no units to count, however large the unit axis
+        // it declares; otherwise there are at most as many units as values.
+        if let Some(axis) = axis.filter(|&a| a < shape.len() && !values.is_empty()) {
             s.units = Some(units(values, shape, axis, w));
         }
         if let Some(head) = w.head {
