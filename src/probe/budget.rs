@@ -10,10 +10,12 @@
 //!   tract reads them ([`Stored`]);
 //! - what tract computes while it types the model, for the operators whose
 //!   output size depends on their inputs' values ([`Guarded`], around the
-//!   builders of [`DATA_DEPENDENT`]);
+//!   builders of [`DATA_DEPENDENT`]): when tract analyses them with constant
+//!   inputs and when it wires them into the typed model, sized by tract's
+//!   rules and by the ONNX definition ([`formula`]), the larger of the two;
 //! - every value of the run whose shape typing left symbolic, by the output
-//!   facts of its node for the concrete inputs, before the node runs
-//!   ([`check_node`]).
+//!   facts of its node for the concrete inputs and the dimensions the run has
+//!   bound, before the node runs ([`check_node`]).
 //!
 //! A refusal is an [`OverBudget`] error that names the node and the size it
 //! asked for; the probe reports it as a skipped probe.
