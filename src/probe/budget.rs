@@ -12,7 +12,7 @@
 //!   output size depends on their inputs' values ([`Guarded`], around the
 //!   builders of [`DATA_DEPENDENT`]): when tract analyses them with constant
 //!   inputs and when it wires them into the typed model, sized by tract's
-//!   rules and by the ONNX definition ([`formula`]), the larger of the two;
+//!   rules and by the ONNX definition (`formula`), the larger of the two;
 //! - every value of the run whose shape typing left symbolic, by the output
 //!   facts of its node for the concrete inputs and the dimensions the run has
 //!   bound, before the node runs ([`check_node`]).
