@@ -126,15 +126,19 @@ impl InputOptions {
                 format!("`{}`", names.join("`, `"))
             }
         };
-        let (none, its) = if models.len() == 1 {
-            ("the model has no", "its")
+        let (no_input, no_dim, its) = if models.len() == 1 {
+            (
+                "the model has no input",
+                "the model has no dimension",
+                "its",
+            )
         } else {
-            ("no model has a", "their")
+            ("no model has an input", "no model has a dimension", "their")
         };
         for (name, path) in &self.files {
             if !models.iter().any(|m| m.inputs.contains(name)) {
                 return Err(format!(
-                    "`--input {name}={}`: {none} input `{name}`; {its} inputs are {}",
+                    "`--input {name}={}`: {no_input} `{name}`; {its} inputs are {}",
                     path.display(),
                     list(models.iter().flat_map(|m| &m.inputs).collect())
                 ));
@@ -149,7 +153,7 @@ impl InputOptions {
                 .any(|m| m.dims.contains(name) || m.axes.contains(name))
             {
                 return Err(format!(
-                    "`--dim {name}={value}`: {none} dimension `{name}`; {its} dynamic dimensions are {} (by input and axis: {})",
+                    "`--dim {name}={value}`: {no_dim} `{name}`; {its} dynamic dimensions are {} (by input and axis: {})",
                     list(models.iter().flat_map(|m| &m.dims).collect()),
                     list(models.iter().flat_map(|m| &m.axes).collect())
                 ));
