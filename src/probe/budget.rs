@@ -75,6 +75,11 @@ impl fmt::Display for OverBudget {
 
 impl std::error::Error for OverBudget {}
 
+/// How messages name a node: ``node `fill` (ConstantOfShape)``.
+pub fn node_named(name: &str, op: &str) -> String {
+    format!("node `{name}` ({op})")
+}
+
 /// A byte count for messages, in binary units like `--probe-memory`'s MiB:
 /// `120 bytes`, `1.7 KiB`, `3.0 MiB`, `12.0 GiB`, `58.2 TiB`.
 pub fn size(bytes: u128) -> String {
@@ -274,7 +279,7 @@ fn build(
     } else {
         node.name.clone()
     };
-    let what = format!("node `{name}` ({})", node.op_type);
+    let what = node_named(&name, &node.op_type);
     Ok((
         Box::new(Guarded {
             inner,
@@ -586,7 +591,7 @@ pub fn check_node(
     }
     if bytes > left as u128 {
         return Err(OverBudget {
-            what: format!("node `{}` ({})", node.name, node.op.name()),
+            what: node_named(&node.name, &node.op.name()),
             node: Some(node.name.clone()),
             bytes,
             budget,

@@ -200,7 +200,7 @@ fn run_inner(
             .iter()
             .any(|i| i.shape.first() == Some(&input_options.batch));
         if need <= options.budget {
-            typed = Some((t, plan));
+            typed = Some((t, plan, consts));
             break;
         }
         if !dynamic || input_options.batch <= 1 {
@@ -218,9 +218,10 @@ fn run_inner(
         let scaled = (input_options.batch as f64 * room / per_batch) as usize;
         input_options.batch = scaled.clamp(1, input_options.batch - 1);
     }
-    let (typed, mut plan) = typed.ok_or("the forward pass does not fit the probe's budget")?;
+    let (typed, mut plan, consts) =
+        typed.ok_or("the forward pass does not fit the probe's budget")?;
     // What a value whose size only the run knows may take.
-    let left = options.budget.saturating_sub(sizes(&typed).0);
+    let left = options.budget.saturating_sub(consts);
     // Labels whose class count the declared shapes did not give: the typed model knows.
     for input in &mut plan {
         if let inputs::Fill::Labels { classes, scores } = &mut input.fill {
@@ -296,7 +297,7 @@ fn run_inner(
             let mut refused = refused.clone();
             let node = refused.node.as_deref().unwrap_or("");
             if let Some(n) = graph.find_node(node) {
-                refused.what = format!("node `{node}` ({})", n.op_type());
+                refused.what = budget::node_named(node, n.op_type());
             }
             Skip::from(&refused)
         }
@@ -574,7 +575,7 @@ fn node_of(e: &TractError) -> String {
                 return None;
             }
             let op = rest.split_whitespace().next().unwrap_or("");
-            Some(format!("node `{name}` ({op}): "))
+            Some(format!("{}: ", budget::node_named(name, op)))
         })
         .last()
         .unwrap_or_default()
