@@ -12,16 +12,23 @@ tool="$work/tool/node_modules/@microsoft/sarif-multitool-linux/Sarif.Multitool"
 chmod u+x "$tool"
 
 cd "$repo"
-status=0
-target/debug/nnlint --format sarif fixtures > "$work/nnlint.sarif" || status=$?
-# 1: findings; 2: fixtures/text/syntax_error.onnxtxt does not parse, on purpose.
-if [ "$status" -ne 1 ] && [ "$status" -ne 2 ]; then
-    echo "sarif: expected exit 1 or 2, got $status" >&2
-    exit 1
-fi
-"$tool" validate --rule-kind "Sarif;Gh" "$work/nnlint.sarif" | tee "$work/validate.log"
-if grep -E ': (error|warning) ' "$work/validate.log"; then
-    echo "sarif: the multitool reports problems" >&2
-    exit 1
-fi
-echo "sarif: $(grep -c '"ruleId"' "$work/nnlint.sarif") results validate"
+# Relative paths (as a local run gives them) and absolute ones (as CI's
+# $GITHUB_WORKSPACE/... gives them): both must validate.
+validate() {
+    local name=$1 target=$2 status=0
+    target/debug/nnlint --format sarif "$target" > "$work/$name.sarif" || status=$?
+    # 1: findings; 2: fixtures/text/syntax_error.onnxtxt does not parse, on purpose.
+    if [ "$status" -ne 1 ] && [ "$status" -ne 2 ]; then
+        echo "sarif ($name): expected exit 1 or 2, got $status" >&2
+        exit 1
+    fi
+    "$tool" validate --rule-kind "Sarif;Gh" "$work/$name.sarif" | tee "$work/$name.log"
+    if grep -E ': (error|warning) ' "$work/$name.log"; then
+        echo "sarif ($name): the multitool reports problems" >&2
+        exit 1
+    fi
+    echo "sarif ($name paths): $(grep -c '"ruleId"' "$work/$name.sarif") results validate"
+}
+validate relative fixtures
+validate absolute "$repo/fixtures"
+grep -q '"uri": "file:///' "$work/absolute.sarif" || { echo "sarif: absolute paths are not file:// URIs" >&2; exit 1; }

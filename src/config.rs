@@ -19,6 +19,12 @@
 //!
 //! [per-node-ignores]
 //! "/encoder/*" = ["linear-stack"]
+//!
+//! exclude = ["models/legacy"]  # folders and files a folder walk skips
+//! extend-exclude = []         # added to the default excludes instead
+//!
+//! [paths]                     # where recorded Python paths are here,
+//! source = ["src/", "/home/ci/*/project/src/"]  # as coverage.py's [paths]
 //! ```
 
 use std::collections::BTreeMap;
@@ -80,6 +86,114 @@ pub struct Config {
     pub per_node_ignores: Vec<(GlobMatcher, Vec<String>)>,
     /// `model-state`: the state to assume instead of deciding it (`None`: auto).
     pub model_state: Option<crate::graph::ModelState>,
+    /// `exclude`: replaces [`DEFAULT_EXCLUDE`] when given.
+    pub exclude: Option<Vec<GlobMatcher>>,
+    /// `extend-exclude`: added to the excludes.
+    pub extend_exclude: Vec<GlobMatcher>,
+    /// `[paths]`: recorded Python path prefixes and the folder each is here.
+    pub paths: Vec<PathAlias>,
+}
+
+/// Folders a folder walk skips unless `exclude` replaces the list, after
+/// ruff's: version control, caches, virtual environments, installed packages.
+/// Hidden folders and what `.gitignore` lists are skipped as well.
+pub const DEFAULT_EXCLUDE: &[&str] = &[
+    ".bzr",
+    ".direnv",
+    ".eggs",
+    ".git",
+    ".hg",
+    ".ipynb_checkpoints",
+    ".mypy_cache",
+    ".nox",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".svn",
+    ".tox",
+    ".venv",
+    "__pycache__",
+    "__pypackages__",
+    "node_modules",
+    "site-packages",
+    "venv",
+];
+
+/// What a folder walk skips: names and globs, matched against an entry's
+/// name and against its path relative to the configuration's folder.
+pub struct Excludes {
+    base: Option<PathBuf>,
+    globs: Vec<GlobMatcher>,
+}
+
+impl Excludes {
+    pub fn new(config: Option<&Config>) -> Excludes {
+        let defaults = || {
+            DEFAULT_EXCLUDE
+                .iter()
+                .filter_map(|n| Glob::new(n).ok().map(|g| g.compile_matcher()))
+                .collect::<Vec<_>>()
+        };
+        let mut globs = config
+            .and_then(|c| c.exclude.clone())
+            .unwrap_or_else(defaults);
+        globs.extend(config.iter().flat_map(|c| c.extend_exclude.iter().cloned()));
+        Excludes {
+            base: config.and_then(|c| c.base().canonicalize().ok()),
+            globs,
+        }
+    }
+
+    /// Whether the walk skips `path`, a file or folder it reached. A folder
+    /// with a `pyvenv.cfg` is a virtual environment whatever its name.
+    pub fn skips(&self, path: &Path, is_dir: bool) -> bool {
+        if is_dir && path.join("pyvenv.cfg").is_file() {
+            return true;
+        }
+        let name = path.file_name().map(Path::new);
+        let rel = self.base.as_deref().and_then(|base| {
+            let abs = path.canonicalize().ok()?;
+            abs.strip_prefix(base).ok().map(Path::to_path_buf)
+        });
+        self.globs.iter().any(|g| {
+            name.is_some_and(|n| g.is_match(n)) || rel.as_deref().is_some_and(|r| g.is_match(r))
+        })
+    }
+}
+
+/// One `[paths]` entry: recorded prefixes (globs per path component) that
+/// stand for `local`, as coverage.py's `[paths]` does.
+#[derive(Clone, Debug)]
+pub struct PathAlias {
+    pub name: String,
+    /// The folder here, relative to the configuration's folder when relative.
+    pub local: PathBuf,
+    pub recorded: Vec<Vec<GlobMatcher>>,
+}
+
+impl PathAlias {
+    /// `recorded` rewritten under `local`, when one of the prefixes matches it.
+    pub fn rewrite(&self, recorded: &str) -> Option<PathBuf> {
+        let parts = components(recorded);
+        self.recorded.iter().find_map(|prefix| {
+            if prefix.len() > parts.len() || !prefix.iter().zip(&parts).all(|(g, p)| g.is_match(p))
+            {
+                return None;
+            }
+            let mut out = self.local.clone();
+            out.extend(&parts[prefix.len()..]);
+            Some(out)
+        })
+    }
+}
+
+/// A recorded path's components, for either separator; a leading `/` or a
+/// drive letter is its first component.
+pub fn components(path: &str) -> Vec<&str> {
+    let mut parts: Vec<&str> = path.split(['/', '\\']).filter(|c| !c.is_empty()).collect();
+    if path.starts_with(['/', '\\']) {
+        parts.insert(0, "/");
+    }
+    parts
 }
 
 impl Config {
@@ -121,7 +235,16 @@ pub fn discover(file: &Path) -> Result<Option<Config>, ConfigError> {
         .canonicalize()
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf));
-    let mut dir = start.as_deref();
+    discover_in(start.as_deref())
+}
+
+/// The configuration that applies to folder `dir`: the nearest one in it or above.
+pub fn discover_from(dir: &Path) -> Result<Option<Config>, ConfigError> {
+    discover_in(dir.canonicalize().ok().as_deref())
+}
+
+fn discover_in(start: Option<&Path>) -> Result<Option<Config>, ConfigError> {
+    let mut dir = start;
     while let Some(d) = dir {
         let own = d.join(FILE_NAME);
         if own.is_file() {
@@ -232,15 +355,90 @@ impl Parser<'_> {
                 "per-file-ignores" => c.per_file_ignores = self.globs(value, "per-file-ignores")?,
                 "per-node-ignores" => c.per_node_ignores = self.globs(value, "per-node-ignores")?,
                 "model-state" => c.model_state = self.model_state(value)?,
+                "exclude" => c.exclude = Some(self.patterns(value, "exclude")?),
+                "extend-exclude" => c.extend_exclude = self.patterns(value, "extend-exclude")?,
+                "paths" => c.paths = self.paths(value)?,
                 other => {
                     return Err(self.error(
                         key.span(),
-                        format!("unknown key `{other}` (expected select, extend-select, ignore, model-state, rules, per-file-ignores or per-node-ignores)"),
+                        format!("unknown key `{other}` (expected select, extend-select, ignore, model-state, exclude, extend-exclude, paths, rules, per-file-ignores or per-node-ignores)"),
                     ))
                 }
             }
         }
         Ok(c)
+    }
+
+    fn strings<'v>(
+        &self,
+        value: &'v Spanned<DeValue<'_>>,
+        what: &str,
+    ) -> Result<Vec<(&'v str, Range<usize>)>, ConfigError> {
+        let DeValue::Array(items) = value.get_ref() else {
+            return Err(self.error(value.span(), format!("{what} must be a list of strings")));
+        };
+        items
+            .iter()
+            .map(|item| match item.get_ref() {
+                DeValue::String(s) => Ok((s.as_ref(), item.span())),
+                _ => Err(self.error(item.span(), format!("{what} must be a list of strings"))),
+            })
+            .collect()
+    }
+
+    fn glob(&self, pattern: &str, span: Range<usize>) -> Result<GlobMatcher, ConfigError> {
+        Glob::new(pattern)
+            .map(|g| g.compile_matcher())
+            .map_err(|e| self.error(span, format!("invalid glob: {e}")))
+    }
+
+    fn patterns(
+        &self,
+        value: &Spanned<DeValue<'_>>,
+        key: &str,
+    ) -> Result<Vec<GlobMatcher>, ConfigError> {
+        self.strings(value, &format!("`{key}`"))?
+            .into_iter()
+            .map(|(s, span)| self.glob(s.trim_end_matches(['/', '\\']), span))
+            .collect()
+    }
+
+    fn paths(&self, value: &Spanned<DeValue<'_>>) -> Result<Vec<PathAlias>, ConfigError> {
+        let DeValue::Table(table) = value.get_ref() else {
+            return Err(self.error(
+                value.span(),
+                "`paths` must be a table of name = [local folder, recorded prefix, ...]",
+            ));
+        };
+        let mut out = Vec::new();
+        for (name, list) in table {
+            let what = format!("[paths] {}", name.get_ref());
+            let items = self.strings(list, &what)?;
+            let Some(((local, _), recorded)) = items.split_first().filter(|(_, r)| !r.is_empty())
+            else {
+                return Err(self.error(
+                    list.span(),
+                    format!(
+                        "{what} needs the local folder first, then at least one recorded prefix"
+                    ),
+                ));
+            };
+            let recorded = recorded
+                .iter()
+                .map(|(p, span)| {
+                    components(p)
+                        .into_iter()
+                        .map(|c| self.glob(c, span.clone()))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            out.push(PathAlias {
+                name: name.get_ref().to_string(),
+                local: PathBuf::from(local),
+                recorded,
+            });
+        }
+        Ok(out)
     }
 
     fn model_state(
@@ -277,7 +475,10 @@ impl Parser<'_> {
                     Selection::new(&[s.to_string()], &[]).map_err(|_| {
                         self.error(
                             item.span(),
-                            format!("unknown rule selector `{s}` in `{key}`"),
+                            format!(
+                                "unknown rule selector `{s}` in `{key}`{}",
+                                rules::suggest(s)
+                            ),
                         )
                     })?;
                     Ok(s.to_string())
@@ -299,7 +500,14 @@ impl Parser<'_> {
             let rule = rules::all()
                 .find(|r| r.meta().name == name.get_ref().as_ref())
                 .ok_or_else(|| {
-                    self.error(name.span(), format!("unknown rule `{}`", name.get_ref()))
+                    self.error(
+                        name.span(),
+                        format!(
+                            "unknown rule `{}`{}",
+                            name.get_ref(),
+                            rules::suggest(name.get_ref())
+                        ),
+                    )
                 })?;
             let meta = rule.meta();
             let DeValue::Table(settings_table) = settings.get_ref() else {

@@ -72,6 +72,14 @@ struct LintArgs {
     #[arg(long, short)]
     quiet: bool,
 
+    /// Exit 0 even when findings were reported (still 2 when a file cannot be read)
+    #[arg(long)]
+    exit_zero: bool,
+
+    /// Search folders without skipping what .gitignore and .ignore files list
+    #[arg(long)]
+    no_respect_gitignore: bool,
+
     /// Print how many findings each rule produced instead of the findings
     #[arg(long)]
     statistics: bool,
@@ -402,11 +410,18 @@ fn lint(args: LintArgs) -> u8 {
     let color = use_color(args.color);
     let mut failed = false;
     let mut reports = Vec::new();
-    for path in expand_paths(&args.paths) {
-        match path
-            .map_err(nnlint::Error::from)
-            .and_then(|p| lint_file(&p, &options))
-        {
+    let walk = nnlint::Walk {
+        respect_gitignore: !args.no_respect_gitignore,
+    };
+    let expanded = expand_paths(&args.paths, &options.config, walk);
+    for dir in &expanded.empty {
+        eprintln!(
+            "warning: no models (.onnx, .onnxtxt) found in {}",
+            dir.display()
+        );
+    }
+    for path in expanded.files {
+        match path.and_then(|p| lint_file(&p, &options)) {
             Ok(r) => reports.push(r),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -442,7 +457,7 @@ fn lint(args: LintArgs) -> u8 {
             quiet: args.quiet,
         };
         render(args.format, &reports, &render_options, &mut out).and_then(|_| {
-            if args.format == Format::Human && !args.quiet {
+            if args.format == Format::Human && !args.quiet && !reports.is_empty() {
                 summary(&reports, &mut out)
             } else {
                 Ok(())
@@ -466,14 +481,15 @@ fn lint(args: LintArgs) -> u8 {
         .any(|d| d.severity >= threshold && d.suppressed_by.is_none());
     if failed {
         2
-    } else if findings {
+    } else if findings && !args.exit_zero {
         1
     } else {
         0
     }
 }
 
-/// `nnlint: 1 error, 2 warnings`, after human output with findings.
+/// `nnlint: 1 error, 2 warnings` after human output with findings, or
+/// `All checks passed!` as ruff says it.
 fn summary(reports: &[FileReport], out: &mut dyn Write) -> std::io::Result<()> {
     let mut counts = [0usize; 3];
     let mut suppressed = 0;
@@ -494,7 +510,9 @@ fn summary(reports: &[FileReport], out: &mut dyn Write) -> std::io::Result<()> {
     if suppressed > 0 {
         parts.push(format!("{suppressed} suppressed"));
     }
-    if !parts.is_empty() {
+    if parts.is_empty() {
+        writeln!(out, "All checks passed!")?;
+    } else {
         writeln!(out, "nnlint: {}", parts.join(", "))?;
     }
     Ok(())
@@ -613,7 +631,10 @@ fn explain(rule: &str, format: ListFormat) -> u8 {
             0
         }
         (None, _) => {
-            eprintln!("error: no rule named `{rule}` (see `nnlint rules`)");
+            eprintln!(
+                "error: no rule named `{rule}`{} (see `nnlint rules`)",
+                rules::suggest(rule)
+            );
             2
         }
     }

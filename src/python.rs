@@ -1,27 +1,56 @@
 //! The author's Python sources: finding them, showing their lines, and the
 //! `# nnlint: ignore[...]` comments written there.
 //!
-//! A recorded path is looked up relative to the model's folder, then to the
-//! current directory, then (when absolute) as recorded. Only `.py` files are
-//! read: a model cannot make nnlint print a line of an arbitrary file.
+//! torch records the paths of the machine that exported. A recorded path is
+//! looked up, first hit wins:
+//! 1. rewritten by the configuration's `[paths]` entries (coverage.py's
+//!    `[paths]`: a local folder, then the recorded prefixes it stands for);
+//! 2. as recorded: relative to the model's folder, then to the current
+//!    directory, or as is when absolute;
+//! 3. by suffix, longest first, under the project's folders (the
+//!    configuration's folder, the current directory, the model's folder and
+//!    the folders above it up to the repository root), so that a checkout
+//!    moved to another machine still finds `models/net.py` of
+//!    `/home/alice/proj/models/net.py`. A bare file name is looked up only
+//!    beside the model and in the `[paths]` folders.
+//!
+//! Only `.py` files are read: a model cannot make nnlint print a line of an
+//! arbitrary file. A line is shown only when it is the line that created the
+//! node: dynamo records each frame's text, and a file edited since export
+//! is searched near the recorded line for it ([`SourceCheck`]).
 
 use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 
+use crate::config::{components, Config, PathAlias};
 use crate::diag::position::Sources;
-use crate::diag::PythonLocation;
+use crate::diag::{PythonLocation, SourceCheck};
 use crate::graph::PyOrigin;
 
 /// Python files larger than this are not read.
 const MAX_SOURCE: u64 = 8 << 20;
 
+/// How many lines above and below the recorded one are searched for its text.
+const MOVED_WITHIN: usize = 200;
+
+/// How many folders above the model's are searched by suffix, at most.
+const MAX_ANCESTORS: usize = 8;
+
 /// The Python files one report has read, as texts of its [`Sources`].
 pub struct PythonFiles<'a> {
     model_dir: PathBuf,
+    aliases: Vec<PathAlias>,
+    /// Folders a recorded path's suffix is looked up under, and whether a
+    /// bare file name may match there.
+    roots: Vec<(PathBuf, bool)>,
     sources: &'a mut Sources,
     /// Recorded path -> (source id, path shown), `None` when it could not be read.
     loaded: HashMap<String, Option<(usize, String)>>,
+    /// Every origin the model records, by recorded path, for [`file_shift`].
+    recorded: HashMap<String, Vec<PyOrigin>>,
+    /// Recorded path -> how far its lines moved since export.
+    shifts: HashMap<String, Option<isize>>,
 }
 
 /// A suppression comment: `None` for every rule, or the named rules and codes.
@@ -34,12 +63,57 @@ pub struct Suppression {
 }
 
 impl<'a> PythonFiles<'a> {
-    pub fn new(model: &Path, sources: &'a mut Sources) -> Self {
+    /// `origins`: every origin the model records; a file's lines are checked
+    /// against all of them at once.
+    pub fn new<'o>(
+        model: &Path,
+        config: Option<&Config>,
+        sources: &'a mut Sources,
+        origins: impl Iterator<Item = &'o PyOrigin>,
+    ) -> Self {
+        let mut recorded: HashMap<String, Vec<PyOrigin>> = HashMap::new();
+        for o in origins {
+            recorded.entry(o.file.clone()).or_default().push(o.clone());
+        }
         let model_dir = model.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = config.map(Config::base);
+        let aliases = config
+            .map(|c| {
+                c.paths
+                    .iter()
+                    .map(|a| PathAlias {
+                        local: base.clone().unwrap_or_default().join(&a.local),
+                        ..a.clone()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut roots: Vec<(PathBuf, bool)> = Vec::new();
+        if let Some(b) = &base {
+            roots.push((b.clone(), false));
+        }
+        roots.push((PathBuf::new(), false));
+        let dir = if model_dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            model_dir.clone()
+        };
+        if let Ok(dir) = dir.canonicalize() {
+            for (i, d) in dir.ancestors().take(MAX_ANCESTORS).enumerate() {
+                roots.push((d.to_path_buf(), i == 0));
+                if d.join(".git").exists() {
+                    break;
+                }
+            }
+        }
         PythonFiles {
             model_dir,
+            aliases,
+            roots,
             sources,
             loaded: HashMap::new(),
+            recorded,
+            shifts: HashMap::new(),
         }
     }
 
@@ -53,18 +127,38 @@ impl<'a> PythonFiles<'a> {
                 l
             }
         };
-        let source = loaded
-            .as_ref()
-            .and_then(|(id, _)| Some((*id, line_span(self.text(*id), origin.line)?)));
+        let Some((id, shown)) = loaded else {
+            return PythonLocation {
+                origin: origin.clone(),
+                path: origin.file.clone(),
+                line: origin.line,
+                check: SourceCheck::Unread,
+                source: None,
+            };
+        };
+        let shift = match self.shifts.get(&origin.file) {
+            Some(s) => *s,
+            None => {
+                let all = self.recorded.get(&origin.file).into_iter().flatten();
+                let s = file_shift(self.text(id), all.chain([origin]));
+                self.shifts.insert(origin.file.clone(), s);
+                s
+            }
+        };
+        let text = self.text(id);
+        let (line, check) = check_line(text, origin, shift);
+        let source = match check {
+            SourceCheck::Changed | SourceCheck::Unread => None,
+            _ => line_span(text, line).map(|span| (id, span)),
+        };
         PythonLocation {
             origin: origin.clone(),
-            path: loaded
-                .map(|(_, shown)| shown)
-                .unwrap_or_else(|| origin.file.clone()),
+            path: shown,
+            line,
+            check,
             source,
         }
     }
-
     fn text(&self, id: usize) -> &str {
         self.sources
             .get(id)
@@ -74,14 +168,37 @@ impl<'a> PythonFiles<'a> {
 
     fn load(&mut self, recorded: &str) -> Option<(usize, String)> {
         let rel = Path::new(recorded);
-        if rel.extension().is_none_or(|e| e != "py") {
+        if !recorded.ends_with(".py") {
             return None;
         }
-        let candidates: Vec<PathBuf> = if rel.is_absolute() {
-            vec![rel.to_path_buf()]
+        let mut candidates: Vec<PathBuf> = self
+            .aliases
+            .iter()
+            .filter_map(|a| a.rewrite(recorded))
+            .collect();
+        if rel.is_absolute() {
+            candidates.push(rel.to_path_buf());
         } else {
-            vec![normalize(&self.model_dir.join(rel)), rel.to_path_buf()]
-        };
+            candidates.push(normalize(&self.model_dir.join(rel)));
+            candidates.push(rel.to_path_buf());
+        }
+        // Suffixes, longest first; a bare name beside the model or under `[paths]`.
+        let parts: Vec<&str> = components(recorded)
+            .into_iter()
+            .filter(|c| *c != "/" && !c.ends_with(':'))
+            .collect();
+        for start in 0..parts.len() {
+            let suffix: PathBuf = parts[start..].iter().collect();
+            let bare = start + 1 == parts.len();
+            for (root, names) in &self.roots {
+                if !bare || *names {
+                    candidates.push(root.join(&suffix));
+                }
+            }
+            if bare {
+                candidates.extend(self.aliases.iter().map(|a| a.local.join(&suffix)));
+            }
+        }
         for path in candidates {
             let Ok(meta) = std::fs::metadata(&path) else {
                 continue;
@@ -105,6 +222,126 @@ impl<'a> PythonFiles<'a> {
         let text = self.text(*id);
         parse_suppression(text.get(span.clone())?, span.start)
     }
+}
+
+/// How far the recorded lines of one file have moved. Lines added or
+/// removed above move every line below by one amount, so the shift is the
+/// one that puts the most recorded texts back on their lines, at least
+/// half of them; 0 whenever 0 does that for half. `None` when no shift
+/// fits, or when several fit as well (a block pasted twice in a file fits
+/// two): which one the edit made would be a guess. A line the shift does
+/// not explain is changed, never matched to a look-alike elsewhere.
+fn file_shift<'o>(text: &str, origins: impl Iterator<Item = &'o PyOrigin>) -> Option<isize> {
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let mut recorded: Vec<(usize, &str)> = origins
+        .filter_map(|o| Some((o.line, o.text.as_deref()?.trim())))
+        .collect();
+    recorded.sort();
+    recorded.dedup();
+    // A line that reads exactly as recorded scores 2; one that differs only
+    // by a comment (added since, as `# nnlint: ignore` is) scores 1, so that
+    // the block a shift lands on exactly wins over a look-alike copy.
+    let mut score: HashMap<isize, usize> = HashMap::new();
+    let window = MOVED_WITHIN as isize;
+    for (line, t) in &recorded {
+        for d in -window..=window {
+            let n = *line as isize + d;
+            let Some(l) = (n >= 1).then(|| lines.get(n as usize - 1)).flatten() else {
+                continue;
+            };
+            if l == t {
+                *score.entry(d).or_default() += 2;
+            } else if code(l) == code(t) {
+                *score.entry(d).or_default() += 1;
+            }
+        }
+    }
+    // Half of the lines back in place, exactly.
+    let enough = recorded.len();
+    if score.get(&0).is_some_and(|&n| n >= enough) {
+        return Some(0);
+    }
+    let best = score.values().copied().max().filter(|&n| n >= enough)?;
+    let mut fitting = score.iter().filter(|&(_, &n)| n == best);
+    match (fitting.next(), fitting.next()) {
+        (Some((&d, _)), None) => Some(d),
+        // Several shifts fit as well: which one the edit made is a guess,
+        // and a guess may be a wrong line.
+        _ => None,
+    }
+}
+
+/// Which line of `text` created the node, and how sure that is. `shift` is
+/// the file's [`file_shift`].
+fn check_line(text: &str, origin: &PyOrigin, shift: Option<isize>) -> (usize, SourceCheck) {
+    let lines: Vec<&str> = text.lines().collect();
+    let at = |n: usize| n.checked_sub(1).and_then(|i| lines.get(i)).map(|l| code(l));
+    match origin.text.as_deref().map(code) {
+        Some(recorded) => {
+            let moved = (origin.line as isize + shift.unwrap_or(0)).max(1) as usize;
+            match at(moved) == Some(recorded) {
+                true if moved == origin.line => (moved, SourceCheck::Verified),
+                true => (moved, SourceCheck::Moved),
+                false => (origin.line, SourceCheck::Changed),
+            }
+        }
+        // TorchScript records no text: the line must at least be a statement
+        // that can compute something, inside a function of the recorded name.
+        None => match enclosing_function(&lines, origin.line) {
+            _ if !computes(at(origin.line).unwrap_or("")) => (origin.line, SourceCheck::Changed),
+            // `<lambda>`, `<module>`, `<listcomp>`: no `def` to look for.
+            Some(f) if f != origin.function && !origin.function.starts_with('<') => {
+                (origin.line, SourceCheck::Changed)
+            }
+            _ => (origin.line, SourceCheck::Unverified),
+        },
+    }
+}
+
+/// A line without its indentation and trailing comment: a comment added
+/// since export (`# nnlint: ignore`, most often) leaves the line the same one.
+fn code(line: &str) -> &str {
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in line.char_indices() {
+        match (quote, c) {
+            (Some(_), _) if escaped => escaped = false,
+            (Some(_), '\\') => escaped = true,
+            (Some(q), c) if c == q => quote = None,
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '#') => return line[..i].trim(),
+            _ => {}
+        }
+    }
+    line.trim()
+}
+
+/// Whether a line (without its comment) is a statement that can create a
+/// node: not blank, not a `def`, `class`, decorator or import.
+fn computes(code: &str) -> bool {
+    let keyword = |k: &str| {
+        code.strip_prefix(k)
+            .is_some_and(|rest| rest.starts_with([' ', '(', ':']))
+    };
+    !(code.is_empty()
+        || code.starts_with('@')
+        || ["def", "async", "class", "import", "from"]
+            .into_iter()
+            .any(keyword))
+}
+
+/// The name of the innermost `def` whose body holds line `line` (1-based).
+fn enclosing_function<'t>(lines: &[&'t str], line: usize) -> Option<&'t str> {
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let own = indent(lines.get(line.checked_sub(1)?)?);
+    lines[..line - 1].iter().rev().find_map(|l| {
+        let t = l.trim_start();
+        if t.is_empty() || indent(l) >= own {
+            return None;
+        }
+        let rest = t.strip_prefix("async ").unwrap_or(t).strip_prefix("def ")?;
+        Some(rest.split(['(', ' ', ':']).next().unwrap_or(rest))
+    })
 }
 
 /// The span of line `line` (1-based) without its indentation and newline.
@@ -188,7 +425,12 @@ pub fn attach_origins(
     if origins.is_empty() {
         return;
     }
-    let mut py = PythonFiles::new(&model.path, sources);
+    let mut py = PythonFiles::new(
+        &model.path,
+        settings.config.as_ref(),
+        sources,
+        origins.values(),
+    );
     // Per commented line: the comment and which of its names suppressed something.
     let mut comments: BTreeMap<(usize, usize), (Suppression, BTreeSet<String>)> = BTreeMap::new();
     for d in diagnostics.iter_mut() {
@@ -276,6 +518,74 @@ mod tests {
         assert_eq!(all.text, "#nnlint: ignore");
         assert!(parse_suppression("y = f(x)  # noqa", 0).is_none());
         assert!(parse_suppression("y = f(x)", 0).is_none());
+    }
+
+    #[test]
+    fn comments_and_indentation_do_not_change_a_line() {
+        assert_eq!(
+            code("    x = self.drop(x)  # nnlint: ignore"),
+            "x = self.drop(x)"
+        );
+        assert_eq!(code("s = '#not a comment'  # one"), "s = '#not a comment'");
+        assert_eq!(code(r##"t = "a\"#b""##), r##"t = "a\"#b""##);
+        let lines = [
+            "class Net:",
+            "    def forward(self, x):",
+            "        for i in x:",
+            "            y = i",
+            "z = 1",
+        ];
+        assert_eq!(enclosing_function(&lines, 4), Some("forward"));
+        assert!(computes("x = self.drop(x)"));
+        assert!(computes("return x + y"));
+        assert!(computes("classes = self.head(x)"));
+        assert!(!computes("def forward(self, x):"));
+        assert!(!computes("@torch.no_grad()"));
+        assert!(!computes("from torch import nn"));
+        assert!(!computes(""));
+        assert_eq!(enclosing_function(&lines, 5), None);
+    }
+
+    #[test]
+    fn a_file_shift_is_the_one_that_fits_best_or_none() {
+        let o = |line, text: &str| PyOrigin {
+            file: "m.py".into(),
+            line,
+            function: "forward".into(),
+            module: None,
+            class: None,
+            text: Some(text.into()),
+        };
+        let block = "a = f(x)\nb = g(a)\nc = h(b)\n";
+        // The same block twice: lines 1-3 and 4-6.
+        let file = format!("{block}{block}");
+        let rec = [o(4, "a = f(x)"), o(5, "b = g(a)"), o(6, "c = h(b)")];
+        assert_eq!(file_shift(&file, rec.iter()), Some(0));
+        let once = "a = f(x)\nb = g(a)\nc = h(b)\nd = 1\n";
+        let rec_once = [o(1, "a = f(x)"), o(2, "b = g(a)"), o(3, "c = h(b)")];
+        assert_eq!(
+            file_shift(&format!("import os\n\n{once}"), rec_once.iter()),
+            Some(2)
+        );
+        // Shifted, with the block twice: -1 and +2 both fit.
+        assert_eq!(
+            file_shift(&format!("import os\n\n{file}"), rec.iter()),
+            None
+        );
+        assert_eq!(file_shift("nothing\n", rec.iter()), None);
+        // One line of the three edited: the others keep the shift, and it is changed.
+        let edited =
+            file.replacen("b = g(a)\nc", "b = g2(a)\nc", 2)
+                .replacen("b = g2(a)", "b = g(a)", 1);
+        assert_eq!(file_shift(&edited, rec.iter()), Some(0));
+        assert_eq!(
+            check_line(&edited, &rec[1], Some(0)).1,
+            SourceCheck::Changed
+        );
+        assert_eq!(
+            check_line(&edited, &rec[0], Some(0)),
+            (4, SourceCheck::Verified)
+        );
     }
 
     #[test]

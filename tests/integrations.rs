@@ -55,7 +55,7 @@ fn the_readme_problem_matcher_reads_every_field_of_real_output() {
 fn github_annotations_are_workflow_commands() {
     let out = nnlint(&["--format", "github", "fixtures/torch"]);
     let re = Regex::new(
-        r"^::(error|warning|notice) file=[^,:]+,line=\d+,col=\d+,endLine=\d+,endColumn=\d+,title=nnlint \(NN\d{3}\)::[^\n]+ \[[a-z-]+\]$",
+        r"^::(error|warning|notice) file=[^,:]+,line=\d+,col=\d+,endLine=\d+,endColumn=\d+,title=nnlint \(NN\d{3}\)( in fixtures/torch/[a-z_]+\.onnx)?::[^\n]+ \[[a-z-]+\]$",
     )
     .unwrap();
     let stdout = text(&out.stdout);
@@ -306,7 +306,7 @@ fn findings_point_at_the_python_line_that_created_the_node() {
         let out = text(&nnlint(&["--format", "short", &model]).stdout);
         assert_eq!(
             out,
-            format!("fixtures/python/models.py:{drop_line}:9: warning[NN301]: dropout feeds batch normalization (variance shift)\n")
+            format!("fixtures/python/models.py:{drop_line}:9: warning[NN301]: dropout feeds batch normalization (variance shift) [in {model}]\n")
         );
         // --location model keeps the listing position.
         let out = text(&nnlint(&["--format", "short", "--location", "model", &model]).stdout);
@@ -395,7 +395,7 @@ fn a_stale_suppression_is_reported() {
         );
         assert_eq!(
             out,
-            format!("fixtures/python/models.py:{line}:35: note[NN006]: suppression comment does not suppress `dropout-before-batchnorm`\n")
+            format!("fixtures/python/models.py:{line}:35: note[NN006]: suppression comment does not suppress `dropout-before-batchnorm` [in {model}]\n")
         );
     }
 }

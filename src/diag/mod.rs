@@ -60,8 +60,31 @@ pub struct PythonLocation {
     pub origin: crate::graph::PyOrigin,
     /// The path to show: as resolved on disk, or as recorded when it is not readable.
     pub path: String,
-    /// The source text and the span of the line in it, when the file was read.
+    /// The line in the file as it is now (the recorded one unless it moved).
+    pub line: usize,
+    /// How far the file on disk was checked against what the exporter saw.
+    pub check: SourceCheck,
+    /// The source text and the span of the line in it, when the file was read
+    /// and the line is known to be the one that created the node.
     pub source: Option<(usize, Range<usize>)>,
+}
+
+/// Whether the line shown is the line the exporter recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceCheck {
+    /// The file was not found or not read.
+    Unread,
+    /// It reads as the exporter recorded it.
+    Verified,
+    /// The exporter recorded no text (TorchScript); the line is inside the
+    /// function it recorded.
+    Unverified,
+    /// Lines were added or removed above it: the recorded text is at
+    /// [`PythonLocation::line`] now.
+    Moved,
+    /// No line near the recorded one reads as recorded: nothing is shown.
+    Changed,
 }
 
 /// One finding. The first label is the primary one.

@@ -91,3 +91,39 @@ pub fn primary(report: &FileReport, d: &Diagnostic, prefer: Prefer) -> (String, 
         .unwrap_or_else(|_| report.path.clone());
     (path, locate(&report.sources, file, &span))
 }
+
+/// One finding where a machine format reports it.
+pub struct Placed<'r> {
+    pub report: &'r FileReport,
+    pub diagnostic: &'r Diagnostic,
+    pub path: String,
+    pub at: Location,
+    /// The model, when the position is in another file (its Python line):
+    /// two exports of one Python file are told apart by it.
+    pub model: Option<&'r str>,
+}
+
+/// Every finding of `reports` at its reported position, sorted by file,
+/// then model, then position, so that findings of several models in one
+/// Python file come out in one deterministic order.
+pub fn placed(reports: &[FileReport], prefer: Prefer) -> Vec<Placed<'_>> {
+    let mut out: Vec<Placed<'_>> = reports
+        .iter()
+        .flat_map(|r| {
+            r.diagnostics.iter().map(move |d| {
+                let (path, at) = primary(r, d, prefer);
+                let in_model = r.sources.name(MODEL).is_ok_and(|n| *n == path);
+                Placed {
+                    report: r,
+                    diagnostic: d,
+                    model: (!in_model).then_some(r.path.as_str()),
+                    path,
+                    at,
+                }
+            })
+        })
+        .collect();
+    // Stable: findings at one position keep the order the report gave them.
+    out.sort_by(|a, b| (&a.path, &a.report.path, a.at).cmp(&(&b.path, &b.report.path, b.at)));
+    out
+}

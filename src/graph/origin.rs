@@ -20,6 +20,9 @@ pub struct PyOrigin {
     pub module: Option<String>,
     /// The module's class, such as `torch.nn.modules.dropout.Dropout`.
     pub class: Option<String>,
+    /// The line's source text as the exporter saw it (dynamo records it;
+    /// TorchScript does not), for telling a file edited since export.
+    pub text: Option<String>,
 }
 
 impl PyOrigin {
@@ -44,12 +47,16 @@ pub fn is_library(path: &str) -> bool {
         || p.contains("/Lib/")
 }
 
-/// Frames of a dynamo `stack_trace`, outermost first: `File "p", line N, in f`.
-fn dynamo_frames(trace: &str) -> Vec<(String, usize, String)> {
-    trace
-        .lines()
-        .filter_map(|l| {
-            let rest = l.trim_start().strip_prefix("File \"")?;
+/// One recorded frame: file, line, function, and the line's text when recorded.
+type Frame = (String, usize, String, Option<String>);
+
+/// Frames of a dynamo `stack_trace`, outermost first: `File "p", line N, in f`,
+/// each followed by the line's source text as Python's tracebacks print it.
+fn dynamo_frames(trace: &str) -> Vec<Frame> {
+    let mut frames: Vec<Frame> = Vec::new();
+    let mut expect_text = false;
+    for l in trace.lines() {
+        let header = l.trim_start().strip_prefix("File \"").and_then(|rest| {
             let (file, rest) = rest.split_once("\", line ")?;
             let (line, func) = rest.split_once(", in ").unwrap_or((rest, ""));
             Some((
@@ -57,12 +64,27 @@ fn dynamo_frames(trace: &str) -> Vec<(String, usize, String)> {
                 line.trim().parse().ok()?,
                 func.trim().to_string(),
             ))
-        })
-        .collect()
+        });
+        match header {
+            Some((file, line, func)) => {
+                frames.push((file, line, func, None));
+                expect_text = true;
+            }
+            None if expect_text => {
+                let text = l.trim();
+                if let Some(last) = frames.last_mut().filter(|_| !text.is_empty()) {
+                    last.3 = Some(text.to_string());
+                }
+                expect_text = false;
+            }
+            None => {}
+        }
+    }
+    frames
 }
 
 /// Frames of a TorchScript `doc_string`, innermost first: `p(N): f`.
-fn torchscript_frames(doc: &str) -> Vec<(String, usize, String)> {
+fn torchscript_frames(doc: &str) -> Vec<Frame> {
     doc.lines()
         .filter_map(|l| {
             let (loc, func) = l.rsplit_once("): ")?;
@@ -71,6 +93,7 @@ fn torchscript_frames(doc: &str) -> Vec<(String, usize, String)> {
                 file.to_string(),
                 line.parse().ok()?,
                 func.trim().to_string(),
+                None,
             ))
         })
         .collect()
@@ -97,7 +120,7 @@ fn namespace_module(ns: &str) -> Option<(String, String)> {
 impl NodeRef<'_, '_> {
     /// The Python line that created this node, when the exporter recorded one.
     pub fn python_origin(&self) -> Option<PyOrigin> {
-        let (file, line, function) =
+        let (file, line, function, text) =
             if let Some(trace) = self.metadata("pkg.torch.onnx.stack_trace") {
                 dynamo_frames(trace)
                     .into_iter()
@@ -123,6 +146,7 @@ impl NodeRef<'_, '_> {
             function,
             module,
             class,
+            text,
         })
     }
 }
@@ -138,7 +162,15 @@ mod tests {
             .into_iter()
             .rev()
             .find(|f| !is_library(&f.0));
-        assert_eq!(user, Some(("/abs/model.py".into(), 42, "forward".into())));
+        assert_eq!(
+            user,
+            Some((
+                "/abs/model.py".into(),
+                42,
+                "forward".into(),
+                Some("x = self.drop(x)".into())
+            ))
+        );
     }
 
     #[test]
@@ -147,7 +179,10 @@ mod tests {
         let user = torchscript_frames(doc)
             .into_iter()
             .find(|f| !is_library(&f.0));
-        assert_eq!(user, Some(("/abs/model.py".into(), 45, "forward".into())));
+        assert_eq!(
+            user,
+            Some(("/abs/model.py".into(), 45, "forward".into(), None))
+        );
     }
 
     #[test]
@@ -166,6 +201,7 @@ mod tests {
             function: String::new(),
             module: None,
             class: Some("torch.nn.modules.dropout.Dropout".into()),
+            text: None,
         };
         assert_eq!(o.short_class().as_deref(), Some("torch.nn.Dropout"));
     }

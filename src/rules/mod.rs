@@ -207,6 +207,32 @@ pub fn all() -> impl Iterator<Item = &'static dyn Rule> {
 }
 
 /// The rule with this name or code.
+/// `; did you mean `a` or `b`?` for a name no rule has: the rule names
+/// within a small edit distance or sharing its words, closest first, as
+/// rustc and clap suggest; empty when none is close.
+pub fn suggest(unknown: &str) -> String {
+    let wanted = unknown.to_ascii_lowercase();
+    let mut close: Vec<(usize, &'static str)> = all()
+        .map(|r| r.meta().name)
+        .filter_map(|name| {
+            let distance = strsim::levenshtein(&wanted, name);
+            let words = name.contains(wanted.as_str()) && wanted.len() >= 4;
+            (distance <= (wanted.len() / 3).max(2) || words).then_some((distance, name))
+        })
+        .collect();
+    close.sort();
+    let names: Vec<String> = close
+        .iter()
+        .take(3)
+        .map(|(_, n)| format!("`{n}`"))
+        .collect();
+    match names.as_slice() {
+        [] => String::new(),
+        [one] => format!("; did you mean {one}?"),
+        [init @ .., last] => format!("; did you mean {} or {last}?", init.join(", ")),
+    }
+}
+
 pub fn find(name_or_code: &str) -> Option<&'static dyn Rule> {
     all().find(|r| {
         let m = r.meta();

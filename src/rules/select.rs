@@ -46,8 +46,10 @@ impl fmt::Display for SelectorError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown rule selector `{}` in {}: expected a rule name, a code or a code prefix (see `nnlint rules`)",
-            self.selector, self.origin
+            "unknown rule selector `{}` in {}: expected a rule name, a code or a code prefix{} (see `nnlint rules`)",
+            self.selector,
+            self.origin,
+            super::suggest(&self.selector)
         )
     }
 }

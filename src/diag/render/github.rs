@@ -2,31 +2,34 @@
 
 use std::io::{self, Write};
 
-use crate::diag::position::{primary, Prefer};
+use crate::diag::position::{placed, Prefer};
 use crate::diag::Severity;
 use crate::FileReport;
 
+/// A finding at a Python line names its model in the title.
 pub fn render(reports: &[FileReport], prefer: Prefer, out: &mut dyn Write) -> io::Result<()> {
-    for r in reports {
-        for d in &r.diagnostics {
-            let (path, at) = primary(r, d, prefer);
-            let level = match d.severity {
-                Severity::Error => "error",
-                Severity::Warning => "warning",
-                Severity::Note => "notice",
-            };
-            writeln!(
-                out,
-                "::{level} file={},line={},col={},endLine={},endColumn={},title={}::{}",
-                property(&path),
-                at.line,
-                at.column,
-                at.end_line,
-                at.end_column,
-                property(&format!("nnlint ({})", d.code)),
-                data(&format!("{} [{}]", d.message, d.rule)),
-            )?;
-        }
+    for p in placed(reports, prefer) {
+        let d = p.diagnostic;
+        let level = match d.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Note => "notice",
+        };
+        let title = match p.model {
+            Some(model) => format!("nnlint ({}) in {model}", d.code),
+            None => format!("nnlint ({})", d.code),
+        };
+        writeln!(
+            out,
+            "::{level} file={},line={},col={},endLine={},endColumn={},title={}::{}",
+            property(&p.path),
+            p.at.line,
+            p.at.column,
+            p.at.end_line,
+            p.at.end_column,
+            property(&title),
+            data(&format!("{} [{}]", d.message, d.rule)),
+        )?;
     }
     Ok(())
 }

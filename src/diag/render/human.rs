@@ -6,7 +6,7 @@ use codespan_reporting::diagnostic as cs;
 use codespan_reporting::term::{self, termcolor, Config, Styles, StylesWriter};
 
 use crate::diag::position::clamp;
-use crate::diag::{Diagnostic, LabelStyle, Severity};
+use crate::diag::{Diagnostic, LabelStyle, Severity, SourceCheck};
 use crate::graph::ModelState;
 use crate::rules::premise::{Coverage, Premise};
 use crate::FileReport;
@@ -40,6 +40,17 @@ pub fn render(
         }
     }
     Ok(())
+}
+
+/// One diagnostic as the human format writes it without colour, for the
+/// json format's `rendered` (as rustc's JSON diagnostics carry theirs).
+pub fn rendered(r: &FileReport, d: &Diagnostic) -> String {
+    let mut out = Vec::new();
+    let cd = to_codespan(r, d);
+    match term::emit_to_io_write(&mut out, &Config::default(), &r.sources, &cd) {
+        Ok(()) => String::from_utf8_lossy(&out).into_owned(),
+        Err(e) => format!("{}[{}]: {} ({e})\n", d.severity, d.code, d.message),
+    }
 }
 
 /// What the model's state and graph kept the rules from doing, after the
@@ -132,8 +143,25 @@ fn to_codespan(r: &FileReport, d: &Diagnostic) -> cs::Diagnostic<usize> {
         };
         notes.push(format!(
             "note: created at {}:{} in {}{module}",
-            o.path, o.origin.line, o.origin.function
+            o.path, o.line, o.origin.function
         ));
+        match o.check {
+            SourceCheck::Moved => notes.push(format!(
+                "note: the file changed since export: this line was line {} then",
+                o.origin.line
+            )),
+            SourceCheck::Changed => notes.push(match &o.origin.text {
+                Some(t) => format!(
+                    "note: the file changed since export: no line near {} reads `{t}`; export again to point at the line",
+                    o.line
+                ),
+                None => format!(
+                    "note: the file changed since export: line {} is no longer a statement of `{}`; export again to point at the line",
+                    o.line, o.origin.function
+                ),
+            }),
+            _ => {}
+        }
         if let Some((file, span)) = &o.source {
             labels.push(cs::Label::secondary(*file, span.clone()).with_message("created here"));
         }

@@ -4,7 +4,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::diag::position::{locate, primary, Location, Prefer};
+use crate::diag::position::{locate, placed, Location, Prefer};
 use crate::diag::{LabelStyle, Severity};
 use crate::FileReport;
 
@@ -28,6 +28,8 @@ struct Finding<'a> {
     python: Option<PythonLocation<'a>>,
     /// The model's state and the evidence that decided it.
     model_state: Option<&'a crate::graph::StateDecision>,
+    /// The finding as the human format writes it, without colour.
+    rendered: String,
 }
 
 #[derive(Serialize)]
@@ -40,7 +42,12 @@ struct ModelLocation<'a> {
 #[derive(Serialize)]
 struct PythonLocation<'a> {
     file: &'a str,
+    /// The line in the file as it is now.
     line: usize,
+    /// The line the exporter recorded.
+    recorded_line: usize,
+    /// Whether the file reads as the exporter saw it there.
+    check: crate::diag::SourceCheck,
     function: &'a str,
     module: Option<&'a str>,
     class: Option<&'a str>,
@@ -65,48 +72,49 @@ pub fn render(reports: &[FileReport], prefer: Prefer, out: &mut dyn Write) -> io
 
 /// The findings as the json format writes them.
 pub fn findings(reports: &[FileReport], prefer: Prefer) -> serde_json::Value {
-    let findings: Vec<Finding> = reports
-        .iter()
-        .flat_map(|r| {
-            r.diagnostics.iter().map(move |d| {
-                let (file, location) = primary(r, d, prefer);
-                let (model_file, model_span) = d.primary_span();
-                Finding {
-                    file,
-                    rule: d.rule,
-                    code: d.code,
-                    severity: d.severity,
-                    message: &d.message,
-                    node: d.node.as_deref(),
-                    location,
-                    notes: &d.notes,
-                    help: &d.help,
-                    labels: d
-                        .labels
-                        .iter()
-                        .map(|l| JsonLabel {
-                            primary: l.style == LabelStyle::Primary,
-                            message: &l.message,
-                            byte_start: l.span.start,
-                            byte_end: l.span.end,
-                            location: locate(&r.sources, l.file, &l.span),
-                        })
-                        .collect(),
-                    model: ModelLocation {
-                        file: &r.path,
-                        location: locate(&r.sources, model_file, &model_span),
-                    },
-                    python: d.origin.as_ref().map(|o| PythonLocation {
-                        file: &o.path,
-                        line: o.origin.line,
-                        function: &o.origin.function,
-                        module: o.origin.module.as_deref(),
-                        class: o.origin.class.as_deref(),
-                        readable: o.source.is_some(),
-                    }),
-                    model_state: r.coverage.as_ref().map(|c| &c.state),
-                }
-            })
+    let findings: Vec<Finding> = placed(reports, prefer)
+        .into_iter()
+        .map(|p| {
+            let (r, d, file, location) = (p.report, p.diagnostic, p.path, p.at);
+            let (model_file, model_span) = d.primary_span();
+            Finding {
+                file,
+                rule: d.rule,
+                code: d.code,
+                severity: d.severity,
+                message: &d.message,
+                node: d.node.as_deref(),
+                location,
+                notes: &d.notes,
+                help: &d.help,
+                labels: d
+                    .labels
+                    .iter()
+                    .map(|l| JsonLabel {
+                        primary: l.style == LabelStyle::Primary,
+                        message: &l.message,
+                        byte_start: l.span.start,
+                        byte_end: l.span.end,
+                        location: locate(&r.sources, l.file, &l.span),
+                    })
+                    .collect(),
+                model: ModelLocation {
+                    file: &r.path,
+                    location: locate(&r.sources, model_file, &model_span),
+                },
+                python: d.origin.as_ref().map(|o| PythonLocation {
+                    file: &o.path,
+                    line: o.line,
+                    recorded_line: o.origin.line,
+                    check: o.check,
+                    function: &o.origin.function,
+                    module: o.origin.module.as_deref(),
+                    class: o.origin.class.as_deref(),
+                    readable: o.source.is_some(),
+                }),
+                model_state: r.coverage.as_ref().map(|c| &c.state),
+                rendered: super::human::rendered(r, d),
+            }
         })
         .collect();
     serde_json::to_value(findings).unwrap_or_default()

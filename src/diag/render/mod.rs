@@ -2,7 +2,7 @@
 //! their positions are decided before they get here.
 
 mod github;
-mod human;
+pub mod human;
 pub mod json;
 pub mod sarif;
 mod short;

@@ -8,7 +8,7 @@ use serde_sarif::sarif::{
     ResultLevel, Run, Sarif, Tool, ToolComponent,
 };
 
-use crate::diag::position::{primary, Prefer};
+use crate::diag::position::{placed, Prefer};
 use crate::diag::Severity;
 use crate::rules::{self, RuleMeta};
 use crate::FileReport;
@@ -63,42 +63,43 @@ fn descriptor(rule: &RuleMeta) -> ReportingDescriptor {
 pub fn render(reports: &[FileReport], prefer: Prefer, out: &mut dyn Write) -> io::Result<()> {
     let rules: Vec<&'static RuleMeta> = rules::all().map(|r| r.meta()).collect();
     let mut results = Vec::new();
-    for r in reports {
-        for d in &r.diagnostics {
-            let (path, at) = primary(r, d, prefer);
-            let region = Region::builder()
-                .start_line(at.line as i64)
-                .start_column(at.column as i64)
-                .end_line(at.end_line as i64)
-                .end_column(at.end_column as i64)
-                .build();
-            let physical = PhysicalLocation::builder()
-                .artifact_location(ArtifactLocation::builder().uri(uri(&path)).build())
-                .region(region)
-                .build();
-            let mut location = Location::builder().physical_location(physical).build();
-            if let Some(node) = &d.node {
-                location.logical_locations = Some(vec![LogicalLocation::builder()
-                    .name(node.clone())
-                    .kind("function")
-                    .build()]);
-            }
-            let mut text = d.message.clone();
-            for h in &d.help {
-                text.push_str(&format!("\nhelp: {h}"));
-            }
-            let mut result = SarifResult::builder()
-                .rule_id(d.code)
-                .level(level(d.severity))
-                .message(Message::builder().text(text).build())
-                .locations(vec![location])
-                .build();
-            result.rule_index = rules
-                .iter()
-                .position(|m| m.name == d.rule)
-                .map(|i| i as i64);
-            results.push(result);
+    for p in placed(reports, prefer) {
+        let (d, path, at) = (p.diagnostic, &p.path, p.at);
+        let region = Region::builder()
+            .start_line(at.line as i64)
+            .start_column(at.column as i64)
+            .end_line(at.end_line as i64)
+            .end_column(at.end_column as i64)
+            .build();
+        let physical = PhysicalLocation::builder()
+            .artifact_location(ArtifactLocation::builder().uri(uri(path)).build())
+            .region(region)
+            .build();
+        let mut location = Location::builder().physical_location(physical).build();
+        if let Some(node) = &d.node {
+            location.logical_locations = Some(vec![LogicalLocation::builder()
+                .name(node.clone())
+                .kind("function")
+                .build()]);
         }
+        let mut text = d.message.clone();
+        if let Some(model) = p.model {
+            text.push_str(&format!(" [in {model}]"));
+        }
+        for h in &d.help {
+            text.push_str(&format!("\nhelp: {h}"));
+        }
+        let mut result = SarifResult::builder()
+            .rule_id(d.code)
+            .level(level(d.severity))
+            .message(Message::builder().text(text).build())
+            .locations(vec![location])
+            .build();
+        result.rule_index = rules
+            .iter()
+            .position(|m| m.name == d.rule)
+            .map(|i| i as i64);
+        results.push(result);
     }
     let driver = ToolComponent::builder()
         .name("nnlint")
@@ -121,10 +122,27 @@ pub fn render(reports: &[FileReport], prefer: Prefer, out: &mut dyn Write) -> io
     writeln!(out)
 }
 
-/// A relative path as a URI reference: forward slashes, reserved characters escaped.
+/// A path as a URI: a relative reference for a relative path, a `file://`
+/// URI for an absolute one (a reference beginning with `/` is not a relative
+/// reference in SARIF: SARIF1004). Forward slashes, reserved characters escaped.
 fn uri(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for b in path.replace('\\', "/").bytes() {
+    let slashed = path.replace('\\', "/");
+    let drive = slashed.as_bytes().get(1) == Some(&b':')
+        && slashed.as_bytes()[0].is_ascii_alphabetic()
+        && slashed.as_bytes().get(2) == Some(&b'/');
+    let mut out = String::with_capacity(path.len() + 8);
+    let rest = if slashed.starts_with('/') {
+        out.push_str("file://");
+        slashed.as_str()
+    } else if drive {
+        // `C:/x` -> `file:///C:/x`, the drive letter and colon kept as they are.
+        out.push_str("file:///");
+        out.push_str(&slashed[..2]);
+        &slashed[2..]
+    } else {
+        slashed.as_str()
+    };
+    for b in rest.bytes() {
         match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
                 out.push(b as char)
@@ -133,4 +151,16 @@ fn uri(path: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uri;
+
+    #[test]
+    fn absolute_paths_are_file_uris_and_relative_ones_references() {
+        assert_eq!(uri("fixtures/a b.onnx"), "fixtures/a%20b.onnx");
+        assert_eq!(uri("/work/ci/m.onnx"), "file:///work/ci/m.onnx");
+        assert_eq!(uri("C:\\ci\\m#1.py"), "file:///C:/ci/m%231.py");
+    }
 }

@@ -2,18 +2,21 @@
 
 use std::io::{self, Write};
 
-use crate::diag::position::{primary, Prefer};
+use crate::diag::position::{placed, Prefer};
 use crate::FileReport;
 
+/// A finding at a Python line names its model: `... [in models/a.onnx]`.
 pub fn render(reports: &[FileReport], prefer: Prefer, out: &mut dyn Write) -> io::Result<()> {
-    for r in reports {
-        for d in &r.diagnostics {
-            let (path, at) = primary(r, d, prefer);
-            writeln!(
-                out,
-                "{}:{}:{}: {}[{}]: {}",
-                path, at.line, at.column, d.severity, d.code, d.message
-            )?;
+    for p in placed(reports, prefer) {
+        let d = p.diagnostic;
+        write!(
+            out,
+            "{}:{}:{}: {}[{}]: {}",
+            p.path, p.at.line, p.at.column, d.severity, d.code, d.message
+        )?;
+        match p.model {
+            Some(model) => writeln!(out, " [in {model}]")?,
+            None => writeln!(out)?,
         }
     }
     Ok(())
