@@ -9,6 +9,8 @@
 //! extend-select = []          # added to select
 //! ignore = ["NN307"]          # rules not to run
 //! model-state = "auto"        # auto | trained | untrained
+//! exclude = ["models/legacy"]  # what a folder walk skips, instead of the defaults
+//! extend-exclude = []         # added to the default excludes
 //!
 //! [rules.dropout-rate]
 //! severity = "error"          # error | warning | note
@@ -19,9 +21,6 @@
 //!
 //! [per-node-ignores]
 //! "/encoder/*" = ["linear-stack"]
-//!
-//! exclude = ["models/legacy"]  # folders and files a folder walk skips
-//! extend-exclude = []         # added to the default excludes instead
 //!
 //! [paths]                     # where recorded Python paths are here,
 //! source = ["src/", "/home/ci/*/project/src/"]  # as coverage.py's [paths]
@@ -609,6 +608,29 @@ mod tests {
         assert_eq!(c.rules["dropout-rate"].severity, Some(Severity::Error));
         assert_eq!(c.rules["dropout-rate"].options["high"], 0.3);
         assert!(c.per_node_ignores[0].0.is_match("/fc1/Gemm"));
+        Ok(())
+    }
+
+    #[test]
+    fn excludes_and_paths() -> Result<(), ConfigError> {
+        let c = parse_str(
+            "extend-exclude = [\"exports/old/\"]\n\
+             [paths]\nsource = [\"src/\", \"/home/*/proj/lib/\", \"C:\\\\ci\\\\lib\"]\n",
+        )?;
+        assert!(c.exclude.is_none());
+        assert!(c.extend_exclude[0].is_match("exports/old"));
+        let alias = &c.paths[0];
+        assert_eq!(
+            alias.rewrite("/home/alice/proj/lib/net/model.py"),
+            Some(PathBuf::from("src/net/model.py"))
+        );
+        assert_eq!(
+            alias.rewrite("C:\\ci\\lib\\model.py"),
+            Some(PathBuf::from("src/model.py"))
+        );
+        assert_eq!(alias.rewrite("/home/alice/other/lib/model.py"), None);
+        let e = parse_str("[paths]\nsource = \"src/\"\n").unwrap_err();
+        assert!(e.message.contains("must be a list of strings"), "{e}");
         Ok(())
     }
 

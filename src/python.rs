@@ -51,6 +51,42 @@ pub struct PythonFiles<'a> {
     recorded: HashMap<String, Vec<PyOrigin>>,
     /// Recorded path -> how far its lines moved since export.
     shifts: HashMap<String, Option<isize>>,
+    /// Source id -> the byte range of each line, found once per file.
+    lines: HashMap<usize, Vec<Range<usize>>>,
+}
+
+/// A file's text and where its lines are.
+struct Lines<'t> {
+    text: &'t str,
+    ranges: &'t [Range<usize>],
+}
+
+impl<'t> Lines<'t> {
+    /// The byte range of each line, without its newline.
+    fn ranges(text: &str) -> Vec<Range<usize>> {
+        let mut start = 0;
+        text.split_inclusive('\n')
+            .map(|l| {
+                let range = start..start + l.trim_end_matches(['\n', '\r']).len();
+                start += l.len();
+                range
+            })
+            .collect()
+    }
+
+    /// Line `n` (1-based), without its newline.
+    fn get(&self, n: usize) -> Option<&'t str> {
+        let r = self.ranges.get(n.checked_sub(1)?)?;
+        self.text.get(r.clone())
+    }
+
+    /// The span of line `n` (1-based) without its indentation and newline.
+    fn span(&self, n: usize) -> Option<Range<usize>> {
+        let r = self.ranges.get(n.checked_sub(1)?)?;
+        let content = self.text.get(r.clone())?;
+        let indent = content.len() - content.trim_start().len();
+        Some(r.start + indent..r.end)
+    }
 }
 
 /// A suppression comment: `None` for every rule, or the named rules and codes.
@@ -114,6 +150,7 @@ impl<'a> PythonFiles<'a> {
             loaded: HashMap::new(),
             recorded,
             shifts: HashMap::new(),
+            lines: HashMap::new(),
         }
     }
 
@@ -136,20 +173,24 @@ impl<'a> PythonFiles<'a> {
                 source: None,
             };
         };
+        if !self.lines.contains_key(&id) {
+            let ranges = Lines::ranges(self.text(id));
+            self.lines.insert(id, ranges);
+        }
         let shift = match self.shifts.get(&origin.file) {
             Some(s) => *s,
             None => {
                 let all = self.recorded.get(&origin.file).into_iter().flatten();
-                let s = file_shift(self.text(id), all.chain([origin]));
+                let s = file_shift(&self.lines_of(id), all.chain([origin]));
                 self.shifts.insert(origin.file.clone(), s);
                 s
             }
         };
-        let text = self.text(id);
-        let (line, check) = check_line(text, origin, shift);
+        let lines = self.lines_of(id);
+        let (line, check) = check_line(&lines, origin, shift);
         let source = match check {
             SourceCheck::Changed | SourceCheck::Unread => None,
-            _ => line_span(text, line).map(|span| (id, span)),
+            _ => lines.span(line).map(|span| (id, span)),
         };
         PythonLocation {
             origin: origin.clone(),
@@ -159,6 +200,15 @@ impl<'a> PythonFiles<'a> {
             source,
         }
     }
+
+    /// Source `id`'s lines; [`Self::locate`] has found their ranges.
+    fn lines_of(&self, id: usize) -> Lines<'_> {
+        Lines {
+            text: self.text(id),
+            ranges: self.lines.get(&id).map_or(&[], Vec::as_slice),
+        }
+    }
+
     fn text(&self, id: usize) -> &str {
         self.sources
             .get(id)
@@ -185,7 +235,7 @@ impl<'a> PythonFiles<'a> {
         // Suffixes, longest first; a bare name beside the model or under `[paths]`.
         let parts: Vec<&str> = components(recorded)
             .into_iter()
-            .filter(|c| *c != "/" && !c.ends_with(':'))
+            .filter(|c| !matches!(*c, "/" | "." | "..") && !c.ends_with(':'))
             .collect();
         for start in 0..parts.len() {
             let suffix: PathBuf = parts[start..].iter().collect();
@@ -227,42 +277,57 @@ impl<'a> PythonFiles<'a> {
 /// How far the recorded lines of one file have moved. Lines added or
 /// removed above move every line below by one amount, so the shift is the
 /// one that puts the most recorded texts back on their lines, at least
-/// half of them; 0 whenever 0 does that for half. `None` when no shift
+/// half of them and two at least; 0 whenever 0 does that for half. `None` when no shift
 /// fits, or when several fit as well (a block pasted twice in a file fits
 /// two): which one the edit made would be a guess. A line the shift does
 /// not explain is changed, never matched to a look-alike elsewhere.
-fn file_shift<'o>(text: &str, origins: impl Iterator<Item = &'o PyOrigin>) -> Option<isize> {
-    let lines: Vec<&str> = text.lines().map(str::trim).collect();
-    let mut recorded: Vec<(usize, &str)> = origins
-        .filter_map(|o| Some((o.line, o.text.as_deref()?.trim())))
+fn file_shift<'o>(lines: &Lines<'_>, origins: impl Iterator<Item = &'o PyOrigin>) -> Option<isize> {
+    let mut recorded: Vec<(usize, &str, &str)> = origins
+        .filter_map(|o| {
+            let t = o.text.as_deref()?;
+            Some((o.line, t.trim(), code(t)))
+        })
         .collect();
     recorded.sort();
     recorded.dedup();
     // A line that reads exactly as recorded scores 2; one that differs only
     // by a comment (added since, as `# nnlint: ignore` is) scores 1, so that
     // the block a shift lands on exactly wins over a look-alike copy.
-    let mut score: HashMap<isize, usize> = HashMap::new();
+    let points = |(line, exact, stripped): &(usize, &str, &str), d: isize| {
+        let n = usize::try_from(*line as isize + d).ok()?;
+        let l = lines.get(n)?.trim();
+        match (l == *exact, code(l) == *stripped) {
+            (true, _) => Some(2),
+            (false, true) => Some(1),
+            _ => None,
+        }
+    };
+    let enough = recorded.len();
+    // The file as recorded: the common case, and no search.
+    let unmoved: usize = recorded.iter().filter_map(|r| points(r, 0)).sum();
+    if unmoved >= enough {
+        return Some(0);
+    }
+    let mut score: HashMap<isize, (usize, usize)> = HashMap::new();
     let window = MOVED_WITHIN as isize;
-    for (line, t) in &recorded {
-        for d in -window..=window {
-            let n = *line as isize + d;
-            let Some(l) = (n >= 1).then(|| lines.get(n as usize - 1)).flatten() else {
-                continue;
-            };
-            if l == t {
-                *score.entry(d).or_default() += 2;
-            } else if code(l) == code(t) {
-                *score.entry(d).or_default() += 1;
+    for r in &recorded {
+        for d in (-window..=window).filter(|&d| d != 0) {
+            if let Some(p) = points(r, d) {
+                let entry = score.entry(d).or_default();
+                entry.0 += p;
+                entry.1 += 1;
             }
         }
     }
-    // Half of the lines back in place, exactly.
-    let enough = recorded.len();
-    if score.get(&0).is_some_and(|&n| n >= enough) {
-        return Some(0);
-    }
-    let best = score.values().copied().max().filter(|&n| n >= enough)?;
-    let mut fitting = score.iter().filter(|&(_, &n)| n == best);
+    // Half of the lines back in place, exactly; a move needs two lines to
+    // agree on it, as one line alone may have a look-alike anywhere.
+    score.retain(|_, &mut (_, lines)| lines >= 2);
+    let best = score
+        .values()
+        .map(|&(n, _)| n)
+        .max()
+        .filter(|&n| n >= enough)?;
+    let mut fitting = score.iter().filter(|&(_, &(n, _))| n == best);
     match (fitting.next(), fitting.next()) {
         (Some((&d, _)), None) => Some(d),
         // Several shifts fit as well: which one the edit made is a guess,
@@ -273,9 +338,8 @@ fn file_shift<'o>(text: &str, origins: impl Iterator<Item = &'o PyOrigin>) -> Op
 
 /// Which line of `text` created the node, and how sure that is. `shift` is
 /// the file's [`file_shift`].
-fn check_line(text: &str, origin: &PyOrigin, shift: Option<isize>) -> (usize, SourceCheck) {
-    let lines: Vec<&str> = text.lines().collect();
-    let at = |n: usize| n.checked_sub(1).and_then(|i| lines.get(i)).map(|l| code(l));
+fn check_line(lines: &Lines<'_>, origin: &PyOrigin, shift: Option<isize>) -> (usize, SourceCheck) {
+    let at = |n: usize| lines.get(n).map(code);
     match origin.text.as_deref().map(code) {
         Some(recorded) => {
             let moved = (origin.line as isize + shift.unwrap_or(0)).max(1) as usize;
@@ -287,7 +351,7 @@ fn check_line(text: &str, origin: &PyOrigin, shift: Option<isize>) -> (usize, So
         }
         // TorchScript records no text: the line must at least be a statement
         // that can compute something, inside a function of the recorded name.
-        None => match enclosing_function(&lines, origin.line) {
+        None => match enclosing_function(lines, origin.line) {
             _ if !computes(at(origin.line).unwrap_or("")) => (origin.line, SourceCheck::Changed),
             // `<lambda>`, `<module>`, `<listcomp>`: no `def` to look for.
             Some(f) if f != origin.function && !origin.function.starts_with('<') => {
@@ -331,10 +395,10 @@ fn computes(code: &str) -> bool {
 }
 
 /// The name of the innermost `def` whose body holds line `line` (1-based).
-fn enclosing_function<'t>(lines: &[&'t str], line: usize) -> Option<&'t str> {
+fn enclosing_function<'t>(lines: &Lines<'t>, line: usize) -> Option<&'t str> {
     let indent = |l: &str| l.len() - l.trim_start().len();
-    let own = indent(lines.get(line.checked_sub(1)?)?);
-    lines[..line - 1].iter().rev().find_map(|l| {
+    let own = indent(lines.get(line)?);
+    (1..line).rev().filter_map(|n| lines.get(n)).find_map(|l| {
         let t = l.trim_start();
         if t.is_empty() || indent(l) >= own {
             return None;
@@ -342,20 +406,6 @@ fn enclosing_function<'t>(lines: &[&'t str], line: usize) -> Option<&'t str> {
         let rest = t.strip_prefix("async ").unwrap_or(t).strip_prefix("def ")?;
         Some(rest.split(['(', ' ', ':']).next().unwrap_or(rest))
     })
-}
-
-/// The span of line `line` (1-based) without its indentation and newline.
-fn line_span(text: &str, line: usize) -> Option<Range<usize>> {
-    let mut start = 0;
-    for (i, l) in text.split_inclusive('\n').enumerate() {
-        if i + 1 == line {
-            let content = l.trim_end_matches(['\n', '\r']);
-            let indent = content.len() - content.trim_start().len();
-            return Some(start + indent..start + content.len());
-        }
-        start += l.len();
-    }
-    None
 }
 
 /// Lexically removes `.` and `a/..` from a path.
@@ -528,13 +578,12 @@ mod tests {
         );
         assert_eq!(code("s = '#not a comment'  # one"), "s = '#not a comment'");
         assert_eq!(code(r##"t = "a\"#b""##), r##"t = "a\"#b""##);
-        let lines = [
-            "class Net:",
-            "    def forward(self, x):",
-            "        for i in x:",
-            "            y = i",
-            "z = 1",
-        ];
+        let text = "class Net:\n    def forward(self, x):\n        for i in x:\n            y = i\nz = 1\n";
+        let ranges = Lines::ranges(text);
+        let lines = Lines {
+            text,
+            ranges: &ranges,
+        };
         assert_eq!(enclosing_function(&lines, 4), Some("forward"));
         assert!(computes("x = self.drop(x)"));
         assert!(computes("return x + y"));
@@ -560,30 +609,42 @@ mod tests {
         // The same block twice: lines 1-3 and 4-6.
         let file = format!("{block}{block}");
         let rec = [o(4, "a = f(x)"), o(5, "b = g(a)"), o(6, "c = h(b)")];
-        assert_eq!(file_shift(&file, rec.iter()), Some(0));
+        let shift = |text: &str, rec: &[PyOrigin]| {
+            let ranges = Lines::ranges(text);
+            file_shift(
+                &Lines {
+                    text,
+                    ranges: &ranges,
+                },
+                rec.iter(),
+            )
+        };
+        assert_eq!(shift(&file, &rec), Some(0));
         let once = "a = f(x)\nb = g(a)\nc = h(b)\nd = 1\n";
         let rec_once = [o(1, "a = f(x)"), o(2, "b = g(a)"), o(3, "c = h(b)")];
-        assert_eq!(
-            file_shift(&format!("import os\n\n{once}"), rec_once.iter()),
-            Some(2)
-        );
+        assert_eq!(shift(&format!("import os\n\n{once}"), &rec_once), Some(2));
         // Shifted, with the block twice: -1 and +2 both fit.
+        assert_eq!(shift(&format!("import os\n\n{file}"), &rec), None);
+        assert_eq!(shift("nothing\n", &rec), None);
+        // One recorded line, gone from its place, and a look-alike below: no move.
+        let one = [o(1, "y = self.fc(x)")];
         assert_eq!(
-            file_shift(&format!("import os\n\n{file}"), rec.iter()),
+            shift("y = self.fc2(x)\nz = 1\ny = self.fc(x)\n", &one),
             None
         );
-        assert_eq!(file_shift("nothing\n", rec.iter()), None);
         // One line of the three edited: the others keep the shift, and it is changed.
         let edited =
             file.replacen("b = g(a)\nc", "b = g2(a)\nc", 2)
                 .replacen("b = g2(a)", "b = g(a)", 1);
-        assert_eq!(file_shift(&edited, rec.iter()), Some(0));
+        assert_eq!(shift(&edited, &rec), Some(0));
+        let ranges = Lines::ranges(&edited);
+        let lines = Lines {
+            text: &edited,
+            ranges: &ranges,
+        };
+        assert_eq!(check_line(&lines, &rec[1], Some(0)).1, SourceCheck::Changed);
         assert_eq!(
-            check_line(&edited, &rec[1], Some(0)).1,
-            SourceCheck::Changed
-        );
-        assert_eq!(
-            check_line(&edited, &rec[0], Some(0)),
+            check_line(&lines, &rec[0], Some(0)),
             (4, SourceCheck::Verified)
         );
     }
@@ -591,9 +652,14 @@ mod tests {
     #[test]
     fn line_spans_skip_indentation() {
         let text = "a\n    b = 1\nc";
-        assert_eq!(line_span(text, 2), Some(6..11));
+        let ranges = Lines::ranges(text);
+        let lines = Lines {
+            text,
+            ranges: &ranges,
+        };
+        assert_eq!(lines.span(2), Some(6..11));
         assert_eq!(&text[6..11], "b = 1");
-        assert_eq!(line_span(text, 9), None);
+        assert_eq!(lines.span(9), None);
         assert_eq!(
             normalize(Path::new("fixtures/torch/../generate.py")),
             PathBuf::from("fixtures/generate.py")

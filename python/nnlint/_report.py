@@ -284,7 +284,7 @@ def lint(
         args.append("--no-respect-gitignore")
     args.append("--")
     args += given
-    env = dict(os.environ, CI=os.environ.get("CI", "true"), NO_COLOR="1")
+    env = dict(os.environ, NO_COLOR="1")
     done = subprocess.run(args, capture_output=True, text=True, cwd=cwd, env=env)
     report = None
     warned = [line[len("warning: ") :] for line in done.stderr.splitlines() if line.startswith("warning: ")]
