@@ -215,6 +215,38 @@ fn usage_errors_exit_2() {
     assert_eq!(nnlint(&["--format", "xml", BUGGY]).status.code(), Some(2));
 }
 
+#[test]
+fn a_misspelt_rule_gets_the_closest_names() {
+    let explain = nnlint(&["explain", "dropout-befor-batchnorm"]);
+    assert_eq!(explain.status.code(), Some(2));
+    assert_eq!(
+        text(&explain.stderr),
+        "error: no rule named `dropout-befor-batchnorm`; did you mean `dropout-before-batchnorm`? (see `nnlint rules`)\n"
+    );
+    let select = nnlint(&["--select", "dead-rel", BUGGY]);
+    assert_eq!(select.status.code(), Some(2));
+    assert!(
+        text(&select.stderr).contains("did you mean `dead-relu`?"),
+        "{}",
+        text(&select.stderr)
+    );
+    // Nothing close: no suggestion.
+    let far = nnlint(&["explain", "xyzzy"]);
+    assert_eq!(
+        text(&far.stderr),
+        "error: no rule named `xyzzy` (see `nnlint rules`)\n"
+    );
+}
+
+#[test]
+fn exit_zero_keeps_findings_out_of_the_status_but_not_unreadable_files() {
+    let found = nnlint(&["--exit-zero", "--no-probe", BUGGY]);
+    assert_eq!(found.status.code(), Some(0));
+    assert!(text(&found.stdout).contains("warning[NN301]"));
+    let unreadable = nnlint(&["--exit-zero", "--no-probe", BUGGY, "no/such.onnx"]);
+    assert_eq!(unreadable.status.code(), Some(2));
+}
+
 // ---- bad input -------------------------------------------------------------
 
 fn model_with_external(location: &str, offset: Option<u64>, length: Option<u64>) -> ModelProto {
