@@ -577,9 +577,7 @@ impl Parser<'_> {
         };
         let mut out = Vec::new();
         for (pattern, selectors) in table {
-            let glob = Glob::new(pattern.get_ref())
-                .map_err(|e| self.error(pattern.span(), format!("invalid glob: {e}")))?
-                .compile_matcher();
+            let glob = self.glob(pattern.get_ref(), pattern.span())?;
             out.push((glob, self.selectors(selectors, key)?));
         }
         Ok(out)

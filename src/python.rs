@@ -34,11 +34,14 @@ const MAX_SOURCE: u64 = 8 << 20;
 /// How many lines above and below the recorded one are searched for its text.
 const MOVED_WITHIN: usize = 200;
 
+/// How many trailing components of a recorded path are tried as suffixes.
+const MAX_SUFFIX: usize = 16;
+
 /// How many folders above the model's are searched by suffix, at most.
 const MAX_ANCESTORS: usize = 8;
 
 /// The Python files one report has read, as texts of its [`Sources`].
-pub struct PythonFiles<'a> {
+pub struct PythonFiles<'a, 'o> {
     model_dir: PathBuf,
     aliases: Vec<PathAlias>,
     /// Folders a recorded path's suffix is looked up under, and whether a
@@ -48,7 +51,7 @@ pub struct PythonFiles<'a> {
     /// Recorded path -> (source id, path shown), `None` when it could not be read.
     loaded: HashMap<String, Option<(usize, String)>>,
     /// Every origin the model records, by recorded path, for [`file_shift`].
-    recorded: HashMap<String, Vec<PyOrigin>>,
+    recorded: HashMap<&'o str, Vec<&'o PyOrigin>>,
     /// Recorded path -> how far its lines moved since export.
     shifts: HashMap<String, Option<isize>>,
     /// Source id -> the byte range of each line, found once per file.
@@ -98,18 +101,18 @@ pub struct Suppression {
     pub text: String,
 }
 
-impl<'a> PythonFiles<'a> {
+impl<'a, 'o> PythonFiles<'a, 'o> {
     /// `origins`: every origin the model records; a file's lines are checked
     /// against all of them at once.
-    pub fn new<'o>(
+    pub fn new(
         model: &Path,
         config: Option<&Config>,
         sources: &'a mut Sources,
         origins: impl Iterator<Item = &'o PyOrigin>,
     ) -> Self {
-        let mut recorded: HashMap<String, Vec<PyOrigin>> = HashMap::new();
+        let mut recorded: HashMap<&'o str, Vec<&'o PyOrigin>> = HashMap::new();
         for o in origins {
-            recorded.entry(o.file.clone()).or_default().push(o.clone());
+            recorded.entry(o.file.as_str()).or_default().push(o);
         }
         let model_dir = model.parent().map(Path::to_path_buf).unwrap_or_default();
         let base = config.map(Config::base);
@@ -180,7 +183,12 @@ impl<'a> PythonFiles<'a> {
         let shift = match self.shifts.get(&origin.file) {
             Some(s) => *s,
             None => {
-                let all = self.recorded.get(&origin.file).into_iter().flatten();
+                let all = self
+                    .recorded
+                    .get(origin.file.as_str())
+                    .into_iter()
+                    .flatten()
+                    .copied();
                 let s = file_shift(&self.lines_of(id), all.chain([origin]));
                 self.shifts.insert(origin.file.clone(), s);
                 s
@@ -237,7 +245,9 @@ impl<'a> PythonFiles<'a> {
             .into_iter()
             .filter(|c| !matches!(*c, "/" | "." | "..") && !c.ends_with(':'))
             .collect();
-        for start in 0..parts.len() {
+        // The last MAX_SUFFIX components at most: a real path is shorter, and a
+        // model's made-up one must not cost a stat per component per root.
+        for start in parts.len().saturating_sub(MAX_SUFFIX)..parts.len() {
             let suffix: PathBuf = parts[start..].iter().collect();
             let bare = start + 1 == parts.len();
             for (root, names) in &self.roots {
@@ -294,7 +304,7 @@ fn file_shift<'o>(lines: &Lines<'_>, origins: impl Iterator<Item = &'o PyOrigin>
     // by a comment (added since, as `# nnlint: ignore` is) scores 1, so that
     // the block a shift lands on exactly wins over a look-alike copy.
     let points = |(line, exact, stripped): &(usize, &str, &str), d: isize| {
-        let n = usize::try_from(*line as isize + d).ok()?;
+        let n = line.checked_add_signed(d)?;
         let l = lines.get(n)?.trim();
         match (l == *exact, code(l) == *stripped) {
             (true, _) => Some(2),
@@ -342,11 +352,11 @@ fn check_line(lines: &Lines<'_>, origin: &PyOrigin, shift: Option<isize>) -> (us
     let at = |n: usize| lines.get(n).map(code);
     match origin.text.as_deref().map(code) {
         Some(recorded) => {
-            let moved = (origin.line as isize + shift.unwrap_or(0)).max(1) as usize;
-            match at(moved) == Some(recorded) {
-                true if moved == origin.line => (moved, SourceCheck::Verified),
-                true => (moved, SourceCheck::Moved),
-                false => (origin.line, SourceCheck::Changed),
+            let moved = origin.line.checked_add_signed(shift.unwrap_or(0));
+            match moved.filter(|&n| at(n) == Some(recorded)) {
+                Some(moved) if moved == origin.line => (moved, SourceCheck::Verified),
+                Some(moved) => (moved, SourceCheck::Moved),
+                None => (origin.line, SourceCheck::Changed),
             }
         }
         // TorchScript records no text: the line must at least be a statement
@@ -626,6 +636,22 @@ mod tests {
         // Shifted, with the block twice: -1 and +2 both fit.
         assert_eq!(shift(&format!("import os\n\n{file}"), &rec), None);
         assert_eq!(shift("nothing\n", &rec), None);
+        // Line numbers a model made up do not overflow the search.
+        let far = [
+            o(usize::MAX, "a = f(x)"),
+            o(isize::MAX as usize, "b = g(a)"),
+            o(0, "c = h(b)"),
+        ];
+        assert_eq!(shift(&file, &far), None);
+        let ranges = Lines::ranges(&file);
+        let lines = Lines {
+            text: &file,
+            ranges: &ranges,
+        };
+        assert_eq!(
+            check_line(&lines, &far[1], Some(200)).1,
+            SourceCheck::Changed
+        );
         // One recorded line, gone from its place, and a look-alike below: no move.
         let one = [o(1, "y = self.fc(x)")];
         assert_eq!(
