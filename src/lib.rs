@@ -451,7 +451,13 @@ fn probe_pass(
         return;
     }
     let saturation = settings.option(&rules::saturated_activation::META, "threshold") as f32;
-    let probe = match probe::run(model, main, &settings.probe, saturation) {
+    let mut backward: Vec<probe::Backward> = measuring
+        .iter()
+        .flat_map(|r| r.backward().iter().copied())
+        .collect();
+    backward.sort();
+    backward.dedup();
+    let probe = match probe::run(model, main, &settings.probe, saturation, &backward) {
         Ok(p) => p,
         Err(skip) => {
             let skipped = &rules::probe_skipped::META;
@@ -463,6 +469,14 @@ fn probe_pass(
             return;
         }
     };
+    if let Some(Err(skip)) = &probe.gradients {
+        let skipped = &rules::probe_skipped::META;
+        if settings.selection.enabled(skipped) {
+            let mut d = vec![rules::probe_skipped::backward_diagnostic(main, skip)];
+            settings.apply_severity(skipped, &mut d);
+            diagnostics.extend(d);
+        }
+    }
     for rule in measuring {
         let mut found = Vec::new();
         rule.probe(
@@ -479,10 +493,12 @@ fn probe_pass(
                 s.rule == d.rule
                     || rules::find(s.rule).is_some_and(|r| r.meta().absorbs.contains(&d.rule))
             };
-            match diagnostics
-                .iter_mut()
-                .find(|s| explains(s) && d.node.as_deref().is_some_and(|n| s.concerns(n)))
-            {
+            // The same node: by name, or, for a node without one, by place.
+            let same = |s: &Diagnostic| match d.node.as_deref() {
+                Some(n) => s.concerns(n),
+                None => s.node.is_none() && s.primary_span() == d.primary_span(),
+            };
+            match diagnostics.iter_mut().find(|s| explains(s) && same(s)) {
                 Some(s) => s
                     .notes
                     .push(format!("the probe measured it: {}", d.message)),

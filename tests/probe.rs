@@ -32,7 +32,7 @@ fn lowered_training_ops_compute_what_onnxruntime_computes() {
                 .files
                 .insert(input.to_string(), format!("{stem}.{input}.npy").into());
         }
-        let probe = nnlint::probe::run(&model, &graphs[0], &options, 5.0)
+        let probe = nnlint::probe::run(&model, &graphs[0], &options, 5.0, &[])
             .unwrap_or_else(|e| panic!("{stem}: the probe did not run: {e}"));
         let expected: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(r).unwrap()).unwrap();

@@ -181,6 +181,65 @@ fn every_probe_fixture_fires_exactly_its_rules() {
     );
 }
 
+/// The gradient fixtures (`fixtures/generate.py gradients`, training-mode
+/// exports by both exporters): the problems only a backward pass shows, and
+/// their healthy counterparts.
+const GRADIENT_EXPECTED: &[(&str, &[&str])] = &[
+    ("grad_aux_zero", &["zero-gradient"]),
+    ("grad_batch_mean", &["batch-mixing"]),
+    ("grad_deep_bn", &["gradient-scale"]),
+    ("grad_gate", &["zero-gradient"]),
+    ("grad_healthy_bn", &[]),
+    ("grad_ln_sigmoid", &["gradient-scale"]),
+    ("grad_mix_reshape", &["batch-mixing"]),
+    // Plain depth is also what `missing-normalization` looks for.
+    (
+        "grad_plain_relu",
+        &["gradient-scale", "missing-normalization"],
+    ),
+    ("grad_preln_residual", &[]),
+    ("grad_round", &["zero-gradient"]),
+    ("grad_straight_through", &[]),
+];
+
+#[test]
+fn every_gradient_fixture_fires_exactly_its_rules() {
+    let models = by_prefix("fixtures/gradients", GRADIENT_EXPECTED);
+    for (path, stem, rules) in &models {
+        let expected: BTreeSet<&str> = rules.iter().copied().collect();
+        assert_eq!(rules_at(path, Severity::Warning), expected, "{stem}");
+    }
+    assert_eq!(
+        models.len(),
+        GRADIENT_EXPECTED.len() * 2,
+        "every model from both exporters"
+    );
+    // Without the backward pass, only the static half of `zero-gradient` is left.
+    for (path, stem, rules) in &models {
+        let mut options = isolated();
+        options.probe.gradients = false;
+        let report = lint_file(path, &options).unwrap();
+        let fired: BTreeSet<&str> = report
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity >= Severity::Warning)
+            .map(|d| d.rule)
+            .collect();
+        assert!(
+            !fired.contains("gradient-scale") && !fired.contains("batch-mixing"),
+            "{stem} with --no-grad: {fired:?}"
+        );
+        let static_zero = ["grad_gate", "grad_round", "grad_aux_zero"]
+            .iter()
+            .any(|p| stem.starts_with(p));
+        assert_eq!(
+            fired.contains("zero-gradient"),
+            static_zero && rules.contains(&"zero-gradient"),
+            "{stem} with --no-grad"
+        );
+    }
+}
+
 #[test]
 fn every_rule_fires_somewhere_in_the_fixtures() {
     let mut fired = BTreeSet::new();
@@ -193,6 +252,7 @@ fn every_rule_fires_somewhere_in_the_fixtures() {
         "fixtures/probe",
         "fixtures/losses",
         "fixtures/published",
+        "fixtures/gradients",
     ] {
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();

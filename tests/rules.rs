@@ -167,6 +167,16 @@ fn every_rule_declares_its_premises() {
             "constant-weights",
             &[(Premise::Untrained, Half::Static, Unmet::Note)],
         ),
+        // Gradients of a trained model on synthesized data say little, and
+        // a trained graph may carry post-processing its training graph had not.
+        (
+            "gradient-scale",
+            &[(Premise::Untrained, Half::Measured, Unmet::Skip)],
+        ),
+        (
+            "zero-gradient",
+            &[(Premise::Untrained, Half::Both, Unmet::Skip)],
+        ),
     ];
     // What a model computes wrongly whatever its state: no premise about the
     // model's state may turn these off or down.
@@ -180,6 +190,7 @@ fn every_rule_declares_its_premises() {
         "invalid-graph",
         "dropout-before-batchnorm",
         "unnormalized-input",
+        "batch-mixing",
     ];
     let state = [
         Premise::Untrained,

@@ -32,6 +32,7 @@ const UI_DIRS: &[&str] = &[
     "fixtures/losses",
     "fixtures/published",
     "fixtures/hostile",
+    "fixtures/gradients",
 ];
 
 fn models() -> Vec<PathBuf> {

@@ -237,6 +237,7 @@ def lint(
     show_suppressed: bool = False,
     model_state: Optional[str] = None,
     probe: bool = True,
+    grad: bool = True,
     seed: Optional[int] = None,
     dims: Optional[Mapping[str, int]] = None,
     inputs: Optional[Mapping[str, PathLike]] = None,
@@ -248,7 +249,7 @@ def lint(
     """Lint model files or folders, as ``nnlint PATH...`` does, and return the findings.
 
     Each keyword is the CLI flag of the same name (``select=["NN3"]`` is
-    ``--select NN3``; ``probe=False`` is ``--no-probe``; ``dims={"batch": 8}``
+    ``--select NN3``; ``probe=False`` is ``--no-probe``, ``grad=False`` ``--no-grad``; ``dims={"batch": 8}``
     is ``--dim batch=8``; ``inputs={"x": "x.npy"}`` is ``--input x=x.npy``).
     Raises :class:`NnlintError` with the CLI's message when it exits with 2.
     """
@@ -270,6 +271,8 @@ def lint(
         args += ["--model-state", model_state]
     if not probe:
         args.append("--no-probe")
+    if not grad:
+        args.append("--no-grad")
     if seed is not None:
         args += ["--seed", str(seed)]
     for name, value in (dims or {}).items():

@@ -79,6 +79,9 @@ def test_options_are_the_cli_flags():
     assert len(nnlint.lint(BUGGY, ignore=["dropout-before-batchnorm"])) == 0
     assert len(nnlint.lint(BUGGY, select="NN3", probe=False)) == 1
     assert [f.code for f in nnlint.lint(BUGGY, select=["NN1"])] == []
+    deep = "fixtures/gradients/grad_deep_bn_dynamo_train.onnx"
+    assert "gradient-scale" in {f.rule for f in nnlint.lint(deep, isolated=True)}
+    assert "gradient-scale" not in {f.rule for f in nnlint.lint(deep, isolated=True, grad=False)}
 
 
 def test_exit_2_raises_with_the_cli_message_and_keeps_the_other_files():

@@ -12,6 +12,7 @@
 //! graphs use the ids, which costs no hashing.
 
 mod build;
+mod gradient;
 mod layers;
 mod node;
 mod onnx_ops;
@@ -27,6 +28,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 
 pub(crate) use build::build_listing;
 pub use build::{build, is_known_op, Problem, ProblemKind, IMPLICIT_SLOT};
+pub use gradient::{Block, ParamKind, Trainable};
 pub use layers::{activation, Activation, LayerKind, WeightLayer, NORMALIZATION_OPS};
 pub use node::{Attr, NodeRef};
 pub use origin::PyOrigin;

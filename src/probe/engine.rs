@@ -93,10 +93,16 @@ pub fn run(
     watch: &FxHashMap<String, Watch>,
     options: &RunOptions,
 ) -> Result<Run, Skip> {
+    guarded("tract", || run_inner(model, graph, lowered, watch, options))
+}
+
+/// Runs `f`, turning a panic of the engine it drives (`engine` names it)
+/// into a reason the probe did not run, without printing the panic.
+pub fn guarded<T>(engine: &str, f: impl FnOnce() -> Result<T, Skip>) -> Result<T, Skip> {
     quiet_panics();
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         PROBING.with(|p| p.set(true));
-        let r = run_inner(model, graph, lowered, watch, options);
+        let r = f();
         PROBING.with(|p| p.set(false));
         r
     }));
@@ -107,7 +113,7 @@ pub fn run(
             .map(String::as_str)
             .or_else(|| panic.downcast_ref::<&str>().copied())
             .unwrap_or("unknown error");
-        Err(format!("tract failed: {}", first_line(what)).into())
+        Err(format!("{engine} failed: {}", first_line(what)).into())
     })
 }
 

@@ -34,8 +34,24 @@ pub struct Lowered {
     pub folded_norms: usize,
 }
 
+/// The op type of the node that stops gradients ([`lower_for_gradients`]).
+pub const DETACH: &str = "nnlint::Detach";
+
 /// Lowers the main graph. Fails when a node cannot be lowered, with the reason.
 pub fn lower(graph: &Graph<'_>) -> Result<Lowered, String> {
+    lower_with(graph, false)
+}
+
+/// Lowers the main graph for the backward pass. As [`lower`], except that
+/// every BatchNorm stays a `BatchNormalization` in training mode, so that its
+/// scale and shift are the model's own tensors and get gradients, and the
+/// detached half of each straight-through estimator is marked with a
+/// [`DETACH`] node, as torch computes it.
+pub fn lower_for_gradients(graph: &Graph<'_>) -> Result<Lowered, String> {
+    lower_with(graph, true)
+}
+
+fn lower_with(graph: &Graph<'_>, gradients: bool) -> Result<Lowered, String> {
     let mut b = Builder {
         opset: graph.opset().unwrap_or(17),
         out: Lowered::default(),
@@ -45,6 +61,8 @@ pub fn lower(graph: &Graph<'_>) -> Result<Lowered, String> {
         let plain = !n.domain_is_default();
         match n.op_type() {
             _ if plain => b.keep(&n),
+            "BatchNormalization" if gradients => b.training_batch_norm(&n),
+            "Sub" if gradients && graph.straight_through(&n) => b.detached(&n),
             "SoftmaxCrossEntropyLoss" => b.softmax_cross_entropy(&n)?,
             "NegativeLogLikelihoodLoss" => {
                 let target = n
@@ -297,6 +315,27 @@ impl Builder {
         }
         self.out.batch_norms += 1;
         Ok(())
+    }
+
+    /// The BatchNorm as ONNX's own op in training mode: batch statistics.
+    fn training_batch_norm(&mut self, n: &NodeRef<'_, '_>) {
+        let mut node = n.proto.clone();
+        node.attribute.retain(|a| a.name != "training_mode");
+        node.attribute.push(int("training_mode", 1));
+        self.out.nodes.push(node);
+        self.out.batch_norms += 1;
+    }
+
+    /// The node, with its output passed through [`DETACH`].
+    fn detached(&mut self, n: &NodeRef<'_, '_>) {
+        let Some(out) = n.output(0) else {
+            return self.keep(n);
+        };
+        let raw = self.fresh("straight_through");
+        let mut node = n.proto.clone();
+        node.output[0] = raw.clone();
+        self.out.nodes.push(node);
+        self.push(DETACH, &[&raw], out, vec![]);
     }
 
     /// The normalization as nnlint's own operator (see [`super::normalize`]).

@@ -4,6 +4,7 @@
 //! its explanation in `rules/<name>.md`, embedded into the binary.
 
 mod activation_scale;
+mod batch_mixing;
 mod batchnorm_batch_size_one;
 mod bce_without_sigmoid;
 mod bias_before_batchnorm;
@@ -17,6 +18,7 @@ mod dropout_before_batchnorm;
 mod dropout_rate;
 mod duplicate_node_name;
 pub mod frozen_weights;
+mod gradient_scale;
 pub mod graph_mismatch;
 mod hidden_softmax;
 mod init_scale;
@@ -41,6 +43,7 @@ mod unused_initializer;
 mod unused_input;
 pub mod unused_suppression;
 pub mod update_ratio;
+mod zero_gradient;
 
 use crate::config::RuleConfig;
 use crate::diag::{Diagnostic, Severity};
@@ -156,6 +159,10 @@ pub trait Rule: Sync {
     fn measures(&self) -> bool {
         false
     }
+    /// What the rule needs from the probe's backward pass; empty for none.
+    fn backward(&self) -> &'static [crate::probe::Backward] {
+        &[]
+    }
     /// Appends the rule's findings from the probe's forward pass over the main graph.
     fn probe(&self, _cx: &Check<'_, '_>, _probe: &Probe, _out: &mut Vec<Diagnostic>) {}
 }
@@ -197,6 +204,9 @@ static RULES: &[&dyn Rule] = &[
     &initial_loss::InitialLoss,
     &saturated_activation::SaturatedActivation,
     &activation_scale::ActivationScale,
+    &gradient_scale::GradientScale,
+    &zero_gradient::ZeroGradient,
+    &batch_mixing::BatchMixing,
 ];
 
 /// Every rule, in code order.

@@ -30,13 +30,26 @@ impl Rule for ProbeSkipped {
 /// the main graph.
 pub fn diagnostic(graph: &Graph<'_>, skip: &Skip) -> Diagnostic {
     let d = Diagnostic::new(&META, format!("the probe did not run: {}", skip.reason));
-    let node = skip.node.as_deref().and_then(|name| graph.find_node(name));
-    match node {
-        Some(n) => d
-            .primary(n.span().call, "stopped the probe")
-            .with_node(n.name()),
-        None => d.primary(graph.source().graph(graph.scope()), "not probed"),
-    }
+    at_node(graph, skip, d, "stopped the probe")
         .note("static rules ran as usual; only the measured checks are missing")
         .help("`--dim NAME=VALUE` (or `--dim INPUT:AXIS=VALUE` for an unnamed one) sets dynamic dimensions, `--input NAME=FILE.npy` feeds real data, `--no-probe` turns the probe off")
+}
+
+/// The note for a backward pass that did not run, after a forward pass that did.
+pub fn backward_diagnostic(graph: &Graph<'_>, skip: &Skip) -> Diagnostic {
+    let d = Diagnostic::new(
+        &META,
+        format!("the backward pass did not run: {}", skip.reason),
+    );
+    at_node(graph, skip, d, "stopped the backward pass")
+        .note("the forward probe's checks ran; only the checks of gradients are missing")
+        .help("`--no-grad` turns the backward pass off")
+}
+
+fn at_node(graph: &Graph<'_>, skip: &Skip, d: Diagnostic, label: &str) -> Diagnostic {
+    let node = skip.node.as_deref().and_then(|name| graph.find_node(name));
+    match node {
+        Some(n) => d.primary(n.span().call, label).with_node(n.name()),
+        None => d.primary(graph.source().graph(graph.scope()), "not probed"),
+    }
 }

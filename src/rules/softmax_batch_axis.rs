@@ -11,7 +11,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Graph,
     category: Category::Loss,
     premises: &[],
-    absorbs: &[],
+    absorbs: &["batch-mixing"],
     summary: "softmax normalizes over the batch axis instead of the classes",
     options: &[],
     explanation: include_str!("../../rules/softmax-batch-axis.md"),

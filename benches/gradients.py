@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""The backward pass's cost, as ratios against torch and onnxruntime.
+
+    cargo build --release
+    /tmp/fx/bin/python benches/export_models.py /tmp/nnlint-bench   # the architectures
+    /tmp/fx/bin/python benches/gradients.py /tmp/nnlint-bench        # exports ResNet-50 once
+
+Every command runs as a whole process, RUNS times; the table shows the median
+wall time and the largest peak RSS (/usr/bin/time). Rows:
+  - ResNet-50, batch 8, 224x224, training export with `F.cross_entropy`:
+    `nnlint model.onnx` with default options (static rules, forward probe, and
+    the backward pass when its estimated memory fits `--probe-memory`) and
+    with the backward pass forced (`--probe-memory 8192`), each against a
+    Python process that imports torch and torchvision, builds the model and
+    runs one forward and backward pass (the target: at most as slow);
+  - the same model with `--no-grad` against one onnxruntime inference of the
+    batch (the forward probe's target: at most 2x);
+  - resnet18 and the TransformerEncoder LM of benches/export_models.py, whose
+    backward pass runs by default: the extra cost of `nnlint` over
+    `nnlint --no-grad`.
+"""
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NNLINT = os.path.join(ROOT, "target", "release", "nnlint")
+RUNS = 5
+TORCH = [sys.executable, "-c", """
+import torch, torchvision
+torch.manual_seed(0)
+m = torchvision.models.resnet50().train()
+x = torch.randn(8, 3, 224, 224); y = torch.randint(0, 1000, (8,))
+torch.nn.functional.cross_entropy(m(x), y).backward()
+"""]
+ORT = [sys.executable, "-c", """
+import sys, numpy as np, onnxruntime as ort
+s = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+feeds = {}
+for i in s.get_inputs():
+    shape = [d if isinstance(d, int) else 8 for d in i.shape]
+    feeds[i.name] = (np.random.randn(*shape).astype(np.float32) if "float" in i.type
+                     else np.zeros(shape, dtype=np.int64))
+s.run(None, feeds)
+"""]
+
+
+def measure(cmd, runs=RUNS):
+    times, rss = [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        r = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, capture_output=True, text=True)
+        times.append(time.perf_counter() - start)
+        rss.append(int(r.stderr.strip().splitlines()[-1]) / 1024)
+    return statistics.median(times), max(rss)
+
+
+def resnet50(path):
+    import torch
+    import torchvision
+
+    class WithLoss(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x, y):
+            return torch.nn.functional.cross_entropy(self.m(x), y)
+
+    torch.manual_seed(0)
+    model = WithLoss(torchvision.models.resnet50()).train()
+    args = (torch.randn(8, 3, 224, 224), torch.randint(0, 1000, (8,)))
+    torch.onnx.export(model, args, path, dynamo=True, verbose=False)
+
+
+def row(name, ours, peer, label):
+    print(f"{name:<40}{ours[0]:>9.2f}{ours[1]:>8.0f}{peer[0]:>9.2f}{peer[1]:>8.0f}  "
+          f"wall {ours[0] / peer[0]:.2f}x, RSS {ours[1] / peer[1]:.2f}x of {label}")
+
+
+def main():
+    bench = sys.argv[1] if len(sys.argv) > 1 else "/tmp/nnlint-bench"
+    r50 = os.path.join(bench, "resnet50_b8_train_ce.onnx")
+    if not os.path.exists(r50):
+        resnet50(r50)
+    print(f"{'model':<40}{'nnlint s':>9}{'MiB':>8}{'peer s':>9}{'MiB':>8}")
+    torch_run = measure(TORCH)
+    row("resnet50 b8, default", measure([NNLINT, "--format", "short", r50]), torch_run, "torch fwd+bwd")
+    row("resnet50 b8, backward forced", measure([NNLINT, "--probe-memory", "8192", "--format", "short", r50]),
+        torch_run, "torch fwd+bwd")
+    row("resnet50 b8, --no-grad", measure([NNLINT, "--no-grad", "--format", "short", r50]), measure(ORT + [r50]),
+        "onnxruntime inference")
+    for name in ("resnet18_dynamo_train_ce", "transformer_lm_dynamo_train", "efficientnet_b0_dynamo_train_ce"):
+        path = os.path.join(bench, "arch", name + ".onnx")
+        if os.path.exists(path):
+            row(name, measure([NNLINT, "--format", "short", path]),
+                measure([NNLINT, "--no-grad", "--format", "short", path]), "--no-grad")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,299 @@
+//! What the graph says about gradients: which tensors training updates, and
+//! which ops pass no gradient back to their inputs.
+//!
+//! ONNX has no stop-gradient, and the exporters keep no `requires_grad`:
+//! every float initializer looks trainable. So trainable here means what an
+//! optimizer over `model.parameters()` would update in the layers the
+//! checklist speaks of: the weights and biases of weight layers, the scales
+//! and shifts of normalization layers, and embedding tables.
+
+use super::{Graph, NodeRef, TensorId, NORMALIZATION_OPS};
+use crate::onnx::proto::data_type as dt;
+
+/// What a trainable tensor is to its layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ParamKind {
+    Weight,
+    Bias,
+    /// A normalization layer's scale.
+    Scale,
+    /// A normalization layer's shift.
+    Shift,
+    /// An embedding table read by `Gather`.
+    Embedding,
+}
+
+/// A tensor training would update, and the node that reads it.
+#[derive(Clone, Debug)]
+pub struct Trainable<'m> {
+    pub name: &'m str,
+    pub tensor: TensorId,
+    pub node: super::NodeId,
+    pub kind: ParamKind,
+}
+
+impl<'m> Graph<'m> {
+    /// The trainable tensors, each once, in the order the graph first reads them.
+    pub fn trainable(&self) -> Vec<Trainable<'m>> {
+        let mut out: Vec<Trainable<'m>> = Vec::new();
+        let mut seen = rustc_hash::FxHashSet::default();
+        for n in self.nodes() {
+            if !n.domain_is_default() {
+                continue;
+            }
+            let mut add = |slot: usize, kind: ParamKind| {
+                let Some(name) = n.input(slot).filter(|s| !s.is_empty()) else {
+                    return;
+                };
+                let Some(id) = n.input_id(slot) else { return };
+                let float = self
+                    .constant_of(id)
+                    .is_some_and(|t| dt::is_float(t.data_type));
+                if float && seen.insert(id) {
+                    out.push(Trainable {
+                        name,
+                        tensor: id,
+                        node: n.id(),
+                        kind,
+                    });
+                }
+            };
+            if let Some(layer) = self.weight_layer(n.id()) {
+                let slot = |t: &str| n.inputs().iter().position(|i| i == t);
+                if let Some(w) = slot(layer.weight_name) {
+                    add(w, ParamKind::Weight);
+                }
+                if let Some(b) = layer.bias_name.and_then(slot) {
+                    add(b, ParamKind::Bias);
+                }
+                continue;
+            }
+            match n.op_type() {
+                op if NORMALIZATION_OPS.contains(&op) => {
+                    add(1, ParamKind::Scale);
+                    add(2, ParamKind::Shift);
+                }
+                "Gather" if n.input_id(1).is_some_and(|i| self.constant_of(i).is_none()) => {
+                    add(0, ParamKind::Embedding)
+                }
+                _ => {}
+            }
+        }
+        // Weights a layer reads through layout ops (an in-projection split or
+        // transposed), and biases added to a layer's output (MatMul, then Add).
+        let mut more: Vec<(usize, Trainable<'m>)> = Vec::new();
+        for n in self.nodes() {
+            if !n.domain_is_default() {
+                continue;
+            }
+            for (slot, name) in n.inputs().iter().enumerate() {
+                let Some(id) = n.input_id(slot) else { continue };
+                if seen.contains(&id)
+                    || !self.constant_of(id).is_some_and(|t| {
+                        dt::is_float(t.data_type) && t.dims.iter().product::<i64>() > 1
+                    })
+                {
+                    continue;
+                }
+                let Some(kind) = self.read_as_parameter(&n, slot) else {
+                    continue;
+                };
+                seen.insert(id);
+                more.push((
+                    n.id(),
+                    Trainable {
+                        name: name.as_str(),
+                        tensor: id,
+                        node: n.id(),
+                        kind,
+                    },
+                ));
+            }
+        }
+        if !more.is_empty() {
+            let mut all: Vec<(usize, Trainable<'m>)> =
+                out.into_iter().map(|t| (t.node, t)).collect();
+            all.extend(more);
+            all.sort_by_key(|(i, _)| *i);
+            out = all.into_iter().map(|(_, t)| t).collect();
+        }
+        out
+    }
+
+    /// Whether input `slot` of `n` is a layer's weight read through layout
+    /// ops, or a bias added to a layer's output.
+    fn read_as_parameter(&self, n: &NodeRef<'_, 'm>, slot: usize) -> Option<ParamKind> {
+        const LAYOUT: &[&str] = &[
+            "Transpose",
+            "Split",
+            "Slice",
+            "Reshape",
+            "Squeeze",
+            "Unsqueeze",
+            "Identity",
+        ];
+        const LAYERS: &[&str] = &["MatMul", "Gemm", "Conv", "ConvTranspose"];
+        let is_layer_output = |t: &str| {
+            self.producer(t)
+                .is_some_and(|(p, _)| LAYERS.contains(&p.op_type()))
+        };
+        if n.is("Add") {
+            let other = n.input(1 - slot.min(1))?;
+            return is_layer_output(other).then_some(ParamKind::Bias);
+        }
+        if !LAYOUT.contains(&n.op_type()) || slot != 0 {
+            return None;
+        }
+        let mut frontier: Vec<&str> = n.outputs().iter().map(String::as_str).collect();
+        for _ in 0..4 {
+            let mut next = Vec::new();
+            for t in frontier {
+                for (c, s) in self.consumers(t) {
+                    if LAYERS.contains(&c.op_type()) {
+                        return Some(ParamKind::Weight);
+                    }
+                    if c.is("Add") && c.input(1 - s.min(1)).is_some_and(is_layer_output) {
+                        return Some(ParamKind::Bias);
+                    }
+                    if LAYOUT.contains(&c.op_type()) && s == 0 {
+                        next.extend(c.outputs().iter().map(String::as_str));
+                    }
+                }
+            }
+            frontier = next;
+        }
+        None
+    }
+
+    /// Why no gradient flows from output `output` of `n` back to its input
+    /// `input`: the op's derivative there is zero or undefined. `None` when
+    /// it flows, or when the input only sizes the output (`Shape`, an index).
+    pub fn blocks_gradient(
+        &self,
+        n: &NodeRef<'_, 'm>,
+        input: usize,
+        output: usize,
+    ) -> Option<Block> {
+        if !n.domain_is_default() {
+            return None;
+        }
+        let op = n.op_type();
+        let block = match op {
+            "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "IsNaN" | "IsInf" => {
+                Block::Comparison
+            }
+            "Round" | "Floor" | "Ceil" | "Sign" => Block::Step,
+            "ArgMax" | "ArgMin" => Block::Index,
+            "TopK" if output == 1 => Block::Index,
+            "NonZero" => Block::Index,
+            "Cast" => {
+                let to = n.attr_i64("to").unwrap_or(dt::FLOAT as i64) as i32;
+                if dt::is_float(to) {
+                    return None;
+                }
+                Block::IntegerCast
+            }
+            "Mul" => {
+                let other = n.input(1 - input.min(1))?;
+                let zero = self
+                    .values(other)
+                    .and_then(|v| v.ok())
+                    .is_some_and(|v| !v.is_empty() && v.iter().all(|&x| x == 0.0));
+                if !zero {
+                    return None;
+                }
+                Block::TimesZero
+            }
+            _ => return None,
+        };
+        Some(block)
+    }
+
+    /// Whether the input slot of `n` only sizes or indexes its output, so
+    /// that no gradient is expected through it.
+    pub fn structural_input(&self, n: &NodeRef<'_, 'm>, input: usize) -> bool {
+        n.domain_is_default()
+            && match n.op_type() {
+                "Shape" | "Size" | "ConstantOfShape" | "EyeLike" => true,
+                "Reshape" | "Expand" | "Tile" | "Range" => input > 0,
+                "Gather" | "GatherElements" | "GatherND" | "ScatterElements" => input == 1,
+                "Slice" | "Squeeze" | "Unsqueeze" | "Split" | "ReduceMean" | "ReduceSum"
+                | "ReduceMax" | "ReduceMin" | "Pad" | "TopK" | "Resize" | "Upsample" => input > 0,
+                "Where" => input == 0,
+                _ => false,
+            }
+    }
+
+    /// Whether `n` (a `Sub`) is the detached half of a straight-through
+    /// estimator, `a + (q(a) - a)`, where `q` has no useful derivative
+    /// (`torch.round`, `torch.sign`, a comparison). torch writes
+    /// `(q(a) - a).detach()`; ONNX has no way to say so, and the graph read
+    /// as written has derivative 0 where torch's is 1.
+    pub fn straight_through(&self, n: &NodeRef<'_, 'm>) -> bool {
+        if !n.is("Sub") {
+            return false;
+        }
+        let (Some(q), Some(a), Some(out)) = (n.input(0), n.input(1), n.output(0)) else {
+            return false;
+        };
+        // The sum with `a` itself.
+        let added_back = self
+            .consumers(out)
+            .iter()
+            .any(|(c, slot)| c.is("Add") && c.input(1 - (*slot).min(1)) == Some(a));
+        added_back && self.quantizes(q, a)
+    }
+
+    /// Whether `q` is computed from `a` within a few elementwise steps, one
+    /// of which passes no gradient.
+    fn quantizes(&self, q: &str, a: &str) -> bool {
+        let mut stack = vec![(q, 0usize, false)];
+        while let Some((t, depth, blocked)) = stack.pop() {
+            if t == a {
+                if blocked {
+                    return true;
+                }
+                continue;
+            }
+            if depth > 6 {
+                continue;
+            }
+            let Some((p, slot)) = self.producer(t) else {
+                continue;
+            };
+            for (i, input) in p.inputs().iter().enumerate() {
+                let blocks = self.blocks_gradient(&p, i, slot).is_some();
+                stack.push((input.as_str(), depth + 1, blocked || blocks));
+            }
+        }
+        false
+    }
+}
+
+/// Why an op passes no gradient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Block {
+    /// A comparison: its output is a boolean.
+    Comparison,
+    /// A step function (`Round`, `Floor`, `Ceil`, `Sign`): derivative 0 almost everywhere.
+    Step,
+    /// An index (`ArgMax`, `TopK`'s indices, `NonZero`).
+    Index,
+    /// A cast to an integer or boolean type.
+    IntegerCast,
+    /// A multiplication by a constant zero.
+    TimesZero,
+}
+
+impl Block {
+    /// Why, in words, lowercase.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Block::Comparison => "a comparison has no gradient",
+            Block::Step => "a step function has zero gradient almost everywhere",
+            Block::Index => "an index has no gradient",
+            Block::IntegerCast => "a cast to an integer or boolean type has no gradient",
+            Block::TimesZero => "a product with a constant zero has zero gradient",
+        }
+    }
+}

@@ -1,0 +1,882 @@
+//! The backward pass: one forward and backward pass through the lowered
+//! training graph with candle, on the forward probe's batch.
+//!
+//! tract, the forward engine, has no autodiff. candle does, over its own ops,
+//! so [`ops`] writes each ONNX operator with candle ops, and this module runs
+//! the graph [`super::lower::lower_for_gradients`] lowered: the same
+//! lowering as the forward probe (losses written out, Dropout as its
+//! expectation, random ops at their median), with BatchNorm on batch
+//! statistics whose scale and shift are the model's own tensors.
+//!
+//! Two measurements come out:
+//! - each trainable tensor's gradient of the loss, or that the loss never
+//!   reaches it ([`ParamGrad`]);
+//! - whether sample 0's output depends on the other samples' inputs
+//!   ([`Mixing`]), with the batch statistics of BatchNorm held constant,
+//!   and the node where it starts, found by a forward pass with one other
+//!   sample changed.
+
+mod conv;
+pub mod ops;
+mod per_sample;
+
+use candle_core::{DType, Device, Tensor, Var};
+use rustc_hash::{FxHashMap, FxHashSet};
+use tract_onnx::prelude::{DatumType, Tensor as TractTensor};
+
+use super::engine::Skip;
+use super::inputs::{self, Input};
+use super::lower::Lowered;
+use crate::graph::{Graph, ParamKind};
+use crate::onnx::proto::data_type as dt;
+use crate::onnx::Model;
+use ops::{c, Cx, R};
+
+/// What the backward pass measures, and how.
+#[derive(Clone, Debug)]
+pub struct GradOptions {
+    /// The gradient of the loss for every trainable tensor.
+    pub params: bool,
+    /// Whether samples are mixed across the batch.
+    pub mixing: bool,
+    /// The dtype the pass computes in: f32, or f64 for gradient checks.
+    pub float: DType,
+    /// Keep every gradient's values (tests compare them to torch's).
+    pub keep_values: bool,
+}
+
+impl Default for GradOptions {
+    fn default() -> Self {
+        GradOptions {
+            params: true,
+            mixing: true,
+            float: DType::F32,
+            keep_values: false,
+        }
+    }
+}
+
+/// What the backward pass measured.
+#[derive(Clone, Debug, Default)]
+pub struct Gradients {
+    /// The loss it differentiated, and what it was.
+    pub loss: f64,
+    pub target: Target,
+    /// Every trainable tensor, in the order the graph first reads it.
+    pub params: Vec<ParamGrad>,
+    pub mixing: Option<Mixing>,
+    pub batch: usize,
+}
+
+/// What the pass differentiated.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Target {
+    /// The graph's own loss.
+    #[default]
+    Loss,
+    /// Cross-entropy of a classifier head the graph outputs, against labels
+    /// `i mod C` for sample `i`.
+    Head(String),
+    /// Half the mean square of the float outputs, for graphs without a loss or head.
+    Outputs,
+}
+
+impl Target {
+    /// What the loss is, in words, lowercase.
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Loss => "the graph's loss".into(),
+            Target::Head(h) => format!("cross-entropy on the head `{h}`"),
+            Target::Outputs => "half the mean square of the outputs".into(),
+        }
+    }
+}
+
+/// The gradient of one trainable tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamGrad {
+    pub name: String,
+    pub kind: ParamKind,
+    /// The node that reads it.
+    pub node: String,
+    /// ‖g‖ and ‖w‖ (Frobenius).
+    pub norm: f64,
+    pub weight_norm: f64,
+    /// The loss reaches it at all.
+    pub reached: bool,
+    /// Its values, when [`GradOptions::keep_values`].
+    pub values: Option<Vec<f64>>,
+}
+
+impl ParamGrad {
+    /// ‖g‖ / ‖w‖, the gradient relative to the weights.
+    pub fn relative(&self) -> f64 {
+        self.norm / self.weight_norm
+    }
+
+    /// No gradient at all: never reached, or exactly zero everywhere.
+    pub fn none(&self) -> bool {
+        !self.reached || self.norm == 0.0
+    }
+}
+
+/// Sample 0's output depends on another sample's input.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mixing {
+    pub input: String,
+    pub output: String,
+    /// The largest |∂ out[0] / ∂ x[0]| and |∂ out[0] / ∂ x[j]|, j ≥ 1.
+    pub own: f64,
+    pub other: f64,
+    /// The `j` of `other`.
+    pub sample: usize,
+    /// The node where sample 0's values first change with another sample's input.
+    pub node: Option<String>,
+}
+
+impl Mixing {
+    pub fn ratio(&self) -> f64 {
+        if self.own > 0.0 {
+            self.other / self.own
+        } else {
+            f64::INFINITY
+        }
+    }
+}
+
+/// Runs the backward pass on `lowered` with the forward probe's inputs.
+pub fn run(
+    model: &Model,
+    graph: &Graph<'_>,
+    lowered: &Lowered,
+    batch: &[Input],
+    seed: u64,
+    options: &GradOptions,
+) -> Result<Gradients, Skip> {
+    let pass = Pass::new(model, graph, lowered, options.float)?;
+    let values: Vec<(String, Tensor)> = batch
+        .iter()
+        .map(|i| {
+            let t = inputs::make(i, seed).map_err(Skip::from)?;
+            Ok((i.name.clone(), from_tract(&t, options.float)?))
+        })
+        .collect::<Result<_, Skip>>()?;
+    let batch_size = batch
+        .first()
+        .and_then(|i| i.shape.first().copied())
+        .unwrap_or(1);
+    let mut out = Gradients {
+        batch: batch_size,
+        ..Default::default()
+    };
+    let mut proven_per_sample = false;
+    if options.params {
+        let env = pass.forward(&values, false, &[])?;
+        proven_per_sample = pass.per_sample(&env, &values, batch_size);
+        let (loss, target) = pass.loss(&env)?;
+        out.loss = loss
+            .to_dtype(DType::F64)
+            .and_then(|l| l.to_scalar::<f64>())
+            .map_err(|e| Skip::from(c(e)))?;
+        out.target = target;
+        let grads = loss
+            .backward()
+            .map_err(|e| Skip::from(format!("the backward pass failed: {}", c(e))))?;
+        for p in &pass.params {
+            let w = p.var.as_tensor();
+            let g = grads.get(w);
+            let norm = |t: &Tensor| -> R<f64> {
+                t.to_dtype(DType::F64)
+                    .and_then(|t| t.sqr())
+                    .and_then(|t| t.sum_all())
+                    .and_then(|t| t.to_scalar::<f64>())
+                    .map(f64::sqrt)
+                    .map_err(c)
+            };
+            out.params.push(ParamGrad {
+                name: p.name.clone(),
+                kind: p.kind,
+                node: p.node.clone(),
+                norm: g.map(norm).transpose()?.unwrap_or(0.0),
+                weight_norm: norm(w)?,
+                reached: g.is_some(),
+                values: match (options.keep_values, g) {
+                    (true, Some(g)) => Some(
+                        g.flatten_all()
+                            .and_then(|g| g.to_dtype(DType::F64))
+                            .and_then(|g| g.to_vec1::<f64>())
+                            .map_err(c)?,
+                    ),
+                    _ => None,
+                },
+            });
+        }
+    }
+    if options.mixing && batch_size >= 2 && !proven_per_sample {
+        out.mixing = pass.mixing(&values, batch_size)?;
+    }
+    Ok(out)
+}
+
+struct Param {
+    name: String,
+    kind: ParamKind,
+    node: String,
+    var: Var,
+}
+
+/// The lowered graph, its constants and trainable tensors, ready to run.
+struct Pass<'a, 'm> {
+    graph: &'a Graph<'m>,
+    lowered: &'a Lowered,
+    opset: i64,
+    float: DType,
+    constants: FxHashMap<String, Tensor>,
+    params: Vec<Param>,
+    /// Trainable tensors that `Constant` nodes hold, by output name.
+    constant_params: FxHashMap<String, usize>,
+}
+
+impl<'a, 'm> Pass<'a, 'm> {
+    fn new(
+        model: &Model,
+        graph: &'a Graph<'m>,
+        lowered: &'a Lowered,
+        float: DType,
+    ) -> Result<Pass<'a, 'm>, Skip> {
+        let used: FxHashSet<&str> = lowered
+            .nodes
+            .iter()
+            .flat_map(|n| n.input.iter().map(String::as_str))
+            .collect();
+        for n in &lowered.nodes {
+            if n.attribute.iter().any(|a| a.subgraphs().next().is_some()) {
+                return Err(Skip {
+                    reason: format!(
+                        "the gradient engine has no `{}` operator with a subgraph",
+                        n.op_type
+                    ),
+                    node: n.name.clone(),
+                });
+            }
+        }
+        let trainable = graph.trainable();
+        let by_name: FxHashMap<&str, &crate::graph::Trainable<'_>> =
+            trainable.iter().map(|t| (t.name, t)).collect();
+        let mut constants = FxHashMap::default();
+        let mut params = Vec::new();
+        let mut param_index: FxHashMap<&str, usize> = FxHashMap::default();
+        let fed: FxHashSet<&str> = graph.fed_inputs().collect();
+        let stored = model
+            .graph()
+            .initializer
+            .iter()
+            .chain(lowered.initializers.iter());
+        for t in stored {
+            if !used.contains(t.name.as_str())
+                || fed.contains(t.name.as_str())
+                || constants.contains_key(&t.name)
+            {
+                continue;
+            }
+            let tensor = read(model, t, float, "initializer", &t.name)?;
+            if let Some(p) = by_name.get(t.name.as_str()) {
+                let var = Var::from_tensor(&tensor).map_err(|e| Skip::from(c(e)))?;
+                constants.insert(t.name.clone(), var.as_tensor().clone());
+                param_index.insert(p.name, params.len());
+                params.push(Param {
+                    name: t.name.clone(),
+                    kind: p.kind,
+                    node: graph.node(p.node).name().to_string(),
+                    var,
+                });
+            } else {
+                constants.insert(t.name.clone(), tensor);
+            }
+        }
+        // `Constant` nodes with a tensor are read once, here.
+        for n in &lowered.nodes {
+            let Some(t) = (n.op_type == "Constant")
+                .then(|| n.attribute.iter().find(|a| a.name == "value"))
+                .flatten()
+                .and_then(|a| a.t.as_deref())
+            else {
+                continue;
+            };
+            let Some(out) = n.output.first() else {
+                continue;
+            };
+            constants.insert(out.clone(), read(model, t, float, "constant", out)?);
+        }
+        // Trainable tensors held by `Constant` nodes (paddle2onnx writes every weight so).
+        let mut constant_params = FxHashMap::default();
+        for p in &trainable {
+            if param_index.contains_key(p.name) {
+                continue;
+            }
+            let Some(t) = graph.constant(p.name) else {
+                continue;
+            };
+            let var = Var::from_tensor(&read(model, t, float, "constant", p.name)?)
+                .map_err(|e| Skip::from(c(e)))?;
+            constant_params.insert(p.name.to_string(), params.len());
+            param_index.insert(p.name, params.len());
+            params.push(Param {
+                name: p.name.to_string(),
+                kind: p.kind,
+                node: graph.node(p.node).name().to_string(),
+                var,
+            });
+        }
+        // Graph order: the order the graph first reads them.
+        let order: FxHashMap<&str, usize> = trainable
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name, i))
+            .collect();
+        let mut indexed: Vec<(usize, Param)> = params
+            .into_iter()
+            .map(|p| (order.get(p.name.as_str()).copied().unwrap_or(usize::MAX), p))
+            .collect();
+        indexed.sort_by_key(|(i, _)| *i);
+        let params: Vec<Param> = indexed.into_iter().map(|(_, p)| p).collect();
+        let constant_params = constant_params
+            .into_keys()
+            .filter_map(|k| {
+                let i = params.iter().position(|p| p.name == k)?;
+                Some((k, i))
+            })
+            .collect();
+        Ok(Pass {
+            graph,
+            lowered,
+            opset: graph.opset().unwrap_or(17),
+            float,
+            constants,
+            params,
+            constant_params,
+        })
+    }
+
+    /// Runs every node. `vars` are inputs to differentiate for; `replace`
+    /// overrides input values.
+    fn forward(
+        &self,
+        inputs: &[(String, Tensor)],
+        detach_statistics: bool,
+        vars: &[(String, Tensor)],
+    ) -> Result<FxHashMap<String, Tensor>, Skip> {
+        self.forward_with(
+            inputs,
+            vars,
+            Cx::new(self.opset, self.float, detach_statistics),
+        )
+        .map(|(env, _)| env)
+    }
+
+    /// [`Pass::forward`] in `cx`, which is returned with the batch statistics it recorded.
+    fn forward_with(
+        &self,
+        inputs: &[(String, Tensor)],
+        vars: &[(String, Tensor)],
+        cx: Cx,
+    ) -> Result<(FxHashMap<String, Tensor>, Cx), Skip> {
+        let mut env: FxHashMap<String, Tensor> = self.constants.clone();
+        for (name, t) in inputs {
+            env.insert(name.clone(), t.clone());
+        }
+        for (name, t) in vars {
+            env.insert(name.clone(), t.clone());
+        }
+        for n in &self.lowered.nodes {
+            if n.op_type == "Constant"
+                && self
+                    .constants
+                    .contains_key(n.output.first().map_or("", String::as_str))
+            {
+                if let Some(&i) = n.output.first().and_then(|o| self.constant_params.get(o)) {
+                    env.insert(n.output[0].clone(), self.params[i].var.as_tensor().clone());
+                }
+                continue;
+            }
+            let args: Vec<Option<Tensor>> = n
+                .input
+                .iter()
+                .map(|i| {
+                    if i.is_empty() {
+                        return Ok(None);
+                    }
+                    env.get(i).cloned().map(Some).ok_or_else(|| Skip {
+                        reason: format!("the backward pass has no value for `{i}`"),
+                        node: n.name.clone(),
+                    })
+                })
+                .collect::<Result<_, Skip>>()?;
+            let outs = ops::eval(n, &args, &cx).map_err(|reason| {
+                let node = n
+                    .name
+                    .clone()
+                    .filter(|s| !s.starts_with(super::lower::PREFIX));
+                Skip { reason, node }
+            })?;
+            for (name, value) in n.output.iter().zip(outs) {
+                if name.is_empty() {
+                    continue;
+                }
+                let value = match self.constant_params.get(name) {
+                    Some(&i) => self.params[i].var.as_tensor().clone(),
+                    None => value,
+                };
+                env.insert(name.clone(), value);
+            }
+        }
+        Ok((env, cx))
+    }
+
+    /// The scalar to differentiate, and what it is.
+    fn loss(&self, env: &FxHashMap<String, Tensor>) -> Result<(Tensor, Target), Skip> {
+        let graph = self.graph;
+        let get = |name: &str| -> Result<&Tensor, Skip> {
+            env.get(name)
+                .ok_or_else(|| Skip::from(format!("the backward pass did not compute `{name}`")))
+        };
+        let float = |t: &str| {
+            graph.elem_type(t).is_none_or(dt::is_float)
+                && env.get(t).is_some_and(|v| v.dtype().is_float())
+        };
+        let sum = |ts: Vec<Tensor>| -> R<Option<Tensor>> {
+            let mut acc: Option<Tensor> = None;
+            for t in ts {
+                let s = if t.elem_count() == 1 {
+                    t.flatten_all().and_then(|t| t.sum_all())
+                } else {
+                    t.mean_all()
+                }
+                .map_err(c)?;
+                acc = Some(match acc {
+                    Some(a) => a.add(&s).map_err(c)?,
+                    None => s,
+                });
+            }
+            Ok(acc)
+        };
+        let losses = super::loss_nodes(graph);
+        if !losses.is_empty() {
+            // The graph's scalar outputs combine its losses; else the losses themselves.
+            let scalars: Vec<Tensor> = graph
+                .outputs()
+                .iter()
+                .filter(|t| float(t))
+                .filter_map(|o| env.get(*o))
+                .filter(|t| t.elem_count() == 1)
+                .cloned()
+                .collect();
+            let chosen = if scalars.is_empty() {
+                losses
+                    .iter()
+                    .filter_map(|(n, _)| n.output(0))
+                    .map(|o| get(o).cloned())
+                    .collect::<Result<Vec<_>, Skip>>()?
+            } else {
+                scalars
+            };
+            if let Some(l) = sum(chosen)? {
+                return Ok((l, Target::Loss));
+            }
+        }
+        if let Some((head, kind)) = super::heads(graph).into_iter().next() {
+            let t = get(head)?;
+            let classes = *t.dims().last().unwrap_or(&1);
+            let rows = t.elem_count() / classes.max(1);
+            let x = t.reshape((rows, classes)).map_err(|e| Skip::from(c(e)))?;
+            let lp = match kind {
+                super::Head::LogProbabilities => x,
+                super::Head::Probabilities => x.log().map_err(|e| Skip::from(c(e)))?,
+                super::Head::Logits => {
+                    let m = x.max_keepdim(1).map_err(|e| Skip::from(c(e)))?.detach();
+                    let s = x.broadcast_sub(&m).map_err(|e| Skip::from(c(e)))?;
+                    let lse = s
+                        .exp()
+                        .and_then(|e| e.sum_keepdim(1))
+                        .and_then(|e| e.log())
+                        .map_err(|e| Skip::from(c(e)))?;
+                    s.broadcast_sub(&lse).map_err(|e| Skip::from(c(e)))?
+                }
+            };
+            let labels: Vec<i64> = (0..rows).map(|i| (i % classes.max(1)) as i64).collect();
+            let labels =
+                Tensor::from_vec(labels, (rows, 1), &Device::Cpu).map_err(|e| Skip::from(c(e)))?;
+            let loss = lp
+                .gather(&labels, 1)
+                .and_then(|p| p.mean_all())
+                .and_then(|m| m.neg())
+                .map_err(|e| Skip::from(c(e)))?;
+            return Ok((loss, Target::Head(head.to_string())));
+        }
+        let outs: Vec<Tensor> = graph
+            .outputs()
+            .iter()
+            .filter(|t| float(t))
+            .filter_map(|o| env.get(*o))
+            .map(|t| t.sqr().and_then(|s| s.affine(0.5, 0.0)).map_err(c))
+            .collect::<R<_>>()?;
+        match sum(outs)? {
+            Some(l) => Ok((l, Target::Outputs)),
+            None => Err("the graph has no float output to differentiate".into()),
+        }
+    }
+
+    /// Sample 0's output against every sample's input.
+    fn mixing(&self, values: &[(String, Tensor)], batch: usize) -> Result<Option<Mixing>, Skip> {
+        let leading = |t: &Tensor| t.dtype().is_float() && t.rank() >= 1 && t.dims()[0] == batch;
+        let vars: Vec<(String, Var)> = values
+            .iter()
+            .filter(|(_, t)| leading(t))
+            .map(|(n, t)| {
+                Ok((
+                    n.clone(),
+                    Var::from_tensor(t).map_err(|e| Skip::from(c(e)))?,
+                ))
+            })
+            .collect::<Result<_, Skip>>()?;
+        if vars.is_empty() {
+            return Ok(None);
+        }
+        let as_tensors: Vec<(String, Tensor)> = vars
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+            .collect();
+        let env = self.forward(values, true, &as_tensors)?;
+        if self.per_sample(&env, values, batch) {
+            return Ok(None);
+        }
+        let (dims, _) = per_sample::of_env(&env);
+        let outputs = per_sample_outputs(self.graph, &dims, batch);
+        let Some(first) = outputs.first() else {
+            return Ok(None);
+        };
+        let mut target: Option<Tensor> = None;
+        for o in &outputs {
+            let t = &env[o.as_str()];
+            let s = t
+                .narrow(0, 0, 1)
+                .and_then(|t| t.to_dtype(DType::F64))
+                .and_then(|t| t.sum_all())
+                .map_err(|e| Skip::from(c(e)))?;
+            target = Some(match target {
+                Some(a) => a.add(&s).map_err(|e| Skip::from(c(e)))?,
+                None => s,
+            });
+        }
+        let Some(target) = target else {
+            return Ok(None);
+        };
+        let grads = target
+            .backward()
+            .map_err(|e| Skip::from(format!("the backward pass failed: {}", c(e))))?;
+        let mut best: Option<Mixing> = None;
+        for (name, var) in &vars {
+            let Some(g) = grads.get(var.as_tensor()) else {
+                continue;
+            };
+            let rows = g
+                .abs()
+                .and_then(|a| a.flatten_from(1))
+                .and_then(|a| a.max_keepdim(1))
+                .and_then(|a| a.flatten_all())
+                .and_then(|a| a.to_dtype(DType::F64))
+                .and_then(|a| a.to_vec1::<f64>())
+                .map_err(|e| Skip::from(c(e)))?;
+            let own = rows[0];
+            let (sample, other) =
+                rows.iter()
+                    .enumerate()
+                    .skip(1)
+                    .fold(
+                        (0, 0.0f64),
+                        |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) },
+                    );
+            if other > 0.0 && best.as_ref().is_none_or(|b| other > b.other) {
+                best = Some(Mixing {
+                    input: name.clone(),
+                    output: first.clone(),
+                    own,
+                    other,
+                    sample,
+                    node: None,
+                });
+            }
+        }
+        if let Some(m) = &mut best {
+            m.node = self.where_mixed(values, batch, m)?;
+        }
+        Ok(best)
+    }
+
+    /// Whether the graph provably keeps samples apart ([`per_sample::proven`]),
+    /// from the shapes of a pass.
+    fn per_sample(
+        &self,
+        env: &FxHashMap<String, Tensor>,
+        values: &[(String, Tensor)],
+        batch: usize,
+    ) -> bool {
+        let inputs: Vec<String> = values
+            .iter()
+            .filter(|(_, t)| t.rank() >= 1 && t.dims()[0] == batch)
+            .map(|(n, _)| n.clone())
+            .collect();
+        let (dims, ints) = per_sample::of_env(env);
+        let shapes = per_sample::Shapes {
+            dims: &dims,
+            ints: &ints,
+        };
+        let outputs = per_sample_outputs(self.graph, &dims, batch);
+        per_sample::proven(
+            &self.lowered.nodes,
+            &shapes,
+            &inputs,
+            &outputs,
+            batch,
+            self.opset,
+        )
+    }
+
+    /// The first node, in graph order, whose sample-0 values change when
+    /// another sample's input does, while none of its per-sample inputs'
+    /// sample-0 values change. Behind a node whose output has no batch axis
+    /// (a reduction over it, a reshape that moves it), the node that
+    /// consumed the last per-sample tensor is reported.
+    fn where_mixed(
+        &self,
+        values: &[(String, Tensor)],
+        batch: usize,
+        m: &Mixing,
+    ) -> Result<Option<String>, Skip> {
+        let err = |e: candle_core::Error| Skip::from(c(e));
+        let (base, recorded) =
+            self.forward_with(values, &[], Cx::new(self.opset, self.float, true))?;
+        let mut changed: Vec<(String, Tensor)> = values.to_vec();
+        for (name, t) in &mut changed {
+            if *name == m.input {
+                let row = t.narrow(0, m.sample, 1).map_err(err)?;
+                let bumped = row.affine(1.0, 1.0).map_err(err)?;
+                let mut parts = Vec::new();
+                if m.sample > 0 {
+                    parts.push(t.narrow(0, 0, m.sample).map_err(err)?);
+                }
+                parts.push(bumped);
+                if m.sample + 1 < batch {
+                    parts.push(
+                        t.narrow(0, m.sample + 1, batch - m.sample - 1)
+                            .map_err(err)?,
+                    );
+                }
+                *t = Tensor::cat(&parts, 0).map_err(err)?;
+            }
+        }
+        // The same batch statistics: BatchNorm couples samples by design.
+        let mut replay = Cx::new(self.opset, self.float, true);
+        replay.statistics = recorded.statistics;
+        replay.replay = true;
+        let (other, _) = self.forward_with(&changed, &[], replay)?;
+        let per_sample = |name: &str| {
+            base.get(name)
+                .is_some_and(|t| t.rank() >= 1 && t.dims()[0] == batch && t.dtype().is_float())
+        };
+        let differs = |name: &str| -> Result<bool, Skip> {
+            let (Some(a), Some(b)) = (base.get(name), other.get(name)) else {
+                return Ok(false);
+            };
+            let d = a
+                .narrow(0, 0, 1)
+                .and_then(|a| a.sub(&b.narrow(0, 0, 1)?))
+                .and_then(|d| d.abs())
+                .and_then(|d| d.flatten_all())
+                .and_then(|d| d.max(0))
+                .and_then(|d| d.to_dtype(DType::F64))
+                .and_then(|d| d.to_scalar::<f64>())
+                .map_err(err)?;
+            Ok(d > 0.0)
+        };
+        // The producer of each tensor, to walk back past tensors without a batch axis.
+        let mut producer: FxHashMap<&str, usize> = FxHashMap::default();
+        for (i, n) in self.lowered.nodes.iter().enumerate() {
+            for o in &n.output {
+                producer.insert(o.as_str(), i);
+            }
+        }
+        for n in &self.lowered.nodes {
+            let outs: Vec<&String> = n.output.iter().filter(|o| per_sample(o)).collect();
+            let mut moved = false;
+            for o in &outs {
+                if differs(o)? {
+                    moved = true;
+                    break;
+                }
+            }
+            if !moved {
+                continue;
+            }
+            let mut inputs_moved = false;
+            for i in n.input.iter().filter(|i| per_sample(i)) {
+                if differs(i)? {
+                    inputs_moved = true;
+                    break;
+                }
+            }
+            if inputs_moved {
+                continue;
+            }
+            // Walk back through inputs without a batch axis to where they left it.
+            let mut node = n;
+            for _ in 0..64 {
+                let back = node
+                    .input
+                    .iter()
+                    .filter(|i| !i.is_empty() && !per_sample(i) && !self.constants.contains_key(*i))
+                    .filter_map(|i| producer.get(i.as_str()).map(|&p| &self.lowered.nodes[p]))
+                    .find(|p| p.input.iter().any(|i| !self.constants.contains_key(i)));
+                match back {
+                    Some(p) if p.input.iter().any(|i| per_sample(i)) => {
+                        node = p;
+                        break;
+                    }
+                    Some(p) => node = p,
+                    None => break,
+                }
+            }
+            let name = node
+                .name
+                .clone()
+                .filter(|s| !s.is_empty() && !s.starts_with(super::lower::PREFIX))
+                .or_else(|| node.output.first().cloned());
+            return Ok(name);
+        }
+        Ok(None)
+    }
+}
+
+/// The tensors whose sample 0 is "sample 0's output": what the losses
+/// read, or the graph outputs with the batch leading.
+fn per_sample_outputs(
+    graph: &Graph<'_>,
+    dims: &dyn Fn(&str) -> Option<Vec<usize>>,
+    batch: usize,
+) -> Vec<String> {
+    let leading = |name: &str| dims(name).is_some_and(|d| d.first() == Some(&batch));
+    let losses = super::loss_nodes(graph);
+    let mut out: Vec<String> = if losses.is_empty() {
+        graph.outputs().iter().map(|s| s.to_string()).collect()
+    } else {
+        losses
+            .iter()
+            .filter_map(|(n, _)| n.input(0))
+            .map(str::to_string)
+            .collect()
+    };
+    out.retain(|o| leading(o));
+    out.dedup();
+    out
+}
+
+/// Whether the forward pass's shapes alone prove that samples stay apart
+/// ([`per_sample::proven`]), so that `batch-mixing` needs no backward pass.
+/// The forward pass records the shapes of float values only, so a graph
+/// that computes on integers on the way is not proven here.
+pub fn proven_per_sample(graph: &Graph<'_>, lowered: &Lowered, run: &super::Run) -> bool {
+    let batch = run
+        .inputs
+        .first()
+        .and_then(|i| i.shape.first().copied())
+        .unwrap_or(1);
+    let consts: FxHashMap<&str, &crate::onnx::proto::TensorProto> = lowered
+        .initializers
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
+    let dims = |t: &str| -> Option<Vec<usize>> {
+        if let Some(i) = run.inputs.iter().find(|i| i.name == t) {
+            return Some(i.shape.clone());
+        }
+        run.summaries.get(t).map(|s| s.shape.clone())
+    };
+    let ints = |t: &str| -> Option<Vec<i64>> {
+        match consts.get(t) {
+            Some(c) => Some(c.int64_data.clone()),
+            None => Some(
+                graph
+                    .values(t)?
+                    .ok()?
+                    .into_iter()
+                    .map(|x| x as i64)
+                    .collect(),
+            ),
+        }
+    };
+    let shapes = per_sample::Shapes {
+        dims: &dims,
+        ints: &ints,
+    };
+    let inputs: Vec<String> = run
+        .inputs
+        .iter()
+        .filter(|i| i.shape.first() == Some(&batch))
+        .map(|i| i.name.clone())
+        .collect();
+    let outputs = per_sample_outputs(graph, &dims, batch);
+    batch < 2
+        || per_sample::proven(
+            &lowered.nodes,
+            &shapes,
+            &inputs,
+            &outputs,
+            batch,
+            graph.opset().unwrap_or(17),
+        )
+}
+
+/// A stored tensor as an engine tensor; f32 values are read as f32, with no
+/// wider copy of the weights on the way.
+fn read(
+    model: &Model,
+    t: &crate::onnx::proto::TensorProto,
+    float: DType,
+    what: &str,
+    name: &str,
+) -> Result<Tensor, Skip> {
+    let err = |e: crate::onnx::values::ValueError| Skip::from(format!("{what} `{name}`: {}", e.0));
+    if dt::is_float(t.data_type) && float == DType::F32 {
+        let v = model.values_f32(t).map_err(err)?;
+        let dims: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
+        return Tensor::from_vec(v, dims, &Device::Cpu).map_err(|e| Skip::from(c(e)));
+    }
+    let values = model.values_f64(t).map_err(err)?;
+    Ok(ops::from_values(t, values, float)?)
+}
+
+/// A tract tensor (the forward probe's input) as an engine tensor.
+fn from_tract(t: &TractTensor, float: DType) -> Result<Tensor, Skip> {
+    let shape = t.shape().to_vec();
+    let err = |e: String| Skip::from(format!("the backward pass cannot read an input: {e}"));
+    let tensor = if t.datum_type().is_float() {
+        let v = t.cast_to::<f64>().map_err(|e| err(e.to_string()))?;
+        let plain = v.try_as_plain_ram().map_err(|e| err(e.to_string()))?;
+        let s = plain.as_slice::<f64>().map_err(|e| err(e.to_string()))?;
+        Tensor::from_slice(s, shape, &Device::Cpu).and_then(|t| t.to_dtype(float))
+    } else if t.datum_type() == DatumType::Bool {
+        let v = t.cast_to::<u8>().map_err(|e| err(e.to_string()))?;
+        let plain = v.try_as_plain_ram().map_err(|e| err(e.to_string()))?;
+        let s = plain.as_slice::<u8>().map_err(|e| err(e.to_string()))?;
+        Tensor::from_slice(s, shape, &Device::Cpu)
+    } else {
+        let v = t.cast_to::<i64>().map_err(|e| err(e.to_string()))?;
+        let plain = v.try_as_plain_ram().map_err(|e| err(e.to_string()))?;
+        let s = plain.as_slice::<i64>().map_err(|e| err(e.to_string()))?;
+        Tensor::from_slice(s, shape, &Device::Cpu)
+    };
+    tensor.map_err(|e| err(c(e)))
+}
+
+#[cfg(test)]
+mod tests;

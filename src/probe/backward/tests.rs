@@ -1,0 +1,201 @@
+//! The engine's gradients against central differences, in f64, on small
+//! graphs that use the operators with hand-written backward paths (pooling
+//! with padding and strides other than the kernel, grouped and strided
+//! convolution, batch statistics, layer norm, softmax, the written-out losses).
+
+use super::{run, GradOptions};
+use crate::onnx::printer::{print_model, Values};
+use crate::onnx::proto::ModelProto;
+use crate::onnx::Model;
+use crate::probe::inputs::{Fill, Input};
+use crate::probe::lower::lower_for_gradients;
+use candle_core::DType;
+
+/// `n` values in [-1, 1) from a fixed sequence, as a text-format list.
+fn values(n: usize, salt: u64) -> String {
+    let mut x = salt.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            format!("{:.6}", (x % 2000) as f64 / 1000.0 - 1.0)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn options(params: bool) -> GradOptions {
+    GradOptions {
+        params,
+        mixing: false,
+        float: DType::F64,
+        keep_values: true,
+    }
+}
+
+fn loss_and_grads(proto: &ModelProto, batch: &[Input]) -> super::Gradients {
+    let model = Model::from_proto(std::path::Path::new("fd.onnx"), proto.clone()).unwrap();
+    let source = print_model(&model.proto, Values::Elide);
+    let graphs = crate::graph::build(&model, &source);
+    let lowered = lower_for_gradients(&graphs[0]).unwrap();
+    run(&model, &graphs[0], &lowered, batch, 3, &options(true)).unwrap()
+}
+
+/// Every trainable tensor's gradient, at up to five elements, against
+/// `(L(w + h) - L(w - h)) / 2h`.
+fn check(text: &str, batch: &[Input]) {
+    let (proto, _) = crate::onnx::text::parse_model(text).unwrap();
+    let base = loss_and_grads(&proto, batch);
+    assert!(!base.params.is_empty());
+    let h = 1e-6;
+    let mut checked = 0;
+    for p in &base.params {
+        let grad = p.values.as_ref().expect("a gradient");
+        let index = proto
+            .graph
+            .as_ref()
+            .unwrap()
+            .initializer
+            .iter()
+            .position(|t| t.name == p.name)
+            .unwrap();
+        let n = grad.len();
+        for k in [0, n / 3, n / 2, 2 * n / 3, n - 1] {
+            let at = |delta: f64| {
+                let mut q = proto.clone();
+                let t = &mut q.graph.as_mut().unwrap().initializer[index];
+                assert!(!t.double_data.is_empty(), "{} is stored as doubles", t.name);
+                t.double_data[k] += delta;
+                loss_and_grads(&q, batch).loss
+            };
+            let numeric = (at(h) - at(-h)) / (2.0 * h);
+            let analytic = grad[k];
+            assert!(
+                (numeric - analytic).abs() <= 1e-6 + 1e-5 * numeric.abs().max(analytic.abs()),
+                "`{}`[{k}]: backward {analytic}, central differences {numeric}",
+                p.name
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5 * base.params.len());
+}
+
+fn input(name: &str, elem_type: i32, shape: &[usize], fill: Fill) -> Input {
+    Input {
+        name: name.into(),
+        elem_type,
+        shape: shape.to_vec(),
+        fill,
+    }
+}
+
+#[test]
+fn convolutions_pooling_and_batch_statistics_match_central_differences() {
+    let text = format!(
+        r#"<ir_version: 10, opset_import: ["" : 20]>
+g (double[4,3,6,6] x, int64[4] y) => (double loss)
+<double[4,3,3,3] w1 = {{{}}}, double[4] s1 = {{{}}}, double[4] b1 = {{{}}},
+ double[4] m1 = {{0, 0, 0, 0}}, double[4] v1 = {{1, 1, 1, 1}},
+ double[4,1,2,2] w2 = {{{}}}, double[4] c2 = {{{}}}, double[5,4] w3 = {{{}}}, double[5] b3 = {{{}}},
+ double[5] g = {{{}}}, double[5] be = {{{}}}, double[3,5] w4 = {{{}}}>
+{{
+    h1 = Conv <pads: ints = [1, 1, 1, 1], strides: ints = [2, 2]> (x, w1)
+    h2, rm, rv = BatchNormalization <training_mode: int = 1> (h1, s1, b1, m1, v1)
+    h3 = Tanh (h2)
+    h4 = MaxPool <kernel_shape: ints = [2, 2], strides: ints = [1, 1], pads: ints = [0, 0, 1, 1]> (h3)
+    h5 = AveragePool <kernel_shape: ints = [3, 3], strides: ints = [2, 2], pads: ints = [1, 1, 1, 1]> (h4)
+    h6 = Conv <group: int = 4> (h5, w2, c2)
+    h7 = Flatten (h6)
+    h8 = Gemm <transB: int = 1> (h7, w3, b3)
+    h9 = LayerNormalization (h8, g, be)
+    h10 = Sigmoid (h9)
+    h11 = Gemm <transB: int = 1> (h10, w4)
+    loss = SoftmaxCrossEntropyLoss (h11, y)
+}}"#,
+        values(108, 1),
+        values(4, 2),
+        values(4, 3),
+        values(16, 4),
+        values(4, 5),
+        values(20, 6),
+        values(5, 7),
+        values(5, 8),
+        values(5, 9),
+        values(15, 10),
+    );
+    let batch = [
+        input("x", 11, &[4, 3, 6, 6], Fill::Normal),
+        input(
+            "y",
+            7,
+            &[4],
+            Fill::Labels {
+                classes: 3,
+                scores: "h11".into(),
+            },
+        ),
+    ];
+    check(&text, &batch);
+}
+
+#[test]
+fn attention_padding_layer_norm_and_weighted_nll_match_central_differences() {
+    let text = format!(
+        r#"<ir_version: 10, opset_import: ["" : 20]>
+g (double[2,3,4] x, int64[2,3] ids, int64[10] y) => (double loss)
+<double[7,4] emb = {{{}}}, double[4,4] wq = {{{}}}, double[4,4] wk = {{{}}}, double[4] bias = {{{}}},
+ double[4,3] wo = {{{}}}, double[3] cw = {{0.5, 1, 1.5}}, double[1] eps = {{0.00001}},
+ double[1] half = {{0.5}}, int64[1] last = {{-1}}, int64[2] rows = {{10, 4}},
+ int64[6] pads = {{0, 1, 0, 0, 1, 0}}>
+{{
+    e = Gather (emb, ids)
+    a0 = Add (e, x)
+    a = Pad <mode: string = "reflect"> (a0, pads)
+    q = MatMul (a, wq)
+    k = MatMul (a, wk)
+    kt = Transpose <perm: ints = [0, 2, 1]> (k)
+    s = MatMul (q, kt)
+    p = Softmax <axis: int = -1> (s)
+    o = MatMul (p, a)
+    ob = Add (o, bias)
+    mu = ReduceMean <keepdims: int = 1> (ob, last)
+    d = Sub (ob, mu)
+    d2 = Mul (d, d)
+    v = ReduceMean <keepdims: int = 1> (d2, last)
+    ve = Add (v, eps)
+    r = Sqrt (ve)
+    nrm = Div (d, r)
+    left, right = Split <axis: int = 2, num_outputs: int = 2> (nrm)
+    sw = Concat <axis: int = 2> (right, left)
+    pos = Greater (sw, half)
+    sh = Mul (sw, half)
+    gated = Where (pos, sw, sh)
+    act = Gelu (gated)
+    flat = Reshape (act, rows)
+    logits = MatMul (flat, wo)
+    lp = LogSoftmax <axis: int = 1> (logits)
+    loss = NegativeLogLikelihoodLoss <ignore_index: int = 1> (lp, y, cw)
+}}"#,
+        values(28, 11),
+        values(16, 12),
+        values(16, 13),
+        values(4, 14),
+        values(12, 15),
+    );
+    let batch = [
+        input("x", 11, &[2, 3, 4], Fill::Normal),
+        input("ids", 7, &[2, 3], Fill::Tokens { vocab: 7 }),
+        input(
+            "y",
+            7,
+            &[10],
+            Fill::Labels {
+                classes: 3,
+                scores: "lp".into(),
+            },
+        ),
+    ];
+    check(&text, &batch);
+}
