@@ -214,6 +214,14 @@ fn every_gradient_fixture_fires_exactly_its_rules() {
         GRADIENT_EXPECTED.len() * 2,
         "every model from both exporters"
     );
+    // An inference graph that outputs only an ArgMax has nothing to differentiate.
+    assert_eq!(
+        rules_at(
+            Path::new("fixtures/text/argmax_only.onnxtxt"),
+            Severity::Warning
+        ),
+        BTreeSet::new()
+    );
     // Without the backward pass, only the static half of `zero-gradient` is left.
     for (path, stem, rules) in &models {
         let mut options = isolated();

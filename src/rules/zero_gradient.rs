@@ -237,6 +237,11 @@ fn blocked<'t, 'm>(
         scalars
     };
     let mut out: BTreeMap<NodeId, (Block, Vec<&'t Trainable<'m>>)> = BTreeMap::new();
+    // An inference graph that outputs only indices (`ArgMax`) has nothing to
+    // differentiate: not a graph whose parameters never train.
+    if targets.is_empty() {
+        return out;
+    }
     for p in trainable {
         let mut seen = rustc_hash::FxHashSet::default();
         let mut stack = vec![p.name];

@@ -1033,7 +1033,7 @@ pub fn eval(n: &NodeProto, inputs: &[Option<Tensor>], cx: &Cx) -> R<Vec<Tensor>>
             };
             let h = x
                 .affine(alpha, beta)
-                .and_then(|h| h.clamp(0f32, 1f32).or_else(|_| h.clamp(0f64, 1f64)))
+                .and_then(|h| h.clamp(0f64, 1f64))
                 .map_err(c)?;
             if op == "HardSwish" {
                 one(x.mul(&h))
