@@ -21,14 +21,14 @@ wall time and the largest peak RSS (/usr/bin/time). Rows:
 """
 
 import os
-import statistics
-import subprocess
 import sys
-import time
+
+from probe import ORT, measure
+
+RUNS = 5
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NNLINT = os.path.join(ROOT, "target", "release", "nnlint")
-RUNS = 5
 TORCH = [sys.executable, "-c", """
 import torch, torchvision
 torch.manual_seed(0)
@@ -36,39 +36,12 @@ m = torchvision.models.resnet50().train()
 x = torch.randn(8, 3, 224, 224); y = torch.randint(0, 1000, (8,))
 torch.nn.functional.cross_entropy(m(x), y).backward()
 """]
-ORT = [sys.executable, "-c", """
-import sys, numpy as np, onnxruntime as ort
-s = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
-feeds = {}
-for i in s.get_inputs():
-    shape = [d if isinstance(d, int) else 8 for d in i.shape]
-    feeds[i.name] = (np.random.randn(*shape).astype(np.float32) if "float" in i.type
-                     else np.zeros(shape, dtype=np.int64))
-s.run(None, feeds)
-"""]
-
-
-def measure(cmd, runs=RUNS):
-    times, rss = [], []
-    for _ in range(runs):
-        start = time.perf_counter()
-        r = subprocess.run(["/usr/bin/time", "-f", "%M"] + cmd, capture_output=True, text=True)
-        times.append(time.perf_counter() - start)
-        rss.append(int(r.stderr.strip().splitlines()[-1]) / 1024)
-    return statistics.median(times), max(rss)
 
 
 def resnet50(path):
     import torch
     import torchvision
-
-    class WithLoss(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, x, y):
-            return torch.nn.functional.cross_entropy(self.m(x), y)
+    from export_models import WithLoss
 
     torch.manual_seed(0)
     model = WithLoss(torchvision.models.resnet50()).train()
@@ -87,17 +60,17 @@ def main():
     if not os.path.exists(r50):
         resnet50(r50)
     print(f"{'model':<40}{'nnlint s':>9}{'MiB':>8}{'peer s':>9}{'MiB':>8}")
-    torch_run = measure(TORCH)
-    row("resnet50 b8, default", measure([NNLINT, "--format", "short", r50]), torch_run, "torch fwd+bwd")
-    row("resnet50 b8, backward forced", measure([NNLINT, "--probe-memory", "8192", "--format", "short", r50]),
+    torch_run = measure(TORCH, RUNS)
+    row("resnet50 b8, default", measure([NNLINT, "--format", "short", r50], RUNS), torch_run, "torch fwd+bwd")
+    row("resnet50 b8, backward forced", measure([NNLINT, "--probe-memory", "8192", "--format", "short", r50], RUNS),
         torch_run, "torch fwd+bwd")
-    row("resnet50 b8, --no-grad", measure([NNLINT, "--no-grad", "--format", "short", r50]), measure(ORT + [r50]),
+    row("resnet50 b8, --no-grad", measure([NNLINT, "--no-grad", "--format", "short", r50], RUNS), measure(ORT + [r50], RUNS),
         "onnxruntime inference")
     for name in ("resnet18_dynamo_train_ce", "transformer_lm_dynamo_train", "efficientnet_b0_dynamo_train_ce"):
         path = os.path.join(bench, "arch", name + ".onnx")
         if os.path.exists(path):
-            row(name, measure([NNLINT, "--format", "short", path]),
-                measure([NNLINT, "--no-grad", "--format", "short", path]), "--no-grad")
+            row(name, measure([NNLINT, "--format", "short", path], RUNS),
+                measure([NNLINT, "--no-grad", "--format", "short", path], RUNS), "--no-grad")
 
 
 if __name__ == "__main__":

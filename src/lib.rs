@@ -457,25 +457,27 @@ fn probe_pass(
         .collect();
     backward.sort();
     backward.dedup();
+    // A pass that did not run is a `probe-skipped` note, when that rule is selected.
+    let skipped = |diagnostics: &mut Vec<Diagnostic>, d: Diagnostic| {
+        let meta = &rules::probe_skipped::META;
+        if settings.selection.enabled(meta) {
+            let mut d = vec![d];
+            settings.apply_severity(meta, &mut d);
+            diagnostics.extend(d);
+        }
+    };
     let probe = match probe::run(model, main, &settings.probe, saturation, &backward) {
         Ok(p) => p,
         Err(skip) => {
-            let skipped = &rules::probe_skipped::META;
-            if settings.selection.enabled(skipped) {
-                let mut d = vec![rules::probe_skipped::diagnostic(main, &skip)];
-                settings.apply_severity(skipped, &mut d);
-                diagnostics.extend(d);
-            }
+            skipped(diagnostics, rules::probe_skipped::diagnostic(main, &skip));
             return;
         }
     };
     if let Some(Err(skip)) = &probe.gradients {
-        let skipped = &rules::probe_skipped::META;
-        if settings.selection.enabled(skipped) {
-            let mut d = vec![rules::probe_skipped::backward_diagnostic(main, skip)];
-            settings.apply_severity(skipped, &mut d);
-            diagnostics.extend(d);
-        }
+        skipped(
+            diagnostics,
+            rules::probe_skipped::backward_diagnostic(main, skip),
+        );
     }
     for rule in measuring {
         let mut found = Vec::new();

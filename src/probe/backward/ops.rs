@@ -357,6 +357,13 @@ struct Window {
 impl Window {
     fn of(n: &NodeProto, spatial: &[usize], kernel: Vec<usize>) -> R<Window> {
         let k = kernel.len();
+        if k != spatial.len() {
+            return Err(format!(
+                "{} has a {k}-d kernel for {} spatial axes",
+                n.op_type,
+                spatial.len()
+            ));
+        }
         let get = |name: &str| {
             attr_ints(n, name)
                 .filter(|v| !v.is_empty())
@@ -702,16 +709,23 @@ fn cast(x: &Tensor, to: i32, cx: &Cx) -> R<Tensor> {
     x.to_dtype(target).map_err(c)
 }
 
-fn gather(x: &Tensor, indices: &Tensor, a: i64) -> R<Tensor> {
-    let a = axis(a, x.rank())?;
-    let dim = x.dims()[a] as i64;
+/// The indices of a `Gather` or `GatherElements` along an axis of size
+/// `dim`, negative ones counted from the end; an index out of range is an error.
+fn indices_in(indices: &Tensor, dim: usize, op: &str) -> R<Vec<i64>> {
+    let dim = dim as i64;
     let idx: Vec<i64> = ints(indices)?
         .into_iter()
         .map(|i| if i < 0 { i + dim } else { i })
         .collect();
     if idx.iter().any(|&i| i < 0 || i >= dim) {
-        return Err(format!("Gather index out of range 0..{dim}"));
+        return Err(format!("{op} index out of range 0..{dim}"));
     }
+    Ok(idx)
+}
+
+fn gather(x: &Tensor, indices: &Tensor, a: i64) -> R<Tensor> {
+    let a = axis(a, x.rank())?;
+    let idx = indices_in(indices, x.dims()[a], "Gather")?;
     let picked = x.index_select(&i64_tensor(&idx)?, a).map_err(c)?;
     let mut shape: Vec<usize> = x.dims()[..a].to_vec();
     shape.extend_from_slice(indices.dims());
@@ -721,14 +735,7 @@ fn gather(x: &Tensor, indices: &Tensor, a: i64) -> R<Tensor> {
 
 fn gather_elements(x: &Tensor, indices: &Tensor, a: i64) -> R<Tensor> {
     let a = axis(a, x.rank())?;
-    let dim = x.dims()[a] as i64;
-    let idx: Vec<i64> = ints(indices)?
-        .into_iter()
-        .map(|i| if i < 0 { i + dim } else { i })
-        .collect();
-    if idx.iter().any(|&i| i < 0 || i >= dim) {
-        return Err(format!("GatherElements index out of range 0..{dim}"));
-    }
+    let idx = indices_in(indices, x.dims()[a], "GatherElements")?;
     let idx = Tensor::from_vec(idx, indices.dims(), &Device::Cpu).map_err(c)?;
     // candle gathers from a source as large as the indices off the axis.
     let mut src = x.clone();
