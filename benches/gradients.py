@@ -17,7 +17,11 @@ wall time and the largest peak RSS (/usr/bin/time). Rows:
     batch (the forward probe's target: at most 2x);
   - resnet18 and the TransformerEncoder LM of benches/export_models.py, whose
     backward pass runs by default: the extra cost of `nnlint` over
-    `nnlint --no-grad`.
+    `nnlint --no-grad`;
+  - the one-batch fit of `cannot-overfit`: its extra cost on the healthy
+    gradient fixtures and the tanh-logits one (default vs `--overfit-steps 0`),
+    and on resnet18 at 64x64, where the default skips it by its estimate and
+    `--overfit-steps 200` forces it (one run).
 """
 
 import os
@@ -71,6 +75,23 @@ def main():
         if os.path.exists(path):
             row(name, measure([NNLINT, "--format", "short", path], RUNS),
                 measure([NNLINT, "--no-grad", "--format", "short", path], RUNS), "--no-grad")
+    # The one-batch fit (`cannot-overfit`): its extra cost by default (it
+    # runs where its estimate fits the budget), against `--overfit-steps 0`.
+    healthy = [os.path.join(ROOT, "fixtures", p) for p in (
+        "gradients/grad_healthy_bn_dynamo_train.onnx",
+        "gradients/grad_preln_residual_dynamo_train.onnx",
+        "gradients/reference/ref_cnn_dynamo_train.onnx",
+        "overfit/steps/step_mlp_dynamo_train.onnx",
+        "overfit/overfit_tanh_logits_dynamo_train.onnx",
+    )]
+    row("clean fixtures and tanh-logits, fit", measure([NNLINT, "--format", "short"] + healthy, RUNS),
+        measure([NNLINT, "--overfit-steps", "0", "--format", "short"] + healthy, RUNS), "--overfit-steps 0")
+    r18 = os.path.join(bench, "arch", "resnet18_dynamo_train_ce.onnx")
+    if os.path.exists(r18):
+        row("resnet18 64x64, default (fit skipped)", measure([NNLINT, "--format", "short", r18], RUNS),
+            measure([NNLINT, "--overfit-steps", "0", "--format", "short", r18], RUNS), "--overfit-steps 0")
+        row("resnet18 64x64, --overfit-steps 200", measure([NNLINT, "--overfit-steps", "200", "--format", "short", r18], 1),
+            measure([NNLINT, "--overfit-steps", "0", "--format", "short", r18], RUNS), "--overfit-steps 0")
 
 
 if __name__ == "__main__":

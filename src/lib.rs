@@ -466,7 +466,17 @@ fn probe_pass(
             diagnostics.extend(d);
         }
     };
-    let probe = match probe::run(model, main, &settings.probe, saturation, &backward) {
+    let fit = {
+        let meta = &rules::cannot_overfit::META;
+        probe::FitPlan {
+            steps: settings.option(meta, "steps").max(0.0) as usize,
+            lr: settings.option(meta, "lr"),
+            fraction: settings.option(meta, "fraction"),
+            floor: settings.option(meta, "floor"),
+            budget: settings.option(meta, "budget"),
+        }
+    };
+    let probe = match probe::run(model, main, &settings.probe, saturation, &backward, &fit) {
         Ok(p) => p,
         Err(skip) => {
             skipped(diagnostics, rules::probe_skipped::diagnostic(main, &skip));
@@ -477,6 +487,12 @@ fn probe_pass(
         skipped(
             diagnostics,
             rules::probe_skipped::backward_diagnostic(main, skip),
+        );
+    }
+    if let Some(Err(skip)) = &probe.fit {
+        skipped(
+            diagnostics,
+            rules::probe_skipped::fit_diagnostic(main, skip),
         );
     }
     for rule in measuring {
@@ -495,9 +511,10 @@ fn probe_pass(
                 s.rule == d.rule
                     || rules::find(s.rule).is_some_and(|r| r.meta().absorbs.contains(&d.rule))
             };
-            // The same node: by name, or, for a node without one, by place.
+            // The same node: by name (the measured finding's own, or one it
+            // spans), or, for a node without one, by place.
             let same = |s: &Diagnostic| match d.node.as_deref() {
-                Some(n) => s.concerns(n),
+                Some(n) => s.concerns(n) || d.spans_nodes.iter().any(|m| s.concerns(m)),
                 None => s.node.is_none() && s.primary_span() == d.primary_span(),
             };
             match diagnostics.iter_mut().find(|s| explains(s) && same(s)) {

@@ -130,6 +130,40 @@ struct LintArgs {
         help_heading = "Probe"
     )]
     probe_memory: usize,
+
+    /// Adam steps of the one-batch fit (`cannot-overfit`); 0 turns it off. Unset, 200 steps run when their estimated time fits the budget
+    #[arg(long, value_name = "N", help_heading = "Probe")]
+    overfit_steps: Option<usize>,
+
+    /// Predict each weight layer's first update at this learning rate (`update-ratio`)
+    #[arg(long, value_name = "LR", value_parser = parse_lr, help_heading = "Probe")]
+    lr: Option<f64>,
+
+    /// The optimizer whose first step `--lr` predicts
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Adam, requires = "lr", help_heading = "Probe")]
+    optimizer: OptimizerArg,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum OptimizerArg {
+    Sgd,
+    Adam,
+}
+
+impl OptimizerArg {
+    fn optimizer(self) -> nnlint::probe::Optimizer {
+        match self {
+            OptimizerArg::Sgd => nnlint::probe::Optimizer::Sgd,
+            OptimizerArg::Adam => nnlint::probe::Optimizer::Adam,
+        }
+    }
+}
+
+fn parse_lr(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a positive learning rate")),
+    }
 }
 
 fn parse_dim(s: &str) -> Result<(String, usize), String> {
@@ -405,6 +439,11 @@ fn lint(args: LintArgs) -> u8 {
             batch: args.batch as usize,
             memory_mib: args.probe_memory,
             progress: std::io::stderr().is_terminal() && std::env::var_os("CI").is_none(),
+            fit_steps: args.overfit_steps,
+            first_step: args.lr.map(|lr| nnlint::probe::FirstStep {
+                optimizer: args.optimizer.optimizer(),
+                lr,
+            }),
         },
     };
     // Selectors from the command line are checked once, before any file is read.

@@ -4,7 +4,12 @@
 //! it used (`<stem>.<input>.npy`). nnlint runs on the same inputs and must
 //! agree with torch on every parameter's gradient and on the loss, and its
 //! backward pass must agree with its forward pass (tract) on the loss.
+//! `fixtures/generate.py overfit` records torch's first SGD and Adam step
+//! (`fixtures/overfit/steps`), which `update-ratio --lr` must predict.
 
+mod common;
+
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use nnlint::onnx::printer::{print_model, Values};
@@ -18,6 +23,17 @@ fn read_npy(path: &Path) -> Vec<f64> {
         .and_then(|t| t.to_dtype(candle_core::DType::F64))
         .and_then(|t| t.to_vec1::<f64>())
         .unwrap()
+}
+
+/// `cannot-overfit`'s defaults; these passes do not fit.
+fn fit_plan() -> nnlint::probe::FitPlan {
+    nnlint::probe::FitPlan {
+        steps: 200,
+        lr: 1e-2,
+        fraction: 0.05,
+        floor: 0.01,
+        budget: 10.0,
+    }
 }
 
 #[test]
@@ -42,7 +58,7 @@ fn gradients_equal_torchs() {
                 .files
                 .insert(input.to_string(), format!("{stem_s}.{input}.npy").into());
         }
-        let probe = nnlint::probe::run(&model, graph, &options, 5.0, &[])
+        let probe = nnlint::probe::run(&model, graph, &options, 5.0, &[], &fit_plan())
             .unwrap_or_else(|e| panic!("{stem_s}: the probe did not run: {e}"));
         let lowered = nnlint::probe::lower::lower_for_gradients(graph).unwrap();
         let grad = GradOptions {
@@ -140,4 +156,121 @@ fn gradients_equal_torchs() {
     }
     assert_eq!(models, 12, "six models, two exporters");
     assert!(compared > 100, "{compared} parameters compared");
+}
+
+/// torch's first optimizer step, as `fixtures/generate.py overfit` recorded
+/// it: `name sgd adam` per initializer, `||w1 - w0|| / ||w0||`.
+fn torch_steps(path: &Path) -> std::collections::BTreeMap<String, (f64, f64)> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (
+                f[0].to_string(),
+                (f[1].parse().unwrap(), f[2].parse().unwrap()),
+            )
+        })
+        .collect()
+}
+
+/// `update-ratio` from one file predicts torch's first SGD and Adam step on
+/// every weight layer, and flags exactly the layers torch's step puts outside
+/// the band.
+#[test]
+fn first_step_predictions_match_torchs_step() {
+    use nnlint::probe::{FirstStep, Optimizer};
+    let root = Path::new("fixtures/overfit/steps");
+    let mut models = 0;
+    let mut compared = 0;
+    let mut flagged_somewhere = 0;
+    for e in std::fs::read_dir(root).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_none_or(|x| x != "onnx") {
+            continue;
+        }
+        let stem = path.with_extension("").to_str().unwrap().to_string();
+        let torch = torch_steps(Path::new(&format!("{stem}.steps")));
+        for (optimizer, lr, column) in [(Optimizer::Sgd, 0.1, 0), (Optimizer::Adam, 1e-3, 1)] {
+            let model = nnlint::onnx::load(&path).unwrap();
+            let source = print_model(&model.proto, Values::Elide);
+            let graphs = nnlint::graph::build(&model, &source);
+            let mut options = common::isolated();
+            options.select = vec!["update-ratio".into()];
+            // The batch torch stepped on, by position: TorchScript renames `x`.
+            let fed: Vec<&str> = graphs[0].fed_inputs().collect();
+            assert_eq!(fed.len(), 2, "{stem}: {fed:?}");
+            for (input, file) in fed.iter().zip(["x", "y"]) {
+                options
+                    .probe
+                    .files
+                    .insert(input.to_string(), format!("{stem}.{file}.npy").into());
+            }
+            options.probe.first_step = Some(FirstStep { optimizer, lr });
+            let report = nnlint::lint_file(&path, &options).unwrap();
+            let flagged: BTreeSet<String> = report
+                .diagnostics
+                .iter()
+                .filter(|d| d.rule == "update-ratio")
+                .map(|d| d.message.split('`').nth(1).unwrap().to_string())
+                .collect();
+            // The same prediction through the library, number by number.
+            let probe = nnlint::probe::run(
+                &model,
+                &graphs[0],
+                &options.probe,
+                5.0,
+                &[nnlint::probe::Backward::Params],
+                &fit_plan(),
+            )
+            .unwrap();
+            let grads = probe.gradients.unwrap().unwrap();
+            let mut expected = BTreeSet::new();
+            for p in grads
+                .params
+                .iter()
+                .filter(|p| p.kind == nnlint::graph::ParamKind::Weight)
+            {
+                let want = [torch[&p.name].0, torch[&p.name].1][column];
+                let moved = if column == 0 { p.norm } else { p.adam_norm };
+                let got = lr * moved / p.weight_norm;
+                // Below 1e-4 of the weights, torch's f32 step rounds away.
+                if want >= 1e-4 {
+                    assert!(
+                        (got - want).abs() <= 1e-2 * want,
+                        "{stem} {optimizer:?}: `{}` predicted {got}, torch moved {want}",
+                        p.name
+                    );
+                    compared += 1;
+                } else {
+                    assert!(got < 1e-4, "{stem} {optimizer:?}: `{}` {got}", p.name);
+                }
+                if !(1e-4..=3e-2).contains(&want) {
+                    expected.insert(p.name.clone());
+                }
+            }
+            assert_eq!(flagged, expected, "{stem} {optimizer:?} at lr {lr}");
+            flagged_somewhere += usize::from(!flagged.is_empty());
+        }
+        models += 1;
+    }
+    assert_eq!(models, 4, "two models, two exporters");
+    assert!(compared > 20, "{compared} predictions compared");
+    assert!(flagged_somewhere >= 2);
+}
+
+/// The healthy MLP at a sound learning rate: no layer out of the band.
+#[test]
+fn a_sound_first_step_flags_no_layer() {
+    for kind in ["dynamo", "torchscript"] {
+        let stem = format!("fixtures/overfit/steps/step_mlp_{kind}_train");
+        let mut options = common::isolated();
+        options.probe.first_step = Some(nnlint::probe::FirstStep {
+            optimizer: nnlint::probe::Optimizer::Adam,
+            lr: 1e-3,
+        });
+        let report = nnlint::lint_file(Path::new(&format!("{stem}.onnx")), &options).unwrap();
+        let fired: Vec<&str> = report.diagnostics.iter().map(|d| d.rule).collect();
+        assert!(!fired.contains(&"update-ratio"), "{stem}: {fired:?}");
+    }
 }

@@ -186,7 +186,8 @@ fn every_probe_fixture_fires_exactly_its_rules() {
 /// their healthy counterparts.
 const GRADIENT_EXPECTED: &[(&str, &[&str])] = &[
     ("grad_aux_zero", &["zero-gradient"]),
-    ("grad_batch_mean", &["batch-mixing"]),
+    // Every sample sees the batch's mean: mixed, and it cannot fit the batch.
+    ("grad_batch_mean", &["batch-mixing", "cannot-overfit"]),
     ("grad_deep_bn", &["gradient-scale"]),
     ("grad_gate", &["zero-gradient"]),
     ("grad_healthy_bn", &[]),
@@ -201,6 +202,57 @@ const GRADIENT_EXPECTED: &[(&str, &[&str])] = &[
     ("grad_round", &["zero-gradient"]),
     ("grad_straight_through", &[]),
 ];
+
+/// `fixtures/overfit`: fixture name prefix and its rules at warning level or above.
+const OVERFIT_EXPECTED: &[(&str, &[&str])] = &[("overfit_tanh_logits", &["cannot-overfit"])];
+
+#[test]
+fn every_overfit_fixture_fires_exactly_its_rules() {
+    let models = by_prefix("fixtures/overfit", OVERFIT_EXPECTED);
+    assert_eq!(models.len(), OVERFIT_EXPECTED.len() * 2, "both exporters");
+    for (path, stem, rules) in &models {
+        let expected: BTreeSet<&str> = rules.iter().copied().collect();
+        assert_eq!(rules_at(path, Severity::Warning), expected, "{stem}");
+        // `--overfit-steps 0` turns the fit off.
+        let mut options = isolated();
+        options.probe.fit_steps = Some(0);
+        let report = lint_file(path, &options).unwrap();
+        assert!(
+            report
+                .diagnostics
+                .iter()
+                .all(|d| d.rule != "cannot-overfit"),
+            "{stem} with --overfit-steps 0"
+        );
+    }
+    // The healthy models fit: an MLP with BatchNorm, a CNN, a 40-block
+    // residual MLP, and the fixed wrong reshape, which mixes samples but
+    // can still fit them.
+    for stem in [
+        "gradients/grad_healthy_bn",
+        "gradients/reference/ref_cnn",
+        "gradients/grad_preln_residual",
+        "gradients/grad_mix_reshape",
+        "overfit/steps/step_mlp",
+    ] {
+        for kind in ["dynamo", "torchscript"] {
+            let path = format!("fixtures/{stem}_{kind}_train.onnx");
+            let report = lint_file(Path::new(&path), &isolated()).unwrap();
+            assert!(
+                report
+                    .diagnostics
+                    .iter()
+                    .all(|d| d.rule != "cannot-overfit" && !d.message.contains("one-batch fit")),
+                "{path}: {:?}",
+                report
+                    .diagnostics
+                    .iter()
+                    .map(|d| &d.message)
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+}
 
 #[test]
 fn every_gradient_fixture_fires_exactly_its_rules() {
@@ -261,6 +313,7 @@ fn every_rule_fires_somewhere_in_the_fixtures() {
         "fixtures/losses",
         "fixtures/published",
         "fixtures/gradients",
+        "fixtures/overfit",
     ] {
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();

@@ -177,6 +177,12 @@ fn every_rule_declares_its_premises() {
             "zero-gradient",
             &[(Premise::Untrained, Half::Both, Unmet::Skip)],
         ),
+        // A trained model has left its initialization: the fit from there
+        // says nothing about whether the architecture can learn.
+        (
+            "cannot-overfit",
+            &[(Premise::Untrained, Half::Measured, Unmet::Skip)],
+        ),
     ];
     // What a model computes wrongly whatever its state: no premise about the
     // model's state may turn these off or down.

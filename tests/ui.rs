@@ -33,6 +33,7 @@ const UI_DIRS: &[&str] = &[
     "fixtures/published",
     "fixtures/hostile",
     "fixtures/gradients",
+    "fixtures/overfit",
 ];
 
 fn models() -> Vec<PathBuf> {

@@ -83,6 +83,10 @@ class Finding:
     help: List[str] = field(default_factory=list)
     #: The finding as the CLI's human format prints it.
     rendered: str = ""
+    #: What the rule measured along the way, by name: ``series["loss"]`` is
+    #: the loss at each step of ``cannot-overfit``'s fit (``None`` where it
+    #: was not finite).
+    series: Dict[str, List[Optional[float]]] = field(default_factory=dict)
     #: The finding as the CLI's json format writes it.
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -128,6 +132,7 @@ class Finding:
             notes=list(d.get("notes", [])),
             help=list(d.get("help", [])),
             rendered=d.get("rendered", ""),
+            series={s["name"]: list(s["values"]) for s in d.get("series", [])},
             raw=dict(d),
         )
 
@@ -243,6 +248,9 @@ def lint(
     inputs: Optional[Mapping[str, PathLike]] = None,
     batch: Optional[int] = None,
     probe_memory: Optional[int] = None,
+    overfit_steps: Optional[int] = None,
+    lr: Optional[float] = None,
+    optimizer: Optional[str] = None,
     respect_gitignore: bool = True,
     cwd: Optional[PathLike] = None,
 ) -> Report:
@@ -250,7 +258,8 @@ def lint(
 
     Each keyword is the CLI flag of the same name (``select=["NN3"]`` is
     ``--select NN3``; ``probe=False`` is ``--no-probe``, ``grad=False`` ``--no-grad``; ``dims={"batch": 8}``
-    is ``--dim batch=8``; ``inputs={"x": "x.npy"}`` is ``--input x=x.npy``).
+    is ``--dim batch=8``; ``inputs={"x": "x.npy"}`` is ``--input x=x.npy``;
+    ``lr=0.1, optimizer="sgd"`` is ``--lr 0.1 --optimizer sgd``).
     Raises :class:`NnlintError` with the CLI's message when it exits with 2.
     """
     if isinstance(paths, (str, os.PathLike)):
@@ -283,6 +292,12 @@ def lint(
         args += ["--batch", str(batch)]
     if probe_memory is not None:
         args += ["--probe-memory", str(probe_memory)]
+    if overfit_steps is not None:
+        args += ["--overfit-steps", str(overfit_steps)]
+    if lr is not None:
+        args += ["--lr", repr(float(lr))]
+    if optimizer is not None:
+        args += ["--optimizer", optimizer]
     if not respect_gitignore:
         args.append("--no-respect-gitignore")
     args.append("--")

@@ -88,7 +88,7 @@ pub enum SourceCheck {
 }
 
 /// One finding. The first label is the primary one.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Diagnostic {
     pub rule: &'static str,
     pub code: &'static str,
@@ -106,6 +106,20 @@ pub struct Diagnostic {
     pub origin: Option<PythonLocation>,
     /// Set when a `# nnlint: ignore` comment suppressed it (`--show-suppressed`).
     pub suppressed_by: Option<String>,
+    /// What was measured along the way, for machine formats (json).
+    pub series: Vec<Series>,
+}
+
+/// A measured sequence a finding carries: the loss at each step of the
+/// one-batch fit.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Series {
+    /// What the values are, kebab-case: `loss`.
+    pub name: &'static str,
+    /// What they are indexed by: `step`.
+    pub index: &'static str,
+    /// A non-finite value is written as `null`.
+    pub values: Vec<f64>,
 }
 
 impl Diagnostic {
@@ -123,7 +137,13 @@ impl Diagnostic {
             help: Vec::new(),
             origin: None,
             suppressed_by: None,
+            series: Vec::new(),
         }
+    }
+
+    pub fn with_series(mut self, series: Series) -> Self {
+        self.series.push(series);
+        self
     }
 
     pub fn with_severity(mut self, severity: Severity) -> Self {
@@ -194,6 +214,40 @@ impl Diagnostic {
 
 /// A measured number for a message: up to three decimals in the readable
 /// range, scientific notation outside it.
+/// `values` as a line of block characters, at most `width` wide, on a log
+/// scale (losses span decades): `█` is the largest, `▁` the smallest. Each
+/// character shows the mean of its share of the values; non-finite values
+/// are a space.
+pub fn sparkline(values: &[f64], width: usize) -> String {
+    const BLOCKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let width = width.max(1).min(values.len());
+    let log = |v: f64| if v > 0.0 { v.ln() } else { f64::NAN };
+    let cells: Vec<f64> = (0..width)
+        .map(|i| {
+            let (a, b) = (i * values.len() / width, (i + 1) * values.len() / width);
+            let part = &values[a..b.max(a + 1)];
+            log(part.iter().sum::<f64>() / part.len() as f64)
+        })
+        .collect();
+    let finite = cells.iter().copied().filter(|v| v.is_finite());
+    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
+    cells
+        .iter()
+        .map(|&v| {
+            if !v.is_finite() {
+                ' '
+            } else if hi - lo < 1e-12 {
+                BLOCKS[3]
+            } else {
+                let k = ((v - lo) / (hi - lo) * 7.0).round() as usize;
+                BLOCKS[k.min(7)]
+            }
+        })
+        .collect()
+}
+
 pub fn short_number(v: f64) -> String {
     if v == 0.0 || !v.is_finite() {
         return format!("{v}");

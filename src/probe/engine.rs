@@ -272,7 +272,11 @@ fn run_inner(
         .map(|(o, l)| ((o.node, o.slot), l.clone()))
         .collect();
     let steps = runnable.order_without_consts().len() as u64;
-    let progress = Progress::new(options.progress, steps);
+    let progress = Progress::new(
+        options.progress,
+        steps,
+        "probing {bar:30} {pos}/{len} nodes, {elapsed}",
+    );
     let seed = input_options.seed;
     // Graph inputs are summarized too: activation scale starts there.
     for (input, value) in run.inputs.iter().zip(values.iter()) {
@@ -603,23 +607,22 @@ fn first_line(s: &str) -> String {
 
 /// A progress bar on stderr, shown only when a terminal is watching and the
 /// run has already taken a second.
-struct Progress {
+pub(super) struct Progress {
     bar: Option<indicatif::ProgressBar>,
     start: Instant,
     shown: std::cell::Cell<bool>,
 }
 
 impl Progress {
-    fn new(enabled: bool, steps: u64) -> Progress {
+    /// `template` is indicatif's, for example `probing {bar:30} {pos}/{len} nodes, {elapsed}`.
+    pub(super) fn new(enabled: bool, steps: u64, template: &str) -> Progress {
         Progress {
             bar: enabled.then(|| {
                 let bar = indicatif::ProgressBar::with_draw_target(
                     Some(steps),
                     indicatif::ProgressDrawTarget::hidden(),
                 );
-                if let Ok(style) = indicatif::ProgressStyle::with_template(
-                    "probing {bar:30} {pos}/{len} nodes, {elapsed}",
-                ) {
+                if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
                     bar.set_style(style);
                 }
                 bar
@@ -629,7 +632,14 @@ impl Progress {
         }
     }
 
-    fn step(&self) {
+    /// The text of `{msg}` in the template.
+    pub(super) fn message(&self, message: String) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(message);
+        }
+    }
+
+    pub(super) fn step(&self) {
         let Some(bar) = &self.bar else { return };
         bar.inc(1);
         if !self.shown.get() && self.start.elapsed() > Duration::from_secs(1) {
@@ -638,7 +648,7 @@ impl Progress {
         }
     }
 
-    fn finish(&self) {
+    pub(super) fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }

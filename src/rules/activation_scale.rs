@@ -17,7 +17,7 @@ pub static META: RuleMeta = RuleMeta {
         Half::Measured,
         Unmet::Skip,
     )],
-    absorbs: &[],
+    absorbs: &["cannot-overfit"],
     summary: "activations vanish or explode along the depth of the network at the probe",
     options: &[
         RuleOption {

@@ -16,7 +16,7 @@ pub static META: RuleMeta = RuleMeta {
         Half::Static,
         Unmet::Blind,
     )],
-    absorbs: &["zero-gradient"],
+    absorbs: &["zero-gradient", "cannot-overfit"],
     summary: "training-mode batch normalization over one value per channel has zero variance",
     options: &[],
     explanation: include_str!("../../rules/batchnorm-batch-size-one.md"),

@@ -12,7 +12,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Graph,
     category: Category::Loss,
     premises: &[requires(Premise::LossInGraph, Half::Static, Unmet::Blind)],
-    absorbs: &["non-finite"],
+    absorbs: &["non-finite", "cannot-overfit"],
     summary: "binary cross-entropy takes the log of values that can leave [0, 1]",
     options: &[],
     explanation: include_str!("../../rules/bce-without-sigmoid.md"),

@@ -12,7 +12,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Graph,
     category: Category::Loss,
     premises: &[requires(Premise::LossInGraph, Half::Static, Unmet::Blind)],
-    absorbs: &[],
+    absorbs: &["cannot-overfit"],
     summary: "binary cross-entropy is computed on a softmax over more than one class",
     options: &[],
     explanation: include_str!("../../rules/binary-loss-on-softmax.md"),

@@ -11,7 +11,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Graph,
     category: Category::Parameters,
     premises: &[requires(Premise::Untrained, Half::Static, Unmet::Note)],
-    absorbs: &[],
+    absorbs: &["cannot-overfit"],
     summary: "every value of a weight tensor is the same, so its units stay identical",
     options: &[],
     explanation: include_str!("../../rules/constant-weights.md"),

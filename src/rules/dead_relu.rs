@@ -16,7 +16,7 @@ pub static META: RuleMeta = RuleMeta {
         requires(Premise::Untrained, Half::Static, Unmet::Skip),
         requires(Premise::RepresentativeInputs, Half::Measured, Unmet::Skip),
     ],
-    absorbs: &["zero-gradient"],
+    absorbs: &["zero-gradient", "cannot-overfit"],
     summary: "relu units whose bias is so negative they never activate",
     options: &[
         RuleOption {

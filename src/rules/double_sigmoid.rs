@@ -11,7 +11,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Graph,
     category: Category::Loss,
     premises: &[requires(Premise::LossInGraph, Half::Static, Unmet::Blind)],
-    absorbs: &[],
+    absorbs: &["cannot-overfit"],
     summary: "sigmoid output is fed to binary cross-entropy with logits or another sigmoid",
     options: &[],
     explanation: include_str!("../../rules/double-sigmoid.md"),

@@ -14,7 +14,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Probe,
     category: Category::Connections,
     premises: &[requires(Premise::Untrained, Half::Measured, Unmet::Skip)],
-    absorbs: &[],
+    absorbs: &["cannot-overfit"],
     summary: "gradients vanish or explode along the depth of the network at initialization",
     options: &[
         RuleOption {

@@ -12,7 +12,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Graph,
     category: Category::Connections,
     premises: &[requires(Premise::InDesign, Half::Static, Unmet::Skip)],
-    absorbs: &[],
+    absorbs: &["cannot-overfit"],
     summary: "a softmax over features feeds another weight layer, as a hidden activation",
     options: &[],
     explanation: include_str!("../../rules/hidden-softmax.md"),

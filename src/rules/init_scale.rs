@@ -12,7 +12,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Graph,
     category: Category::Parameters,
     premises: &[requires(Premise::Untrained, Half::Static, Unmet::Skip)],
-    absorbs: &[],
+    absorbs: &["cannot-overfit"],
     summary: "a weight's standard deviation is 10x or more off the scale its fan-in and activation call for",
     options: &[
         RuleOption {

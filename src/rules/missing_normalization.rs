@@ -12,7 +12,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Graph,
     category: Category::Parameters,
     premises: &[requires(Premise::InDesign, Half::Static, Unmet::Skip)],
-    absorbs: &[],
+    absorbs: &["cannot-overfit"],
     summary: "a chain of 10 or more weight layers has no normalization and no residual connection",
     options: &[RuleOption {
         name: "depth",

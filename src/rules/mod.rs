@@ -9,6 +9,7 @@ mod batchnorm_batch_size_one;
 mod bce_without_sigmoid;
 mod bias_before_batchnorm;
 mod binary_loss_on_softmax;
+pub mod cannot_overfit;
 mod constant_weights;
 mod dead_node;
 mod dead_relu;
@@ -207,6 +208,7 @@ static RULES: &[&dyn Rule] = &[
     &gradient_scale::GradientScale,
     &zero_gradient::ZeroGradient,
     &batch_mixing::BatchMixing,
+    &cannot_overfit::CannotOverfit,
 ];
 
 /// Every rule, in code order.

@@ -14,7 +14,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Graph,
     category: Category::Loss,
     premises: &[requires(Premise::LossInGraph, Half::Both, Unmet::Blind)],
-    absorbs: &[],
+    absorbs: &["cannot-overfit"],
     summary: "the terms of a summed loss are weighted 100x or more apart",
     options: &[
         RuleOption {

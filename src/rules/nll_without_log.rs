@@ -12,7 +12,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Graph,
     category: Category::Loss,
     premises: &[requires(Premise::LossInGraph, Half::Static, Unmet::Blind)],
-    absorbs: &[],
+    absorbs: &["cannot-overfit"],
     summary: "negative log-likelihood loss receives probabilities or raw logits instead of log-probabilities",
     options: &[],
     explanation: include_str!("../../rules/nll-without-log.md"),

@@ -13,7 +13,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Graph,
     category: Category::Connections,
     premises: &[],
-    absorbs: &[],
+    absorbs: &["cannot-overfit"],
     summary: "an initializer or constant holds NaN or infinity",
     options: &[],
     explanation: include_str!("../../rules/non-finite.md"),

@@ -12,7 +12,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Graph,
     category: Category::Loss,
     premises: &[requires(Premise::LossInGraph, Half::Static, Unmet::Blind)],
-    absorbs: &[],
+    absorbs: &["cannot-overfit"],
     summary: "a squared or absolute error compares class probabilities with a target",
     options: &[],
     explanation: include_str!("../../rules/regression-loss-on-probabilities.md"),

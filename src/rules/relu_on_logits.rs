@@ -12,7 +12,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Graph,
     category: Category::Loss,
     premises: &[requires(Premise::LossInGraph, Half::Static, Unmet::Blind)],
-    absorbs: &[],
+    absorbs: &["cannot-overfit"],
     summary: "a non-negative activation sits on the logits of a softmax or softmax loss",
     options: &[],
     explanation: include_str!("../../rules/relu-on-logits.md"),

@@ -16,7 +16,7 @@ pub static META: RuleMeta = RuleMeta {
         Half::Measured,
         Unmet::Skip,
     )],
-    absorbs: &[],
+    absorbs: &["cannot-overfit"],
     summary: "most units of a sigmoid or tanh sit in its flat tails at the probe",
     options: &[
         RuleOption {

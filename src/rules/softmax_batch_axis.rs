@@ -11,7 +11,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Graph,
     category: Category::Loss,
     premises: &[],
-    absorbs: &["batch-mixing"],
+    absorbs: &["batch-mixing", "cannot-overfit"],
     summary: "softmax normalizes over the batch axis instead of the classes",
     options: &[],
     explanation: include_str!("../../rules/softmax-batch-axis.md"),

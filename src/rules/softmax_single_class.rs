@@ -11,7 +11,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Graph,
     category: Category::Loss,
     premises: &[],
-    absorbs: &["zero-gradient"],
+    absorbs: &["zero-gradient", "cannot-overfit"],
     summary: "softmax over an axis of size 1, whose output is constant",
     options: &[],
     explanation: include_str!("../../rules/softmax-single-class.md"),

@@ -15,7 +15,7 @@ pub static META: RuleMeta = RuleMeta {
     pass: Pass::Graph,
     category: Category::Connections,
     premises: &[requires(Premise::Untrained, Half::Both, Unmet::Skip)],
-    absorbs: &[],
+    absorbs: &["cannot-overfit"],
     summary: "trainable tensors that get no gradient from the loss, so they never train",
     options: &[RuleOption {
         name: "min-samples",

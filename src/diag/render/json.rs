@@ -28,6 +28,10 @@ struct Finding<'a> {
     python: Option<PythonLocation<'a>>,
     /// The model's state and the evidence that decided it.
     model_state: Option<&'a crate::graph::StateDecision>,
+    /// What the rule measured along the way (the loss at each step of the
+    /// one-batch fit); left out when empty.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    series: &'a [crate::diag::Series],
     /// The finding as the human format writes it, without colour.
     rendered: String,
 }
@@ -113,6 +117,7 @@ pub fn findings(reports: &[FileReport], prefer: Prefer) -> serde_json::Value {
                     readable: o.source.is_some(),
                 }),
                 model_state: r.coverage.as_ref().map(|c| &c.state),
+                series: &d.series,
                 rendered: super::human::rendered(r, d),
             }
         })

@@ -17,6 +17,7 @@
 //!   sample changed.
 
 mod conv;
+pub mod fit;
 pub mod ops;
 mod per_sample;
 
@@ -102,6 +103,9 @@ pub struct ParamGrad {
     /// ‖g‖ and ‖w‖ (Frobenius).
     pub norm: f64,
     pub weight_norm: f64,
+    /// ‖g / (|g| + 1e-8)‖: the norm of Adam's first step per unit of
+    /// learning rate (its moments are `g` and `g²` after bias correction).
+    pub adam_norm: f64,
     /// The loss reaches it at all.
     pub reached: bool,
     /// Its values, when [`GradOptions::keep_values`].
@@ -154,13 +158,7 @@ pub fn run(
     options: &GradOptions,
 ) -> Result<Gradients, Skip> {
     let pass = Pass::new(model, graph, lowered, options.float)?;
-    let values: Vec<(String, Tensor)> = batch
-        .iter()
-        .map(|i| {
-            let t = inputs::make(i, seed).map_err(Skip::from)?;
-            Ok((i.name.clone(), from_tract(&t, options.float)?))
-        })
-        .collect::<Result<_, Skip>>()?;
+    let values = synthesized(batch, seed, options.float)?;
     let batch_size = batch
         .first()
         .and_then(|i| i.shape.first().copied())
@@ -193,12 +191,17 @@ pub fn run(
                     .map(f64::sqrt)
                     .map_err(c)
             };
+            let adam = |g: &Tensor| -> R<f64> {
+                let scale = g.abs().and_then(|a| a.affine(1.0, 1e-8)).map_err(c)?;
+                norm(&g.div(&scale).map_err(c)?)
+            };
             out.params.push(ParamGrad {
                 name: p.name.clone(),
                 kind: p.kind,
                 node: p.node.clone(),
                 norm: g.map(norm).transpose()?.unwrap_or(0.0),
                 weight_norm: norm(w)?,
+                adam_norm: g.map(adam).transpose()?.unwrap_or(0.0),
                 reached: g.is_some(),
                 values: match (options.keep_values, g) {
                     (true, Some(g)) => Some(
@@ -216,6 +219,17 @@ pub fn run(
         out.mixing = pass.mixing(&values, batch_size)?;
     }
     Ok(out)
+}
+
+/// The probe's inputs as candle tensors.
+fn synthesized(batch: &[Input], seed: u64, float: DType) -> Result<Vec<(String, Tensor)>, Skip> {
+    batch
+        .iter()
+        .map(|i| {
+            let t = inputs::make(i, seed).map_err(Skip::from)?;
+            Ok((i.name.clone(), from_tract(&t, float)?))
+        })
+        .collect()
 }
 
 struct Param {
