@@ -453,7 +453,7 @@ fn probe_pass(
     let saturation = settings.option(&rules::saturated_activation::META, "threshold") as f32;
     let mut backward: Vec<probe::Backward> = measuring
         .iter()
-        .flat_map(|r| r.backward().iter().copied())
+        .flat_map(|r| r.backward(&settings.probe).iter().copied())
         .collect();
     backward.sort();
     backward.dedup();
@@ -466,16 +466,7 @@ fn probe_pass(
             diagnostics.extend(d);
         }
     };
-    let fit = {
-        let meta = &rules::cannot_overfit::META;
-        probe::FitPlan {
-            steps: settings.option(meta, "steps").max(0.0) as usize,
-            lr: settings.option(meta, "lr"),
-            fraction: settings.option(meta, "fraction"),
-            floor: settings.option(meta, "floor"),
-            budget: settings.option(meta, "budget"),
-        }
-    };
+    let fit = probe::FitPlan::of(|name| settings.option(&rules::cannot_overfit::META, name));
     let probe = match probe::run(model, main, &settings.probe, saturation, &backward, &fit) {
         Ok(p) => p,
         Err(skip) => {

@@ -558,3 +558,28 @@ fn a_closed_pipe_is_not_an_error_message() {
         text(&out.stderr)
     );
 }
+
+/// The one-batch fit and the backward pass run candle's multithreaded
+/// kernels: the same output on one thread as on two, with every step's loss.
+#[test]
+fn the_fit_is_the_same_on_one_and_two_threads() {
+    let run = |threads: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nnlint"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("RAYON_NUM_THREADS", threads)
+            .args([
+                "--isolated",
+                "--format",
+                "json",
+                "fixtures/overfit",
+                "fixtures/gradients/grad_batch_mean_dynamo_train.onnx",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        out.stdout
+    };
+    let one = run("1");
+    assert!(text(&one).contains("\"series\""));
+    assert_eq!(one, run("2"));
+}

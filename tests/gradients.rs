@@ -25,17 +25,6 @@ fn read_npy(path: &Path) -> Vec<f64> {
         .unwrap()
 }
 
-/// `cannot-overfit`'s defaults; these passes do not fit.
-fn fit_plan() -> nnlint::probe::FitPlan {
-    nnlint::probe::FitPlan {
-        steps: 200,
-        lr: 1e-2,
-        fraction: 0.05,
-        floor: 0.01,
-        budget: 10.0,
-    }
-}
-
 #[test]
 fn gradients_equal_torchs() {
     let root = Path::new("fixtures/gradients/reference");
@@ -58,7 +47,7 @@ fn gradients_equal_torchs() {
                 .files
                 .insert(input.to_string(), format!("{stem_s}.{input}.npy").into());
         }
-        let probe = nnlint::probe::run(&model, graph, &options, 5.0, &[], &fit_plan())
+        let probe = nnlint::probe::run(&model, graph, &options, 5.0, &[], &common::fit_plan())
             .unwrap_or_else(|e| panic!("{stem_s}: the probe did not run: {e}"));
         let lowered = nnlint::probe::lower::lower_for_gradients(graph).unwrap();
         let grad = GradOptions {
@@ -221,7 +210,7 @@ fn first_step_predictions_match_torchs_step() {
                 &options.probe,
                 5.0,
                 &[nnlint::probe::Backward::Params],
-                &fit_plan(),
+                &common::fit_plan(),
             )
             .unwrap();
             let grads = probe.gradients.unwrap().unwrap();

@@ -13,17 +13,6 @@ use common::{isolated, nnlint, text};
 use nnlint::onnx::printer::{print_model, Values};
 use nnlint::probe::ProbeOptions;
 
-/// `cannot-overfit`'s defaults; these passes do not fit.
-fn fit_plan() -> nnlint::probe::FitPlan {
-    nnlint::probe::FitPlan {
-        steps: 200,
-        lr: 1e-2,
-        fraction: 0.05,
-        floor: 0.01,
-        budget: 10.0,
-    }
-}
-
 #[test]
 fn lowered_training_ops_compute_what_onnxruntime_computes() {
     let refs = common::files(Path::new("fixtures/probe/lowering"), ".ort.json");
@@ -43,7 +32,7 @@ fn lowered_training_ops_compute_what_onnxruntime_computes() {
                 .files
                 .insert(input.to_string(), format!("{stem}.{input}.npy").into());
         }
-        let probe = nnlint::probe::run(&model, &graphs[0], &options, 5.0, &[], &fit_plan())
+        let probe = nnlint::probe::run(&model, &graphs[0], &options, 5.0, &[], &common::fit_plan())
             .unwrap_or_else(|e| panic!("{stem}: the probe did not run: {e}"));
         let expected: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(r).unwrap()).unwrap();

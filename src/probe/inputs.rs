@@ -57,6 +57,14 @@ impl Input {
     }
 }
 
+/// The batch size of a set of inputs: the leading dimension of the first.
+pub fn batch_size(inputs: &[Input]) -> usize {
+    inputs
+        .first()
+        .and_then(|i| i.shape.first().copied())
+        .unwrap_or(1)
+}
+
 /// What the user told the probe about inputs.
 #[derive(Clone, Debug, Default)]
 pub struct InputOptions {

@@ -87,6 +87,19 @@ pub struct FitPlan {
     pub budget: f64,
 }
 
+impl FitPlan {
+    /// The plan from `cannot-overfit`'s options, by name.
+    pub fn of(option: impl Fn(&str) -> f64) -> FitPlan {
+        FitPlan {
+            steps: option("steps").max(0.0) as usize,
+            lr: option("lr"),
+            fraction: option("fraction"),
+            floor: option("floor"),
+            budget: option("budget"),
+        }
+    }
+}
+
 impl Default for ProbeOptions {
     fn default() -> Self {
         ProbeOptions {
@@ -166,11 +179,7 @@ impl Probe {
 
     /// The batch: the leading dimension of the first input.
     pub fn batch(&self) -> usize {
-        self.run
-            .inputs
-            .first()
-            .and_then(|i| i.shape.first().copied())
-            .unwrap_or(1)
+        inputs::batch_size(&self.run.inputs)
     }
 
     /// Where in the computation a tensor was produced (for "first" questions).
@@ -271,11 +280,7 @@ fn fit_pass(
     if steps == 0 {
         return Ok(None);
     }
-    let samples = run
-        .inputs
-        .first()
-        .and_then(|i| i.shape.first().copied())
-        .unwrap_or(1);
+    let samples = inputs::batch_size(&run.inputs);
     // The estimate is computed from shapes, not timed: the same model gives
     // the same decision on any machine and under any load.
     let lowered = lower::lower_for_gradients(graph)?;
@@ -418,11 +423,7 @@ fn backward_pass(
     }
     if !grad.params && !grad.mixing {
         return Ok(Gradients {
-            batch: run
-                .inputs
-                .first()
-                .and_then(|i| i.shape.first().copied())
-                .unwrap_or(1),
+            batch: inputs::batch_size(&run.inputs),
             ..Default::default()
         });
     }

@@ -3,7 +3,7 @@
 use super::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 use crate::diag::short_number as short;
 use crate::diag::{Diagnostic, Severity};
-use crate::probe::{Backward, Probe};
+use crate::probe::{Backward, Probe, ProbeOptions};
 
 pub static META: RuleMeta = RuleMeta {
     name: "batch-mixing",
@@ -34,7 +34,7 @@ impl Rule for BatchMixing {
         true
     }
 
-    fn backward(&self) -> &'static [Backward] {
+    fn backward(&self, _: &ProbeOptions) -> &'static [Backward] {
         &[Backward::Mixing]
     }
 

@@ -5,7 +5,7 @@ use super::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 use crate::diag::short_number as short;
 use crate::diag::{sparkline, Diagnostic, Series, Severity};
 use crate::graph::Graph;
-use crate::probe::{loss_nodes, Backward, Probe, Target};
+use crate::probe::{loss_nodes, Backward, Probe, ProbeOptions, Target};
 
 pub static META: RuleMeta = RuleMeta {
     name: "cannot-overfit",
@@ -57,7 +57,7 @@ impl Rule for CannotOverfit {
         true
     }
 
-    fn backward(&self) -> &'static [Backward] {
+    fn backward(&self, _: &ProbeOptions) -> &'static [Backward] {
         &[Backward::Params, Backward::Fit]
     }
 

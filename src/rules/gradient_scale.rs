@@ -5,7 +5,7 @@ use super::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 use crate::diag::short_number as short;
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::ParamKind;
-use crate::probe::{Backward, Probe};
+use crate::probe::{Backward, Probe, ProbeOptions};
 
 pub static META: RuleMeta = RuleMeta {
     name: "gradient-scale",
@@ -47,7 +47,7 @@ impl Rule for GradientScale {
         true
     }
 
-    fn backward(&self) -> &'static [Backward] {
+    fn backward(&self, _: &ProbeOptions) -> &'static [Backward] {
         &[Backward::Params]
     }
 

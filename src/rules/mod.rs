@@ -160,8 +160,9 @@ pub trait Rule: Sync {
     fn measures(&self) -> bool {
         false
     }
-    /// What the rule needs from the probe's backward pass; empty for none.
-    fn backward(&self) -> &'static [crate::probe::Backward] {
+    /// What the rule needs from the probe's backward pass under these
+    /// options; empty for none.
+    fn backward(&self, _options: &crate::probe::ProbeOptions) -> &'static [crate::probe::Backward] {
         &[]
     }
     /// Appends the rule's findings from the probe's forward pass over the main graph.

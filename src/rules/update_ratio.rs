@@ -6,7 +6,7 @@ use super::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 use crate::diag::{Diagnostic, Severity};
 use crate::diff::LayerDiff;
 use crate::graph::ParamKind;
-use crate::probe::{Backward, Optimizer, Probe};
+use crate::probe::{Backward, Optimizer, Probe, ProbeOptions};
 
 pub static META: RuleMeta = RuleMeta {
     name: "update-ratio",
@@ -43,8 +43,13 @@ impl Rule for UpdateRatio {
         true
     }
 
-    fn backward(&self) -> &'static [Backward] {
-        &[Backward::Params]
+    /// Gradients only to predict a first step (`--lr`).
+    fn backward(&self, options: &ProbeOptions) -> &'static [Backward] {
+        if options.first_step.is_some() {
+            &[Backward::Params]
+        } else {
+            &[]
+        }
     }
 
     /// The first step's update of each weight layer, from the backward

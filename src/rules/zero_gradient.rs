@@ -6,7 +6,7 @@ use super::premise::{requires, Half, Premise, Unmet};
 use super::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{Block, Graph, NodeId, ParamKind, Trainable, NORMALIZATION_OPS};
-use crate::probe::{Backward, Probe};
+use crate::probe::{Backward, Probe, ProbeOptions};
 
 pub static META: RuleMeta = RuleMeta {
     name: "zero-gradient",
@@ -75,7 +75,7 @@ impl Rule for ZeroGradient {
         true
     }
 
-    fn backward(&self) -> &'static [Backward] {
+    fn backward(&self, _: &ProbeOptions) -> &'static [Backward] {
         &[Backward::Params]
     }
 

@@ -6,6 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// A one-batch fit plan for [`nnlint::probe::run`]: `cannot-overfit`'s defaults.
+pub fn fit_plan() -> nnlint::probe::FitPlan {
+    let meta = nnlint::rules::find("cannot-overfit")
+        .expect("the rule exists")
+        .meta();
+    nnlint::probe::FitPlan::of(|name| nnlint::rules::option(meta, None, name))
+}
+
 /// Runs the nnlint binary from the repository root, without colour.
 pub fn nnlint(args: &[&str]) -> Output {
     nnlint_in(Path::new(env!("CARGO_MANIFEST_DIR")), args)

@@ -108,10 +108,7 @@ pub fn run(
         return Ok(None);
     }
     let mut values = synthesized(batch, seed, DType::F32)?;
-    let mut samples = batch
-        .first()
-        .and_then(|i| i.shape.first().copied())
-        .unwrap_or(1);
+    let mut samples = crate::probe::inputs::batch_size(batch);
     if samples > MAX_SAMPLES && batch_is_free(graph, batch, samples) {
         for (_, t) in &mut values {
             *t = t.narrow(0, 0, MAX_SAMPLES).map_err(|e| Skip::from(c(e)))?;

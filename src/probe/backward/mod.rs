@@ -159,10 +159,7 @@ pub fn run(
 ) -> Result<Gradients, Skip> {
     let pass = Pass::new(model, graph, lowered, options.float)?;
     let values = synthesized(batch, seed, options.float)?;
-    let batch_size = batch
-        .first()
-        .and_then(|i| i.shape.first().copied())
-        .unwrap_or(1);
+    let batch_size = inputs::batch_size(batch);
     let mut out = Gradients {
         batch: batch_size,
         ..Default::default()
@@ -799,11 +796,7 @@ fn per_sample_outputs(
 /// The forward pass records the shapes of float values only, so a graph
 /// that computes on integers on the way is not proven here.
 pub fn proven_per_sample(graph: &Graph<'_>, lowered: &Lowered, run: &super::Run) -> bool {
-    let batch = run
-        .inputs
-        .first()
-        .and_then(|i| i.shape.first().copied())
-        .unwrap_or(1);
+    let batch = inputs::batch_size(&run.inputs);
     let consts: FxHashMap<&str, &crate::onnx::proto::TensorProto> = lowered
         .initializers
         .iter()
