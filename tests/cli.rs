@@ -153,14 +153,13 @@ fn json_format_has_the_documented_fields_and_agrees_with_short() {
 
 #[test]
 fn output_is_byte_for_byte_deterministic() {
-    // `short` formats the same diagnostics as `json`, whose findings also
-    // carry their human rendering.
-    for format in ["human", "json"] {
-        let a = nnlint(&["--format", format, "fixtures"]);
-        let b = nnlint(&["--format", format, "fixtures"]);
-        assert_eq!(a.stdout, b.stdout, "{format}");
-        assert!(!a.stdout.is_empty());
-    }
+    // `short` and `human` format the same diagnostics as `json`, whose
+    // findings carry their human rendering (and the fit's every step): one
+    // pair of runs of the whole corpus covers all three.
+    let a = nnlint(&["--format", "json", "fixtures"]);
+    let b = nnlint(&["--format", "json", "fixtures"]);
+    assert_eq!(a.stdout, b.stdout);
+    assert!(text(&a.stdout).contains("\"rendered\""));
 }
 
 #[test]
