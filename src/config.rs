@@ -64,13 +64,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// One rule's settings.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct RuleConfig {
-    pub severity: Option<Severity>,
-    /// Thresholds by the names the rule declares.
-    pub options: BTreeMap<&'static str, f64>,
-}
+pub use crate::rules::RuleConfig;
 
 /// A parsed configuration file.
 #[derive(Clone, Debug, Default)]

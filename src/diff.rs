@@ -11,42 +11,19 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::diag::position::{Sources, MODEL};
+use crate::diag::report::FileReport;
+pub use crate::diag::report::LayerDiff;
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{self, Graph};
 use crate::onnx::proto::{data_type, TensorProto};
 use crate::onnx::source::Source;
 use crate::onnx::Model;
+use crate::options::{Error, Settings};
+use crate::read::{listing, read_model, Read};
 use crate::rules::{frozen_weights, graph_mismatch, non_finite, update_ratio};
-use crate::{Error, FileReport, Settings};
 
 /// Elements compared per block.
 const BLOCK: usize = 1 << 16;
-
-/// What changed in one weight. Every number the table and json show.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct LayerDiff {
-    /// The weight's name in the second checkpoint.
-    pub name: String,
-    /// Its name in the first, when pairing by position found it under another name.
-    pub before_name: Option<String>,
-    pub shape: Vec<i64>,
-    pub elements: usize,
-    /// ||A|| and ||B||.
-    pub norm_a: f64,
-    pub norm_b: f64,
-    /// ||B - A|| / ||A|| (0 when A is all zeros and nothing changed, infinite otherwise).
-    pub relative_update: f64,
-    /// Elements bit-for-bit equal in both checkpoints.
-    pub unchanged: usize,
-    /// NaN or infinite elements in A and in B.
-    pub non_finite_a: usize,
-    pub non_finite_b: usize,
-    /// Whether training is expected to change it: a float weight of two or more
-    /// elements, and not a BatchNorm running statistic.
-    pub trainable: bool,
-    /// The first node that reads it, which findings are attached to.
-    pub node: Option<String>,
-}
 
 /// The outcome of a diff: findings on the second checkpoint, and the table.
 pub struct DiffReport {
@@ -65,16 +42,16 @@ pub fn diff_files(
 ) -> Result<DiffReport, Error> {
     let mut read = Vec::new();
     for path in [before, after] {
-        match crate::read_model(path)? {
-            crate::Read::Model(m) => {
+        match read_model(path)? {
+            Read::Model(m) => {
                 let (model, source) = *m;
                 // Comparing checkpoints is comparing values: both must be whole.
                 let model = model.whole()?;
-                let source = source.unwrap_or_else(|| crate::listing(&model));
+                let source = source.unwrap_or_else(|| listing(&model));
                 read.push((model, source));
             }
             // A text model that does not parse: its syntax error is the report.
-            crate::Read::Syntax(report) => {
+            Read::Syntax(report) => {
                 return Ok(DiffReport {
                     report: *report,
                     layers: Vec::new(),
@@ -139,13 +116,9 @@ pub fn diff_models(
             );
             return DiffReport {
                 report: FileReport {
-                    path,
-                    sources,
-                    diagnostics,
                     failed: true,
                     coverage: None,
-                    unreadable: None,
-                    inputs: None,
+                    ..FileReport::new(path, sources, diagnostics)
                 },
                 layers,
                 mismatch: true,
@@ -219,13 +192,9 @@ pub fn diff_models(
     });
     DiffReport {
         report: FileReport {
-            path,
-            sources,
-            diagnostics,
             failed: false,
             coverage: None,
-            unreadable: None,
-            inputs: None,
+            ..FileReport::new(path, sources, diagnostics)
         },
         layers,
         mismatch: false,

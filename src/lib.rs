@@ -1,167 +1,137 @@
 //! nnlint: a linter for neural-network graphs stored as ONNX.
 //!
-//! The data flows one way: [`onnx`] reads a model, [`graph`] builds the
-//! petgraph view rules query, [`rules`] produce [`diag::Diagnostic`]s, and
-//! [`diag::render`] formats them.
+//! The data flows one way: [`onnx`] reads a model (`read` picks binary or
+//! text), [`graph`] builds the petgraph view rules query, [`rules`] and
+//! [`probe`] produce [`diag::Diagnostic`]s and measurements (`measure`), the
+//! run's [`diag::report::Report`] holds them with what reproduces the run,
+//! and [`diag::render`] formats it. No module imports this one: the front
+//! door only wires them together.
 
 pub mod config;
 pub mod diag;
 pub mod diff;
 pub mod graph;
+mod measure;
 pub mod onnx;
+mod options;
 mod parallel;
 pub mod probe;
 pub mod python;
+mod read;
 pub mod rules;
 
-use std::fmt;
+pub use options::{ConfigSource, Error, Options, Settings};
+pub use read::{listing, read_model, Read};
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use config::{Config, ConfigError};
 use diag::position::{Sources, MODEL};
 use diag::Diagnostic;
-use onnx::printer::{print_model, Values};
 use onnx::LoadError;
-use rules::{Check, Selection, SelectorError};
 
-/// What a lint run does.
-#[derive(Clone, Debug, Default)]
-pub struct Options {
-    /// Rules to run, from the command line; when empty, the configuration's
-    /// `select` (or every rule) applies.
-    pub select: Vec<String>,
-    /// Rules added to the selection.
-    pub extend_select: Vec<String>,
-    /// Rules not to run, added to the configuration's.
-    pub ignore: Vec<String>,
-    pub config: ConfigSource,
-    /// Keep findings that `# nnlint: ignore` comments suppress, marked as such.
-    pub show_suppressed: bool,
-    /// The forward pass after the static rules.
-    pub probe: probe::ProbeOptions,
-    /// `--model-state`: `None` when not given, `Some(None)` for `auto`.
-    pub model_state: Option<Option<graph::ModelState>>,
+pub use diag::report::{FileReport, Report};
+
+/// The report of a run: its files, and the metadata of every rule.
+pub fn report(run: diag::report::Run, files: Vec<FileReport>) -> Report {
+    Report::new(run, files, rules::infos())
 }
 
-/// Where a file's configuration comes from.
-#[derive(Clone, Debug, Default)]
-pub enum ConfigSource {
-    /// The nearest `nnlint.toml` or `pyproject.toml` above each file.
-    #[default]
-    Discover,
-    /// One configuration for every file (`--config`).
-    Fixed(Arc<Config>),
-    /// Defaults only.
-    None,
-}
-
-/// Why a file was not linted.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Error {
-    Load(LoadError),
-    Config(ConfigError),
-    Selector(SelectorError),
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Load(e) => e.fmt(f),
-            Error::Config(e) => e.fmt(f),
-            Error::Selector(e) => e.fmt(f),
+/// What reproduces a lint run with `options`, given as `arguments`.
+pub fn run_record(
+    command: &'static str,
+    arguments: Vec<String>,
+    options: &Options,
+) -> diag::report::Run {
+    let p = &options.probe;
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(",")
         }
+    };
+    let on = |b: bool| if b { "on" } else { "off" }.to_string();
+    let mut o = std::collections::BTreeMap::new();
+    o.insert("select".to_string(), list(&options.select));
+    o.insert("extend-select".to_string(), list(&options.extend_select));
+    o.insert("ignore".to_string(), list(&options.ignore));
+    o.insert(
+        "model-state".to_string(),
+        match options.model_state {
+            Some(Some(s)) => s.as_str().to_string(),
+            _ => "auto".to_string(),
+        },
+    );
+    o.insert("probe".to_string(), on(p.enabled));
+    o.insert("gradients".to_string(), on(p.gradients));
+    o.insert("batch".to_string(), p.batch.to_string());
+    o.insert("probe-memory".to_string(), format!("{} MiB", p.memory_mib));
+    let pairs = |m: Vec<String>| {
+        if m.is_empty() {
+            "-".to_string()
+        } else {
+            m.join(",")
+        }
+    };
+    o.insert(
+        "dim".to_string(),
+        pairs(p.dims.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+    );
+    o.insert(
+        "input".to_string(),
+        pairs(
+            p.files
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.display()))
+                .collect(),
+        ),
+    );
+    o.insert(
+        "overfit-steps".to_string(),
+        p.fit_steps
+            .map_or("rule default".to_string(), |s| s.to_string()),
+    );
+    if let Some(step) = &p.first_step {
+        o.insert("lr".to_string(), step.lr.to_string());
+        o.insert(
+            "optimizer".to_string(),
+            step.optimizer.name().to_lowercase(),
+        );
+    }
+    diag::report::Run {
+        tool: env!("CARGO_PKG_NAME"),
+        version: env!("CARGO_PKG_VERSION"),
+        command,
+        arguments,
+        seed: p.seed,
+        options: o,
     }
 }
 
-impl std::error::Error for Error {}
-
-impl From<LoadError> for Error {
-    fn from(e: LoadError) -> Self {
-        Error::Load(e)
+/// The sha256 of a file, in hex.
+pub fn sha256(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
     }
-}
-
-/// The findings on one model, with the text they point into.
-pub struct FileReport {
-    /// The path as the user gave it.
-    pub path: String,
-    /// The model's text ([`MODEL`]; for a binary model, its `nnlint print`
-    /// listing) and the Python sources its findings point into.
-    pub sources: Sources,
-    /// Sorted by position, then code.
-    pub diagnostics: Vec<Diagnostic>,
-    /// The file could not be read as a model (a text model with a syntax error):
-    /// the diagnostics say why, and the exit status is 2.
-    pub failed: bool,
-    /// The model's state and what the rules' premises kept from running or
-    /// from seeing; `None` when no model was read.
-    pub coverage: Option<rules::premise::Coverage>,
-    /// Why some of the file could not be read (a missing external data file):
-    /// the rules that need no values ran, and the exit status is 2.
-    pub unreadable: Option<LoadError>,
-    /// The names the model's inputs answer to, for checking `--input` and
-    /// `--dim` ([`probe::inputs::InputOptions::check`]).
-    pub inputs: Option<probe::inputs::InputNames>,
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// File extensions nnlint lints when given a folder.
 pub const MODEL_EXTENSIONS: &[&str] = &["onnx", "onnxtxt"];
-
-/// A model file as nnlint reads it: the model and the text diagnostics point
-/// into. That text is the file itself for `.onnxtxt`; a binary model has none
-/// until its [`listing`] is printed, which [`lint_model`] does while it
-/// builds the graph.
-pub enum Read {
-    Model(Box<(onnx::Model, Option<onnx::source::Source>)>),
-    /// A text model that does not parse, as a report with the syntax error.
-    Syntax(Box<FileReport>),
-}
-
-/// Reads a binary (`.onnx`) or text (`.onnxtxt`) model.
-pub fn read_model(path: &Path) -> Result<Read, Error> {
-    if path.extension().is_some_and(|e| e == "onnxtxt") {
-        let err = |reason: String| LoadError {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot read file: {e}")))?;
-        if meta.is_dir() {
-            return Err(err("is a directory".into()).into());
-        }
-        let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read file: {e}")))?;
-        let text = String::from_utf8(bytes).map_err(|_| err("is not UTF-8 text".into()))?;
-        return match onnx::text::parse_model(&text) {
-            Ok((proto, source)) => Ok(Read::Model(Box::new((
-                onnx::Model::from_proto(path, proto)?,
-                Some(source),
-            )))),
-            Err(e) => {
-                let display = path.display().to_string();
-                let mut sources = Sources::new();
-                sources.add(display.clone(), text);
-                let d =
-                    Diagnostic::new(&rules::syntax_error::META, e.message).primary(e.span, "here");
-                Ok(Read::Syntax(Box::new(FileReport {
-                    path: display,
-                    sources,
-                    diagnostics: vec![d],
-                    failed: true,
-                    coverage: None,
-                    unreadable: None,
-                    inputs: None,
-                })))
-            }
-        };
-    }
-    let model = onnx::load_partial(path)?;
-    Ok(Read::Model(Box::new((model, None))))
-}
-
-/// The listing of a binary model, weights elided, that findings point into.
-pub fn listing(model: &onnx::Model) -> onnx::source::Source {
-    print_model(&model.proto, Values::Elide)
-}
 
 /// Lints one model file with the configuration that applies to it.
 pub fn lint_file(path: &Path, options: &Options) -> Result<FileReport, Error> {
@@ -191,6 +161,10 @@ pub fn lint_file(path: &Path, options: &Options) -> Result<FileReport, Error> {
                 }));
             }
             report.inputs = Some(probe::inputs::InputNames::of(model.graph()));
+            report.config = config
+                .as_ref()
+                .and_then(|c| c.path.as_ref())
+                .map(|p| p.display().to_string());
             if let Some(reason) = &model.unreadable {
                 report.failed = true;
                 report.unreadable = Some(LoadError {
@@ -206,82 +180,6 @@ pub fn lint_file(path: &Path, options: &Options) -> Result<FileReport, Error> {
             Ok(report)
         }
         Read::Syntax(report) => Ok(*report),
-    }
-}
-
-/// Everything that decides what a lint of one file reports.
-#[derive(Clone, Debug, Default)]
-pub struct Settings {
-    pub selection: Selection,
-    pub config: Option<Config>,
-    pub show_suppressed: bool,
-    pub probe: probe::ProbeOptions,
-    /// The state to assume instead of deciding it from the weights.
-    pub model_state: Option<graph::ModelState>,
-}
-
-impl Settings {
-    /// Command-line options over the file's configuration.
-    pub fn new(options: &Options, config: Option<&Config>, file: &Path) -> Result<Settings, Error> {
-        let mut select = if options.select.is_empty() {
-            config.and_then(|c| c.select.clone()).unwrap_or_default()
-        } else {
-            options.select.clone()
-        };
-        let extend: Vec<String> = config
-            .map(|c| c.extend_select.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .chain(options.extend_select.iter().cloned())
-            .collect();
-        if !extend.is_empty() && select.is_empty() {
-            select.push("ALL".into());
-        }
-        select.extend(extend);
-        let mut ignore: Vec<String> = config.map(|c| c.ignore.clone()).unwrap_or_default();
-        if let Some(c) = config {
-            ignore.extend(c.ignored_for_file(file));
-        }
-        ignore.extend(options.ignore.iter().cloned());
-        Ok(Settings {
-            selection: Selection::new(&select, &ignore).map_err(Error::Selector)?,
-            config: config.cloned(),
-            show_suppressed: options.show_suppressed,
-            probe: options.probe.clone(),
-            model_state: match options.model_state {
-                Some(given) => given,
-                None => config.and_then(|c| c.model_state),
-            },
-        })
-    }
-
-    /// What `rule` sees while it checks `graph`.
-    pub fn check<'a, 'm>(
-        &'a self,
-        graph: &'a graph::Graph<'m>,
-        rule: &'static rules::RuleMeta,
-        facts: &'a rules::Facts,
-    ) -> Check<'a, 'm> {
-        Check {
-            graph,
-            meta: rule,
-            settings: self.config.as_ref().and_then(|c| c.rules.get(rule.name)),
-            facts,
-        }
-    }
-
-    /// Applies a configured severity to a rule's findings.
-    pub fn apply_severity(&self, rule: &rules::RuleMeta, found: &mut [Diagnostic]) {
-        let configured = self.config.as_ref().and_then(|c| c.rules.get(rule.name));
-        if let Some(severity) = configured.and_then(|c| c.severity) {
-            found.iter_mut().for_each(|d| d.severity = severity);
-        }
-    }
-
-    /// A rule's threshold, from the configuration or the rule's default.
-    pub fn option(&self, meta: &rules::RuleMeta, name: &str) -> f64 {
-        let configured = self.config.as_ref().and_then(|c| c.rules.get(meta.name));
-        rules::option(meta, configured, name)
     }
 }
 
@@ -345,11 +243,10 @@ fn lint_listing(
     });
     let mut diagnostics: Vec<Diagnostic> = per_rule.into_iter().flatten().collect();
     // An invalid graph cannot run; `invalid-graph` already says why.
-    if valid {
-        if let Some(main) = graphs.first() {
-            probe_pass(model, main, settings, &facts, &mut diagnostics);
-        }
-    }
+    let measurements = match graphs.first() {
+        Some(main) if valid => probe_pass(model, main, settings, &facts, &mut diagnostics),
+        _ => None,
+    };
     if let Some(c) = &settings.config {
         diagnostics.retain(|d| {
             let meta = rules::find(d.rule).map(|r| r.meta());
@@ -376,13 +273,10 @@ fn lint_listing(
     });
     diagnostics.dedup();
     FileReport {
-        path,
-        sources,
-        diagnostics,
         failed: false,
         coverage: Some(coverage),
-        unreadable: None,
-        inputs: None,
+        measurements,
+        ..FileReport::new(path, sources, diagnostics)
     }
 }
 
@@ -430,7 +324,8 @@ fn demote(
     }
 }
 
-/// Runs the probe on the main graph and appends what the measuring rules find.
+/// Runs the probe on the main graph, appends what the measuring rules find,
+/// and returns what it measured.
 ///
 /// A measured finding on a node its rule already reported statically becomes
 /// a note on that finding: one finding per problem.
@@ -440,7 +335,7 @@ fn probe_pass(
     settings: &Settings,
     facts: &rules::Facts,
     diagnostics: &mut Vec<Diagnostic>,
-) {
+) -> Option<diag::report::Measurements> {
     let measuring: Vec<&dyn rules::Rule> = rules::all()
         .filter(|r| r.measures() && settings.selection.enabled(r.meta()))
         .filter(|r| {
@@ -448,7 +343,7 @@ fn probe_pass(
         })
         .collect();
     if !settings.probe.enabled || measuring.is_empty() {
-        return;
+        return None;
     }
     let saturation = settings.option(&rules::saturated_activation::META, "threshold") as f32;
     let mut backward: Vec<probe::Backward> = measuring
@@ -471,7 +366,7 @@ fn probe_pass(
         Ok(p) => p,
         Err(skip) => {
             skipped(diagnostics, rules::probe_skipped::diagnostic(main, &skip));
-            return;
+            return None;
         }
     };
     if let Some(Err(skip)) = &probe.gradients {
@@ -516,6 +411,7 @@ fn probe_pass(
             }
         }
     }
+    Some(measure::of(&probe, main, settings))
 }
 
 /// How a folder named on the command line is searched for models.

@@ -294,12 +294,20 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // As given, for the reports that record what reproduces a run.
+    let arguments: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let code = match cli.command {
         Some(Command::Rules { format }) => list_rules(format),
         Some(Command::Explain { rule, format }) => explain(&rule, format),
         Some(Command::Print { path, values }) => print(&path, values),
-        Some(Command::Diff(args)) => diff(args),
-        None => lint(cli.lint),
+        Some(Command::Diff(args)) => {
+            let after_command = arguments.iter().skip_while(|a| *a != "diff").skip(1);
+            diff(args, after_command.cloned().collect())
+        }
+        None => lint(cli.lint, arguments),
     };
     ExitCode::from(code)
 }
@@ -327,7 +335,7 @@ fn config_source(isolated: bool, path: Option<&PathBuf>) -> Result<ConfigSource,
     }
 }
 
-fn diff(args: DiffArgs) -> u8 {
+fn diff(args: DiffArgs, arguments: Vec<String>) -> u8 {
     let config = match config_source(args.isolated, args.config.as_ref()) {
         Ok(c) => c,
         Err(code) => return code,
@@ -357,7 +365,21 @@ fn diff(args: DiffArgs) -> u8 {
             return 2;
         }
     };
-    let reports = std::slice::from_ref(&result.report);
+    let band = |name: &str| settings.option(&nnlint::rules::update_ratio::META, name);
+    let mut run = nnlint::run_record("diff", arguments, &Options::default());
+    run.options = [("steps".to_string(), args.steps.to_string())].into();
+    let mut file = result.report;
+    if matches!(args.format, Format::Html | Format::JsonReport) {
+        file.sha256 = nnlint::sha256(&args.after).ok();
+    }
+    let mut report = nnlint::report(run, vec![file]);
+    report.diff = Some(nnlint::diag::report::DiffTable {
+        steps: args.steps,
+        band: (band("low"), band("high")),
+        layers: result.layers,
+    });
+    let reports = &report.files;
+    let layers = report.diff.as_ref().map_or(&[][..], |d| &d.layers);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let written = match args.format {
@@ -365,7 +387,7 @@ fn diff(args: DiffArgs) -> u8 {
             let value = serde_json::json!({
                 "steps": args.steps,
                 "findings": nnlint::diag::render::json::findings(reports, args.location),
-                "layers": result.layers,
+                "layers": layers,
             });
             serde_json::to_writer_pretty(&mut out, &value)
                 .map_err(std::io::Error::from)
@@ -377,18 +399,17 @@ fn diff(args: DiffArgs) -> u8 {
                 prefer: args.location,
                 quiet: args.quiet,
             };
-            render(format, reports, &options, &mut out).and_then(|_| {
+            render(format, &report, &options, &mut out).and_then(|_| {
                 if format != Format::Human || args.quiet || result.mismatch {
                     return Ok(());
                 }
-                let band = |name: &str| settings.option(&nnlint::rules::update_ratio::META, name);
-                if !result.report.diagnostics.is_empty() {
+                if !reports[0].diagnostics.is_empty() {
                     writeln!(out)?;
                 }
                 write!(
                     out,
                     "{}",
-                    nnlint::diff::table(&result.layers, args.steps, band("low"), band("high"))
+                    nnlint::diff::table(layers, args.steps, band("low"), band("high"))
                 )?;
                 summary(reports, &mut out)
             })
@@ -402,8 +423,7 @@ fn diff(args: DiffArgs) -> u8 {
     }
     if result.mismatch {
         2
-    } else if result
-        .report
+    } else if reports[0]
         .diagnostics
         .iter()
         .any(|d| d.severity >= Severity::Warning && d.suppressed_by.is_none())
@@ -414,7 +434,7 @@ fn diff(args: DiffArgs) -> u8 {
     }
 }
 
-fn lint(args: LintArgs) -> u8 {
+fn lint(args: LintArgs, arguments: Vec<String>) -> u8 {
     if args.paths.is_empty() {
         eprintln!("error: no model given\n\nUsage: nnlint [OPTIONS] <PATH>...\n\nFor more information, try '--help'.");
         return 2;
@@ -490,19 +510,26 @@ fn lint(args: LintArgs) -> u8 {
     for e in reports.iter().filter_map(|r| r.unreadable.as_ref()) {
         eprintln!("error: {e}");
     }
+    if matches!(args.format, Format::Html | Format::JsonReport) {
+        for r in &mut reports {
+            r.sha256 = nnlint::sha256(std::path::Path::new(&r.path)).ok();
+        }
+    }
+    let report = nnlint::report(nnlint::run_record("lint", arguments, &options), reports);
+    let reports = &report.files;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let written = if args.statistics {
-        statistics(&reports, &mut out)
+        statistics(reports, &mut out)
     } else {
         let render_options = RenderOptions {
             color,
             prefer: args.location,
             quiet: args.quiet,
         };
-        render(args.format, &reports, &render_options, &mut out).and_then(|_| {
+        render(args.format, &report, &render_options, &mut out).and_then(|_| {
             if args.format == Format::Human && !args.quiet && !reports.is_empty() {
-                summary(&reports, &mut out)
+                summary(reports, &mut out)
             } else {
                 Ok(())
             }
@@ -589,7 +616,7 @@ fn rule_json(m: &RuleMeta) -> serde_json::Value {
             "holds_when": r.premise.holds_when(), "half": r.half, "unmet": r.unmet,
         })).collect::<Vec<_>>(),
         "explanation": m.explanation,
-        "help_uri": sarif::help_uri(m),
+        "help_uri": sarif::help_uri(m.name),
     })
 }
 
@@ -704,7 +731,8 @@ fn print(path: &std::path::Path, values: bool) -> u8 {
                 prefer: Prefer::Model,
                 quiet: true,
             };
-            let _ = render(Format::Human, &[*report], &options, &mut std::io::stderr());
+            let report = nnlint::report(Default::default(), vec![*report]);
+            let _ = render(Format::Human, &report, &options, &mut std::io::stderr());
             2
         }
         Err(e) => {

@@ -92,14 +92,7 @@ impl<'t> Lines<'t> {
     }
 }
 
-/// A suppression comment: `None` for every rule, or the named rules and codes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Suppression {
-    pub rules: Option<Vec<String>>,
-    /// The comment's span in its file.
-    pub span: Range<usize>,
-    pub text: String,
-}
+pub use crate::diag::Suppression;
 
 impl<'a, 'o> PythonFiles<'a, 'o> {
     /// `origins`: every origin the model records; a file's lines are checked
@@ -470,7 +463,7 @@ pub fn parse_suppression(line: &str, offset: usize) -> Option<Suppression> {
 pub fn attach_origins(
     model: &crate::onnx::Model,
     graphs: &[crate::graph::Graph<'_>],
-    settings: &crate::Settings,
+    settings: &crate::options::Settings,
     sources: &mut Sources,
     diagnostics: &mut Vec<crate::diag::Diagnostic>,
 ) {

@@ -88,18 +88,15 @@ fn corrupted_fixtures_never_panic() {
             std::fs::write(&target, &v).unwrap();
             runs += 1;
             if let Ok(report) = lint_file(&target, &isolated()) {
+                let report = nnlint::report(Default::default(), vec![report]);
                 // Rendering must not panic either, whatever the spans are.
                 for f in [
                     nnlint::diag::render::Format::Human,
                     nnlint::diag::render::Format::Json,
+                    nnlint::diag::render::Format::Html,
                 ] {
-                    nnlint::diag::render::render(
-                        f,
-                        std::slice::from_ref(&report),
-                        &Default::default(),
-                        &mut Vec::new(),
-                    )
-                    .unwrap();
+                    nnlint::diag::render::render(f, &report, &Default::default(), &mut Vec::new())
+                        .unwrap();
                 }
             } else {
                 refused += 1;

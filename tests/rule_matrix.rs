@@ -254,6 +254,27 @@ fn every_overfit_fixture_fires_exactly_its_rules() {
     }
 }
 
+/// `fixtures/report`, the html report's models: a clean residual network
+/// (no finding at all, not even a note) and the markup-named dead relu.
+#[test]
+fn report_fixtures_fire_exactly_their_rules() {
+    for kind in ["dynamo", "torchscript"] {
+        let path = format!("fixtures/report/small_resnet_{kind}_train.onnx");
+        assert_eq!(
+            rules_at(Path::new(&path), Severity::Note),
+            BTreeSet::new(),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        rules_at(
+            Path::new("fixtures/report/hostile_names.onnx"),
+            Severity::Warning
+        ),
+        BTreeSet::from(["dead-relu", "zero-gradient"])
+    );
+}
+
 #[test]
 fn every_gradient_fixture_fires_exactly_its_rules() {
     let models = by_prefix("fixtures/gradients", GRADIENT_EXPECTED);

@@ -283,7 +283,7 @@ fn mutated_text_never_panics() {
                     let mut sink = Vec::new();
                     nnlint::diag::render::render(
                         nnlint::diag::render::Format::Human,
-                        &[report],
+                        &nnlint::report(Default::default(), vec![report]),
                         &Default::default(),
                         &mut sink,
                     )

@@ -34,6 +34,7 @@ const UI_DIRS: &[&str] = &[
     "fixtures/hostile",
     "fixtures/gradients",
     "fixtures/overfit",
+    "fixtures/report",
 ];
 
 fn models() -> Vec<PathBuf> {
@@ -58,7 +59,8 @@ fn rendered(model: &Path) -> String {
     let report =
         lint_file(model, &isolated()).unwrap_or_else(|e| panic!("fixture does not load: {e}"));
     let mut out = Vec::new();
-    render(Format::Human, &[report], &Default::default(), &mut out).unwrap();
+    let report = nnlint::report(Default::default(), vec![report]);
+    render(Format::Human, &report, &Default::default(), &mut out).unwrap();
     String::from_utf8(out).unwrap()
 }
 

@@ -24,5 +24,5 @@ fuzz_target!(|data: &[u8]| {
     let settings = nnlint_fuzz::settings(false);
     let report = nnlint::diff::diff_models((&a, &src_a), (&b, &src_b), &settings, 5.0);
     let _ = nnlint::diff::table(&report.layers, 5.0, 1e-4, 3e-2);
-    nnlint_fuzz::render_all(&[report.report]);
+    nnlint_fuzz::render_all(vec![report.report]);
 });

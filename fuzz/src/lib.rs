@@ -38,19 +38,22 @@ pub fn lint(proto: ModelProto, source: Option<nnlint::onnx::source::Source>, pro
         Some(source) => lint_source(&model, source, &settings),
         None => lint_model(&model, &settings),
     };
-    render_all(&[report]);
+    render_all(vec![report]);
 }
 
-pub fn render_all(reports: &[nnlint::FileReport]) {
+pub fn render_all(files: Vec<nnlint::FileReport>) {
+    let report = nnlint::report(Default::default(), files);
     for format in [
         Format::Human,
         Format::Short,
         Format::Json,
+        Format::JsonReport,
         Format::Sarif,
         Format::Github,
+        Format::Html,
     ] {
         let mut out = Vec::new();
-        render(format, reports, &RenderOptions::default(), &mut out)
+        render(format, &report, &RenderOptions::default(), &mut out)
             .expect("rendering into memory cannot fail");
     }
 }

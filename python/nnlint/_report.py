@@ -149,12 +149,23 @@ def _counts(findings: Sequence[Finding]) -> str:
 class Report:
     """The findings of one run, in the CLI's order (file, model, position)."""
 
-    def __init__(self, findings: Sequence[Finding], paths: Sequence[str] = (), warnings: Sequence[str] = ()):
+    def __init__(
+        self,
+        findings: Sequence[Finding],
+        paths: Sequence[str] = (),
+        warnings: Sequence[str] = (),
+        rerun: Optional[Sequence[str]] = None,
+        cwd: Optional[PathLike] = None,
+    ):
         self.findings: List[Finding] = list(findings)
         #: The paths that were linted, as given.
         self.paths: List[str] = list(paths)
         #: What the CLI warned of on stderr, such as a folder with no models.
         self.warnings: List[str] = list(warnings)
+        # The command line that made the findings, without its format, for `html()`.
+        self._rerun = list(rerun) if rerun is not None else None
+        self._cwd = cwd
+        self._html: Optional[str] = None
 
     def __iter__(self) -> Iterator[Finding]:
         return iter(self.findings)
@@ -191,7 +202,32 @@ class Report:
         dumps.setdefault("indent", 2)
         return json.dumps([f.raw for f in self.findings], **dumps)
 
+    def html(self) -> Optional[str]:
+        """The CLI's ``--format html`` page of the same run: the findings with
+        their listings, the depth profile, the loss and the fit curve.
+
+        The page is made by running the lint again with the same options
+        (the probe is seeded, so it finds the same), once; ``None`` when this
+        report was not made by :func:`lint` or the run fails."""
+        if self._html is None and self._rerun is not None:
+            args = [self._rerun[0], "--format", "html", *self._rerun[1:]]
+            done = subprocess.run(args, capture_output=True, text=True, cwd=self._cwd, env=dict(os.environ, NO_COLOR="1"))
+            if done.returncode in (0, 1) and done.stdout.startswith("<!DOCTYPE html>"):
+                self._html = done.stdout
+        return self._html
+
     def _repr_html_(self) -> str:
+        """Jupyter's view: the html report in a sandboxed frame (its styles
+        stay inside it), or a table of the findings when it cannot be made."""
+        page = self.html()
+        if page is not None:
+            return (
+                f'<iframe srcdoc="{html.escape(page, quote=True)}" sandbox '
+                'style="width:100%;height:720px;border:1px solid #ddd"></iframe>'
+            )
+        return self._table_html()
+
+    def _table_html(self) -> str:
         if not self.findings:
             return "<p><b>nnlint</b>: all checks passed</p>"
         rows = []
@@ -265,7 +301,8 @@ def lint(
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     given = [os.fspath(p) for p in paths]
-    args = [find_nnlint_bin(), "--format", "json", "--color", "never", "--location", location]
+    binary = find_nnlint_bin()
+    args = [binary, "--format", "json", "--color", "never", "--location", location]
     for flag, value in (("--select", select), ("--extend-select", extend_select), ("--ignore", ignore)):
         listed = _listed(value)
         if listed:
@@ -308,10 +345,11 @@ def lint(
     warned = [line[len("warning: ") :] for line in done.stderr.splitlines() if line.startswith("warning: ")]
     if done.stdout.strip():
         try:
-            report = Report([Finding.from_json(d) for d in json.loads(done.stdout)], given, warned)
+            rerun = [binary, *args[3:]]
+            report = Report([Finding.from_json(d) for d in json.loads(done.stdout)], given, warned, rerun, cwd)
         except (ValueError, KeyError, TypeError) as e:
             raise NnlintError(f"nnlint printed output this package cannot read: {e}", done.returncode) from e
     if done.returncode not in (0, 1):
         message = done.stderr.strip() or f"nnlint exited with status {done.returncode}"
         raise NnlintError(message, done.returncode, report)
-    return report if report is not None else Report([], given, warned)
+    return report if report is not None else Report([], given, warned, [binary, *args[3:]], cwd)

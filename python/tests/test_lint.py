@@ -100,8 +100,23 @@ def test_to_json_is_the_cli_json():
     assert json.loads(report.to_json()) == json.loads(cli.stdout)
 
 
-def test_html_lists_the_findings_escaped():
-    page = nnlint.lint(BUGGY)._repr_html_()
+def test_jupyter_shows_the_cli_html_report_in_a_frame():
+    import html
+
+    report = nnlint.lint(BUGGY)
+    page = report.html()
+    assert page.startswith("<!DOCTYPE html>")
+    assert "warning[NN301]" in page and "dropout-before-batchnorm" in page
+    # The same run: its command line and the model's sha256 head the page.
+    assert "--format html" in page and "sha256" in page
+    frame = report._repr_html_()
+    assert frame.startswith('<iframe srcdoc="') and "sandbox" in frame
+    assert html.unescape(frame[len('<iframe srcdoc="') : frame.index('" sandbox')]) == page
+    assert "<script" not in frame.lower()
+
+
+def test_a_report_not_made_by_lint_shows_a_table_escaped():
+    page = nnlint.Report(list(nnlint.lint(BUGGY)))._repr_html_()
     assert "<table>" in page and "NN301" in page and "dropout-before-batchnorm" in page
     assert "<td>x = self.drop" not in page  # text, not markup
 

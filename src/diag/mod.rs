@@ -4,15 +4,15 @@
 //! Every renderer takes line and column numbers from [`position`], so all
 //! output formats agree.
 
+mod measure;
 pub mod position;
 pub mod render;
+pub mod report;
 
 use std::fmt;
 use std::ops::Range;
 
 use serde::Serialize;
-
-use crate::rules::RuleMeta;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -123,12 +123,18 @@ pub struct Series {
 }
 
 impl Diagnostic {
-    /// A diagnostic of `rule` at its default severity.
-    pub fn new(rule: &RuleMeta, message: impl Into<String>) -> Self {
+    /// A diagnostic with this code, at this severity (rules build theirs
+    /// with `Diagnostic::new`, from their metadata).
+    pub fn of(
+        rule: &'static str,
+        code: &'static str,
+        severity: Severity,
+        message: impl Into<String>,
+    ) -> Self {
         Diagnostic {
-            rule: rule.name,
-            code: rule.code,
-            severity: rule.severity,
+            rule,
+            code,
+            severity,
             message: message.into(),
             node: None,
             spans_nodes: Vec::new(),
@@ -260,4 +266,13 @@ pub fn short_number(v: f64) -> String {
     } else {
         format!("{v:.2e}")
     }
+}
+
+/// A suppression comment: `None` for every rule, or the named rules and codes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Suppression {
+    pub rules: Option<Vec<String>>,
+    /// The comment's span in its file.
+    pub span: Range<usize>,
+    pub text: String,
 }

@@ -6,7 +6,7 @@ use codespan_reporting::files::{self, Files, SimpleFiles};
 use serde::Serialize;
 
 use super::Diagnostic;
-use crate::FileReport;
+use crate::diag::report::FileReport;
 
 /// The texts of one report: the model (its listing, for a binary file) and
 /// any Python sources its diagnostics point into.

@@ -13,6 +13,7 @@
 
 mod build;
 mod gradient;
+mod inputs;
 mod layers;
 mod node;
 mod onnx_ops;
@@ -29,11 +30,12 @@ use petgraph::graph::{DiGraph, NodeIndex};
 pub(crate) use build::build_listing;
 pub use build::{build, is_known_op, Problem, ProblemKind, IMPLICIT_SLOT};
 pub use gradient::{Block, ParamKind, Trainable};
+pub use inputs::InputNames;
 pub use layers::{activation, Activation, LayerKind, WeightLayer, NORMALIZATION_OPS};
 pub use node::{Attr, NodeRef};
 pub use origin::PyOrigin;
 pub use patterns::{BinaryCrossEntropy, Softmax};
-pub use state::{ModelState, StateDecision};
+pub use state::{ModelState, Premise, StateDecision};
 pub use stats::TensorStats;
 
 use crate::onnx::proto::{data_type as dt, TensorProto};

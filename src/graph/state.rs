@@ -314,3 +314,50 @@ fn fresh_bias(g: &Graph<'_>, l: &WeightLayer<'_>, fan_in: f64) -> Option<bool> {
     let first = outside.next();
     Some(outside.all(|v| Some(v) == first))
 }
+
+/// Something a rule takes for granted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Premise {
+    /// The weights are at initialization.
+    Untrained,
+    /// The probe's inputs resemble the data the model is (or will be) trained on.
+    RepresentativeInputs,
+    /// The architecture is still being built, so a design choice can still change.
+    InDesign,
+    /// The loss is part of the exported graph.
+    LossInGraph,
+    /// The graph was exported in training mode (Dropout and training BatchNorm kept).
+    TrainingExport,
+}
+
+impl Premise {
+    /// The premise in words, lowercase.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Premise::Untrained => "the weights are at initialization",
+            Premise::RepresentativeInputs => "the probe's inputs resemble the training data",
+            Premise::InDesign => "the architecture is still being built",
+            Premise::LossInGraph => "the loss is part of the exported graph",
+            Premise::TrainingExport => "the graph was exported in training mode",
+        }
+    }
+
+    /// When nnlint takes the premise to hold, lowercase.
+    pub fn holds_when(self) -> &'static str {
+        match self {
+            Premise::Untrained | Premise::InDesign => {
+                "the model state is untrained or unknown (decided from the weights, or `--model-state`)"
+            }
+            Premise::RepresentativeInputs => {
+                "the model is untrained or unknown (its design assumes standardized inputs), or every float input is given with `--input`"
+            }
+            Premise::LossInGraph => {
+                "the graph contains a loss (`SoftmaxCrossEntropyLoss`, `NegativeLogLikelihoodLoss`, a decomposed binary cross-entropy)"
+            }
+            Premise::TrainingExport => {
+                "the graph has a Dropout, a training-mode BatchNormalization, or torch's training-mode metadata"
+            }
+        }
+    }
+}

@@ -66,6 +66,21 @@ pub struct Units {
     pub saturated: Vec<u64>,
 }
 
+impl Units {
+    /// Units never positive over the batch (a ReLU's dead units), and all units.
+    pub fn dead(&self) -> (usize, usize) {
+        let dead = self.positive.iter().filter(|&&c| c == 0).count();
+        (dead, self.positive.len())
+    }
+
+    /// Units saturated on more than `per_sample` of their values, and all units.
+    pub fn saturated(&self, per_sample: f64) -> (usize, usize) {
+        let limit = per_sample * self.samples as f64;
+        let saturated = self.saturated.iter().filter(|&&c| c as f64 > limit).count();
+        (saturated, self.saturated.len())
+    }
+}
+
 impl Summary {
     pub fn mean(&self) -> f64 {
         if self.count == 0 {

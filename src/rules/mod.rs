@@ -1,52 +1,40 @@
 //! The rules: what each one is, the registry, and selection.
 //!
 //! Each rule lives in its own file with its metadata next to its logic, and
-//! its explanation in `rules/<name>.md`, embedded into the binary.
+//! its explanation in `rules/<name>.md`, embedded into the binary. The files
+//! are grouped in folders by the first digit of their code: `file` (NN0),
+//! `loss` (NN1), `connections` (NN2), `parameters` (NN3), `measured` (NN4,
+//! the probe's) and `checkpoints` (NN5, `nnlint diff`'s).
 
-mod activation_scale;
-mod batch_mixing;
-mod batchnorm_batch_size_one;
-mod bce_without_sigmoid;
-mod bias_before_batchnorm;
-mod binary_loss_on_softmax;
-pub mod cannot_overfit;
-mod constant_weights;
-mod dead_node;
-mod dead_relu;
-mod double_sigmoid;
-mod double_softmax;
-mod dropout_before_batchnorm;
-mod dropout_rate;
-mod duplicate_node_name;
-pub mod frozen_weights;
-mod gradient_scale;
-pub mod graph_mismatch;
-mod hidden_softmax;
-mod init_scale;
-mod initial_loss;
-mod invalid_graph;
-mod linear_stack;
-mod missing_normalization;
-mod multi_loss_scale;
-mod nll_without_log;
-pub mod non_finite;
+mod checkpoints;
+mod connections;
+mod file;
+mod loss;
+mod measured;
+mod parameters;
 pub mod premise;
-pub mod probe_skipped;
-mod regression_loss_on_probabilities;
-mod relu_on_logits;
-pub mod saturated_activation;
 pub mod select;
-mod softmax_batch_axis;
-mod softmax_single_class;
-pub mod syntax_error;
-mod unnormalized_input;
-mod unused_initializer;
-mod unused_input;
-pub mod unused_suppression;
-pub mod update_ratio;
-mod zero_gradient;
 
-use crate::config::RuleConfig;
+// Each rule by its name, wherever its group is.
+pub use checkpoints::{frozen_weights, graph_mismatch, update_ratio};
+pub(crate) use connections::dead_relu;
+pub use connections::non_finite;
+use connections::{batch_mixing, gradient_scale, hidden_softmax, linear_stack, zero_gradient};
+use file::{dead_node, duplicate_node_name, invalid_graph, unused_initializer, unused_input};
+pub use file::{syntax_error, unused_suppression};
+use loss::{
+    bce_without_sigmoid, binary_loss_on_softmax, double_sigmoid, double_softmax, multi_loss_scale,
+    nll_without_log, regression_loss_on_probabilities, relu_on_logits, softmax_batch_axis,
+    softmax_single_class,
+};
+pub(crate) use measured::{activation_scale, initial_loss};
+pub use measured::{cannot_overfit, probe_skipped, saturated_activation};
+use parameters::{
+    batchnorm_batch_size_one, bias_before_batchnorm, constant_weights, dropout_before_batchnorm,
+    dropout_rate, init_scale, missing_normalization, unnormalized_input,
+};
+
+use crate::diag::report::RuleInfo;
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::Graph;
 use crate::probe::Probe;
@@ -70,6 +58,19 @@ pub enum Category {
     Hygiene,
     /// The probe itself: whether the forward pass ran.
     Probe,
+}
+
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Validity => "validity",
+            Category::Loss => "loss",
+            Category::Connections => "connections",
+            Category::Parameters => "parameters",
+            Category::Hygiene => "hygiene",
+            Category::Probe => "probe",
+        }
+    }
 }
 
 /// Which pass of nnlint produces a rule's findings.
@@ -122,6 +123,14 @@ pub struct RuleOption {
     pub summary: &'static str,
 }
 
+/// One rule's settings, from `[rules.<name>]` in the configuration.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RuleConfig {
+    pub severity: Option<Severity>,
+    /// Thresholds by the names the rule declares.
+    pub options: std::collections::BTreeMap<&'static str, f64>,
+}
+
 /// What a rule sees while it checks one graph: the graph, its settings, and
 /// what is known of the model (its state, for messages).
 pub struct Check<'a, 'm> {
@@ -138,6 +147,25 @@ impl Check<'_, '_> {
     }
 }
 
+impl RuleMeta {
+    /// The rule as the renderers cite it.
+    pub fn info(&self) -> RuleInfo {
+        RuleInfo {
+            name: self.name,
+            code: self.code,
+            severity: self.severity,
+            category: self.category.as_str(),
+            summary: self.summary,
+            explanation: self.explanation,
+        }
+    }
+}
+
+/// Every rule as the renderers cite it, in the registry's order.
+pub fn infos() -> Vec<RuleInfo> {
+    all().map(|r| r.meta().info()).collect()
+}
+
 /// A rule's threshold `name`: the configured value, or the rule's default.
 pub fn option(meta: &RuleMeta, settings: Option<&RuleConfig>, name: &str) -> f64 {
     settings
@@ -149,6 +177,13 @@ pub fn option(meta: &RuleMeta, settings: Option<&RuleConfig>, name: &str) -> f64
                 .map(|o| o.default)
         })
         .unwrap_or(f64::NAN)
+}
+
+impl Diagnostic {
+    /// A diagnostic of `rule` at its default severity.
+    pub fn new(rule: &RuleMeta, message: impl Into<String>) -> Self {
+        Diagnostic::of(rule.name, rule.code, rule.severity, message)
+    }
 }
 
 pub trait Rule: Sync {

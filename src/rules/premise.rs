@@ -10,54 +10,9 @@
 //! export) do not stop a rule; they make the summary say what it could not
 //! see, so that silence is never mistaken for a clean bill.
 
+pub use crate::diag::report::Coverage;
+pub use crate::graph::Premise;
 use crate::graph::{Graph, ModelState, StateDecision};
-
-/// Something a rule takes for granted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Premise {
-    /// The weights are at initialization.
-    Untrained,
-    /// The probe's inputs resemble the data the model is (or will be) trained on.
-    RepresentativeInputs,
-    /// The architecture is still being built, so a design choice can still change.
-    InDesign,
-    /// The loss is part of the exported graph.
-    LossInGraph,
-    /// The graph was exported in training mode (Dropout and training BatchNorm kept).
-    TrainingExport,
-}
-
-impl Premise {
-    /// The premise in words, lowercase.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Premise::Untrained => "the weights are at initialization",
-            Premise::RepresentativeInputs => "the probe's inputs resemble the training data",
-            Premise::InDesign => "the architecture is still being built",
-            Premise::LossInGraph => "the loss is part of the exported graph",
-            Premise::TrainingExport => "the graph was exported in training mode",
-        }
-    }
-
-    /// When nnlint takes the premise to hold, lowercase.
-    pub fn holds_when(self) -> &'static str {
-        match self {
-            Premise::Untrained | Premise::InDesign => {
-                "the model state is untrained or unknown (decided from the weights, or `--model-state`)"
-            }
-            Premise::RepresentativeInputs => {
-                "the model is untrained or unknown (its design assumes standardized inputs), or every float input is given with `--input`"
-            }
-            Premise::LossInGraph => {
-                "the graph contains a loss (`SoftmaxCrossEntropyLoss`, `NegativeLogLikelihoodLoss`, a decomposed binary cross-entropy)"
-            }
-            Premise::TrainingExport => {
-                "the graph has a Dropout, a training-mode BatchNormalization, or torch's training-mode metadata"
-            }
-        }
-    }
-}
 
 /// The half of a rule a premise concerns: its static check, its measurement
 /// by the probe, or both.
@@ -187,21 +142,6 @@ fn training_export(g: &Graph<'_>) -> bool {
                 .is_some_and(|m| m.contains("_native_batch_norm_legit_functional")),
         }
     })
-}
-
-/// What the premises let the rules see of one model: the state that was
-/// decided, and what it and the graph kept from running or from seeing.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Coverage {
-    pub state: StateDecision,
-    /// Selected rules that did not run (wholly or in one half) because a
-    /// premise failed, in code order.
-    pub skipped: Vec<&'static str>,
-    /// Selected rules whose findings were reported as notes for that reason.
-    pub demoted: Vec<&'static str>,
-    /// Premises about the graph that fail, each with the selected rules that
-    /// could see only part of what they look for.
-    pub blind: Vec<(Premise, Vec<&'static str>)>,
 }
 
 impl Coverage {

@@ -3,8 +3,8 @@
 use std::io::{self, Write};
 
 use crate::diag::position::{placed, Prefer};
+use crate::diag::report::FileReport;
 use crate::diag::Severity;
-use crate::FileReport;
 
 /// A finding at a Python line names its model in the title.
 pub fn render(reports: &[FileReport], prefer: Prefer, out: &mut dyn Write) -> io::Result<()> {

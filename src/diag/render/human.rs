@@ -6,10 +6,10 @@ use codespan_reporting::diagnostic as cs;
 use codespan_reporting::term::{self, termcolor, Config, Styles, StylesWriter};
 
 use crate::diag::position::clamp;
+use crate::diag::report::{Coverage, FileReport};
 use crate::diag::{Diagnostic, LabelStyle, Severity, SourceCheck};
 use crate::graph::ModelState;
-use crate::rules::premise::{Coverage, Premise};
-use crate::FileReport;
+use crate::graph::Premise;
 
 pub fn render(
     reports: &[FileReport],

@@ -5,8 +5,8 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use crate::diag::position::{locate, placed, Location, Prefer};
+use crate::diag::report::FileReport;
 use crate::diag::{LabelStyle, Severity};
-use crate::FileReport;
 
 #[derive(Serialize)]
 struct Finding<'a> {

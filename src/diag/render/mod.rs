@@ -2,15 +2,17 @@
 //! their positions are decided before they get here.
 
 mod github;
+pub mod html;
 pub mod human;
 pub mod json;
+pub mod json_report;
 pub mod sarif;
 mod short;
 
 use std::io::{self, Write};
 
 use crate::diag::position::Prefer;
-use crate::FileReport;
+use crate::diag::report::Report;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -20,10 +22,14 @@ pub enum Format {
     Short,
     /// one JSON array of findings
     Json,
+    /// one JSON object: the run, each file's findings and measurements
+    JsonReport,
     /// SARIF 2.1.0, for GitHub code scanning
     Sarif,
     /// GitHub Actions annotations
     Github,
+    /// one self-contained HTML page: findings, depth profile, loss, diff
+    Html,
 }
 
 /// How to render, beyond the format.
@@ -38,18 +44,21 @@ pub struct RenderOptions {
     pub quiet: bool,
 }
 
-/// Writes every report's diagnostics in `format`.
+/// Writes the run's report in `format`.
 pub fn render(
     format: Format,
-    reports: &[FileReport],
+    report: &Report,
     options: &RenderOptions,
     out: &mut dyn Write,
 ) -> io::Result<()> {
+    let files = &report.files;
     match format {
-        Format::Human => human::render(reports, options, out),
-        Format::Short => short::render(reports, options.prefer, out),
-        Format::Json => json::render(reports, options.prefer, out),
-        Format::Sarif => sarif::render(reports, options.prefer, out),
-        Format::Github => github::render(reports, options.prefer, out),
+        Format::Human => human::render(files, options, out),
+        Format::Short => short::render(files, options.prefer, out),
+        Format::Json => json::render(files, options.prefer, out),
+        Format::JsonReport => json_report::render(report, options.prefer, out),
+        Format::Sarif => sarif::render(report, options.prefer, out),
+        Format::Github => github::render(files, options.prefer, out),
+        Format::Html => html::render(report, options.prefer, out),
     }
 }

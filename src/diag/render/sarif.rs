@@ -9,16 +9,15 @@ use serde_sarif::sarif::{
 };
 
 use crate::diag::position::{placed, Prefer};
+use crate::diag::report::{Report, RuleInfo};
 use crate::diag::Severity;
-use crate::rules::{self, RuleMeta};
-use crate::FileReport;
 
 /// Where a rule's page is published: the `rules/` folder of the repository.
-pub fn help_uri(rule: &RuleMeta) -> String {
+pub fn help_uri(rule: &str) -> String {
     format!(
         "{}/blob/main/rules/{}.md",
         env!("CARGO_PKG_REPOSITORY"),
-        rule.name
+        rule
     )
 }
 
@@ -30,7 +29,7 @@ fn level(s: Severity) -> ResultLevel {
     }
 }
 
-fn descriptor(rule: &RuleMeta) -> ReportingDescriptor {
+fn descriptor(rule: &RuleInfo) -> ReportingDescriptor {
     ReportingDescriptor::builder()
         .id(rule.code)
         .name(rule.name)
@@ -51,7 +50,7 @@ fn descriptor(rule: &RuleMeta) -> ReportingDescriptor {
                 .markdown(rule.explanation)
                 .build(),
         )
-        .help_uri(help_uri(rule))
+        .help_uri(help_uri(rule.name))
         .default_configuration(
             ReportingConfiguration::builder()
                 .level(serde_json::to_value(level(rule.severity)).unwrap_or_default())
@@ -60,8 +59,8 @@ fn descriptor(rule: &RuleMeta) -> ReportingDescriptor {
         .build()
 }
 
-pub fn render(reports: &[FileReport], prefer: Prefer, out: &mut dyn Write) -> io::Result<()> {
-    let rules: Vec<&'static RuleMeta> = rules::all().map(|r| r.meta()).collect();
+pub fn render(report: &Report, prefer: Prefer, out: &mut dyn Write) -> io::Result<()> {
+    let (reports, rules) = (&report.files, &report.rules);
     let mut results = Vec::new();
     for p in placed(reports, prefer) {
         let (d, path, at) = (p.diagnostic, &p.path, p.at);
@@ -106,7 +105,7 @@ pub fn render(reports: &[FileReport], prefer: Prefer, out: &mut dyn Write) -> io
         .version(env!("CARGO_PKG_VERSION"))
         .semantic_version(env!("CARGO_PKG_VERSION"))
         .information_uri(env!("CARGO_PKG_HOMEPAGE"))
-        .rules(rules.iter().map(|m| descriptor(m)).collect::<Vec<_>>())
+        .rules(rules.iter().map(descriptor).collect::<Vec<_>>())
         .build();
     let run = Run::builder()
         .tool(Tool::builder().driver(driver).build())

@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use crate::diag::position::{placed, Prefer};
-use crate::FileReport;
+use crate::diag::report::FileReport;
 
 /// A finding at a Python line names its model: `... [in models/a.onnx]`.
 pub fn render(reports: &[FileReport], prefer: Prefer, out: &mut dyn Write) -> io::Result<()> {

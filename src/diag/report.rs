@@ -1,0 +1,176 @@
+//! The value a run produces: each file's findings and measurements, what
+//! reproduces the run, and the metadata of the rules it cites.
+//!
+//! Every renderer receives a [`Report`] and only formats it. Nothing here
+//! depends on the rules or the probe that filled it: rules and probes build
+//! these values, as they build [`Diagnostic`]s.
+
+use serde::Serialize;
+
+use super::position::Sources;
+use super::{Diagnostic, Severity};
+use crate::graph::{InputNames, Premise, StateDecision};
+use crate::onnx::LoadError;
+
+pub use super::measure::{Bands, FitCurve, LayerMeasure, LossMeasure, Measurements};
+
+/// The version of the `json-report` shape; raised when a field changes
+/// meaning or goes away (new fields may appear without it).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One run of nnlint: `nnlint PATH...` or `nnlint diff`.
+pub struct Report {
+    pub run: Run,
+    pub files: Vec<FileReport>,
+    /// Every rule, in code order: sarif lists them, and the html page names
+    /// the ones its findings cite.
+    pub rules: Vec<RuleInfo>,
+    /// `nnlint diff`'s per-weight table, for a diff.
+    pub diff: Option<DiffTable>,
+}
+
+impl Report {
+    /// A run's report, citing `rules`.
+    pub fn new(run: Run, files: Vec<FileReport>, rules: Vec<RuleInfo>) -> Report {
+        Report {
+            run,
+            files,
+            rules,
+            diff: None,
+        }
+    }
+
+    /// The rule with this name.
+    pub fn rule(&self, name: &str) -> Option<&RuleInfo> {
+        self.rules.iter().find(|r| r.name == name)
+    }
+}
+
+/// What reproduces a run (the checklist's "track your work"): the tool's
+/// version, the arguments, and the options they came to. Nothing that
+/// changes between two runs of the same command (no time, no host).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Run {
+    pub tool: &'static str,
+    pub version: &'static str,
+    /// `lint` or `diff`.
+    pub command: &'static str,
+    /// The arguments as given, after the program's name.
+    pub arguments: Vec<String>,
+    /// The probe's seed: its inputs, and any weights it had to draw.
+    pub seed: u64,
+    /// The options in force, by their command-line names.
+    pub options: std::collections::BTreeMap<String, String>,
+}
+
+/// A rule as the renderers cite it.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct RuleInfo {
+    pub name: &'static str,
+    pub code: &'static str,
+    pub severity: Severity,
+    pub category: &'static str,
+    /// One line, lowercase, no trailing period.
+    pub summary: &'static str,
+    /// The page under `rules/`, in markdown.
+    #[serde(skip)]
+    pub explanation: &'static str,
+}
+
+/// `nnlint diff`'s table: each weight's update, and the band it is judged by.
+#[derive(Clone, Debug, Serialize)]
+pub struct DiffTable {
+    /// The optimizer steps between the two checkpoints.
+    pub steps: f64,
+    /// `update-ratio`'s band for the update per step.
+    pub band: (f64, f64),
+    pub layers: Vec<LayerDiff>,
+}
+
+/// The findings on one model, with the text they point into.
+pub struct FileReport {
+    /// The path as the user gave it.
+    pub path: String,
+    /// The model's text ([`MODEL`]; for a binary model, its `nnlint print`
+    /// listing) and the Python sources its findings point into.
+    pub sources: Sources,
+    /// Sorted by position, then code.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The file could not be read as a model (a text model with a syntax error):
+    /// the diagnostics say why, and the exit status is 2.
+    pub failed: bool,
+    /// The model's state and what the rules' premises kept from running or
+    /// from seeing; `None` when no model was read.
+    pub coverage: Option<Coverage>,
+    /// Why some of the file could not be read (a missing external data file):
+    /// the rules that need no values ran, and the exit status is 2.
+    pub unreadable: Option<LoadError>,
+    /// The names the model's inputs answer to, for checking `--input` and
+    /// `--dim` (`InputOptions::check` in the probe).
+    pub inputs: Option<InputNames>,
+    /// The model file's sha256, in hex, when the format records it.
+    pub sha256: Option<String>,
+    /// The configuration file that applied, if any.
+    pub config: Option<String>,
+    /// What the probe measured per layer; `None` when it did not run.
+    pub measurements: Option<Measurements>,
+}
+
+impl FileReport {
+    /// A report of `diagnostics` on the model at `path`, with nothing else known.
+    pub fn new(path: String, sources: Sources, diagnostics: Vec<Diagnostic>) -> FileReport {
+        FileReport {
+            path,
+            sources,
+            diagnostics,
+            failed: false,
+            coverage: None,
+            unreadable: None,
+            inputs: None,
+            sha256: None,
+            config: None,
+            measurements: None,
+        }
+    }
+}
+
+/// What the premises let the rules see of one model: the state that was
+/// decided, and what it and the graph kept from running or from seeing.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Coverage {
+    pub state: StateDecision,
+    /// Selected rules that did not run (wholly or in one half) because a
+    /// premise failed, in code order.
+    pub skipped: Vec<&'static str>,
+    /// Selected rules whose findings were reported as notes for that reason.
+    pub demoted: Vec<&'static str>,
+    /// Premises about the graph that fail, each with the selected rules that
+    /// could see only part of what they look for.
+    pub blind: Vec<(Premise, Vec<&'static str>)>,
+}
+
+/// What changed in one weight. Every number the table and json show.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct LayerDiff {
+    /// The weight's name in the second checkpoint.
+    pub name: String,
+    /// Its name in the first, when pairing by position found it under another name.
+    pub before_name: Option<String>,
+    pub shape: Vec<i64>,
+    pub elements: usize,
+    /// ||A|| and ||B||.
+    pub norm_a: f64,
+    pub norm_b: f64,
+    /// ||B - A|| / ||A|| (0 when A is all zeros and nothing changed, infinite otherwise).
+    pub relative_update: f64,
+    /// Elements bit-for-bit equal in both checkpoints.
+    pub unchanged: usize,
+    /// NaN or infinite elements in A and in B.
+    pub non_finite_a: usize,
+    pub non_finite_b: usize,
+    /// Whether training is expected to change it: a float weight of two or more
+    /// elements, and not a BatchNorm running statistic.
+    pub trainable: bool,
+    /// The first node that reads it, which findings are attached to.
+    pub node: Option<String>,
+}

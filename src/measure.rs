@@ -1,0 +1,108 @@
+//! The report's measurements of one model: the probe's per-layer summaries,
+//! read with the same functions and thresholds the measuring rules use.
+
+use rustc_hash::FxHashMap;
+
+use crate::diag::report::{Bands, FitCurve, LayerMeasure, LossMeasure, Measurements};
+use crate::graph::Graph;
+use crate::options::Settings;
+use crate::probe::Probe;
+use crate::rules::{activation_scale, dead_relu, initial_loss, saturated_activation};
+
+/// Ops besides weight layers whose output the depth profile shows:
+/// activations and normalizations.
+const LAYER_OPS: &[&str] = &[
+    "Relu",
+    "LeakyRelu",
+    "PRelu",
+    "Elu",
+    "Selu",
+    "Gelu",
+    "Sigmoid",
+    "Tanh",
+    "HardSigmoid",
+    "Softmax",
+    "LogSoftmax",
+    "BatchNormalization",
+    "LayerNormalization",
+    "InstanceNormalization",
+    "GroupNormalization",
+];
+
+/// What the probe measured on `graph`, layer by layer.
+pub fn of(probe: &Probe, graph: &Graph<'_>, settings: &Settings) -> Measurements {
+    let per_sample = settings.option(&saturated_activation::META, "sample-fraction");
+    let gradients: FxHashMap<&str, f64> = match &probe.gradients {
+        Some(Ok(g)) => g.params.iter().map(|p| (p.name.as_str(), p.norm)).collect(),
+        _ => FxHashMap::default(),
+    };
+    let mut layers = Vec::new();
+    for tensor in &probe.run.order {
+        let Some((n, 0)) = graph.producer(tensor) else {
+            continue;
+        };
+        let layer = graph.weight_layer(n.id());
+        if layer.is_none() && !LAYER_OPS.contains(&n.op_type()) {
+            continue;
+        }
+        let Some(s) = probe.summary(tensor) else {
+            continue;
+        };
+        let units = |t: Option<&str>| t.and_then(|t| probe.summary(t)?.units.as_ref());
+        let fraction = |(part, all): (usize, usize)| (all > 0).then(|| part as f64 / all as f64);
+        let dead_fraction = n
+            .is("Relu")
+            .then(|| units(Some(tensor.as_str())).and_then(|u| fraction(u.dead())))
+            .flatten();
+        let saturated_fraction = ((n.is("Sigmoid") || n.is("Tanh")) && !graph.is_gate(&n))
+            .then(|| units(n.input(0)).and_then(|u| fraction(u.saturated(per_sample))))
+            .flatten();
+        let weight = layer.map(|l| l.weight_name.to_string());
+        let gradient_norm = layer.and_then(|l| gradients.get(l.weight_name).copied());
+        layers.push(LayerMeasure {
+            node: n.name().to_string(),
+            op: n.op_type().to_string(),
+            tensor: tensor.clone(),
+            mean: s.mean(),
+            std: s.std(),
+            non_finite: s.non_finite,
+            dead_fraction,
+            saturated_fraction,
+            weight,
+            gradient_norm,
+        });
+    }
+    let losses = initial_loss::measurements(graph, probe)
+        .into_iter()
+        .map(|m| LossMeasure {
+            node: graph.node(m.node).name().to_string(),
+            what: m.what,
+            value: m.value,
+            classes: m.classes,
+            expected: m.expected,
+        })
+        .collect();
+    let fit = match &probe.fit {
+        Some(Ok(f)) => Some(FitCurve {
+            losses: f.losses.clone(),
+            goal: f.goal,
+            lr: f.lr,
+            samples: f.samples,
+        }),
+        _ => None,
+    };
+    let scale = |name| settings.option(&activation_scale::META, name);
+    Measurements {
+        batch: probe.batch(),
+        layers,
+        losses,
+        fit,
+        bands: Bands {
+            reference_spread: activation_scale::reference(graph, probe).map(|(s, _)| s),
+            spread: (scale("low"), scale("high")),
+            dead_fraction: settings.option(&dead_relu::META, "measured-fraction"),
+            saturated_fraction: settings.option(&saturated_activation::META, "unit-fraction"),
+            loss_ratio: settings.option(&initial_loss::META, "ratio").max(1.0),
+        },
+    }
+}

@@ -1,0 +1,25 @@
+//! Text models that do not parse.
+
+use crate::diag::Severity;
+use crate::rules::{Category, Pass, Rule, RuleMeta};
+
+pub static META: RuleMeta = RuleMeta {
+    name: "syntax-error",
+    code: "NN000",
+    severity: Severity::Error,
+    pass: Pass::Read,
+    category: Category::Validity,
+    premises: &[],
+    absorbs: &[],
+    summary: "a `.onnxtxt` model does not follow the ONNX textual syntax",
+    options: &[],
+    explanation: include_str!("../../../rules/syntax-error.md"),
+};
+
+pub struct SyntaxError;
+
+impl Rule for SyntaxError {
+    fn meta(&self) -> &'static RuleMeta {
+        &META
+    }
+}

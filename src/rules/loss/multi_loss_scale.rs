@@ -1,0 +1,278 @@
+//! A summed loss whose terms carry constant weights orders of magnitude apart.
+
+use crate::diag::short_number as short;
+use crate::diag::{Diagnostic, Severity};
+use crate::graph::{Graph, NodeId, Origin};
+use crate::probe::Probe;
+use crate::rules::premise::{requires, Half, Premise, Unmet};
+use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
+
+pub static META: RuleMeta = RuleMeta {
+    name: "multi-loss-scale",
+    code: "NN107",
+    severity: Severity::Warning,
+    pass: Pass::Graph,
+    category: Category::Loss,
+    premises: &[requires(Premise::LossInGraph, Half::Both, Unmet::Blind)],
+    absorbs: &["cannot-overfit"],
+    summary: "the terms of a summed loss are weighted 100x or more apart",
+    options: &[
+        RuleOption {
+            name: "ratio",
+            default: 100.0,
+            summary: "largest over smallest constant weight that fires",
+        },
+        RuleOption {
+            name: "measured-ratio",
+            default: 10.0,
+            summary: "largest over smallest term value at the probe that fires",
+        },
+    ],
+    explanation: include_str!("../../../rules/multi-loss-scale.md"),
+};
+
+const LOSS_OPS: &[&str] = &[
+    "SoftmaxCrossEntropyLoss",
+    "NegativeLogLikelihoodLoss",
+    "ReduceMean",
+    "ReduceSum",
+    "ReduceSumSquare",
+    "ReduceL1",
+    "ReduceL2",
+];
+
+pub struct MultiLossScale;
+
+struct Term {
+    weight: f64,
+    /// The Mul/Div that applies the weight, if any.
+    scaled_by: Option<NodeId>,
+    /// Where the unweighted term is computed.
+    source: NodeId,
+}
+
+impl Rule for MultiLossScale {
+    fn meta(&self) -> &'static RuleMeta {
+        &META
+    }
+
+    fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
+        let threshold = cx.option("ratio");
+        for (output, sum) in summed_outputs(graph) {
+            let mut terms = Vec::new();
+            if !collect(graph, output, &mut terms, 0) || terms.len() < 2 {
+                continue;
+            }
+            let Some((lo, hi)) = extremes(&terms, |t| t.weight) else {
+                continue;
+            };
+            if lo.weight <= 0.0 || hi.weight / lo.weight < threshold {
+                continue;
+            }
+            let ratio = hi.weight / lo.weight;
+            let span = |t: &Term| graph.node(t.scaled_by.unwrap_or(t.source)).span().call;
+            out.push(
+                Diagnostic::new(
+                    &META,
+                    format!("loss terms are weighted {} apart", format_ratio(ratio)),
+                )
+                .with_node(sum.name())
+                .primary(span(hi), format!("weighted {}", trim(hi.weight)))
+                .secondary(span(lo), format!("weighted {}", trim(lo.weight)))
+                .secondary(sum.op_span(), "summed here")
+                .note(format!(
+                    "the gradient of the larger term dominates; the smaller one barely trains (threshold: {threshold}x)"
+                ))
+                .help("scale the terms so their contributions are of the same order at initialization"),
+            );
+        }
+    }
+
+    fn measures(&self) -> bool {
+        true
+    }
+
+    fn probe(&self, cx: &Check<'_, '_>, probe: &Probe, out: &mut Vec<Diagnostic>) {
+        self.measured(cx, probe, out);
+    }
+}
+
+impl MultiLossScale {
+    /// The measured half: the value of each term of a summed loss at the probe,
+    /// constant-folded penalties included.
+    fn measured(&self, cx: &Check<'_, '_>, probe: &Probe, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
+        let threshold = cx.option("measured-ratio");
+        for (output, sum) in summed_outputs(graph) {
+            let mut terms = Vec::new();
+            if !values(graph, probe, output, &mut terms) || terms.len() < 2 {
+                continue;
+            }
+            terms.retain(|(_, v)| *v != 0.0);
+            let Some((lo, hi)) = extremes(&terms, |t| t.1.abs()) else {
+                continue;
+            };
+            let ratio = hi.1.abs() / lo.1.abs();
+            if !ratio.is_finite() || ratio < threshold {
+                continue;
+            }
+            let span = |t: &str| {
+                graph
+                    .producer(t)
+                    .map_or_else(|| sum.op_span(), |(n, _)| n.span().call)
+            };
+            let listing: Vec<String> = terms
+                .iter()
+                .map(|(t, v)| format!("`{t}` = {}", short(*v)))
+                .collect();
+            out.push(
+                Diagnostic::new(
+                    &META,
+                    format!(
+                        "loss term `{}` is {} the term `{}` at the probe",
+                        hi.0,
+                        format_ratio(ratio),
+                        lo.0
+                    ),
+                )
+                .with_node(sum.name())
+                .primary(span(hi.0), format!("{} here", short(hi.1)))
+                .secondary(span(lo.0), short(lo.1))
+                .secondary(sum.op_span(), "summed here")
+                .note(format!("terms at the probe: {}", listing.join(", ")))
+                .note(format!(
+                    "the larger term dominates the gradient; terms should be of the same order (threshold: {threshold}x)"
+                ))
+                .help("rescale the terms so their values at initialization are within an order of magnitude"),
+            );
+        }
+    }
+}
+
+/// The graph outputs computed by an `Add`: the sums whose terms both halves split.
+fn summed_outputs<'g, 'm>(
+    graph: &'g Graph<'m>,
+) -> impl Iterator<Item = (&'m str, crate::graph::NodeRef<'g, 'm>)> + 'g {
+    graph.outputs().iter().filter_map(|&output| {
+        let (sum, _) = graph.producer(output)?;
+        sum.is("Add").then_some((output, sum))
+    })
+}
+
+/// The items with the smallest and the largest `key`.
+fn extremes<T>(items: &[T], key: impl Fn(&T) -> f64) -> Option<(&T, &T)> {
+    let lo = items.iter().min_by(|a, b| key(a).total_cmp(&key(b)))?;
+    let hi = items.iter().max_by(|a, b| key(a).total_cmp(&key(b)))?;
+    Some((lo, hi))
+}
+
+/// The terms of a measured sum: each addend's value, from the probe or a
+/// constant. tract folds a term computed from weights alone (a penalty) into
+/// a constant it never evaluates; one such term is the total minus the others.
+fn values<'m>(
+    graph: &Graph<'m>,
+    probe: &Probe,
+    total: &'m str,
+    terms: &mut Vec<(&'m str, f64)>,
+) -> bool {
+    let mut found: Vec<(&'m str, Option<f64>)> = Vec::new();
+    if !addends(graph, probe, total, &mut found, 0) {
+        return false;
+    }
+    let unknown = found.iter().filter(|(_, v)| v.is_none()).count();
+    if unknown > 0 {
+        let Some(sum) = probe.summary(total).filter(|s| s.elements() == 1) else {
+            return false;
+        };
+        if unknown > 1 {
+            return false;
+        }
+        let known: f64 = found.iter().filter_map(|(_, v)| *v).sum();
+        for (_, v) in &mut found {
+            v.get_or_insert(sum.mean() - known);
+        }
+    }
+    terms.extend(found.into_iter().map(|(t, v)| (t, v.unwrap_or(f64::NAN))));
+    true
+}
+
+fn addends<'m>(
+    graph: &Graph<'m>,
+    probe: &Probe,
+    tensor: &'m str,
+    terms: &mut Vec<(&'m str, Option<f64>)>,
+    depth: usize,
+) -> bool {
+    if depth > 64 {
+        return false;
+    }
+    if let Some((n, _)) = graph.producer(tensor) {
+        if n.is("Add") && n.inputs().len() == 2 {
+            return n
+                .inputs()
+                .iter()
+                .all(|t| addends(graph, probe, t, terms, depth + 1));
+        }
+    }
+    let value = match probe.summary(tensor) {
+        Some(s) if s.elements() == 1 => Some(s.mean()),
+        Some(_) => return false,
+        None => graph.scalar(tensor),
+    };
+    terms.push((tensor, value));
+    true
+}
+
+/// Splits a sum into weighted terms. Fails when a term is not loss-like.
+fn collect(graph: &Graph<'_>, tensor: &str, terms: &mut Vec<Term>, depth: usize) -> bool {
+    if depth > 64 {
+        return false;
+    }
+    let Some((n, _)) = graph.producer(tensor) else {
+        return false;
+    };
+    if n.is("Add") && (0..2).all(|i| n.input(i).is_some_and(|t| !graph.is_constant(t))) {
+        return (0..2).all(|i| {
+            n.input(i)
+                .is_some_and(|t| collect(graph, t, terms, depth + 1))
+        });
+    }
+    let (weight, scaled_by, core) = if n.is("Mul") || n.is("Div") {
+        let (Some(a), Some(b)) = (n.input(0), n.input(1)) else {
+            return false;
+        };
+        match (graph.scalar(a), graph.scalar(b)) {
+            (None, Some(w)) if n.is("Mul") => (w.abs(), Some(n.id()), a),
+            (Some(w), None) if n.is("Mul") => (w.abs(), Some(n.id()), b),
+            (None, Some(w)) if w != 0.0 => (1.0 / w.abs(), Some(n.id()), a),
+            _ => return false,
+        }
+    } else {
+        (1.0, None, tensor)
+    };
+    let Origin::Node(source) = graph.origin(core) else {
+        return false;
+    };
+    if !LOSS_OPS.iter().any(|op| graph.node(source).is(op)) {
+        return false;
+    }
+    terms.push(Term {
+        weight,
+        scaled_by,
+        source,
+    });
+    true
+}
+
+fn trim(v: f64) -> String {
+    crate::onnx::printer::format_f64(v)
+}
+
+fn format_ratio(r: f64) -> String {
+    if r >= 1e4 {
+        format!("{r:.0e}x")
+    } else {
+        format!("{r:.0}x")
+    }
+}

@@ -1,0 +1,142 @@
+//! Activations that vanish or explode with depth (measured).
+
+use crate::diag::short_number as short;
+use crate::diag::{Diagnostic, Severity};
+use crate::graph::{Graph, NodeId};
+use crate::probe::Probe;
+use crate::rules::premise::{requires, Half, Premise, Unmet};
+use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
+
+/// Each weight layer's input, in the order the pass computed them, then the
+/// output of the last layer (the logits, usually): (position, tensor, layer,
+/// whether the tensor is the layer's input).
+fn depth_points<'g>(graph: &'g Graph<'_>, probe: &Probe) -> Vec<(usize, &'g str, NodeId, bool)> {
+    let mut points: Vec<(usize, &str, NodeId, bool)> = graph
+        .weight_layers()
+        .filter_map(|l| {
+            let t = graph.node(l.node).input(l.data_slot)?;
+            Some((probe.position(t)?, t, l.node, true))
+        })
+        .collect();
+    points.sort();
+    let last_output = graph
+        .weight_layers()
+        .filter_map(|l| {
+            let t = graph.node(l.node).output(0)?;
+            Some((probe.position(t)?, t, l.node, false))
+        })
+        .max();
+    points.extend(last_output);
+    points
+}
+
+fn spread(probe: &Probe, tensor: &str) -> Option<f64> {
+    probe
+        .summary(tensor)
+        .map(|s| s.std())
+        .filter(|s| s.is_finite())
+}
+
+/// The spread the rule measures depth against: that entering the first weight
+/// layer with a nonzero one, and that layer.
+pub fn reference(graph: &Graph<'_>, probe: &Probe) -> Option<(f64, NodeId)> {
+    depth_points(graph, probe)
+        .into_iter()
+        .find_map(|(_, t, node, _)| Some((spread(probe, t).filter(|&s| s > 0.0)?, node)))
+}
+
+pub static META: RuleMeta = RuleMeta {
+    name: "activation-scale",
+    code: "NN403",
+    severity: Severity::Warning,
+    pass: Pass::Probe,
+    category: Category::Connections,
+    premises: &[requires(
+        Premise::RepresentativeInputs,
+        Half::Measured,
+        Unmet::Skip,
+    )],
+    absorbs: &["cannot-overfit"],
+    summary: "activations vanish or explode along the depth of the network at the probe",
+    options: &[
+        RuleOption {
+            name: "low",
+            default: 0.01,
+            summary: "a layer's input spread below this times the first layer's fires",
+        },
+        RuleOption {
+            name: "high",
+            default: 100.0,
+            summary: "a layer's input spread above this times the first layer's fires",
+        },
+    ],
+    explanation: include_str!("../../../rules/activation-scale.md"),
+};
+
+pub struct ActivationScale;
+
+impl Rule for ActivationScale {
+    fn meta(&self) -> &'static RuleMeta {
+        &META
+    }
+
+    fn measures(&self) -> bool {
+        true
+    }
+
+    fn probe(&self, cx: &Check<'_, '_>, probe: &Probe, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
+        let (low, high) = (cx.option("low"), cx.option("high"));
+        let points = depth_points(graph, probe);
+        let std = |t: &str| spread(probe, t);
+        let Some((reference, first_node)) = reference(graph, probe) else {
+            return;
+        };
+        for (depth, &(_, t, node, is_input)) in points.iter().enumerate() {
+            // A spread of exactly 0 is dead units (`dead-relu`) or a constant, not depth.
+            let Some(s) = std(t).filter(|&s| s > 0.0) else {
+                continue;
+            };
+            let ratio = s / reference;
+            if (low..=high).contains(&ratio) {
+                continue;
+            }
+            let n = graph.node(node);
+            if probe.after_constant_weights(graph, &n) {
+                return; // the fill value sets the spread: `constant-weights`
+            }
+            let first_n = graph.node(first_node);
+            let way = if ratio < low { "vanish" } else { "explode" };
+            let what = if is_input { "entering" } else { "leaving" };
+            let per_layer = ratio.powf(1.0 / depth.max(1) as f64);
+            let mut d = Diagnostic::new(
+                &META,
+                format!(
+                    "activations {way}: their spread {what} this layer is {}x that entering the first layer",
+                    short(ratio)
+                ),
+            )
+            .with_node(n.name())
+            .primary(n.span().call, format!("standard deviation {} here", short(s)))
+            .note(format!(
+                "over {depth} layers the spread changes by about {}x per layer; the range is {low}x to {high}x",
+                short(per_layer)
+            ));
+            if first_node != node {
+                d = d.secondary(
+                    first_n.span().call,
+                    format!(
+                        "standard deviation {} entering the first layer",
+                        short(reference)
+                    ),
+                );
+            }
+            out.push(d.help(if ratio < low {
+                "use an initialization matched to the activation (He for ReLU, Glorot for tanh), normalization layers, or residual connections"
+            } else {
+                "scale the weights down to a fan-in-based initialization, or normalize the layers"
+            }));
+            return; // the first layer out of range; the rest follow from it
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The model cannot fit one small batch (measured by Adam steps on it).
+
+use crate::diag::short_number as short;
+use crate::diag::{sparkline, Diagnostic, Series, Severity};
+use crate::graph::Graph;
+use crate::probe::{loss_nodes, Backward, Probe, ProbeOptions, Target};
+use crate::rules::premise::{requires, Half, Premise, Unmet};
+use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
+
+pub static META: RuleMeta = RuleMeta {
+    name: "cannot-overfit",
+    code: "NN404",
+    severity: Severity::Warning,
+    pass: Pass::Probe,
+    category: Category::Loss,
+    premises: &[requires(Premise::Untrained, Half::Measured, Unmet::Skip)],
+    absorbs: &[],
+    summary: "an untrained model cannot fit one small batch of synthesized samples",
+    options: &[
+        RuleOption {
+            name: "steps",
+            default: 200.0,
+            summary: "Adam steps of the fit (`--overfit-steps` overrides, and ignores the budget)",
+        },
+        RuleOption {
+            name: "lr",
+            default: 1e-2,
+            summary: "Adam's learning rate",
+        },
+        RuleOption {
+            name: "fraction",
+            default: 0.1,
+            summary: "fitted when the loss falls below this fraction of its start ...",
+        },
+        RuleOption {
+            name: "floor",
+            default: 0.01,
+            summary: "... or below this times ln C, for C classes",
+        },
+        RuleOption {
+            name: "budget",
+            default: 10.0,
+            summary: "seconds the fit may take, estimated from the graph's multiply-accumulates",
+        },
+    ],
+    explanation: include_str!("../../../rules/cannot-overfit.md"),
+};
+
+pub struct CannotOverfit;
+
+impl Rule for CannotOverfit {
+    fn meta(&self) -> &'static RuleMeta {
+        &META
+    }
+
+    fn measures(&self) -> bool {
+        true
+    }
+
+    fn backward(&self, _: &ProbeOptions) -> &'static [Backward] {
+        &[Backward::Params, Backward::Fit]
+    }
+
+    fn probe(&self, cx: &Check<'_, '_>, probe: &Probe, out: &mut Vec<Diagnostic>) {
+        let (Some(Ok(fit)), Some(Ok(grads))) = (&probe.fit, &probe.gradients) else {
+            return;
+        };
+        // Only a fit that stalls (or diverges) above the goal cannot fit:
+        // one still falling when the steps run out is slow, not stuck.
+        // Nothing gets a gradient: `zero-gradient` reports that; a loss
+        // that is not finite from the start, `non-finite`.
+        if fit.fitted()
+            || !(fit.stalled() || fit.diverged().is_some())
+            || !fit.start().is_finite()
+            || grads.params.iter().all(|p| p.none())
+        {
+            return;
+        }
+        let graph = cx.graph;
+        let at = match &fit.target {
+            Target::Head(head) => graph.producer(head).map(|(n, _)| n),
+            _ => loss_node(graph),
+        };
+        // Units that start identical stay identical: `constant-weights`.
+        if at.is_some_and(|n| probe.after_constant_weights(graph, &n)) {
+            return;
+        }
+        let mut d = Diagnostic::new(
+            &META,
+            format!(
+                "the model cannot fit one batch: loss {} -> {} after {} Adam steps on {} samples",
+                short(fit.start()),
+                short(fit.end()),
+                fit.taken(),
+                fit.samples
+            ),
+        );
+        // Whatever lies upstream of the loss may explain it: a finding there
+        // of a rule that absorbs this one gets the measurement as a note.
+        if let Some(n) = &at {
+            for name in upstream(graph, n) {
+                d = d.spanning(&name);
+            }
+        }
+        d = match at {
+            Some(n) => d.with_node(n.name()).primary(
+                n.span().call,
+                format!(
+                    "lowest {} here, from {}",
+                    short(fit.lowest()),
+                    short(fit.start())
+                ),
+            ),
+            None => d.primary(graph.source().graph(graph.scope()), "fitted"),
+        };
+        d = d.note(format!(
+            "loss {} over {} steps (log scale)",
+            sparkline(&fit.losses, 40),
+            fit.taken()
+        ));
+        if let Some(step) = fit.diverged() {
+            d = d.note(format!("the loss is not finite from step {step} on"));
+        } else if fit.stalled() {
+            d = d.note(format!(
+                "stopped early: the lowest loss fell by less than {}% over the last {} steps",
+                crate::probe::backward::fit::MIN_GAIN * 100.0,
+                crate::probe::backward::fit::PATIENCE
+            ));
+        }
+        let mut goal = format!(
+            "{}% of the starting loss",
+            short(cx.option("fraction") * 100.0)
+        );
+        if fit.floor > 0.0 {
+            goal += &format!(", or {} ({} × ln C)", short(fit.floor), cx.option("floor"));
+        }
+        out.push(
+            d.note(format!(
+                "a model that can learn gets below {} on one batch: {goal}",
+                short(fit.goal),
+            ))
+            .note(format!(
+                "fitted {} with Adam at lr {} on the probe's synthesized batch (Dropout at its expectation, BatchNorm on batch statistics)",
+                fit.target.describe(),
+                short(fit.lr)
+            ))
+            .help("look for what caps the loss: an activation on the logits (tanh, sigmoid, ReLU), samples averaged or mixed across the batch axis, gradients that vanish or are blocked before the first layers (`gradient-scale`, `zero-gradient`), or a model too small for even this batch")
+            .with_series(Series {
+                name: "loss",
+                index: "step",
+                values: fit.losses.clone(),
+            }),
+        );
+    }
+}
+
+/// The names of the nodes `n` depends on, `n` included.
+fn upstream(graph: &Graph<'_>, n: &crate::graph::NodeRef<'_, '_>) -> Vec<String> {
+    let mut seen = rustc_hash::FxHashSet::default();
+    let mut stack = vec![n.id()];
+    let mut names = Vec::new();
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        let node = graph.node(id);
+        names.push(node.name().to_string());
+        for i in node.inputs() {
+            if let Some((p, _)) = graph.producer(i) {
+                stack.push(p.id());
+            }
+        }
+    }
+    names
+}
+
+/// The node that computes the loss the fit minimized: the producer of the
+/// graph's first scalar output (which sums its terms), else its first loss node.
+fn loss_node<'g, 'm>(graph: &'g Graph<'m>) -> Option<crate::graph::NodeRef<'g, 'm>> {
+    let scalar = graph.outputs().iter().find(|o| {
+        graph
+            .shape(o)
+            .is_some_and(|s| s.iter().all(|d| matches!(d, crate::graph::Dim::Known(1))))
+    });
+    if let Some((n, _)) = scalar.and_then(|o| graph.producer(o)) {
+        return Some(n);
+    }
+    loss_nodes(graph).into_iter().next().map(|(n, _)| n)
+}

@@ -1,0 +1,72 @@
+//! The probe's forward pass could not run.
+
+use crate::diag::{Diagnostic, Severity};
+use crate::graph::Graph;
+use crate::probe::Skip;
+use crate::rules::{Category, Pass, Rule, RuleMeta};
+
+pub static META: RuleMeta = RuleMeta {
+    name: "probe-skipped",
+    code: "NN400",
+    severity: Severity::Note,
+    pass: Pass::Probe,
+    category: Category::Probe,
+    premises: &[],
+    absorbs: &[],
+    summary: "the probe's forward pass could not run, so nothing was measured",
+    options: &[],
+    explanation: include_str!("../../../rules/probe-skipped.md"),
+};
+
+pub struct ProbeSkipped;
+
+impl Rule for ProbeSkipped {
+    fn meta(&self) -> &'static RuleMeta {
+        &META
+    }
+}
+
+/// The note for a probe that did not run: at the node that stopped it, or on
+/// the main graph.
+pub fn diagnostic(graph: &Graph<'_>, skip: &Skip) -> Diagnostic {
+    let d = Diagnostic::new(&META, format!("the probe did not run: {}", skip.reason));
+    at_node(graph, skip, d, "stopped the probe", "not probed")
+        .note("static rules ran as usual; only the measured checks are missing")
+        .help("`--dim NAME=VALUE` (or `--dim INPUT:AXIS=VALUE` for an unnamed one) sets dynamic dimensions, `--input NAME=FILE.npy` feeds real data, `--no-probe` turns the probe off")
+}
+
+/// The note for a backward pass that did not run, after a forward pass that did.
+pub fn backward_diagnostic(graph: &Graph<'_>, skip: &Skip) -> Diagnostic {
+    let d = Diagnostic::new(
+        &META,
+        format!("the backward pass did not run: {}", skip.reason),
+    );
+    at_node(graph, skip, d, "stopped the backward pass", "not probed")
+        .note("the forward probe's checks ran; only the checks of gradients are missing")
+        .help("`--no-grad` turns the backward pass off")
+}
+
+/// The note for a one-batch fit that did not run, after a backward pass that did.
+pub fn fit_diagnostic(graph: &Graph<'_>, skip: &Skip) -> Diagnostic {
+    let d = Diagnostic::new(
+        &META,
+        format!("the one-batch fit did not run: {}", skip.reason),
+    );
+    at_node(graph, skip, d, "stopped the fit", "not fitted")
+        .note("`cannot-overfit` is the only check missing")
+        .help("`--overfit-steps N` runs N steps whatever the budget; `--overfit-steps 0` turns the fit off")
+}
+
+fn at_node(
+    graph: &Graph<'_>,
+    skip: &Skip,
+    d: Diagnostic,
+    label: &str,
+    graph_label: &str,
+) -> Diagnostic {
+    let node = skip.node.as_deref().and_then(|name| graph.find_node(name));
+    match node {
+        Some(n) => d.primary(n.span().call, label).with_node(n.name()),
+        None => d.primary(graph.source().graph(graph.scope()), graph_label),
+    }
+}

@@ -1,0 +1,111 @@
+//! Sigmoid or tanh units stuck in their flat tails (measured).
+
+use crate::diag::{short_number as short, Diagnostic, Severity};
+use crate::probe::Probe;
+use crate::rules::premise::{requires, Half, Premise, Unmet};
+use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
+
+pub static META: RuleMeta = RuleMeta {
+    name: "saturated-activation",
+    code: "NN402",
+    severity: Severity::Warning,
+    pass: Pass::Probe,
+    category: Category::Connections,
+    premises: &[requires(
+        Premise::RepresentativeInputs,
+        Half::Measured,
+        Unmet::Skip,
+    )],
+    absorbs: &["cannot-overfit"],
+    summary: "most units of a sigmoid or tanh sit in its flat tails at the probe",
+    options: &[
+        RuleOption {
+            name: "threshold",
+            default: 5.0,
+            summary: "a pre-activation with |x| above this is in the flat tail",
+        },
+        RuleOption {
+            name: "sample-fraction",
+            default: 0.5,
+            summary: "a unit is saturated when more than this fraction of its values are",
+        },
+        RuleOption {
+            name: "unit-fraction",
+            default: 0.5,
+            summary: "the fraction of saturated units that fires",
+        },
+        RuleOption {
+            name: "min-samples",
+            default: 16.0,
+            summary: "the probe values per unit below which saturation says too little",
+        },
+    ],
+    explanation: include_str!("../../../rules/saturated-activation.md"),
+};
+
+pub struct SaturatedActivation;
+
+impl Rule for SaturatedActivation {
+    fn meta(&self) -> &'static RuleMeta {
+        &META
+    }
+
+    fn measures(&self) -> bool {
+        true
+    }
+
+    fn probe(&self, cx: &Check<'_, '_>, probe: &Probe, out: &mut Vec<Diagnostic>) {
+        let graph = cx.graph;
+        let threshold = cx.option("threshold");
+        let per_sample = cx.option("sample-fraction");
+        let per_unit = cx.option("unit-fraction");
+        let min_samples = cx.option("min-samples");
+        for n in graph.nodes().filter(|n| n.is("Sigmoid") || n.is("Tanh")) {
+            // A gate (SiLU, GLU, an LSTM's) closes by saturating.
+            if graph.is_gate(&n) {
+                continue;
+            }
+            // A sigmoid inside a binary loss is the loss's business (`initial-loss`).
+            let in_loss = n.output(0).is_some_and(|o| {
+                let uses = graph.consumers(o);
+                !uses.is_empty() && uses.iter().all(|(c, _)| c.is("Log"))
+            });
+            if in_loss || probe.after_constant_weights(graph, &n) {
+                continue;
+            }
+            let Some(input) = n.input(0) else { continue };
+            let Some(units) = probe.summary(input).and_then(|s| s.units.as_ref()) else {
+                continue;
+            };
+            if (units.samples as f64) < min_samples || units.saturated.is_empty() {
+                continue;
+            }
+            let (saturated, total) = units.saturated(per_sample);
+            let fraction = saturated as f64 / total as f64;
+            if saturated == 0 || fraction < per_unit {
+                continue;
+            }
+            let kind = if n.is("Sigmoid") { "sigmoid" } else { "tanh" };
+            let (lo, hi) = probe
+                .summary(input)
+                .map_or((f64::NAN, f64::NAN), |s| (s.min, s.max));
+            out.push(
+                Diagnostic::new(
+                    &META,
+                    format!(
+                        "{saturated} of {total} units ({:.0}%) of this {kind} are saturated over {} probe samples",
+                        fraction * 100.0,
+                        probe.batch()
+                    ),
+                )
+                .with_node(n.name())
+                .primary(n.span().call, format!("pre-activations range over [{}, {}]", short(lo), short(hi)))
+                .note(format!(
+                    "a unit counts as saturated when more than {:.0}% of its pre-activations have |x| > {threshold}, where the gradient is nearly 0",
+                    per_sample * 100.0
+                ))
+                .help("scale down the weights feeding this activation (Glorot/Xavier initialization), or normalize before it"),
+            );
+        }
+    }
+}
