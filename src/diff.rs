@@ -62,7 +62,10 @@ pub fn diff_files(
     }
     let (b, src_b) = read.pop().ok_or_else(|| missing(after))?;
     let (a, src_a) = read.pop().ok_or_else(|| missing(before))?;
-    let report = diff_models((&a, &src_a), (&b, &src_b), settings, steps);
+    let mut report = diff_models((&a, &src_a), (&b, &src_b), settings, steps);
+    if settings.fingerprint {
+        crate::fingerprint(&b, &mut report.report);
+    }
     for m in [&a, &b] {
         if let Some(reason) = m.changed() {
             return Err(Error::Load(crate::onnx::LoadError {

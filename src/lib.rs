@@ -109,6 +109,23 @@ pub fn run_record(
     }
 }
 
+/// Records the sha256 of `model`'s file and of each of its data files in
+/// `report`; a file that cannot be read meanwhile is left out (its weights
+/// already failed the lint, or will be read by nobody).
+pub fn fingerprint(model: &onnx::Model, report: &mut FileReport) {
+    report.sha256 = sha256(&model.path).ok();
+    report.data = model
+        .data_files()
+        .into_iter()
+        .filter_map(|(location, file)| {
+            Some(diag::report::DataFile {
+                location,
+                sha256: sha256(&file).ok()?,
+            })
+        })
+        .collect();
+}
+
 /// The sha256 of a file, in hex.
 pub fn sha256(path: &Path) -> std::io::Result<String> {
     use sha2::{Digest, Sha256};
@@ -161,6 +178,9 @@ pub fn lint_file(path: &Path, options: &Options) -> Result<FileReport, Error> {
                 }));
             }
             report.inputs = Some(probe::inputs::InputNames::of(model.graph()));
+            if settings.fingerprint {
+                fingerprint(&model, &mut report);
+            }
             report.config = config
                 .as_ref()
                 .and_then(|c| c.path.as_ref())

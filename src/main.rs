@@ -194,7 +194,7 @@ struct DiffArgs {
     /// How many optimizer steps separate the checkpoints
     #[arg(long, default_value_t = 1.0, value_parser = parse_steps)]
     steps: f64,
-    /// Output format (human adds a per-layer table; json adds every number)
+    /// Output format (human adds a per-layer table; json adds every number; html draws the updates)
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
     /// Colour for the human format
@@ -351,7 +351,11 @@ fn diff(args: DiffArgs, arguments: Vec<String>) -> u8 {
             }
         },
     };
-    let settings = match nnlint::Settings::new(&Options::default(), config.as_ref(), &args.after) {
+    let options = Options {
+        fingerprint: matches!(args.format, Format::Html | Format::JsonReport),
+        ..Default::default()
+    };
+    let settings = match nnlint::Settings::new(&options, config.as_ref(), &args.after) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -368,11 +372,7 @@ fn diff(args: DiffArgs, arguments: Vec<String>) -> u8 {
     let band = |name: &str| settings.option(&nnlint::rules::update_ratio::META, name);
     let mut run = nnlint::run_record("diff", arguments, &Options::default());
     run.options = [("steps".to_string(), args.steps.to_string())].into();
-    let mut file = result.report;
-    if matches!(args.format, Format::Html | Format::JsonReport) {
-        file.sha256 = nnlint::sha256(&args.after).ok();
-    }
-    let mut report = nnlint::report(run, vec![file]);
+    let mut report = nnlint::report(run, vec![result.report]);
     report.diff = Some(nnlint::diag::report::DiffTable {
         steps: args.steps,
         band: (band("low"), band("high")),
@@ -450,6 +450,7 @@ fn lint(args: LintArgs, arguments: Vec<String>) -> u8 {
         config,
         show_suppressed: args.show_suppressed,
         model_state: args.model_state.map(StateArg::assumed),
+        fingerprint: matches!(args.format, Format::Html | Format::JsonReport),
         probe: nnlint::probe::ProbeOptions {
             enabled: !args.no_probe,
             gradients: !args.no_grad,
@@ -509,11 +510,6 @@ fn lint(args: LintArgs, arguments: Vec<String>) -> u8 {
     failed |= reports.iter().any(|r| r.failed);
     for e in reports.iter().filter_map(|r| r.unreadable.as_ref()) {
         eprintln!("error: {e}");
-    }
-    if matches!(args.format, Format::Html | Format::JsonReport) {
-        for r in &mut reports {
-            r.sha256 = nnlint::sha256(std::path::Path::new(&r.path)).ok();
-        }
     }
     let report = nnlint::report(nnlint::run_record("lint", arguments, &options), reports);
     let reports = &report.files;

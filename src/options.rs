@@ -28,6 +28,9 @@ pub struct Options {
     pub probe: probe::ProbeOptions,
     /// `--model-state`: `None` when not given, `Some(None)` for `auto`.
     pub model_state: Option<Option<graph::ModelState>>,
+    /// Record each model's sha256 and its data files' (the formats that say
+    /// what reproduces a run: `json-report`, `html`).
+    pub fingerprint: bool,
 }
 
 /// Where a file's configuration comes from.
@@ -77,6 +80,8 @@ pub struct Settings {
     pub probe: probe::ProbeOptions,
     /// The state to assume instead of deciding it from the weights.
     pub model_state: Option<graph::ModelState>,
+    /// Hash the model and its data files into the report ([`Options::fingerprint`]).
+    pub fingerprint: bool,
 }
 
 impl Settings {
@@ -111,6 +116,7 @@ impl Settings {
                 Some(given) => given,
                 None => config.and_then(|c| c.model_state),
             },
+            fingerprint: options.fingerprint,
         })
     }
 

@@ -24,9 +24,11 @@ const PINNED: &str = "fixtures/report/hostile_names.onnx";
 
 /// The page of one model as `nnlint --isolated --format html MODEL` writes it.
 fn page(model: &str) -> String {
-    let options = isolated();
-    let mut file = nnlint::lint_file(Path::new(model), &options).unwrap();
-    file.sha256 = Some(nnlint::sha256(Path::new(model)).unwrap());
+    let options = nnlint::Options {
+        fingerprint: true,
+        ..isolated()
+    };
+    let file = nnlint::lint_file(Path::new(model), &options).unwrap();
     let run = nnlint::run_record(
         "lint",
         vec![
@@ -108,6 +110,16 @@ fn the_json_report_carries_the_run_and_the_measurements() {
     assert_eq!(
         file["sha256"],
         nnlint::sha256(Path::new(model)).unwrap().as_str()
+    );
+    // The weights are in `.onnx.data`: its hash is the run's too.
+    let data = format!("{model}.data");
+    assert_eq!(
+        file["data"][0]["location"],
+        "negative_bias_dynamo_train.onnx.data"
+    );
+    assert_eq!(
+        file["data"][0]["sha256"],
+        nnlint::sha256(Path::new(&data)).unwrap().as_str()
     );
     // The findings are `--format json`'s.
     let json = nnlint(&["--isolated", "--seed", "3", "--format", "json", model]);

@@ -77,6 +77,14 @@ pub struct RuleInfo {
     pub explanation: &'static str,
 }
 
+/// An external data file of a model, as the reports record it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DataFile {
+    /// The location as the model writes it.
+    pub location: String,
+    pub sha256: String,
+}
+
 /// `nnlint diff`'s table: each weight's update, and the band it is judged by.
 #[derive(Clone, Debug, Serialize)]
 pub struct DiffTable {
@@ -110,6 +118,8 @@ pub struct FileReport {
     pub inputs: Option<InputNames>,
     /// The model file's sha256, in hex, when the format records it.
     pub sha256: Option<String>,
+    /// The external data files its weights are in, each with its sha256.
+    pub data: Vec<DataFile>,
     /// The configuration file that applied, if any.
     pub config: Option<String>,
     /// What the probe measured per layer; `None` when it did not run.
@@ -128,6 +138,7 @@ impl FileReport {
             unreadable: None,
             inputs: None,
             sha256: None,
+            data: Vec::new(),
             config: None,
             measurements: None,
         }

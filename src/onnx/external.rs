@@ -28,6 +28,11 @@ pub struct ExternalRef {
 }
 
 impl ExternalRef {
+    /// The file, resolved inside the model's folder.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
     /// The tensor's length in bytes.
     pub fn length(&self) -> u64 {
         self.length

@@ -127,6 +127,21 @@ impl Model {
         }
     }
 
+    /// The external data files the main graph's initializers are stored in,
+    /// each once, as (location as written, resolved path), in the order the
+    /// initializers first name them; locations that do not resolve are left out.
+    pub fn data_files(&self) -> Vec<(String, PathBuf)> {
+        let mut files: Vec<(String, PathBuf)> = Vec::new();
+        for t in self.graph().initializer.iter().filter(|t| is_external(t)) {
+            if let Ok(r) = self.external.resolve(t) {
+                if !files.iter().any(|(_, f)| f == r.file()) {
+                    files.push((r.location.clone(), r.file().to_path_buf()));
+                }
+            }
+        }
+        files
+    }
+
     pub fn graph(&self) -> &GraphProto {
         // `decode` refuses models without a graph.
         static EMPTY: std::sync::OnceLock<GraphProto> = std::sync::OnceLock::new();

@@ -15,7 +15,9 @@ use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 
 use crate::diag::position::Prefer;
-use crate::diag::report::{DiffTable, FileReport, LayerMeasure, Measurements, Report, Run};
+use crate::diag::report::{
+    DataFile, DiffTable, FileReport, LayerMeasure, Measurements, Report, Run,
+};
 use crate::diag::{short_number, Diagnostic};
 
 #[derive(Template)]
@@ -31,6 +33,7 @@ struct FileView<'a> {
     id: usize,
     path: &'a str,
     sha256: &'a str,
+    data: &'a [DataFile],
     config: Option<&'a str>,
     state: String,
     findings: Vec<FindingView<'a>>,
@@ -99,14 +102,16 @@ struct Chart {
     caption: String,
 }
 
-pub fn render(report: &Report, prefer: Prefer, out: &mut dyn Write) -> io::Result<()> {
-    let page = page(report, prefer);
+/// The page shows each finding whole (the listing and the Python line), so
+/// `--location` does not change it.
+pub fn render(report: &Report, _prefer: Prefer, out: &mut dyn Write) -> io::Result<()> {
+    let page = page(report);
     let html = page.render().map_err(io::Error::other)?;
     out.write_all(html.as_bytes())?;
     writeln!(out)
 }
 
-fn page(report: &Report, _prefer: Prefer) -> Page<'_> {
+fn page(report: &Report) -> Page<'_> {
     let mut files: Vec<FileView> = report
         .files
         .iter()
@@ -230,6 +235,7 @@ fn file_view(id: usize, r: &FileReport) -> FileView<'_> {
         id,
         path: &r.path,
         sha256: r.sha256.as_deref().unwrap_or("not recorded"),
+        data: &r.data,
         config: r.config.as_deref(),
         state: r
             .coverage

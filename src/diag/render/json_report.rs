@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::diag::position::Prefer;
 use crate::diag::report::{
-    Coverage, DiffTable, FileReport, Measurements, Report, RuleInfo, Run, SCHEMA_VERSION,
+    Coverage, DataFile, DiffTable, FileReport, Measurements, Report, RuleInfo, Run, SCHEMA_VERSION,
 };
 
 #[derive(Serialize)]
@@ -28,6 +28,8 @@ struct JsonReport<'a> {
 struct JsonFile<'a> {
     path: &'a str,
     sha256: Option<&'a str>,
+    /// The external data files, each with its sha256.
+    data: &'a [DataFile],
     config: Option<&'a str>,
     failed: bool,
     coverage: Option<&'a Coverage>,
@@ -59,6 +61,7 @@ fn json_file(r: &FileReport, prefer: Prefer) -> JsonFile<'_> {
     JsonFile {
         path: &r.path,
         sha256: r.sha256.as_deref(),
+        data: &r.data,
         config: r.config.as_deref(),
         failed: r.failed || r.unreadable.is_some(),
         coverage: r.coverage.as_ref(),
