@@ -148,14 +148,28 @@ fn file_view(id: usize, r: &FileReport) -> FileView<'_> {
     let finding_anchor = |k: usize| format!("f{id}-finding-{k}");
     let layer_anchor = |l: usize| format!("f{id}-layer-{l}");
     // Each layer's findings: those about its node, or spanning it.
-    let on_layer: Vec<Vec<usize>> = layers
+    let mut by_node: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, l) in layers
         .iter()
-        .map(|l| {
-            (0..findings.len())
-                .filter(|&k| !l.node.is_empty() && findings[k].concerns(&l.node))
-                .collect()
-        })
-        .collect();
+        .enumerate()
+        .filter(|(_, l)| !l.node.is_empty())
+    {
+        by_node.entry(l.node.as_str()).or_insert(i);
+    }
+    let mut on_layer: Vec<Vec<usize>> = vec![Vec::new(); layers.len()];
+    for (k, d) in findings.iter().enumerate() {
+        let mut hit: Vec<usize> = d
+            .node
+            .iter()
+            .chain(&d.spans_nodes)
+            .filter_map(|n| by_node.get(n.as_str()).copied())
+            .collect();
+        hit.sort_unstable();
+        hit.dedup();
+        for i in hit {
+            on_layer[i].push(k);
+        }
+    }
     let flagged: Vec<bool> = on_layer
         .iter()
         .map(|ks| ks.iter().any(|&k| findings[k].suppressed_by.is_none()))
