@@ -18,6 +18,10 @@ fi
 
 python3 fuzz/seeds.py
 cd fuzz
+# opt-level 1: the instrumented optimized build of tract and candle at
+# opt-level 3 took over 20 minutes of CI's 2 cores; 1 runs the targets at
+# most a few times slower, well inside each input's 10 s.
+export CARGO_PROFILE_RELEASE_OPT_LEVEL=${FUZZ_OPT_LEVEL:-1}
 cargo "${toolchain[@]}" fuzz build -O
 mkdir -p logs
 for target in model_bytes text_model probe diff; do

@@ -11,6 +11,10 @@ python3 -m venv "$work/venv"
 export PRE_COMMIT_HOME="$work/cache"
 # pre-commit builds the hook with `cargo install`; share the build cache.
 export CARGO_TARGET_DIR="$repo/target"
+# `cargo install` builds the release profile: optimized, tract and candle take
+# 17 minutes of CI's 2 cores. The hook is what is tested here, not the
+# binary's speed (two tiny models), so CI builds that profile unoptimized.
+export CARGO_PROFILE_RELEASE_OPT_LEVEL=0 CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=256
 
 mkdir "$work/scratch" && cd "$work/scratch"
 git init --quiet
