@@ -404,7 +404,7 @@ pub fn table(layers: &[LayerDiff], steps: f64, low: f64, high: f64) -> String {
     // 1e-7 .. 1e0 over 28 columns: 4 columns per decade.
     let col = |v: f64| (((v.log10() + 7.0) * 4.0).round().clamp(0.0, 28.0)) as usize;
     for l in layers {
-        let per_step = l.relative_update / steps;
+        let per_step = l.per_step(steps);
         let mut bar: Vec<char> = vec![' '; 29];
         for c in [col(low), col(high)] {
             bar[c] = '|';

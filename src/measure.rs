@@ -72,6 +72,7 @@ pub fn of(probe: &Probe, graph: &Graph<'_>, settings: &Settings) -> Measurements
             gradient_norm,
         });
     }
+    let loss_ratio = settings.option(&initial_loss::META, "ratio").max(1.0);
     let losses = initial_loss::measurements(graph, probe)
         .into_iter()
         .map(|m| LossMeasure {
@@ -80,6 +81,7 @@ pub fn of(probe: &Probe, graph: &Graph<'_>, settings: &Settings) -> Measurements
             value: m.value,
             classes: m.classes,
             expected: m.expected,
+            off: !initial_loss::within(m.value, m.expected, loss_ratio),
         })
         .collect();
     let fit = match &probe.fit {
@@ -102,7 +104,7 @@ pub fn of(probe: &Probe, graph: &Graph<'_>, settings: &Settings) -> Measurements
             spread: (scale("low"), scale("high")),
             dead_fraction: settings.option(&dead_relu::META, "measured-fraction"),
             saturated_fraction: settings.option(&saturated_activation::META, "unit-fraction"),
-            loss_ratio: settings.option(&initial_loss::META, "ratio").max(1.0),
+            loss_ratio,
         },
     }
 }

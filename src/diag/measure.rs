@@ -55,6 +55,8 @@ pub struct LossMeasure {
     pub classes: usize,
     /// -ln(1/C), or ln 2 for a binary loss.
     pub expected: f64,
+    /// Outside `initial-loss`'s ratio of `expected`, either way.
+    pub off: bool,
 }
 
 /// The loss at each step of the one-batch fit.

@@ -85,6 +85,18 @@ pub struct DataFile {
     pub sha256: String,
 }
 
+impl LayerDiff {
+    /// `||B - A|| / ||A||` per optimizer step, over `steps` steps.
+    pub fn per_step(&self, steps: f64) -> f64 {
+        self.relative_update / steps
+    }
+
+    /// Every element is bit-for-bit the same in both checkpoints.
+    pub fn frozen(&self) -> bool {
+        self.unchanged == self.elements
+    }
+}
+
 /// `nnlint diff`'s table: each weight's update, and the band it is judged by.
 #[derive(Clone, Debug, Serialize)]
 pub struct DiffTable {

@@ -277,7 +277,7 @@ fn loss_views(m: &Measurements) -> Vec<LossView<'_>> {
             value: short_number(l.value),
             expected: short_number(l.expected),
             classes: l.classes,
-            off: !(1.0 / m.bands.loss_ratio..=m.bands.loss_ratio).contains(&(l.value / l.expected)),
+            off: l.off,
         })
         .collect()
 }
@@ -380,12 +380,11 @@ fn depth_charts(m: &Measurements, flagged: &[bool]) -> Vec<Chart> {
 }
 
 fn diff_view(d: &DiffTable) -> DiffView {
-    let steps = d.steps.max(1.0);
     let mut rows = Vec::new();
     let (mut moving, mut frozen) = (Vec::new(), Vec::new());
     for (i, l) in d.layers.iter().filter(|l| l.trainable).enumerate() {
-        let update = l.relative_update / steps;
-        let is_frozen = l.unchanged == l.elements;
+        let update = l.per_step(d.steps);
+        let is_frozen = l.frozen();
         let out_of_band = update < d.band.0 || update > d.band.1;
         if is_frozen {
             frozen.push((i as f64, d.band.0 / 10.0, true));

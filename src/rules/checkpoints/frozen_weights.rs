@@ -36,7 +36,7 @@ pub fn check(layers: &[LayerDiff]) -> Vec<(usize, Diagnostic)> {
         .enumerate()
         .filter(|(_, l)| l.trainable && l.elements > 0)
         .collect();
-    let frozen = |l: &LayerDiff| l.unchanged == l.elements;
+    let frozen = |l: &LayerDiff| l.frozen();
     let changed = trainable.iter().filter(|(_, l)| !frozen(l)).count();
     if trainable.is_empty() {
         return Vec::new();

@@ -136,7 +136,7 @@ pub fn check(layers: &[LayerDiff], steps: f64, low: f64, high: f64) -> Vec<(usiz
             l.trainable && l.shape.len() >= 2 && l.unchanged < l.elements && l.norm_a > 0.0
         })
         .filter_map(|(i, l)| {
-            let per_step = l.relative_update / steps;
+            let per_step = l.per_step(steps);
             let (side, why) = side(per_step, low, high)?;
             let mut d = Diagnostic::new(
                 &META,

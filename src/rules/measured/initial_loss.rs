@@ -41,7 +41,7 @@ impl Rule for InitialLoss {
         let max_ratio = cx.option("ratio").max(1.0);
         for m in measurements(graph, probe) {
             let ratio = m.value / m.expected;
-            if !ratio.is_finite() || (1.0 / max_ratio..=max_ratio).contains(&ratio) {
+            if !ratio.is_finite() || within(m.value, m.expected, max_ratio) {
                 continue;
             }
             let n = graph.node(m.node);
@@ -70,6 +70,12 @@ impl Rule for InitialLoss {
             out.push(d);
         }
     }
+}
+
+/// Whether a loss is within `ratio` of the value an untrained model scores,
+/// either way.
+pub fn within(value: f64, expected: f64, ratio: f64) -> bool {
+    (1.0 / ratio..=ratio).contains(&(value / expected))
 }
 
 /// One data loss as the probe measured it.
