@@ -36,8 +36,7 @@ pub fn check(layers: &[LayerDiff]) -> Vec<(usize, Diagnostic)> {
         .enumerate()
         .filter(|(_, l)| l.trainable && l.elements > 0)
         .collect();
-    let frozen = |l: &LayerDiff| l.frozen();
-    let changed = trainable.iter().filter(|(_, l)| !frozen(l)).count();
+    let changed = trainable.iter().filter(|(_, l)| !l.frozen()).count();
     if trainable.is_empty() {
         return Vec::new();
     }
@@ -52,7 +51,7 @@ pub fn check(layers: &[LayerDiff]) -> Vec<(usize, Diagnostic)> {
     let mut runs: Vec<Vec<(usize, &LayerDiff)>> = Vec::new();
     let mut previous_frozen = false;
     for &(i, l) in &trainable {
-        if frozen(l) {
+        if l.frozen() {
             if !previous_frozen {
                 runs.push(Vec::new());
             }
@@ -60,9 +59,9 @@ pub fn check(layers: &[LayerDiff]) -> Vec<(usize, Diagnostic)> {
                 run.push((i, l));
             }
         }
-        previous_frozen = frozen(l);
+        previous_frozen = l.frozen();
     }
-    let backbone = runs.len() == 1 && frozen(trainable[0].1);
+    let backbone = runs.len() == 1 && trainable[0].1.frozen();
     runs.into_iter()
         .map(|run| {
             let (i, first) = run[0];

@@ -133,7 +133,7 @@ pub fn check(layers: &[LayerDiff], steps: f64, low: f64, high: f64) -> Vec<(usiz
         .iter()
         .enumerate()
         .filter(|(_, l)| {
-            l.trainable && l.shape.len() >= 2 && l.unchanged < l.elements && l.norm_a > 0.0
+            l.trainable && l.shape.len() >= 2 && !l.frozen() && l.norm_a > 0.0
         })
         .filter_map(|(i, l)| {
             let per_step = l.per_step(steps);
