@@ -67,6 +67,7 @@ pub fn run_record(
     o.insert("gradients".to_string(), on(p.gradients));
     o.insert("batch".to_string(), p.batch.to_string());
     o.insert("probe-memory".to_string(), format!("{} MiB", p.memory_mib));
+    o.insert("probe-time".to_string(), format!("{} s", p.seconds));
     let pairs = |m: Vec<String>| {
         if m.is_empty() {
             "-".to_string()

@@ -131,6 +131,16 @@ struct LintArgs {
     )]
     probe_memory: usize,
 
+    /// Seconds the probe's passes may take together, estimated before each runs: a pass over it is skipped with a note, and the forward pass shrinks its batch first
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 20.0,
+        value_parser = parse_seconds,
+        help_heading = "Probe"
+    )]
+    probe_time: f64,
+
     /// Adam steps of the one-batch fit (`cannot-overfit`); 0 turns it off. Unset, 200 steps run when their estimated time fits the budget
     #[arg(long, value_name = "N", help_heading = "Probe")]
     overfit_steps: Option<usize>,
@@ -163,6 +173,13 @@ fn parse_lr(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
         _ => Err(format!("`{s}` is not a positive learning rate")),
+    }
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a positive number of seconds")),
     }
 }
 
@@ -314,21 +331,20 @@ fn main() -> ExitCode {
 }
 
 /// candle sizes each matrix product's threads from `RAYON_NUM_THREADS`,
-/// or, on Linux when that is unset and the kernel reports no `cpu_capacity`
-/// (most x86 machines), from the physical core count, which it finds by
-/// parsing `/proc/cpuinfo` again on every product: over a quarter of a
-/// one-batch fit's time. Setting the variable to that count once, here,
-/// before any thread exists, keeps candle's choice and drops the parsing.
-/// Where candle would choose otherwise (`CANDLE_CPU_MASK`, cores of unequal
-/// capacity), nothing is set.
+/// or, when that is unset, from what it finds on every product: on Linux a
+/// `CANDLE_CPU_MASK`, the cores of highest `cpu_capacity` when they differ,
+/// and otherwise the physical core count, which it finds by parsing
+/// `/proc/cpuinfo` again each time: over a quarter of a one-batch fit's time,
+/// and an eighth of a large graph's run even on machines that report equal
+/// capacities. Asking candle once, here, before any thread exists, and
+/// setting the variable to its answer keeps candle's choice and drops the
+/// parsing. A mask (which candle caches) or a variable already set is left
+/// alone.
 fn pin_candle_threads() {
     let unset = |v| std::env::var_os(v).is_none();
-    if cfg!(target_os = "linux")
-        && unset("RAYON_NUM_THREADS")
-        && unset("CANDLE_CPU_MASK")
-        && !std::path::Path::new("/sys/devices/system/cpu/cpu0/cpu_capacity").exists()
-    {
-        std::env::set_var("RAYON_NUM_THREADS", num_cpus::get_physical().to_string());
+    if unset("RAYON_NUM_THREADS") && unset("CANDLE_CPU_MASK") {
+        let threads = candle_core::utils::get_num_threads();
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     }
 }
 
@@ -479,6 +495,7 @@ fn lint(args: LintArgs, arguments: Vec<String>) -> u8 {
             files: args.input.into_iter().collect(),
             batch: args.batch as usize,
             memory_mib: args.probe_memory,
+            seconds: args.probe_time,
             progress: std::io::stderr().is_terminal() && std::env::var_os("CI").is_none(),
             fit_steps: args.overfit_steps,
             first_step: args.lr.map(|lr| nnlint::probe::FirstStep {

@@ -7,7 +7,7 @@
 //! checklist speaks of: the weights and biases of weight layers, the scales
 //! and shifts of normalization layers, and embedding tables.
 
-use super::{Graph, NodeRef, TensorId, NORMALIZATION_OPS};
+use super::{Graph, NodeId, NodeRef, TensorId, NORMALIZATION_OPS};
 use crate::onnx::proto::data_type as dt;
 
 /// What a trainable tensor is to its layer.
@@ -209,6 +209,147 @@ impl<'m> Graph<'m> {
         Some(block)
     }
 
+    /// What a gradient meets going back through `n` to its input `input`:
+    /// whether it flows back from the outputs [`Graph::gradient_outputs`]
+    /// names, and why it stops at an output it does not flow back from.
+    /// Only `TopK` differs by output (its values pass, its indices do not).
+    pub fn passage(&self, n: &NodeRef<'_, 'm>, input: usize) -> (bool, Option<Block>) {
+        if n.is("TopK") {
+            let indices = n.output(1).is_some_and(|o| !o.is_empty());
+            let block = indices.then(|| self.blocks_gradient(n, input, 1)).flatten();
+            return (self.blocks_gradient(n, input, 0).is_none(), block);
+        }
+        let block = self.blocks_gradient(n, input, 0);
+        (block.is_none(), block)
+    }
+
+    /// The outputs of `n` a gradient flows back from, by index, when
+    /// [`Graph::passage`] says it passes.
+    pub fn gradient_outputs(&self, n: &NodeRef<'_, 'm>) -> std::ops::Range<usize> {
+        let all = n.outputs().len();
+        if n.is("TopK") {
+            0..all.min(1)
+        } else {
+            0..all
+        }
+    }
+
+    /// Where the gradient of `targets` reaches, in one pass over the graph
+    /// each way: see [`GradientFlow`].
+    pub fn gradient_flow(&self, targets: &[TensorId]) -> GradientFlow {
+        let tensors = self.tensors.len();
+        let mut flow = GradientFlow {
+            open: vec![false; tensors],
+            first_block: vec![None; tensors],
+            resolved: vec![false; tensors],
+            beyond: rustc_hash::FxHashMap::default(),
+        };
+        // Backwards from the targets: a tensor is open when some reader
+        // passes the gradient back from an open output. Each node's inputs
+        // are visited once, whichever of its outputs is reached first.
+        let mut expanded = vec![false; self.node_count()];
+        let mut stack: Vec<TensorId> = Vec::new();
+        for &t in targets {
+            if t < tensors && !flow.open[t] {
+                flow.open[t] = true;
+                stack.push(t);
+            }
+        }
+        while let Some(t) = stack.pop() {
+            let Some((p, o)) = self.producer_of(t) else {
+                continue;
+            };
+            if expanded[p.id()] || !self.gradient_outputs(&p).contains(&o) {
+                continue;
+            }
+            expanded[p.id()] = true;
+            for slot in 0..p.inputs().len() {
+                let Some(i) = p.input_id(slot) else { continue };
+                if flow.open[i] || self.structural_input(&p, slot) || !self.passage(&p, slot).0 {
+                    continue;
+                }
+                flow.open[i] = true;
+                stack.push(i);
+            }
+        }
+        flow
+    }
+
+    /// The first node, going forward from tensor `t`, past which no
+    /// gradient flows, for a tensor [`GradientFlow::open`] says is not open.
+    /// Memoized in `flow`, so that asking for every tensor walks each edge
+    /// once: a reader that blocks directly comes first (in file order),
+    /// then what lies beyond the readers that pass, the last reader first.
+    pub fn first_block(&self, flow: &mut GradientFlow, t: TensorId) -> Option<(NodeId, Block)> {
+        enum Step {
+            Enter(TensorId),
+            Leave(TensorId),
+        }
+        if t >= flow.resolved.len() || flow.open[t] {
+            return None;
+        }
+        let mut on_path = rustc_hash::FxHashSet::default();
+        let mut stack = vec![Step::Enter(t)];
+        while let Some(step) = stack.pop() {
+            match step {
+                Step::Enter(t) => {
+                    if flow.resolved[t] || !on_path.insert(t) {
+                        continue;
+                    }
+                    stack.push(Step::Leave(t));
+                    for (c, slot) in self.consumers_of(t) {
+                        if self.structural_input(&c, slot) || !self.passage(&c, slot).0 {
+                            continue;
+                        }
+                        for o in self.gradient_outputs(&c) {
+                            if let Some(out) = c.output_id(o) {
+                                if !flow.resolved[out] && !on_path.contains(&out) {
+                                    stack.push(Step::Enter(out));
+                                }
+                            }
+                        }
+                    }
+                }
+                Step::Leave(t) => {
+                    on_path.remove(&t);
+                    let reads = self.consumers_of(t);
+                    let mut found = None;
+                    for (c, slot) in &reads {
+                        if self.structural_input(c, *slot) {
+                            continue;
+                        }
+                        if let (_, Some(b)) = self.passage(c, *slot) {
+                            found = Some((c.id(), b));
+                            break;
+                        }
+                    }
+                    if found.is_none() {
+                        for (c, slot) in reads.iter().rev() {
+                            if self.structural_input(c, *slot) || !self.passage(c, *slot).0 {
+                                continue;
+                            }
+                            let past = *flow.beyond.entry(c.id()).or_insert_with(|| {
+                                self.gradient_outputs(c)
+                                    .rev()
+                                    .filter_map(|o| c.output_id(o))
+                                    .find_map(|out| {
+                                        flow.resolved[out].then(|| flow.first_block[out]).flatten()
+                                    })
+                            });
+                            if past.is_some() {
+                                found = past;
+                                break;
+                            }
+                        }
+                    }
+                    flow.first_block[t] = found;
+                    flow.resolved[t] = true;
+                }
+            }
+        }
+        flow.first_block[t]
+    }
+
     /// Whether the input slot of `n` only sizes or indexes its output, so
     /// that no gradient is expected through it.
     pub fn structural_input(&self, n: &NodeRef<'_, 'm>, input: usize) -> bool {
@@ -295,5 +436,26 @@ impl Block {
             Block::IntegerCast => "a cast to an integer or boolean type has no gradient",
             Block::TimesZero => "a product with a constant zero has zero gradient",
         }
+    }
+}
+
+/// Where the gradient of some targets reaches: per tensor, whether some path
+/// to a target passes no op that blocks gradients ([`GradientFlow::open`]),
+/// and, for one that is not open, the first node that blocks it
+/// ([`Graph::first_block`], filled as asked).
+#[derive(Clone, Debug)]
+pub struct GradientFlow {
+    open: Vec<bool>,
+    first_block: Vec<Option<(NodeId, Block)>>,
+    resolved: Vec<bool>,
+    /// Per node, the first block beyond it (its passing outputs, the last
+    /// first), so that a node read by many tensors is looked past once.
+    beyond: rustc_hash::FxHashMap<NodeId, Option<(NodeId, Block)>>,
+}
+
+impl GradientFlow {
+    /// Whether a gradient from the targets reaches tensor `t`.
+    pub fn open(&self, t: TensorId) -> bool {
+        self.open.get(t).copied().unwrap_or(false)
     }
 }

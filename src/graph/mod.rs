@@ -29,7 +29,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 
 pub(crate) use build::build_listing;
 pub use build::{build, is_known_op, Problem, ProblemKind, IMPLICIT_SLOT};
-pub use gradient::{Block, ParamKind, Trainable};
+pub use gradient::{Block, GradientFlow, ParamKind, Trainable};
 pub use inputs::InputNames;
 pub use layers::{activation, Activation, LayerKind, WeightLayer, NORMALIZATION_OPS};
 pub use node::{Attr, NodeRef};

@@ -36,6 +36,10 @@ pub struct RunOptions {
     pub inputs: InputOptions,
     /// Bytes the forward pass's values may take.
     pub budget: usize,
+    /// Seconds the forward pass may take, by estimate (`--probe-time`).
+    pub seconds: f64,
+    /// Of which reading and typing the graph takes, by [`typing_seconds`].
+    pub typing_seconds: f64,
     /// Show a progress bar on stderr when the run is slow.
     pub progress: bool,
 }
@@ -48,6 +52,27 @@ pub struct Run {
     /// The same names, in the order they were computed.
     pub order: Vec<String>,
     pub inputs: Vec<Input>,
+    /// The pass's estimated seconds (typing and running), which the later
+    /// passes' time budget is what is left of.
+    pub seconds: f64,
+    /// Each name's first place in `order`.
+    positions: FxHashMap<String, usize>,
+}
+
+impl Run {
+    /// Keeps what the observer summarized of `name`, in the order computed.
+    pub fn record(&mut self, name: &str, summary: Summary) {
+        self.positions
+            .entry(name.to_string())
+            .or_insert(self.order.len());
+        self.order.push(name.to_string());
+        self.summaries.insert(name.to_string(), summary);
+    }
+
+    /// Where `tensor` was first computed in the run, by its place in `order`.
+    pub fn position(&self, tensor: &str) -> Option<usize> {
+        self.positions.get(tensor).copied()
+    }
 }
 
 /// Why the probe did not run, and the node that stopped it, when one did.
@@ -193,41 +218,55 @@ fn run_inner(
 
     let mut input_options = options.inputs.clone();
     let mut typed = None;
-    for _ in 0..2 {
+    let mib = |b: usize| b as f64 / (1 << 20) as f64;
+    for _ in 0..3 {
         let plan = inputs::plan(graph, &input_options)?;
         let t = {
             // What tract computes while typing comes out of what the weights left.
             let _allowance = budget::allow(options.budget.saturating_sub(stored), options.budget);
             typed_model(base.clone(), &plan)?
         };
-        let (consts, largest) = sizes(&t);
-        let need = consts.saturating_add(largest.saturating_mul(3));
+        let cost = cost(&t);
+        let need = cost.consts.saturating_add(cost.peak);
+        let seconds = cost.seconds();
+        let time_left = options.seconds - options.typing_seconds;
         let dynamic = plan
             .iter()
             .any(|i| i.shape.first() == Some(&input_options.batch));
-        if need <= options.budget {
-            typed = Some((t, plan, consts));
+        if need <= options.budget && seconds <= time_left {
+            typed = Some((t, plan, cost));
             break;
         }
         if !dynamic || input_options.batch <= 1 {
-            let mib = |b: usize| b as f64 / (1 << 20) as f64;
-            return Err(format!(
-                "the forward pass needs about {:.1} MiB, over the probe's budget of {:.1} MiB (--probe-memory)",
-                mib(need),
-                mib(options.budget)
-            )
+            return Err(if need > options.budget {
+                format!(
+                    "the forward pass needs about {:.1} MiB, over the probe's budget of {:.1} MiB (--probe-memory)",
+                    mib(need),
+                    mib(options.budget)
+                )
+            } else {
+                format!(
+                    "the forward pass would take about {:.0} s, over the probe's time budget of {:.0} s; `--probe-time {:.0}` runs it",
+                    seconds + options.typing_seconds,
+                    options.seconds,
+                    (seconds + options.typing_seconds).ceil() + 1.0
+                )
+            }
             .into());
         }
-        // The weights stay whatever the batch: only the values shrink with it.
-        let room = options.budget.saturating_sub(consts) as f64;
-        let per_batch = need.saturating_sub(consts).max(1) as f64;
-        let scaled = (input_options.batch as f64 * room / per_batch) as usize;
+        // The weights stay whatever the batch: only the values and the time
+        // shrink with it, about in proportion.
+        let batch = input_options.batch as f64;
+        let by_memory =
+            batch * options.budget.saturating_sub(cost.consts) as f64 / cost.peak.max(1) as f64;
+        let by_time = batch * time_left.max(0.0) / seconds.max(f64::MIN_POSITIVE);
+        let scaled = by_memory.min(by_time).floor() as usize;
         input_options.batch = scaled.clamp(1, input_options.batch - 1);
     }
-    let (typed, mut plan, consts) =
-        typed.ok_or("the forward pass does not fit the probe's budget")?;
+    let (typed, mut plan, cost) =
+        typed.ok_or("the forward pass does not fit the probe's budgets")?;
     // What a value whose size only the run knows may take.
-    let left = options.budget.saturating_sub(consts);
+    let left = options.budget.saturating_sub(cost.consts);
     // Labels whose class count the declared shapes did not give: the typed model knows.
     for input in &mut plan {
         if let inputs::Fill::Labels { classes, scores } = &mut input.fill {
@@ -252,8 +291,12 @@ fn run_inner(
         .iter()
         .map(|i| inputs::make(i, input_options.seed).map(|t| t.into_tvalue()))
         .collect::<Result<_, _>>()?;
+    // tract orders the plan to keep few values alive at once, at a cost that
+    // grows with the square of the graph (seconds at 30k nodes); past
+    // ORDER_FOR_MEMORY_NODES its plain topological order is taken instead.
     let plan_options = tract_onnx::tract_core::runtime::RunOptions {
         executor: executor(),
+        skip_order_opt_ram: typed.nodes().len() > ORDER_FOR_MEMORY_NODES,
         ..Default::default()
     };
     let runnable = SimplePlan::new_with_options(typed, &plan_options)
@@ -262,6 +305,7 @@ fn run_inner(
         SimpleState::new(&runnable).map_err(|e| format!("tract cannot plan: {}", cause(&e)))?;
     let mut run = Run {
         inputs: plan,
+        seconds: options.typing_seconds + cost.seconds(),
         ..Default::default()
     };
     let labels: FxHashMap<(usize, usize), String> = runnable
@@ -279,10 +323,10 @@ fn run_inner(
     );
     let seed = input_options.seed;
     // Graph inputs are summarized too: activation scale starts there.
-    for (input, value) in run.inputs.iter().zip(values.iter()) {
-        if let Some(s) = summary_of(value, watch.get(&input.name), seed) {
-            run.order.push(input.name.clone());
-            run.summaries.insert(input.name.clone(), s);
+    let names: Vec<String> = run.inputs.iter().map(|i| i.name.clone()).collect();
+    for (name, value) in names.iter().zip(values.iter()) {
+        if let Some(s) = summary_of(value, watch.get(name), seed) {
+            run.record(name, s);
         }
     }
     let outcome = state.run_plan_with_eval(values, |ctx, op_state, node, node_inputs| {
@@ -293,8 +337,7 @@ fn run_inner(
                 continue;
             };
             if let Some(s) = summary_of(value, watch.get(name), seed) {
-                run.order.push(name.clone());
-                run.summaries.insert(name.clone(), s);
+                run.record(name, s);
             }
         }
         progress.step();
@@ -347,7 +390,7 @@ fn typed_model(mut model: InferenceModel, plan: &[Input]) -> Result<TypedModel, 
             .set_input_fact(ix, fact)
             .map_err(|e| format!("input `{name}`: {}", cause(&e)))?;
     }
-    model.into_typed().map_err(|e| match budget::refusal(&e) {
+    into_typed(model).map_err(|e| match budget::refusal(&e) {
         Some(refused) => Skip::from(refused),
         None => format!(
             "tract cannot infer the model's types: {}{}",
@@ -356,6 +399,136 @@ fn typed_model(mut model: InferenceModel, plan: &[Input]) -> Result<TypedModel, 
         )
         .into(),
     })
+}
+
+/// tract's `into_typed`, but linear in the graph's constants: tract adds
+/// each value inference made concrete (every weight) with `add_const`, which
+/// compares it with every node already typed to share an equal one, so a
+/// graph of thousands of weights took seconds in comparisons alone. Here an
+/// index by type, shape and a hash of the bytes finds the equal constants,
+/// and tract's own equality confirms them. Everything else is tract's.
+fn into_typed(mut model: InferenceModel) -> TractResult<TypedModel> {
+    use tract_onnx::tract_core::internal::translator::Translate;
+    model.analyse(false)?;
+    let model = model.incorporate()?;
+    Typing::default().translate_model(&model)
+}
+
+#[derive(Debug, Default)]
+struct Typing {
+    /// Constants added so far, by [`Typing::key`].
+    constants: std::cell::RefCell<FxHashMap<u64, Vec<usize>>>,
+    /// The typed model's node names, and how many of its nodes they cover
+    /// (ops wire nodes of their own between two calls).
+    names: std::cell::RefCell<(rustc_hash::FxHashSet<String>, usize)>,
+}
+
+impl Typing {
+    /// Type, shape and bytes, hashed; `None` for a tensor whose bytes are not
+    /// plain values in memory (tract's `add_const` takes those).
+    fn key(v: &Tensor) -> Option<u64> {
+        use std::hash::{Hash, Hasher};
+        if !v.is_plain_ram() || !v.datum_type().is_copy() {
+            return None;
+        }
+        let mut h = rustc_hash::FxHasher::default();
+        format!("{:?}", v.datum_type()).hash(&mut h);
+        v.shape().hash(&mut h);
+        v.as_bytes().hash(&mut h);
+        Some(h.finish())
+    }
+
+    fn add_const(
+        &self,
+        target: &mut TypedModel,
+        name: String,
+        v: Arc<Tensor>,
+    ) -> TractResult<OutletId> {
+        use tract_onnx::tract_core::ops::konst::Const;
+        let Some(key) = Self::key(&v) else {
+            return target.add_const(name, v);
+        };
+        let mut constants = self.constants.borrow_mut();
+        let same = constants.entry(key).or_default();
+        for &id in same.iter() {
+            if target
+                .node(id)
+                .op_as::<Const>()
+                .is_some_and(|c| c.val() == &v)
+            {
+                return Ok(id.into());
+            }
+        }
+        let fact = TypedFact::try_from(v.clone())?;
+        if fact.exotic_fact.is_some() {
+            return target.add_const(name, v);
+        }
+        // A name no node has yet, as tract's `unique_name` gives, from a set
+        // kept up to date instead of a scan of every node.
+        let mut names = self.names.borrow_mut();
+        let (known, covered) = &mut *names;
+        for node in &target.nodes()[*covered..] {
+            known.insert(node.name.clone());
+        }
+        let mut unique = name.clone();
+        let mut i = 1;
+        while known.contains(&unique) {
+            unique = format!("{name}.{i}");
+            i += 1;
+        }
+        let id = target.add_node(unique.clone(), Const::new(v)?, tvec!(fact))?;
+        known.insert(unique);
+        *covered = target.nodes().len();
+        same.push(id);
+        Ok(id.into())
+    }
+}
+
+use tract_onnx::tract_hir::infer::{InferenceNode, InferenceOp};
+
+impl
+    tract_onnx::tract_core::internal::translator::Translate<
+        InferenceFact,
+        Box<dyn InferenceOp>,
+        TypedFact,
+        Box<dyn TypedOp>,
+    > for Typing
+{
+    fn translate_node(
+        &self,
+        source: &InferenceModel,
+        node: &InferenceNode,
+        target: &mut TypedModel,
+        mapping: &std::collections::HashMap<OutletId, OutletId>,
+    ) -> TractResult<TVec<OutletId>> {
+        use tract_onnx::tract_core::internal::EvalContext;
+        use tract_onnx::tract_hir::infer::Factoid;
+        // As tract: a source and a stateful node stay nodes even when
+        // inference knows their value; any other known value is a constant.
+        if !InferenceModel::is_source(&node.op)
+            && node.op.state(&EvalContext::out_of_plan())?.is_none()
+            && source
+                .node_output_facts(node.id)?
+                .iter()
+                .all(|f| f.value.is_concrete())
+        {
+            return (0..node.outputs.len())
+                .map(|ix| {
+                    let value = node.outputs[ix].fact.value.concretize().ok_or_else(|| {
+                        tract_onnx::tract_core::internal::format_err!(
+                            "a concrete value without a value"
+                        )
+                    })?;
+                    self.add_const(target, format!("{}.{}", node.name, ix), value)
+                })
+                .collect();
+        }
+        let outputs = node.op.to_typed(source, node, target, mapping)?;
+        for output in &outputs {
+            target.outlet_fact(*output)?.consistent()?;
+        }
+        Ok(outputs)
+    }
 }
 
 /// The thread pool of tract's matrix kernels, one per process: a pool per
@@ -408,25 +581,151 @@ impl tract_onnx::data_resolver::ModelDataResolver for ReadFile {
 /// The bytes the typed model's constants hold (weights and what typing
 /// computed), and the largest value the pass computes whose shape is known.
 /// The pass needs the constants and about three times the largest value.
-fn sizes(model: &TypedModel) -> (usize, usize) {
-    let (mut consts, mut largest) = (0usize, 0usize);
-    for node in model.nodes() {
-        let constant = node.op_is::<tract_onnx::tract_core::ops::konst::Const>();
-        for o in &node.outputs {
-            if let Some(shape) = o.fact.shape.as_concrete() {
-                let bytes = shape
-                    .iter()
-                    .try_fold(o.fact.datum_type.size_of(), |acc, &d| acc.checked_mul(d))
-                    .unwrap_or(usize::MAX);
-                if constant {
-                    consts = consts.saturating_add(bytes);
-                } else {
-                    largest = largest.max(bytes);
-                }
-            }
+/// What a typed model will cost to run, from its facts alone: estimated
+/// before it runs, so that the same model gives the same decision on any
+/// machine and under any load.
+#[derive(Clone, Copy, Debug, Default)]
+struct Cost {
+    /// Bytes of its constants (the weights, read once whatever the batch).
+    consts: usize,
+    /// Bytes of the values alive at once at the worst point of a run in
+    /// evaluation order, a convolution's im2col buffer included: tract's
+    /// plain convolution unfolds its whole batch before the product.
+    peak: usize,
+    /// Multiply-accumulates of its convolutions and products.
+    macs: f64,
+    /// Values it computes, each summarized once by the observer.
+    values: f64,
+}
+
+/// Multiply-accumulates per second of the probe's forward pass (tract's
+/// unoptimized plan and the observer, on 2 cores): measured on a VGG-like
+/// detector at 928x928 (7.7 GMACs a sample, 2.7 s a sample), rounded down.
+const FORWARD_MACS_PER_SECOND: f64 = 2.5e9;
+/// Typed graphs up to this many nodes are run in tract's memory-saving
+/// order; larger ones in plain topological order (see `run_inner`).
+const ORDER_FOR_MEMORY_NODES: usize = 10_000;
+
+/// Seconds per computed value beyond the products: the elementwise ops and
+/// the observer's statistics.
+const FORWARD_SECONDS_PER_VALUE: f64 = 2e-9;
+
+impl Cost {
+    fn seconds(&self) -> f64 {
+        self.macs / FORWARD_MACS_PER_SECOND + self.values * FORWARD_SECONDS_PER_VALUE
+    }
+}
+
+/// Seconds tract takes to read and type a graph of `nodes` nodes and
+/// constants before anything runs. Its parser compares each initializer with
+/// every constant before it, and its typed model checks each node it wires
+/// against the names of all before it, so the cost grows with the square of
+/// the graph even with [`into_typed`]'s index: fitted on Gemm/Relu chains of
+/// 20k and 40k nodes (40k and 80k with their weights: 5.1 s and 16.5 s for
+/// the whole run at batch 1).
+pub fn typing_seconds(nodes: usize) -> f64 {
+    let n = nodes as f64;
+    n * 5e-5 + n * n * 2e-9
+}
+
+/// The values of a value whose shape typing made concrete, saturating: an
+/// absurd declared shape must read as too large, never wrap to small.
+fn volume(fact: &TypedFact) -> Option<usize> {
+    Some(
+        fact.shape
+            .as_concrete()?
+            .iter()
+            .fold(1usize, |acc, &d| acc.saturating_mul(d)),
+    )
+}
+
+fn bytes(fact: &TypedFact) -> usize {
+    volume(fact).map_or(0, |v| v.saturating_mul(fact.datum_type.size_of()))
+}
+
+/// One pass over the model in evaluation order: values come alive when
+/// their node runs and die after their last reader.
+fn cost(model: &TypedModel) -> Cost {
+    use tract_onnx::tract_core::ops::cnn::Conv;
+    use tract_onnx::tract_core::ops::einsum::EinSum;
+    use tract_onnx::tract_core::ops::konst::Const;
+    let mut cost = Cost::default();
+    let Ok(order) = model.eval_order() else {
+        return cost;
+    };
+    let mut last_read = vec![0usize; model.nodes().len()];
+    for (at, &id) in order.iter().enumerate() {
+        for input in &model.nodes()[id].inputs {
+            last_read[input.node] = at;
         }
     }
-    (consts, largest)
+    let outputs: rustc_hash::FxHashSet<usize> = model.output_outlets().map_or_else(
+        |_| Default::default(),
+        |o| o.iter().map(|o| o.node).collect(),
+    );
+    let fact = |o: &OutletId| model.outlet_fact(*o).ok();
+    let mut live = 0usize;
+    let mut alive: Vec<usize> = vec![0; model.nodes().len()];
+    for (at, &id) in order.iter().enumerate() {
+        let node = &model.nodes()[id];
+        let made: usize = node.outputs.iter().map(|o| bytes(&o.fact)).sum();
+        if node.op_is::<Const>() {
+            cost.consts = cost.consts.saturating_add(made);
+            continue;
+        }
+        cost.values += node
+            .outputs
+            .iter()
+            .filter_map(|o| volume(&o.fact))
+            .map(|v| v as f64)
+            .sum::<f64>();
+        let out = node
+            .outputs
+            .first()
+            .and_then(|o| volume(&o.fact))
+            .unwrap_or(0) as f64;
+        let mut workspace = 0usize;
+        if let Some(conv) = node.op_as::<Conv>() {
+            let kernel = node.inputs.get(1).and_then(fact).and_then(volume);
+            let data = node.inputs.first().and_then(fact);
+            let channels = conv.output_channels().max(1) as f64;
+            if let (Some(kernel), Some(data)) = (kernel, data) {
+                // Per output value, the kernel's slice of one group.
+                let per_value = kernel as f64 / channels;
+                cost.macs += out * per_value;
+                let columns = out / channels * conv.group as f64 * per_value;
+                workspace =
+                    (columns * data.datum_type.size_of() as f64).min(usize::MAX as f64) as usize;
+            }
+        } else if node.op_is::<EinSum>() {
+            // m·k·n is the square root of the three operands' sizes' product
+            // for a matrix product, and a bound for the batched ones.
+            let a = node.inputs.first().and_then(fact).and_then(volume);
+            let b = node.inputs.get(1).and_then(fact).and_then(volume);
+            if let (Some(a), Some(b)) = (a, b) {
+                cost.macs += (a as f64 * b as f64 * out).sqrt();
+            }
+        }
+        live = live.saturating_add(made);
+        alive[id] = made;
+        cost.peak = cost.peak.max(live.saturating_add(workspace));
+        // What this node was the last to read, and what nothing reads.
+        let mut freed: Vec<usize> = node
+            .inputs
+            .iter()
+            .map(|i| i.node)
+            .filter(|&n| last_read[n] == at && !outputs.contains(&n))
+            .collect();
+        if node.outputs.iter().all(|o| o.successors.is_empty()) && !outputs.contains(&id) {
+            freed.push(id);
+        }
+        freed.sort_unstable();
+        freed.dedup();
+        for n in freed {
+            live = live.saturating_sub(std::mem::take(&mut alive[n]));
+        }
+    }
+    cost
 }
 
 fn convert<A: Message, B: Message + Default>(a: &A) -> Result<B, String> {

@@ -40,6 +40,10 @@ pub struct ProbeOptions {
     pub batch: usize,
     /// MiB the forward pass's values may take.
     pub memory_mib: usize,
+    /// Seconds the probe's passes may take together, by estimate
+    /// (`--probe-time`): the forward pass, the backward pass and the
+    /// one-batch fit, each estimated before it runs.
+    pub seconds: f64,
     pub progress: bool,
     /// Adam steps on one batch (`--overfit-steps`): `None` for the default
     /// number when its estimated time fits the budget, `Some(0)` for none,
@@ -110,6 +114,7 @@ impl Default for ProbeOptions {
             files: BTreeMap::new(),
             batch: 64,
             memory_mib: 2048,
+            seconds: 20.0,
             progress: false,
             fit_steps: None,
             first_step: None,
@@ -184,7 +189,7 @@ impl Probe {
 
     /// Where in the computation a tensor was produced (for "first" questions).
     pub fn position(&self, tensor: &str) -> Option<usize> {
-        self.run.order.iter().position(|t| t == tensor)
+        self.run.position(tensor)
     }
 }
 
@@ -214,6 +219,18 @@ pub fn run(
     }
     let lowered = lower::lower(graph)?;
     let (batch_norms, folded_norms) = (lowered.batch_norms, lowered.folded_norms);
+    // tract's typing grows with the square of the graph: a graph of a
+    // hundred thousand nodes would take minutes before anything runs.
+    let typing_seconds = engine::typing_seconds(lowered.nodes.len() + graph.initializers().len());
+    if typing_seconds > options.seconds {
+        return Err(format!(
+            "preparing the forward pass of {} nodes would take about {typing_seconds:.0} s, over the probe's time budget of {:.0} s; `--probe-time {:.0}` runs it",
+            lowered.nodes.len(),
+            options.seconds,
+            typing_seconds.ceil() + 1.0
+        )
+        .into());
+    }
     let watch = watch_plan(graph, saturation);
     let run_options = engine::RunOptions {
         inputs: inputs::InputOptions {
@@ -223,6 +240,8 @@ pub fn run(
             batch: options.batch.max(1),
         },
         budget: options.memory_mib.saturating_mul(1 << 20),
+        seconds: options.seconds,
+        typing_seconds,
         progress: options.progress,
     };
     let run = engine::run(model, graph, &lowered, &watch, &run_options).map_err(|mut e| {
@@ -243,8 +262,9 @@ pub fn run(
         backward_pass(model, graph, &run, options, &grad)
     });
     let fit = match &gradients {
-        Some(Ok(_)) if backward.contains(&Backward::Fit) => {
-            fit_pass(model, graph, &run, options, fit).transpose()
+        Some(Ok(g)) if backward.contains(&Backward::Fit) => {
+            let left = options.seconds - run.seconds - g.seconds;
+            fit_pass(model, graph, &run, options, fit, left).transpose()
         }
         _ => None,
     };
@@ -275,6 +295,7 @@ fn fit_pass(
     run: &Run,
     options: &ProbeOptions,
     plan: &FitPlan,
+    left: f64,
 ) -> Result<Option<Fit>, Skip> {
     let steps = options.fit_steps.unwrap_or(plan.steps);
     if steps == 0 {
@@ -292,6 +313,14 @@ fn fit_pass(
         return Err(format!(
             "{steps} steps would take about {seconds:.0} s, over the budget of {} s; `--overfit-steps {steps}` runs them",
             plan.budget
+        )
+        .into());
+    }
+    if options.fit_steps.is_none() && seconds > left {
+        return Err(format!(
+            "{steps} steps would take about {seconds:.0} s, over the {:.0} s the earlier passes left of the probe's time budget of {:.0} s; `--overfit-steps {steps}` runs them",
+            left.max(0.0),
+            options.seconds
         )
         .into());
     }
@@ -463,8 +492,28 @@ fn backward_pass(
         )
         .into());
     }
+    // One step of the fit's cost: a forward and a backward pass, and a second
+    // backward for batch mixing.
+    let passes = if grad.params && grad.mixing { 2.0 } else { 1.0 };
+    let seconds = passes
+        * (step_macs(graph, run) / FIT_MACS_PER_SECOND
+            + lowered.nodes.len() as f64 * FIT_SECONDS_PER_NODE);
+    let left = options.seconds - run.seconds;
+    if seconds > left {
+        return Err(format!(
+            "it would take about {seconds:.0} s, over the {:.0} s the forward pass left of the probe's time budget of {:.0} s; `--probe-time {:.0}` runs it",
+            left.max(0.0),
+            options.seconds,
+            (options.seconds - left + seconds).ceil() + 1.0
+        )
+        .into());
+    }
     engine::guarded("the gradient engine", || {
         backward::run(model, graph, &lowered, &run.inputs, options.seed, &grad)
+    })
+    .map(|mut g| {
+        g.seconds = seconds;
+        g
     })
 }
 

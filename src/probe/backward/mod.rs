@@ -67,6 +67,9 @@ pub struct Gradients {
     pub params: Vec<ParamGrad>,
     pub mixing: Option<Mixing>,
     pub batch: usize,
+    /// The pass's estimated seconds, which the fit's time budget is what
+    /// is left of.
+    pub seconds: f64,
 }
 
 /// What the pass differentiated.

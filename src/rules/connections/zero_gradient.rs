@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::diag::{Diagnostic, Severity};
-use crate::graph::{Block, Graph, NodeId, ParamKind, Trainable, NORMALIZATION_OPS};
+use crate::graph::{Block, Graph, NodeId, ParamKind, TensorId, Trainable, NORMALIZATION_OPS};
 use crate::probe::{Backward, Probe, ProbeOptions};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
@@ -211,7 +211,8 @@ fn feeds_normalization(graph: &Graph<'_>, id: NodeId) -> bool {
 }
 
 /// The trainable tensors no path of which reaches the loss without passing
-/// an op that blocks gradients, by the first blocking node met.
+/// an op that blocks gradients, by the first blocking node met: one pass back
+/// from the loss, one forward, whatever the number of parameters.
 fn blocked<'t, 'm>(
     graph: &Graph<'m>,
     trainable: &'t [Trainable<'m>],
@@ -242,39 +243,13 @@ fn blocked<'t, 'm>(
     if targets.is_empty() {
         return out;
     }
+    let targets: Vec<TensorId> = targets.iter().filter_map(|t| graph.tensor_id(t)).collect();
+    let mut flow = graph.gradient_flow(&targets);
     for p in trainable {
-        let mut seen = rustc_hash::FxHashSet::default();
-        let mut stack = vec![p.name];
-        let mut open = false;
-        let mut first: Option<(NodeId, Block)> = None;
-        while let Some(t) = stack.pop() {
-            if !seen.insert(t) {
-                continue;
-            }
-            if targets.contains(t) {
-                open = true;
-                break;
-            }
-            for (c, slot) in graph.consumers(t) {
-                if graph.structural_input(&c, slot) {
-                    continue;
-                }
-                for (o, name) in c.outputs().iter().enumerate() {
-                    if name.is_empty() {
-                        continue;
-                    }
-                    match graph.blocks_gradient(&c, slot, o) {
-                        Some(b) => {
-                            if first.is_none() {
-                                first = Some((c.id(), b));
-                            }
-                        }
-                        None => stack.push(name.as_str()),
-                    }
-                }
-            }
+        if flow.open(p.tensor) {
+            continue;
         }
-        if let (false, Some((node, block))) = (open, first) {
+        if let Some((node, block)) = graph.first_block(&mut flow, p.tensor) {
             out.entry(node).or_insert((block, Vec::new())).1.push(p);
         }
     }
