@@ -227,7 +227,10 @@ fn run_inner(
             typed_model(base.clone(), &plan)?
         };
         let cost = cost(&t);
-        let need = cost.consts.saturating_add(cost.peak);
+        let need = cost
+            .consts
+            .saturating_add(cost.values_peak())
+            .saturating_add(reserve(options.budget));
         let seconds = cost.seconds();
         let time_left = options.seconds - options.typing_seconds;
         let dynamic = plan
@@ -257,8 +260,11 @@ fn run_inner(
         // The weights stay whatever the batch: only the values and the time
         // shrink with it, about in proportion.
         let batch = input_options.batch as f64;
-        let by_memory =
-            batch * options.budget.saturating_sub(cost.consts) as f64 / cost.peak.max(1) as f64;
+        let room = options
+            .budget
+            .saturating_sub(cost.consts)
+            .saturating_sub(reserve(options.budget));
+        let by_memory = batch * room as f64 / cost.values_peak().max(1) as f64;
         let by_time = batch * time_left.max(0.0) / seconds.max(f64::MIN_POSITIVE);
         let scaled = by_memory.min(by_time).floor() as usize;
         input_options.batch = scaled.clamp(1, input_options.batch - 1);
@@ -598,6 +604,15 @@ struct Cost {
     values: f64,
 }
 
+/// What the budget keeps for the rest of the process when it sizes the
+/// forward pass's batch: the binary, the graph, the observer's counters and
+/// tract's buffers beyond the values (32 MiB on a trivial model; the
+/// estimate ran 2% short of the peak on a 928x928 detector), an eighth of
+/// small budgets.
+fn reserve(budget: usize) -> usize {
+    (128usize << 20).min(budget / 8)
+}
+
 /// Multiply-accumulates per second of the probe's forward pass (tract's
 /// unoptimized plan and the observer, on 2 cores): measured on a VGG-like
 /// detector at 928x928 (7.7 GMACs a sample, 2.7 s a sample), rounded down.
@@ -611,6 +626,14 @@ const ORDER_FOR_MEMORY_NODES: usize = 10_000;
 const FORWARD_SECONDS_PER_VALUE: f64 = 2e-9;
 
 impl Cost {
+    /// The peak with the margin the estimate needs: a 928x928 VGG detector
+    /// at batch 3, estimated at 1892 MiB of values, peaked at 2082 MiB above
+    /// the process's own (tract's packed operands and copies the walk does
+    /// not see).
+    fn values_peak(&self) -> usize {
+        self.peak.saturating_add(self.peak / 10)
+    }
+
     fn seconds(&self) -> f64 {
         self.macs / FORWARD_MACS_PER_SECOND + self.values * FORWARD_SECONDS_PER_VALUE
     }
@@ -694,8 +717,17 @@ fn cost(model: &TypedModel) -> Cost {
                 let per_value = kernel as f64 / channels;
                 cost.macs += out * per_value;
                 let columns = out / channels * conv.group as f64 * per_value;
-                workspace =
-                    (columns * data.datum_type.size_of() as f64).min(usize::MAX as f64) as usize;
+                // The unfolded columns, and the product's output before the
+                // bias is added into the value the node returns: a 928x928
+                // VGG block peaked at 692 MiB a sample, where its values and
+                // columns come to 616 MiB and one more output to 671.
+                let unfolded = columns * data.datum_type.size_of() as f64;
+                let element = node
+                    .outputs
+                    .first()
+                    .map_or(4, |o| o.fact.datum_type.size_of());
+                let product = out * element as f64;
+                workspace = (unfolded + product).min(usize::MAX as f64) as usize;
             }
         } else if node.op_is::<EinSum>() {
             // m·k·n is the square root of the three operands' sizes' product
