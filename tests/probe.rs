@@ -336,3 +336,55 @@ fn a_saturated_gate_is_not_a_saturated_activation() {
         .collect();
     assert_eq!(saturated, [Some("squash")]);
 }
+
+/// The probe's passes share one time budget, estimated from the graph
+/// before each runs: a pass over it is a note that names the `--probe-time`
+/// that runs it, and the forward pass first shrinks a dynamic batch.
+#[test]
+fn a_pass_over_the_time_budget_is_a_note_naming_the_budget_that_runs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("conv.onnxtxt");
+    std::fs::write(
+        &path,
+        "<ir_version: 10, opset_import: [\"\" : 17]>\n\
+         g (float[N,8,512,512] x, float[8,8,3,3] w) => (float[N,8,512,512] y)\n\
+         {\n    h = Conv <pads = [1,1,1,1]> (x, w)\n    y = Relu (h)\n}\n",
+    )
+    .unwrap();
+    let model = path.to_str().unwrap();
+    let out = nnlint(&[
+        "--isolated",
+        "--format",
+        "short",
+        "--probe-time",
+        "0.01",
+        model,
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("note[NN400]: the probe did not run: the forward pass would take about")
+            && stdout.contains("over the probe's time budget of 0.01 s; `--probe-time"),
+        "{stdout}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    // The note's own budget runs the forward pass.
+    let asked = stdout
+        .split("`--probe-time ")
+        .nth(1)
+        .and_then(|r| r.split('`').next())
+        .unwrap_or_default()
+        .to_string();
+    let out = nnlint(&[
+        "--isolated",
+        "--format",
+        "short",
+        "--probe-time",
+        &asked,
+        model,
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(!stdout.contains("the probe did not run"), "{stdout}");
+    // A budget of no time is a usage error, not a skipped probe.
+    let out = nnlint(&["--isolated", "--probe-time", "0", model]);
+    assert_eq!(out.status.code(), Some(2));
+}

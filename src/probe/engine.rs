@@ -249,8 +249,8 @@ fn run_inner(
                 )
             } else {
                 format!(
-                    "the forward pass would take about {:.0} s, over the probe's time budget of {:.0} s; `--probe-time {:.0}` runs it",
-                    seconds + options.typing_seconds,
+                    "the forward pass would take about {}, over the probe's time budget of {} s; `--probe-time {:.0}` runs it",
+                    secs(seconds + options.typing_seconds),
                     options.seconds,
                     (seconds + options.typing_seconds).ceil() + 1.0
                 )
@@ -636,6 +636,16 @@ impl Cost {
 
     fn seconds(&self) -> f64 {
         self.macs / FORWARD_MACS_PER_SECOND + self.values * FORWARD_SECONDS_PER_VALUE
+    }
+}
+
+/// A duration for the time budget's messages: one decimal under 10 s, where
+/// an estimate just over what is left would otherwise read as equal to it.
+pub fn secs(x: f64) -> String {
+    if x < 10.0 {
+        format!("{:.1} s", x.max(0.0))
+    } else {
+        format!("{x:.0} s")
     }
 }
 

@@ -224,8 +224,9 @@ pub fn run(
     let typing_seconds = engine::typing_seconds(lowered.nodes.len() + graph.initializers().len());
     if typing_seconds > options.seconds {
         return Err(format!(
-            "preparing the forward pass of {} nodes would take about {typing_seconds:.0} s, over the probe's time budget of {:.0} s; `--probe-time {:.0}` runs it",
+            "preparing the forward pass of {} nodes would take about {}, over the probe's time budget of {} s; `--probe-time {:.0}` runs it",
             lowered.nodes.len(),
+            engine::secs(typing_seconds),
             options.seconds,
             typing_seconds.ceil() + 1.0
         )
@@ -318,8 +319,9 @@ fn fit_pass(
     }
     if options.fit_steps.is_none() && seconds > left {
         return Err(format!(
-            "{steps} steps would take about {seconds:.0} s, over the {:.0} s the earlier passes left of the probe's time budget of {:.0} s; `--overfit-steps {steps}` runs them",
-            left.max(0.0),
+            "{steps} steps would take about {}, over the {} the earlier passes left of the probe's time budget of {} s; `--overfit-steps {steps}` runs them",
+            engine::secs(seconds),
+            engine::secs(left),
             options.seconds
         )
         .into());
@@ -405,6 +407,40 @@ fn step_macs(graph: &Graph<'_>, run: &Run) -> f64 {
     3.0 * macs
 }
 
+/// Bytes of the largest input a convolution unfolds (`im2col`) at the run's
+/// batch: the backward pass's convolution holds those columns and their
+/// gradient while it computes one layer (`backward/conv.rs`), one layer at a
+/// time.
+fn conv_columns(graph: &Graph<'_>, run: &Run) -> usize {
+    let known = |d: &crate::graph::Dim| match d {
+        crate::graph::Dim::Known(n) => usize::try_from(*n).ok(),
+        _ => None,
+    };
+    graph
+        .nodes_of("Conv")
+        .filter_map(|n| {
+            let input = &run.summaries.get(n.input(0)?)?.shape;
+            let output = &run.summaries.get(n.output(0)?)?.shape;
+            let kernel = graph.shape(n.input(1)?)?;
+            let window: usize = kernel
+                .get(2..)?
+                .iter()
+                .map(known)
+                .product::<Option<usize>>()?;
+            let positions: usize = output.get(2..)?.iter().product();
+            let (batch, channels) = (*input.first()?, *input.get(1)?);
+            Some(
+                batch
+                    .saturating_mul(channels)
+                    .saturating_mul(window)
+                    .saturating_mul(positions)
+                    .saturating_mul(std::mem::size_of::<f32>()),
+            )
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// The classes of the graph's loss or head: the class axis of a
 /// cross-entropy's scores, 2 for binary cross-entropy, the last axis of a head.
 fn classes(graph: &Graph<'_>) -> Option<usize> {
@@ -479,9 +515,8 @@ fn backward_pass(
         .fold(0usize, usize::saturating_add);
     let need = values
         .saturating_mul(std::mem::size_of::<f32>() * BACKWARD_MEMORY_FACTOR)
-        .saturating_add(
-            weights.saturating_mul(std::mem::size_of::<f32>() * BACKWARD_WEIGHT_FACTOR),
-        );
+        .saturating_add(weights.saturating_mul(std::mem::size_of::<f32>() * BACKWARD_WEIGHT_FACTOR))
+        .saturating_add(conv_columns(graph, run).saturating_mul(2));
     let budget = options.memory_mib.saturating_mul(1 << 20);
     if need > budget {
         let mib = |b: usize| b as f64 / (1 << 20) as f64;
@@ -501,8 +536,9 @@ fn backward_pass(
     let left = options.seconds - run.seconds;
     if seconds > left {
         return Err(format!(
-            "it would take about {seconds:.0} s, over the {:.0} s the forward pass left of the probe's time budget of {:.0} s; `--probe-time {:.0}` runs it",
-            left.max(0.0),
+            "it would take about {}, over the {} the forward pass left of the probe's time budget of {} s; `--probe-time {:.0}` runs it",
+            engine::secs(seconds),
+            engine::secs(left),
             options.seconds,
             (options.seconds - left + seconds).ceil() + 1.0
         )
