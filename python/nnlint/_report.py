@@ -284,6 +284,7 @@ def lint(
     inputs: Optional[Mapping[str, PathLike]] = None,
     batch: Optional[int] = None,
     probe_memory: Optional[int] = None,
+    probe_time: Optional[float] = None,
     overfit_steps: Optional[int] = None,
     lr: Optional[float] = None,
     optimizer: Optional[str] = None,
@@ -329,6 +330,8 @@ def lint(
         args += ["--batch", str(batch)]
     if probe_memory is not None:
         args += ["--probe-memory", str(probe_memory)]
+    if probe_time is not None:
+        args += ["--probe-time", repr(float(probe_time))]
     if overfit_steps is not None:
         args += ["--overfit-steps", str(overfit_steps)]
     if lr is not None:

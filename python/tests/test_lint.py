@@ -82,6 +82,8 @@ def test_options_are_the_cli_flags():
     deep = "fixtures/gradients/grad_deep_bn_dynamo_train.onnx"
     assert "gradient-scale" in {f.rule for f in nnlint.lint(deep, isolated=True)}
     assert "gradient-scale" not in {f.rule for f in nnlint.lint(deep, isolated=True, grad=False)}
+    skipped = [f for f in nnlint.lint(deep, isolated=True, probe_time=1e-6) if f.rule == "probe-skipped"]
+    assert skipped and "over the probe's time budget" in skipped[0].message
 
 
 def test_exit_2_raises_with_the_cli_message_and_keeps_the_other_files():
