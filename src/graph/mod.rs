@@ -802,6 +802,40 @@ mod tests {
     }
 
     #[test]
+    fn gradient_flow_marks_what_reaches_the_loss_and_where_the_rest_stops() {
+        let m = model(vec![
+            node("Relu", &["x"], &["a"]),
+            node("Floor", &["a"], &["f"]),
+            node("Neg", &["x"], &["n"]),
+            node("Add", &["f", "n"], &["y"]),
+            node("Sign", &["a"], &["g"]),
+            node("Relu", &["x"], &["c"]),
+            node("Exp", &["c"], &["e"]),
+            node("Round", &["e"], &["r"]),
+            node("Add", &["y", "r"], &["z"]),
+        ]);
+        let src = print_model(&m.proto, Values::Elide);
+        let graphs = build(&m, &src);
+        let g = &graphs[0];
+        let id = |t: &str| g.tensor_id(t).unwrap();
+        let mut flow = g.gradient_flow(&[id("z")]);
+        for open in ["z", "y", "r", "f", "n", "x"] {
+            assert!(flow.open(id(open)), "{open} reaches the loss");
+        }
+        for closed in ["a", "c", "e", "g"] {
+            assert!(!flow.open(id(closed)), "{closed} does not");
+        }
+        // The first reader that blocks, in file order: Floor, not Sign.
+        assert_eq!(g.first_block(&mut flow, id("a")), Some((1, Block::Step)));
+        // Past a reader that passes (Exp), to the Round beyond it.
+        assert_eq!(g.first_block(&mut flow, id("c")), Some((7, Block::Step)));
+        assert_eq!(g.first_block(&mut flow, id("e")), Some((7, Block::Step)));
+        // Open, or read by nothing: no block to name.
+        assert_eq!(g.first_block(&mut flow, id("x")), None);
+        assert_eq!(g.first_block(&mut flow, id("g")), None);
+    }
+
+    #[test]
     fn subgraphs_see_outer_names_and_are_built_too() {
         let branch = GraphProto {
             name: "then".into(),

@@ -20,6 +20,7 @@ use rustc_hash::FxHashMap;
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::{SimplePlan, SimpleState};
+use tract_onnx::tract_hir::infer::{InferenceNode, InferenceOp};
 
 use super::budget;
 use super::inputs::{self, Input, InputOptions};
@@ -438,7 +439,7 @@ impl Typing {
             return None;
         }
         let mut h = rustc_hash::FxHasher::default();
-        format!("{:?}", v.datum_type()).hash(&mut h);
+        v.datum_type().hash(&mut h);
         v.shape().hash(&mut h);
         v.as_bytes().hash(&mut h);
         Some(h.finish())
@@ -489,8 +490,6 @@ impl Typing {
         Ok(id.into())
     }
 }
-
-use tract_onnx::tract_hir::infer::{InferenceNode, InferenceOp};
 
 impl
     tract_onnx::tract_core::internal::translator::Translate<
@@ -584,9 +583,6 @@ impl tract_onnx::data_resolver::ModelDataResolver for ReadFile {
     }
 }
 
-/// The bytes the typed model's constants hold (weights and what typing
-/// computed), and the largest value the pass computes whose shape is known.
-/// The pass needs the constants and about three times the largest value.
 /// What a typed model will cost to run, from its facts alone: estimated
 /// before it runs, so that the same model gives the same decision on any
 /// machine and under any load.
@@ -606,9 +602,8 @@ struct Cost {
 
 /// What the budget keeps for the rest of the process when it sizes the
 /// forward pass's batch: the binary, the graph, the observer's counters and
-/// tract's buffers beyond the values (32 MiB on a trivial model; the
-/// estimate ran 2% short of the peak on a 928x928 detector), an eighth of
-/// small budgets.
+/// tract's buffers beyond the values (32 MiB on a trivial model), or an
+/// eighth of a small budget.
 fn reserve(budget: usize) -> usize {
     (128usize << 20).min(budget / 8)
 }
@@ -617,13 +612,13 @@ fn reserve(budget: usize) -> usize {
 /// unoptimized plan and the observer, on 2 cores): measured on a VGG-like
 /// detector at 928x928 (7.7 GMACs a sample, 2.7 s a sample), rounded down.
 const FORWARD_MACS_PER_SECOND: f64 = 2.5e9;
-/// Typed graphs up to this many nodes are run in tract's memory-saving
-/// order; larger ones in plain topological order (see `run_inner`).
-const ORDER_FOR_MEMORY_NODES: usize = 10_000;
-
 /// Seconds per computed value beyond the products: the elementwise ops and
 /// the observer's statistics.
 const FORWARD_SECONDS_PER_VALUE: f64 = 2e-9;
+
+/// Typed graphs up to this many nodes are run in tract's memory-saving
+/// order; larger ones in plain topological order (see `run_inner`).
+const ORDER_FOR_MEMORY_NODES: usize = 10_000;
 
 impl Cost {
     /// The peak with the margin the estimate needs: a 928x928 VGG detector
