@@ -99,14 +99,7 @@ fn a_corrupted_stored_shape_is_refused_within_300_mib() {
 #[test]
 fn a_convolution_is_sized_with_its_unfolded_columns_within_the_budget() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("conv.onnxtxt");
-    std::fs::write(
-        &path,
-        "<ir_version: 10, opset_import: [\"\" : 17]>\n\
-         g (float[N,8,512,512] x, float[8,8,3,3] w) => (float[N,8,512,512] y)\n\
-         {\n    h = Conv <pads = [1,1,1,1]> (x, w)\n    y = Relu (h)\n}\n",
-    )
-    .unwrap();
+    let path = common::large_conv(dir.path());
     let (out, peak) = common::nnlint_peak(&[
         "--isolated",
         "--format",

@@ -343,14 +343,7 @@ fn a_saturated_gate_is_not_a_saturated_activation() {
 #[test]
 fn a_pass_over_the_time_budget_is_a_note_naming_the_budget_that_runs_it() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("conv.onnxtxt");
-    std::fs::write(
-        &path,
-        "<ir_version: 10, opset_import: [\"\" : 17]>\n\
-         g (float[N,8,512,512] x, float[8,8,3,3] w) => (float[N,8,512,512] y)\n\
-         {\n    h = Conv <pads = [1,1,1,1]> (x, w)\n    y = Relu (h)\n}\n",
-    )
-    .unwrap();
+    let path = common::large_conv(dir.path());
     let model = path.to_str().unwrap();
     let out = nnlint(&[
         "--isolated",

@@ -142,3 +142,18 @@ pub fn write_npy(path: &Path, descr: &str, shape: &[usize], value: impl Fn(usize
     }
     std::fs::write(path, bytes).expect("the .npy file is written");
 }
+
+/// Writes, into `dir`, a 3x3 convolution over 8 channels of 512x512 with a
+/// dynamic batch: 8 MiB a sample, and nine times that in the columns the
+/// convolution unfolds. Returns its path.
+pub fn large_conv(dir: &Path) -> PathBuf {
+    let path = dir.join("conv.onnxtxt");
+    std::fs::write(
+        &path,
+        "<ir_version: 10, opset_import: [\"\" : 17]>\n\
+         g (float[N,8,512,512] x, float[8,8,3,3] w) => (float[N,8,512,512] y)\n\
+         {\n    h = Conv <pads = [1,1,1,1]> (x, w)\n    y = Relu (h)\n}\n",
+    )
+    .unwrap();
+    path
+}
