@@ -21,7 +21,7 @@
 //! Weights are read from initializers and from `Constant` nodes alike, in
 //! every graph of the model (the branches of an `If` included).
 
-use super::{Graph, LayerKind, WeightLayer, NORMALIZATION_OPS};
+use super::{Graph, WeightLayer, NORMALIZATION_OPS};
 
 /// Where a model is in its life, as its weights tell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -64,14 +64,22 @@ pub struct StateDecision {
 /// Weights with fewer elements say too little about how they were drawn.
 const MIN_ELEMENTS: usize = 64;
 
-/// From this many elements a uniform shape alone marks a fresh draw.
-const SHAPE_ELEMENTS: usize = 256;
+/// How far a random draw's sample kurtosis may stray from its shape's, in
+/// standard errors of a normal sample's kurtosis (`sqrt(24 / n)`), plus a
+/// floor for the shapes' own variants.
+const KURTOSIS_ERRORS: f64 = 4.0;
+const KURTOSIS_FLOOR: f64 = 0.08;
 
-/// How far a fresh weight's spread may stray from the scheme it matches,
-/// in standard errors of a sample standard deviation (`1 / sqrt(2n)`
-/// relative), and at least.
-const SCALE_ERRORS: f64 = 2.5;
-const SCALE_TOLERANCE: f64 = 0.05;
+/// How far the spread of units' square norms may exceed what independent
+/// draws give, in standard errors of a spread measured over `R` units
+/// (`1 / sqrt(2R)`), plus a floor.
+const ROW_ERRORS: f64 = 4.0;
+const ROW_FLOOR: f64 = 0.05;
+
+/// The largest top singular value, over the random-matrix edge, that a
+/// random block reaches: 1.07 in 40 draws of every size from 8 x 27 to
+/// 512 x 512, normal and uniform (`SPECTRAL_ROWS`-bounded blocks).
+const SPECTRAL_RANDOM: f64 = 1.12;
 
 /// Ops that only quantized models contain.
 const QUANTIZED_OPS: &[&str] = &[
@@ -106,12 +114,33 @@ pub fn decide(graphs: &[Graph<'_>]) -> StateDecision {
     // Tensors, and their elements: a large layer says more than a small one.
     let (mut weights, mut fresh_weights) = (0usize, 0usize);
     let (mut values, mut fresh_values) = (0usize, 0usize);
+    // The largest weight that shows training, and what it shows.
+    let mut witness: Option<(usize, String)> = None;
     for g in graphs {
         let (n, f) = normalization_layers(g);
         norms += n;
         fresh_norms += f;
-        let layers = g.weight_layers().filter_map(|l| fresh_weight(g, l));
-        for (fresh, count) in layers.chain(recurrent_weights(g)) {
+        let layers = layer_states(g).into_iter().map(|l| {
+            if !l.random()
+                && witness
+                    .as_ref()
+                    .is_none_or(|(n, _)| *n < l.evidence.elements)
+            {
+                let why = l.evidence.structure().into_iter().next();
+                let why =
+                    why.unwrap_or_else(|| "its bias moved from where initializers leave it".into());
+                witness = Some((
+                    l.evidence.elements,
+                    format!("`{}`: {why}", g.tensor_name(l.weight)),
+                ));
+            }
+            (l.random(), l.evidence.elements)
+        });
+        for (fresh, count) in layers
+            .collect::<Vec<_>>()
+            .into_iter()
+            .chain(recurrent_weights(g))
+        {
             weights += 1;
             values += count;
             if fresh {
@@ -153,12 +182,13 @@ pub fn decide(graphs: &[Graph<'_>]) -> StateDecision {
     if 2 * fresh_values >= values {
         decided(
             ModelState::Untrained,
-            format!("{of} look as an initializer draws them"),
+            format!("{of} look like independent draws, as an initializer leaves them"),
         )
     } else {
+        let why = witness.map(|(_, w)| format!("; {w}")).unwrap_or_default();
         decided(
             ModelState::Trained,
-            format!("only {of} look as an initializer draws them"),
+            format!("only {of} look like independent draws{why}"),
         )
     }
 }
@@ -188,107 +218,219 @@ fn normalization_layers(g: &Graph<'_>) -> (usize, usize) {
     (norms, fresh)
 }
 
-/// Whether a weight layer's weight (and bias) looks freshly initialized, and
-/// its element count; `None` when it is too small, constant or not finite
-/// (other rules speak to those).
-fn fresh_weight(g: &Graph<'_>, l: &WeightLayer<'_>) -> Option<(bool, usize)> {
-    let s = g.stats_of(l.weight_id)?;
-    let fan_in = l.fan_in.filter(|&f| f > 0)? as f64;
-    // Glorot counts a conv's receptive field on both sides.
-    let receptive = match (l.kind, l.in_width) {
-        (LayerKind::Conv, Some(w)) if w > 0 => {
-            let groups = g.node(l.node).attr_i64("group").unwrap_or(1).max(1) as f64;
-            (fan_in / (w as f64 / groups)).max(1.0)
+/// The shapes initializers draw from, by their kurtosis and the largest
+/// magnitude a draw of `n` values reaches, in standard deviations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Draw {
+    /// `uniform_`, Kaiming and Glorot uniform, torch's default: kurtosis 1.8,
+    /// bounded by `sqrt(3)` standard deviations.
+    Uniform,
+    /// Truncated at two standard deviations of the untruncated normal
+    /// (Keras', flax's, `trunc_normal_(a=-2 std)`): kurtosis 2.37.
+    TruncatedNormal,
+    /// `normal_`, Kaiming and Glorot normal, orthogonal: kurtosis 3.
+    Normal,
+}
+
+impl Draw {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Draw::Uniform => "uniform",
+            Draw::TruncatedNormal => "truncated normal",
+            Draw::Normal => "normal",
         }
-        _ => 1.0,
-    };
-    let fan_out = l.units.unwrap_or(1).max(1) as f64 * receptive;
-    let fresh = drawn(s, fan_in, fan_out, &[])? && fresh_bias(g, l, fan_in)?;
-    Some((fresh, s.count))
+    }
+
+    fn kurtosis(self) -> f64 {
+        match self {
+            Draw::Uniform => 1.8,
+            Draw::TruncatedNormal => 2.37,
+            Draw::Normal => 3.0,
+        }
+    }
+
+    /// The largest magnitude a draw of `n` values reaches, in standard
+    /// deviations, with room for chance.
+    fn tail_bound(self, n: f64) -> f64 {
+        match self {
+            Draw::Uniform => 3f64.sqrt() * 1.02,
+            Draw::TruncatedNormal => 2.0 / 0.8796 * 1.02,
+            Draw::Normal => {
+                // The expected largest of n normal magnitudes, plus a margin.
+                let l = (2.0 * (2.0 * n).ln()).sqrt();
+                l - ((2.0 * n).ln().ln() + (4.0 * std::f64::consts::PI).ln()) / (2.0 * l) + 1.0
+            }
+        }
+    }
+}
+
+/// What a weight tensor's values say about how it came to be, measured
+/// without reference to any initializer's scale: a fresh tensor is i.i.d.
+/// at whatever spread its author chose; training leaves structure.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct WeightEvidence {
+    pub elements: usize,
+    pub std: f64,
+    pub kurtosis: f64,
+    /// The initializer shape the kurtosis and tails match, if any.
+    pub draw: Option<Draw>,
+    /// The spread of the units' square norms over what independent draws
+    /// give (1 for i.i.d. values), and the units measured; `None` without units.
+    pub rows: Option<(f64, usize)>,
+    /// The largest singular value over the random-matrix edge (see
+    /// [`super::TensorStats::spectral`]).
+    pub spectral: Option<f64>,
+}
+
+impl WeightEvidence {
+    /// The structure random draws do not have, strongest first, in words;
+    /// empty when the tensor looks like one draw.
+    pub fn structure(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(s) = self.spectral.filter(|&s| s > SPECTRAL_RANDOM) {
+            out.push(format!(
+                "its top singular value is {s:.2}x the random-matrix edge"
+            ));
+        }
+        if let Some((r, units)) = self.rows.filter(|&(r, u)| r > row_bound(u)) {
+            out.push(format!(
+                "its {units} units' norms are {r:.2}x as spread as independent draws give"
+            ));
+        }
+        if self.draw.is_none() {
+            let n = self.elements as f64;
+            let heavy = self.kurtosis > Draw::Normal.kurtosis() + kurtosis_tolerance(n);
+            out.push(if heavy {
+                format!(
+                    "its values are heavy-tailed (kurtosis {:.2})",
+                    self.kurtosis
+                )
+            } else {
+                format!(
+                    "its values have a shape no initializer draws (kurtosis {:.2})",
+                    self.kurtosis
+                )
+            });
+        }
+        out
+    }
+
+    pub fn random(&self) -> bool {
+        self.structure().is_empty()
+    }
+
+    /// The measurements in one phrase: `std 0.02, kurtosis 3.02, unit-norm spread 1.01x, ...`.
+    pub fn describe(&self) -> String {
+        let mut parts = vec![
+            format!("std {}", crate::onnx::printer::format_f64(self.std)),
+            format!("kurtosis {:.2}", self.kurtosis),
+        ];
+        if let Some((r, _)) = self.rows {
+            parts.push(format!("unit-norm spread {r:.2}x"));
+        }
+        if let Some(s) = self.spectral {
+            parts.push(format!("top singular value {s:.2}x the edge"));
+        }
+        parts.join(", ")
+    }
+}
+
+fn kurtosis_tolerance(n: f64) -> f64 {
+    KURTOSIS_ERRORS * (24.0 / n).sqrt() + KURTOSIS_FLOOR
+}
+
+fn row_bound(units: usize) -> f64 {
+    1.0 + ROW_ERRORS / (2.0 * units as f64).sqrt() + ROW_FLOOR
+}
+
+/// The evidence of a stored float tensor with `units` output units (its
+/// square norms per unit in the summary); `None` when it says too little:
+/// too small, constant, or not finite (other rules speak to those).
+pub fn weight_evidence(s: &super::TensorStats, units: Option<usize>) -> Option<WeightEvidence> {
+    if s.count < MIN_ELEMENTS || s.all_equal || s.nan + s.inf > 0 || s.std <= 0.0 {
+        return None;
+    }
+    let n = s.count as f64;
+    let tails = (s.max_abs - s.mean.abs()).max(0.0) / s.std;
+    let draw = [Draw::Uniform, Draw::TruncatedNormal, Draw::Normal]
+        .into_iter()
+        .find(|d| {
+            (s.kurtosis - d.kurtosis()).abs() <= kurtosis_tolerance(n) && tails <= d.tail_bound(n)
+        });
+    let rows = units.zip(s.unit_sq.as_ref()).and_then(|(units, sq)| {
+        let fan = s.count / units.max(1);
+        if units < 4 || fan < 2 || sq.len() != units {
+            return None;
+        }
+        let e2 = s.std * s.std + s.mean * s.mean;
+        let expected = ((s.mean4 - e2 * e2).max(0.0) / fan as f64).sqrt() / e2;
+        let mean = sq.iter().sum::<f64>() / units as f64;
+        let var = sq.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / units as f64;
+        (expected > 0.0 && mean > 0.0).then(|| ((var.sqrt() / mean) / expected, units))
+    });
+    Some(WeightEvidence {
+        elements: s.count,
+        std: s.std,
+        kurtosis: s.kurtosis,
+        draw,
+        rows,
+        spectral: s.spectral,
+    })
+}
+
+/// One weight layer's state, as its weight and bias tell.
+#[derive(Clone, Debug)]
+pub struct LayerState {
+    pub node: super::NodeId,
+    pub weight: super::TensorId,
+    pub evidence: WeightEvidence,
+    /// Whether the bias is as initializers leave it (see [`fresh_bias`]).
+    pub fresh_bias: bool,
+}
+
+impl LayerState {
+    /// Whether the layer looks as an initializer left it.
+    pub fn random(&self) -> bool {
+        self.fresh_bias && self.evidence.random()
+    }
+}
+
+/// The state of every weight layer of a graph that has enough float values
+/// to judge, in node order.
+pub fn layer_states(g: &Graph<'_>) -> Vec<LayerState> {
+    g.weight_layers()
+        .filter_map(|l| {
+            let s = g.stats_of(l.weight_id)?;
+            let fan_in = l.fan_in.filter(|&f| f > 0)? as f64;
+            Some(LayerState {
+                node: l.node,
+                weight: l.weight_id,
+                evidence: weight_evidence(s, l.units)?,
+                fresh_bias: fresh_bias(g, &l, fan_in)?,
+            })
+        })
+        .collect()
 }
 
 /// The weights of the recurrent ops (`LSTM`, `GRU`, `RNN`): the input
 /// weights `W` `[directions, gates * hidden, input]` and the recurrent
-/// weights `R` `[directions, gates * hidden, hidden]`. torch draws both
-/// uniformly within `1/sqrt(hidden)`; Keras draws `R` orthogonal, entries
-/// of spread `1/sqrt(hidden)`.
+/// weights `R` `[directions, gates * hidden, hidden]`, judged by their
+/// values' shape alone (no units are summarized for them).
 fn recurrent_weights(g: &Graph<'_>) -> Vec<(bool, usize)> {
     let mut out = Vec::new();
     for n in g.nodes() {
         if !n.domain_is_default() || !matches!(n.op_type(), "LSTM" | "GRU" | "RNN") {
             continue;
         }
-        let Some(hidden) = n.attr_i64("hidden_size").filter(|&h| h > 0) else {
-            continue;
-        };
-        let hidden = hidden as f64;
         for slot in [1, 2] {
             let Some(t) = n.input_id(slot) else { continue };
-            let (Some(s), Some(stored)) = (g.stats_of(t), g.stored_of(t)) else {
-                continue;
-            };
-            let d = stored.dims();
-            let (Some(&rows), Some(&cols)) = (d.get(d.len().saturating_sub(2)), d.last()) else {
-                continue;
-            };
-            if d.len() != 3 || rows <= 0 || cols <= 0 {
-                continue;
-            }
-            let scheme = 1.0 / hidden.sqrt();
-            if let Some(fresh) = drawn(s, cols as f64, rows as f64, &[scheme]) {
-                out.push((fresh, s.count));
+            if let Some(e) = g.stats_of(t).and_then(|s| weight_evidence(s, None)) {
+                out.push((e.random(), e.elements));
             }
         }
     }
     out
-}
-
-/// Whether a tensor's values look as an initializer draws them, for its fan-in
-/// and fan-out, or at one of `extra` spreads; `None` when it says too little.
-fn drawn(s: &super::TensorStats, fan_in: f64, fan_out: f64, extra: &[f64]) -> Option<bool> {
-    if s.count < MIN_ELEMENTS || s.all_equal || s.nan + s.inf > 0 || s.std <= 0.0 {
-        return None;
-    }
-    let n = s.count as f64;
-    // A draw has mean zero up to its sampling error.
-    if s.mean.abs() > 6.0 * s.std / n.sqrt() + 1e-3 * s.std {
-        return Some(false);
-    }
-    let tails = s.max_abs / s.std;
-    let tolerance = (SCALE_ERRORS / (2.0 * n).sqrt()).max(SCALE_TOLERANCE);
-    let near = |expected: f64| (s.std / expected - 1.0).abs() <= tolerance;
-    let mut scales = vec![
-        1.0 / fan_in,
-        2.0 / fan_in,
-        3.0 / fan_in,
-        1.0 / fan_out,
-        2.0 / fan_out,
-        2.0 / (fan_in + fan_out),
-    ];
-    scales.iter_mut().for_each(|v| *v = v.sqrt());
-    scales.extend_from_slice(extra);
-    let matches_scheme =
-        |extra_scales: &[f64]| scales.iter().chain(extra_scales).any(|&std| near(std));
-    // Uniform draws reach their bound, sqrt(3) std, and no further; training
-    // does not keep that shape. With enough values the shape alone tells, at
-    // any scale (a weight scaled at init is still a fresh one); a small
-    // tensor must match a scheme's scale as well. torch's default draws
-    // within 1/sqrt(fan_in), a spread of 1/sqrt(3 fan_in).
-    let uniform = (1.6..=3f64.sqrt() * 1.02).contains(&tails)
-        && (s.count >= SHAPE_ELEMENTS
-            || matches_scheme(&[1.0 / (3.0 * fan_in).sqrt(), 1.0 / (3.0 * fan_out).sqrt()]));
-    // Truncated normal draws (Keras' and flax's variance scaling) stop at two
-    // standard deviations of the untruncated normal: 2 / 0.8796 std.
-    let truncated = (2.05..=2.3).contains(&tails) && matches_scheme(&[]);
-    // A normal draw's largest of n magnitudes sits near its expected value.
-    let normal = {
-        let l = (2.0 * (2.0 * n).ln()).sqrt();
-        let expected = l - ((2.0 * n).ln().ln() + (4.0 * std::f64::consts::PI).ln()) / (2.0 * l);
-        (expected - 0.7..=expected + 1.0).contains(&tails)
-            // fixed scales: torchvision's heads, GPT-2 and BERT
-            && matches_scheme(&[0.01, 0.02])
-    };
-    Some(uniform || truncated || normal)
 }
 
 /// Whether a weight layer's bias is as frameworks initialize it: within

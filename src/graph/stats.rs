@@ -40,6 +40,19 @@ pub struct TensorStats {
     pub std: f64,
     /// The largest finite magnitude.
     pub max_abs: f64,
+    /// Kurtosis of the finite values about their mean (3 for a normal draw,
+    /// 1.8 for a uniform one); 0 when they do not spread.
+    pub kurtosis: f64,
+    /// The mean of the finite values' fourth powers (not centred), which
+    /// with `mean` and `std` gives the spread a unit's square norm has when
+    /// the values are independent draws.
+    pub mean4: f64,
+    /// For a weight layer's float32 weight: the largest singular value of
+    /// its leading block (at most [`SPECTRAL_ROWS`] x [`SPECTRAL_COLS`],
+    /// centred), over the edge `std (sqrt(rows) + sqrt(cols))` that an i.i.d.
+    /// matrix of that block's size and spread reaches (Marchenko-Pastur).
+    /// About 1 or below for a random draw; training pushes it above.
+    pub spectral: Option<f64>,
     /// Per output unit, the sum of squares of its weights, for a weight layer's weight.
     pub unit_sq: Option<Vec<f64>>,
     /// The values themselves, for weight-layer biases of at most [`KEEP_VALUES`]
@@ -163,6 +176,9 @@ impl<'m> Graph<'m> {
                 mean: if finite { v } else { 0.0 },
                 std: 0.0,
                 max_abs: if finite { v.abs() } else { 0.0 },
+                mean4: if finite { v.powi(4) } else { 0.0 },
+                kurtosis: 0.0,
+                spectral: None,
                 unit_sq: layout
                     .map(|(units, _)| vec![v * v * (count / units.max(1)) as f64; units]),
                 values: keep_values.then(|| vec![v; count]),
@@ -191,14 +207,14 @@ impl<'m> Graph<'m> {
             .map(|(units, _)| count / units.max(1))
             .unwrap_or(1)
             .max(1);
-        let (mut sum, mut sumsq, mut finite) = (0f64, 0f64, 0usize);
+        let mut moments = Moments::default();
         let mut i = 0usize;
         self.for_each_value(s, |v| {
             match st.first {
                 None => st.first = Some(v),
                 Some(f) => st.all_equal &= f == v || (f.is_nan() && v.is_nan()),
             }
-            tally(&mut st, v, i, (&mut sum, &mut sumsq, &mut finite));
+            tally(&mut st, v, i, &mut moments);
             if v.is_finite() {
                 st.max_abs = st.max_abs.max(v.abs());
             }
@@ -218,10 +234,7 @@ impl<'m> Graph<'m> {
             self.model.release(t);
         }
         st.count = i;
-        if finite > 0 {
-            st.mean = sum / finite as f64;
-            st.std = (sumsq / finite as f64 - st.mean * st.mean).max(0.0).sqrt();
-        }
+        moments.finish(&mut st);
         Some(st)
     }
 }
@@ -246,6 +259,16 @@ fn summarize_f32(
         });
     }
     let first = f32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
+    // Before the scan, which gives the pages back.
+    let spectral = job.layout.and_then(|(units, units_first)| {
+        let other = count / units.max(1);
+        let (rows, cols) = if units_first {
+            (units, other)
+        } else {
+            (other, units)
+        };
+        spectral_ratio(raw, rows, cols)
+    });
     // A row is one unit's weights (units first) or one weight of every unit (units last).
     let row_len = match job.layout {
         Some((units, true)) => (count / units.max(1)).max(1),
@@ -271,16 +294,12 @@ fn summarize_f32(
         // One part is the whole tensor: no merge, no second copy of its vectors.
         let Partial {
             stats: mut st,
-            sum,
-            sumsq,
-            finite,
+            moments,
         } = scan_part(0);
         st.count = count;
         st.first = Some(first as f64);
-        if finite > 0 {
-            st.mean = sum / finite as f64;
-            st.std = (sumsq / finite as f64 - st.mean * st.mean).max(0.0).sqrt();
-        }
+        moments.finish(&mut st);
+        st.spectral = spectral;
         return Some(st);
     }
     let partials: Vec<Partial> = {
@@ -299,17 +318,13 @@ fn summarize_f32(
         values: job.keep_values.then(|| Vec::with_capacity(count)),
         ..Default::default()
     };
-    let (mut sum, mut sumsq, mut finite) = (0f64, 0f64, 0usize);
+    let mut moments = Moments::default();
     for Partial {
         stats: p,
-        sum: ps,
-        sumsq: pq,
-        finite: pf,
+        moments: part,
     } in partials
     {
-        sum += ps;
-        sumsq += pq;
-        finite += pf;
+        moments.merge(&part);
         st.nan += p.nan;
         st.inf += p.inf;
         st.max_abs = st.max_abs.max(p.max_abs);
@@ -324,48 +339,146 @@ fn summarize_f32(
             total.extend(part);
         }
     }
-    if finite > 0 {
-        st.mean = sum / finite as f64;
-        st.std = (sumsq / finite as f64 - st.mean * st.mean).max(0.0).sqrt();
-    }
+    moments.finish(&mut st);
+    st.spectral = spectral;
     Some(st)
 }
 
-/// A row's sum, sum of squares and largest magnitude, in eight lanes so that
-/// the loop vectorizes. The lanes are added in a fixed order, so the result
-/// does not depend on the machine. The magnitude is only meaningful when the
-/// sums are finite.
-fn row_moments(vals: &[f32]) -> (f32, f32, f32) {
-    let (mut s, mut q, mut m) = ([0f32; 8], [0f32; 8], [0f32; 8]);
+/// The leading block [`spectral_ratio`] reads: enough for the edge to be
+/// sharp (an i.i.d. 128 x 256 block stays within 1.03 of it), little enough
+/// to cost about a millisecond per layer.
+pub const SPECTRAL_ROWS: usize = 128;
+pub const SPECTRAL_COLS: usize = 256;
+
+/// Power iterations: a spike above the edge (what training leaves)
+/// converges in a few; a random block's bulk is approached from below, so
+/// stopping early errs towards "random".
+const SPECTRAL_ITERATIONS: usize = 30;
+
+/// The largest singular value of the centred leading block of a row-major
+/// `rows x cols` float32 matrix, over the Marchenko-Pastur edge
+/// `std (sqrt(m) + sqrt(n))` of an i.i.d. `m x n` block of the same spread;
+/// `None` for a block under 8 x 8, one that does not spread, or values that
+/// are not finite. Deterministic: a fixed start vector, sums in one order.
+fn spectral_ratio(raw: &[u8], rows: usize, cols: usize) -> Option<f64> {
+    let (m, n) = (rows.min(SPECTRAL_ROWS), cols.min(SPECTRAL_COLS));
+    if m < 8 || n < 8 || raw.len() < rows.checked_mul(cols)?.checked_mul(4)? {
+        return None;
+    }
+    let mut a = Vec::with_capacity(m * n);
+    for i in 0..m {
+        let row = &raw[i * cols * 4..(i * cols + n) * 4];
+        a.extend(
+            row.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64),
+        );
+    }
+    let mean = a.iter().sum::<f64>() / a.len() as f64;
+    a.iter_mut().for_each(|x| *x -= mean);
+    let var = a.iter().map(|x| x * x).sum::<f64>() / a.len() as f64;
+    if !var.is_finite() || var <= 0.0 {
+        return None;
+    }
+    let mut v: Vec<f64> = (0..n).map(|j| 1.0 + 0.5 * (j as f64).cos()).collect();
+    let mut u = vec![0.0; m];
+    let mut top = 0.0;
+    for _ in 0..SPECTRAL_ITERATIONS {
+        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if norm <= 0.0 || !norm.is_finite() {
+            return None;
+        }
+        v.iter_mut().for_each(|x| *x /= norm);
+        for (ui, row) in u.iter_mut().zip(a.chunks_exact(n)) {
+            *ui = row.iter().zip(&v).map(|(x, y)| x * y).sum();
+        }
+        top = u.iter().map(|x| x * x).sum::<f64>().sqrt();
+        v.iter_mut().for_each(|x| *x = 0.0);
+        for (ui, row) in u.iter().zip(a.chunks_exact(n)) {
+            v.iter_mut().zip(row).for_each(|(vj, x)| *vj += ui * x);
+        }
+    }
+    let edge = var.sqrt() * ((m as f64).sqrt() + (n as f64).sqrt());
+    Some(top / edge)
+}
+
+/// A row's sums of the first four powers and its largest magnitude, in
+/// eight lanes so that the loop vectorizes. The lanes are added in a fixed
+/// order, so the result does not depend on the machine. The magnitude is
+/// only meaningful when the sums are finite.
+fn row_moments(vals: &[f32]) -> ([f32; 4], f32) {
+    let (mut p, mut m) = ([[0f32; 8]; 4], [0f32; 8]);
     let chunks = vals.chunks_exact(8);
     let rest = chunks.remainder();
     for c in chunks {
         for i in 0..8 {
-            s[i] += c[i];
-            q[i] += c[i] * c[i];
-            m[i] = m[i].max(c[i].abs());
+            let (x, x2) = (c[i], c[i] * c[i]);
+            p[0][i] += x;
+            p[1][i] += x2;
+            p[2][i] += x2 * x;
+            p[3][i] += x2 * x2;
+            m[i] = m[i].max(x.abs());
         }
     }
-    let fold = |lanes: [f32; 8], f: fn(f32, f32) -> f32| lanes.into_iter().fold(0f32, f);
-    let (mut s, mut q, mut m) = (
-        fold(s, |a, b| a + b),
-        fold(q, |a, b| a + b),
-        fold(m, f32::max),
-    );
-    for &v in rest {
-        s += v;
-        q += v * v;
-        m = m.max(v.abs());
+    let mut sums = p.map(|lanes| lanes.into_iter().fold(0f32, |a, b| a + b));
+    let mut m = m.into_iter().fold(0f32, f32::max);
+    for &x in rest {
+        let x2 = x * x;
+        sums[0] += x;
+        sums[1] += x2;
+        sums[2] += x2 * x;
+        sums[3] += x2 * x2;
+        m = m.max(x.abs());
     }
-    (s, q, m)
+    (sums, m)
+}
+
+/// Sums of the first four powers of the finite values, and their count.
+#[derive(Clone, Copy, Debug, Default)]
+struct Moments {
+    sums: [f64; 4],
+    finite: usize,
+}
+
+impl Moments {
+    fn add(&mut self, v: f64) {
+        let v2 = v * v;
+        for (s, x) in self.sums.iter_mut().zip([v, v2, v2 * v, v2 * v2]) {
+            *s += x;
+        }
+        self.finite += 1;
+    }
+
+    fn merge(&mut self, other: &Moments) {
+        for (s, x) in self.sums.iter_mut().zip(other.sums) {
+            *s += x;
+        }
+        self.finite += other.finite;
+    }
+
+    /// Sets the summary's mean, spread, kurtosis and fourth moment.
+    fn finish(&self, st: &mut TensorStats) {
+        if self.finite == 0 {
+            return;
+        }
+        let [e1, e2, e3, e4] = self.sums.map(|s| s / self.finite as f64);
+        let var = (e2 - e1 * e1).max(0.0);
+        st.mean = e1;
+        st.std = var.sqrt();
+        st.mean4 = e4;
+        // The central fourth moment from the raw ones.
+        let m4 = e4 - 4.0 * e1 * e3 + 6.0 * e1 * e1 * e2 - 3.0 * e1.powi(4);
+        st.kurtosis = if var > 0.0 {
+            (m4 / (var * var)).max(0.0)
+        } else {
+            0.0
+        };
+    }
 }
 
 /// What one part of a tensor contributes: counts in `stats`, and the raw moments.
 struct Partial {
     stats: TensorStats,
-    sum: f64,
-    sumsq: f64,
-    finite: usize,
+    moments: Moments,
 }
 
 /// One pass over whole rows, starting at row `first_row`.
@@ -384,7 +497,7 @@ fn scan(
         values: job.keep_values.then(|| Vec::with_capacity(raw.len() / 4)),
         ..Default::default()
     };
-    let (mut sum, mut sumsq, mut finite) = (0f64, 0f64, 0usize);
+    let mut moments = Moments::default();
     // Rows of dense layers fit on the stack; only huge rows need the heap.
     let mut stack_buf = [0f32; 1024];
     let mut heap_buf = Vec::new();
@@ -410,11 +523,13 @@ fn scan(
             .iter()
             .fold(true, |acc, v| acc & (v.to_bits() == first.to_bits()));
         st.all_equal &= same || (first.is_nan() && vals.iter().all(|v| v.is_nan()));
-        let (rs, rq, rm) = row_moments(vals);
-        if rs.is_finite() && rq.is_finite() {
-            sum += rs as f64;
-            sumsq += rq as f64;
-            finite += vals.len();
+        let (sums, rm) = row_moments(vals);
+        let rq = sums[1];
+        if sums.iter().all(|s| s.is_finite()) {
+            moments.merge(&Moments {
+                sums: sums.map(f64::from),
+                finite: vals.len(),
+            });
             st.max_abs = st.max_abs.max(rm as f64);
         } else {
             let m = vals
@@ -424,12 +539,7 @@ fn scan(
             st.max_abs = st.max_abs.max(m as f64);
             // Rare: count exactly, and keep the finite part of the row in the moments.
             for (j, &v) in vals.iter().enumerate() {
-                tally(
-                    &mut st,
-                    v as f64,
-                    r * row_len + j,
-                    (&mut sum, &mut sumsq, &mut finite),
-                );
+                tally(&mut st, v as f64, r * row_len + j, &mut moments);
             }
         }
         match (st.unit_sq.as_mut(), layout) {
@@ -450,25 +560,13 @@ fn scan(
         }
     }
     release(&raw[released..]);
-    Partial {
-        stats: st,
-        sum,
-        sumsq,
-        finite,
-    }
+    Partial { stats: st, moments }
 }
 
 /// Adds one value to the moments, or counts it as NaN or infinite.
-fn tally(
-    st: &mut TensorStats,
-    v: f64,
-    index: usize,
-    (sum, sumsq, finite): (&mut f64, &mut f64, &mut usize),
-) {
+fn tally(st: &mut TensorStats, v: f64, index: usize, moments: &mut Moments) {
     if v.is_finite() {
-        *sum += v;
-        *sumsq += v * v;
-        *finite += 1;
+        moments.add(v);
     } else {
         if v.is_nan() {
             st.nan += 1;
@@ -509,10 +607,11 @@ mod tests {
             assert_eq!((split.nan, split.inf), (1, 0));
             assert_eq!(split.first_non_finite, Some(777_777));
             assert!(!split.all_equal);
-            let mean = whole.sum / whole.finite as f64;
-            assert!((split.mean - mean).abs() < 1e-9);
-            let std = (whole.sumsq / whole.finite as f64 - mean * mean).sqrt();
-            assert!((split.std - std).abs() < 1e-9);
+            let mut expected = TensorStats::default();
+            whole.moments.finish(&mut expected);
+            assert!((split.mean - expected.mean).abs() < 1e-9);
+            assert!((split.std - expected.std).abs() < 1e-9);
+            assert!((split.kurtosis - expected.kurtosis).abs() < 1e-9);
             let (a, b) = (split.unit_sq.unwrap(), whole.stats.unit_sq.unwrap());
             assert!(a
                 .iter()
