@@ -468,6 +468,8 @@ fn build_body<'m>(
         opset: version,
         stats: Default::default(),
         layers: Default::default(),
+        residual: Default::default(),
+        node_names: Default::default(),
     };
     super::shapes::infer(&mut graph);
     out.push(graph);

@@ -286,6 +286,42 @@ impl<'m> Graph<'m> {
         false
     }
 
+    /// The factor by which constants the graph holds scale node `id`'s output
+    /// before anything but affine ops reads it (`Mul` or `Div` by a stored
+    /// value, its root mean square for a per-channel one), and the last node
+    /// that applied one; `(1, None)` when none does.
+    pub fn constant_gain_after(&self, id: NodeId) -> (f64, Option<NodeId>) {
+        let (mut gain, mut last) = (1.0, None);
+        let Some(mut t) = self.node(id).output_id(0) else {
+            return (gain, last);
+        };
+        // Each step moves one node forward; a chain of affine ops is short.
+        for _ in 0..64 {
+            let [(c, slot)] = self.io.reads(t)[..] else { break };
+            let n = self.node(c);
+            if !self.is_affine_passthrough(&n) {
+                break;
+            }
+            if n.is("Mul") || (n.is("Div") && slot == 0) {
+                let other = n.input_id(1 - slot.min(1));
+                let factor = other
+                    .and_then(|o| self.constant_through_of(o))
+                    .and_then(|(o, _, _)| self.stats_of(o))
+                    .map(|s| (s.std * s.std + s.mean * s.mean).sqrt())
+                    .filter(|f| f.is_finite() && *f > 0.0);
+                if let Some(f) = factor {
+                    gain = if n.is("Mul") { gain * f } else { gain / f };
+                    last = Some(c);
+                }
+            }
+            match n.output_id(0) {
+                Some(o) => t = o,
+                None => break,
+            }
+        }
+        (gain, last)
+    }
+
     /// Ops that keep a value an affine function of their first input: layout ops,
     /// adding or multiplying by a constant, dropout, BatchNorm.
     pub fn is_affine_passthrough(&self, n: &NodeRef<'_, 'm>) -> bool {

@@ -19,6 +19,7 @@ mod node;
 mod onnx_ops;
 mod origin;
 mod patterns;
+mod residual;
 mod shapes;
 pub mod state;
 mod stats;
@@ -196,6 +197,9 @@ pub struct Graph<'m> {
     pub(crate) topo: Option<Vec<NodeId>>,
     pub(crate) stats: std::sync::OnceLock<stats::StatsTable>,
     pub(crate) layers: std::sync::OnceLock<Vec<Option<WeightLayer<'m>>>>,
+    pub(crate) residual: std::sync::OnceLock<residual::Residual>,
+    /// Node ids by name, built on the first [`Graph::find_node`].
+    pub(crate) node_names: std::sync::OnceLock<HashMap<&'m str, NodeId>>,
 }
 
 /// A value fixed at export time.
@@ -381,9 +385,18 @@ impl<'m> Graph<'m> {
         if name.is_empty() {
             return None;
         }
-        self.nodes()
-            .find(|n| n.name() == name)
-            .or_else(|| self.producer(name).map(|(n, _)| n))
+        let index = self.node_names.get_or_init(|| {
+            let mut index = HashMap::default();
+            for n in self.nodes() {
+                // The first node of a name, as a scan in node order finds it.
+                index.entry(n.name()).or_insert(n.id());
+            }
+            index
+        });
+        match index.get(name) {
+            Some(&id) => Some(self.node(id)),
+            None => self.producer(name).map(|(n, _)| n),
+        }
     }
 
     /// The node that produces tensor `t`, with the output slot.

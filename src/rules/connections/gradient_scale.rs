@@ -59,11 +59,20 @@ impl Rule for GradientScale {
         let (vanish, explode) = (cx.option("vanish"), cx.option("explode"));
         // Weight layers the loss reaches, in graph order. Embeddings are
         // left out: only the rows of the batch's tokens get a gradient.
+        // Layers whose gradient passes a residual merge on its way from the
+        // loss are left out too: depth does not compound through a merge,
+        // and a small gradient there is the scale a branch was given (layer
+        // scale, a class token that attends through scaled branches).
         let layers: Vec<_> = grads
             .params
             .iter()
             .filter(|p| p.kind == ParamKind::Weight && p.reached && p.weight_norm > 0.0)
             .filter(|p| p.relative().is_finite())
+            .filter(|p| {
+                graph
+                    .find_node(&p.node)
+                    .is_none_or(|n| !graph.before_residual_merge(n.id()))
+            })
             .collect();
         if (layers.len() as f64) < cx.option("min-layers") {
             return;

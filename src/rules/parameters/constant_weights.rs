@@ -37,6 +37,13 @@ impl Rule for ConstantWeights {
             if count < 2 {
                 continue;
             }
+            // A zero-initialized head (ViT's, MLP-Mixer's) or last layer of
+            // a residual branch (zero-init residual) is deliberate: its
+            // units get different gradients, from the loss's classes or
+            // from the stream beside the branch, and differentiate.
+            if graph.is_head(layer.node) || graph.ends_residual_branch(layer.node) {
+                continue;
+            }
             let n = graph.node(layer.node);
             let value = crate::onnx::printer::format_f64(value);
             out.push(

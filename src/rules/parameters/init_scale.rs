@@ -48,14 +48,27 @@ impl Rule for InitScale {
             if graph.normalized_before_activation(layer.node) {
                 continue; // normalization undoes the weight's scale
             }
+            // A head has no depth after it to vanish or explode through:
+            // its scale shows in the initial loss, which `initial-loss`
+            // measures against chance.
+            if graph.is_head(layer.node) {
+                continue;
+            }
             let Some(st) = graph.stats_of(layer.weight_id) else {
                 continue;
             };
-            let std = st.std;
-            if (st.count as f64) < min_elements || st.all_equal || st.nan + st.inf > 0 || std == 0.0
+            if (st.count as f64) < min_elements
+                || st.all_equal
+                || st.nan + st.inf > 0
+                || st.std == 0.0
             {
                 continue; // `constant-weights` and `non-finite` speak to those
             }
+            // What the layer passes on: a constant the graph multiplies its
+            // output by (T5's `d_model ** -0.5` before its LM head, a layer
+            // scale) is part of its scale.
+            let (gain, scaled_by) = graph.constant_gain_after(layer.node);
+            let std = st.std * gain;
             let activation = graph.activation_after(layer.node);
             let fan_in = fan_in as f64;
             let fan_out = layer.units.unwrap_or(1) as f64;
@@ -80,6 +93,14 @@ impl Rule for InitScale {
             if (1.0 / factor..factor).contains(&r) {
                 continue;
             }
+            // A branch added back into a residual stream may start small
+            // (GPT-2's scaled projections, std 0.02 on a narrow MLP, layer
+            // scale): the stream beside it holds the signal's scale.
+            let on_branch = graph.on_residual_branch(layer.node)
+                || graph.ends_residual_branch(layer.node);
+            if r < 1.0 && on_branch {
+                continue;
+            }
             let n = graph.node(layer.node);
             let (how, word) = if r >= factor {
                 (r, "above")
@@ -97,12 +118,23 @@ impl Rule for InitScale {
             .with_node(n.name())
             .primary(
                 n.span().call,
-                format!(
-                    "std {} for fan-in {fan_in}, expected about {}",
-                    fmt(round3(std)),
-                    fmt(round3(expected))
-                ),
+                match scaled_by {
+                    Some(_) => format!(
+                        "std {} for fan-in {fan_in} after the constant scale {}, expected about {}",
+                        fmt(round3(std)),
+                        fmt(round3(gain)),
+                        fmt(round3(expected))
+                    ),
+                    None => format!(
+                        "std {} for fan-in {fan_in}, expected about {}",
+                        fmt(round3(std)),
+                        fmt(round3(expected))
+                    ),
+                },
             );
+            if let Some(m) = scaled_by {
+                d = d.secondary(graph.node(m).op_span(), "the constant scale");
+            }
             if let Some((act, _)) = activation {
                 d = d.secondary(
                     graph.node(act).op_span(),
