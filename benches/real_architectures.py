@@ -108,7 +108,7 @@ def torchvision_models():
     yield "tv_convnext_tiny", build(tv.convnext_tiny)
     yield "tv_regnet_y_400mf", build(tv.regnet_y_400mf)
     yield "tv_shufflenet_v2_x0_5", build(tv.shufflenet_v2_x0_5)
-    yield "tv_squeezenet1_1", build(tv.squeezenet1_1)
+    yield "tv_squeezenet1_1", build(tv.squeezenet1_1, side=224)
     yield "tv_densenet121", build(tv.densenet121)
     yield "tv_mnasnet0_5", build(tv.mnasnet0_5)
     yield "tv_swin_t", build(tv.swin_t)
@@ -138,7 +138,9 @@ def timm_models():
     yield "timm_cait_xxs24", build("cait_xxs24_224", side=64, img_size=64)
     yield "timm_ghostnet", build("ghostnet_100")
     yield "timm_dla34", build("dla34")
-    yield "timm_mobilevit_xxs", build("mobilevit_xxs")
+    # At its shipped 256 x 256: at 64 x 64 its last stage attends over one
+    # patch, a softmax of one element (`softmax-single-class`, rightly).
+    yield "timm_mobilevit_xxs", build("mobilevit_xxs", side=256)
     yield "timm_edgenext_xx_small", build("edgenext_xx_small")
     yield "timm_vit_small_layerscale", build("vit_small_patch16_224", side=64, img_size=64, init_values=1e-5)
 

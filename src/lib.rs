@@ -403,12 +403,10 @@ fn probe_pass(
         );
     }
     for rule in measuring {
+        let cx = settings.check(main, rule.meta(), facts);
+        diagnostics.retain(|d| d.rule != rule.meta().name || !rule.refuted(&cx, &probe, d));
         let mut found = Vec::new();
-        rule.probe(
-            &settings.check(main, rule.meta(), facts),
-            &probe,
-            &mut found,
-        );
+        rule.probe(&cx, &probe, &mut found);
         settings.apply_severity(rule.meta(), &mut found);
         demote(facts, rule.meta(), rules::Half::Measured, &mut found);
         for d in found {

@@ -108,6 +108,30 @@ fn no_probe_runs_the_static_rules_only() {
     assert!(!without.contains("NN202"), "{without}");
 }
 
+/// `missing-normalization` predicts that a deep plain stack loses its scale;
+/// where the probe measures the scale held and the fit works, the finding
+/// is dropped, and without the probe it stands.
+#[test]
+fn the_probe_refutes_missing_normalization_where_the_scale_holds() {
+    for path in [
+        "fixtures/torch/deep_plain_mlp_dynamo_train.onnx",
+        "fixtures/jax/jax_deep_plain.onnx",
+    ] {
+        let with = text(&nnlint(&["--isolated", "--format", "short", path]).stdout);
+        let without =
+            text(&nnlint(&["--isolated", "--format", "short", "--no-probe", path]).stdout);
+        assert!(without.contains("warning[NN303]"), "{path}: {without}");
+        assert!(!with.contains("NN303"), "{path}: {with}");
+    }
+    // A stack whose activations vanish keeps it, beside activation-scale.
+    let tanh = "fixtures/probe/deep_tanh_dynamo_train.onnx";
+    let with = text(&nnlint(&["--isolated", "--format", "short", tanh]).stdout);
+    assert!(
+        with.contains("warning[NN303]") && with.contains("warning[NN403]"),
+        "{with}"
+    );
+}
+
 #[test]
 fn dynamic_dimensions_take_their_value_from_dim() {
     let path = "fixtures/text/probe_dynamic_batch.onnxtxt";

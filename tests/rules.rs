@@ -177,6 +177,11 @@ fn every_rule_declares_its_premises() {
             "zero-gradient",
             &[(Premise::Untrained, Half::Both, Unmet::Skip)],
         ),
+        // A layer left random among trained ones: only a trained model has them.
+        (
+            "layer-left-random",
+            &[(Premise::Trained, Half::Static, Unmet::Skip)],
+        ),
         // A trained model has left its initialization: the fit from there
         // says nothing about whether the architecture can learn.
         (
@@ -200,6 +205,7 @@ fn every_rule_declares_its_premises() {
     ];
     let state = [
         Premise::Untrained,
+        Premise::Trained,
         Premise::RepresentativeInputs,
         Premise::InDesign,
     ];

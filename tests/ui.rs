@@ -26,6 +26,7 @@ const UI_DIRS: &[&str] = &[
     "fixtures/text",
     "fixtures/probe",
     "fixtures/trained",
+    "fixtures/left_random",
     "fixtures/keras",
     "fixtures/jax",
     "fixtures/coverage",

@@ -297,7 +297,9 @@ impl<'m> Graph<'m> {
         };
         // Each step moves one node forward; a chain of affine ops is short.
         for _ in 0..64 {
-            let [(c, slot)] = self.io.reads(t)[..] else { break };
+            let [(c, slot)] = self.io.reads(t)[..] else {
+                break;
+            };
             let n = self.node(c);
             if !self.is_affine_passthrough(&n) {
                 break;

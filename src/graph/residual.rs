@@ -46,19 +46,32 @@ impl<'m> Graph<'m> {
     /// Whether node `id`'s output is added back into a residual stream
     /// through affine ops only: the last layer of a branch.
     pub fn ends_residual_branch(&self, id: NodeId) -> bool {
-        self.residual().ends_branch.get(id).copied().unwrap_or(false)
+        self.residual()
+            .ends_branch
+            .get(id)
+            .copied()
+            .unwrap_or(false)
     }
 
     /// Whether a residual merge lies downstream of node `id`.
     pub fn before_residual_merge(&self, id: NodeId) -> bool {
-        self.residual().before_merge.get(id).copied().unwrap_or(false)
+        self.residual()
+            .before_merge
+            .get(id)
+            .copied()
+            .unwrap_or(false)
     }
 
     /// Whether weight layer `id` is a head: no other weight layer reads what
     /// it computes, so its output goes to the graph's outputs or the loss.
     pub fn is_head(&self, id: NodeId) -> bool {
         self.weight_layer(id).is_some()
-            && !self.residual().before_layer.get(id).copied().unwrap_or(true)
+            && !self
+                .residual()
+                .before_layer
+                .get(id)
+                .copied()
+                .unwrap_or(true)
     }
 
     /// The dynamic (not stored) inputs of a merge candidate.
@@ -137,9 +150,8 @@ impl<'m> Graph<'m> {
                     let Some(t) = n.output_id(o) else { continue };
                     for &(c, slot) in self.io.reads(t) {
                         merge |= merges[c] || r.before_merge[c];
-                        let reads_as_data = self
-                            .weight_layer(c)
-                            .is_some_and(|l| l.data_slot == slot);
+                        let reads_as_data =
+                            self.weight_layer(c).is_some_and(|l| l.data_slot == slot);
                         layer |= reads_as_data || r.before_layer[c];
                     }
                 }

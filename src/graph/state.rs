@@ -323,7 +323,7 @@ impl WeightEvidence {
     /// The measurements in one phrase: `std 0.02, kurtosis 3.02, unit-norm spread 1.01x, ...`.
     pub fn describe(&self) -> String {
         let mut parts = vec![
-            format!("std {}", crate::onnx::printer::format_f64(self.std)),
+            format!("std {}", crate::diag::short_number(self.std)),
             format!("kurtosis {:.2}", self.kurtosis),
         ];
         if let Some((r, _)) = self.rows {
@@ -463,6 +463,8 @@ fn fresh_bias(g: &Graph<'_>, l: &WeightLayer<'_>, fan_in: f64) -> Option<bool> {
 pub enum Premise {
     /// The weights are at initialization.
     Untrained,
+    /// The weights were trained (for rules about checkpoints).
+    Trained,
     /// The probe's inputs resemble the data the model is (or will be) trained on.
     RepresentativeInputs,
     /// The architecture is still being built, so a design choice can still change.
@@ -478,6 +480,7 @@ impl Premise {
     pub fn describe(self) -> &'static str {
         match self {
             Premise::Untrained => "the weights are at initialization",
+            Premise::Trained => "the weights were trained",
             Premise::RepresentativeInputs => "the probe's inputs resemble the training data",
             Premise::InDesign => "the architecture is still being built",
             Premise::LossInGraph => "the loss is part of the exported graph",
@@ -490,6 +493,9 @@ impl Premise {
         match self {
             Premise::Untrained | Premise::InDesign => {
                 "the model state is untrained or unknown (decided from the weights, or `--model-state`)"
+            }
+            Premise::Trained => {
+                "the model state is trained (decided from the weights, or `--model-state`)"
             }
             Premise::RepresentativeInputs => {
                 "the model is untrained or unknown (its design assumes standardized inputs), or every float input is given with `--input`"

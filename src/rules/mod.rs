@@ -31,7 +31,7 @@ pub(crate) use measured::{activation_scale, initial_loss};
 pub use measured::{cannot_overfit, probe_skipped, saturated_activation};
 use parameters::{
     batchnorm_batch_size_one, bias_before_batchnorm, constant_weights, dropout_before_batchnorm,
-    dropout_rate, init_scale, missing_normalization, unnormalized_input,
+    dropout_rate, init_scale, layer_left_random, missing_normalization, unnormalized_input,
 };
 
 use crate::diag::report::RuleInfo;
@@ -202,6 +202,12 @@ pub trait Rule: Sync {
     }
     /// Appends the rule's findings from the probe's forward pass over the main graph.
     fn probe(&self, _cx: &Check<'_, '_>, _probe: &Probe, _out: &mut Vec<Diagnostic>) {}
+    /// Whether the probe's measurements refute one of the rule's static
+    /// findings on the main graph: what the finding predicts did not happen
+    /// there. A refuted finding is dropped.
+    fn refuted(&self, _cx: &Check<'_, '_>, _probe: &Probe, _finding: &Diagnostic) -> bool {
+        false
+    }
 }
 
 static RULES: &[&dyn Rule] = &[
@@ -234,6 +240,7 @@ static RULES: &[&dyn Rule] = &[
     &init_scale::InitScale,
     &bias_before_batchnorm::BiasBeforeBatchnorm,
     &batchnorm_batch_size_one::BatchnormBatchSizeOne,
+    &layer_left_random::LayerLeftRandom,
     &frozen_weights::FrozenWeights,
     &update_ratio::UpdateRatio,
     &graph_mismatch::GraphMismatch,

@@ -38,7 +38,7 @@ impl Rule for HiddenSoftmax {
             let Some(axis) = graph.softmax_axis(&n, rank) else {
                 continue;
             };
-            for (reader, slot) in readers(graph, o) {
+            for (reader, slot, axis) in readers(graph, o, axis) {
                 // Attention's `Softmax(QK^T) V` multiplies two activations: no
                 // weight layer. A weight layer reads the softmax as its data.
                 let Some(layer) = graph.weight_layer(reader) else {
@@ -83,16 +83,26 @@ impl Rule for HiddenSoftmax {
 const KEEPS_FEATURES: &[&str] = &["MaxPool", "AveragePool", "Dropout", "Pad"];
 
 /// The nodes that read `t` (with their input slot), looking through layout
-/// ops and through the ops that keep features as they are.
-fn readers(graph: &Graph<'_>, t: TensorId) -> Vec<(NodeId, usize)> {
+/// ops and through the ops that keep features as they are, each with where
+/// the softmax's `axis` is in what it reads: a `Transpose` on the way moves
+/// it (talking-heads attention permutes the scores and mixes the heads, not
+/// the normalized axis).
+fn readers(graph: &Graph<'_>, t: TensorId, axis: usize) -> Vec<(NodeId, usize, usize)> {
     let mut out = Vec::new();
-    let mut stack = vec![t];
+    let mut stack = vec![(t, axis)];
     let mut seen = std::collections::BTreeSet::new();
-    while let Some(t) = stack.pop() {
+    while let Some((t, axis)) = stack.pop() {
         if !seen.insert(t) {
             continue;
         }
         for u in graph.uses_of(t) {
+            let Some(axis) = u
+                .via
+                .iter()
+                .try_fold(axis, |axis, &v| moved_axis(&graph.node(v), axis))
+            else {
+                continue;
+            };
             let n = graph.node(u.node);
             match n.output_id(0) {
                 Some(next)
@@ -100,12 +110,23 @@ fn readers(graph: &Graph<'_>, t: TensorId) -> Vec<(NodeId, usize)> {
                         && n.domain_is_default()
                         && KEEPS_FEATURES.contains(&n.op_type()) =>
                 {
-                    stack.push(next)
+                    stack.push((next, axis))
                 }
-                _ => out.push((u.node, u.slot)),
+                _ => out.push((u.node, u.slot, axis)),
             }
         }
     }
     out.sort();
     out
+}
+
+/// Where `axis` of a node's input is in its output: moved by a `Transpose`'s
+/// permutation, kept by the other layout ops; `None` when a `Transpose`
+/// without a readable permutation hides it.
+fn moved_axis(n: &crate::graph::NodeRef<'_, '_>, axis: usize) -> Option<usize> {
+    if !n.is("Transpose") {
+        return Some(axis);
+    }
+    let perm = n.attr("perm").and_then(|a| a.ints())?;
+    perm.iter().position(|&p| p == axis as i64)
 }

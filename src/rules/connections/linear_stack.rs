@@ -43,8 +43,12 @@ impl Rule for LinearStack {
                 }
                 let (inner, outer_in, outer_out) = (first.units, first.in_width, second.units);
                 if let (Some(m), Some(a), Some(b)) = (inner, outer_in, outer_out) {
-                    if m < a && m < b {
-                        continue; // a low-rank bottleneck is a design choice
+                    // A factorization no wider than either end and narrower
+                    // than one (a low-rank bottleneck, MobileNet's linear
+                    // bottleneck before the next block's expansion) is a
+                    // design choice.
+                    if m <= a.min(b) && m < a.max(b) {
+                        continue;
                     }
                 }
                 let a = graph.node(first.node);
@@ -78,7 +82,8 @@ fn grouped(graph: &Graph<'_>, l: &WeightLayer<'_>) -> bool {
     l.kind == LayerKind::Conv && graph.node(l.node).attr_i64("group").unwrap_or(1) > 1
 }
 
-/// Weight layers whose data input is reached from `start`'s output through affine ops only.
+/// Weight layers whose data input is reached from `start`'s output through
+/// affine ops only, each value on the way read by nothing else.
 fn next_layers(graph: &Graph<'_>, start: NodeId) -> Vec<(NodeId, Vec<NodeId>)> {
     let mut found = Vec::new();
     let mut seen = HashSet::new();
@@ -87,6 +92,12 @@ fn next_layers(graph: &Graph<'_>, start: NodeId) -> Vec<(NodeId, Vec<NodeId>)> {
         let Some(out) = graph.node(id).output_id(0) else {
             continue;
         };
+        // Two layers merge into one only when nothing else reads what lies
+        // between them: a value that also feeds attention's other
+        // projections, a residual add or a second head must stay.
+        if graph.read_count(out) != 1 || graph.is_output(graph.tensor_name(out)) {
+            continue;
+        }
         for (next, slot) in graph.consumers_of(out) {
             if !seen.insert((next.id(), slot)) {
                 continue;

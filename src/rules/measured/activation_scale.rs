@@ -87,20 +87,19 @@ impl Rule for ActivationScale {
     fn probe(&self, cx: &Check<'_, '_>, probe: &Probe, out: &mut Vec<Diagnostic>) {
         let graph = cx.graph;
         let (low, high) = (cx.option("low"), cx.option("high"));
-        let points = depth_points(graph, probe);
-        let std = |t: &str| spread(probe, t);
-        let Some((reference, first_node)) = reference(graph, probe) else {
+        let Some(Outside {
+            depth,
+            node,
+            is_input,
+            spread: s,
+            ratio,
+            reference,
+            first_node,
+        }) = outside(graph, probe, low, high)
+        else {
             return;
         };
-        for (depth, &(_, t, node, is_input)) in points.iter().enumerate() {
-            // A spread of exactly 0 is dead units (`dead-relu`) or a constant, not depth.
-            let Some(s) = std(t).filter(|&s| s > 0.0) else {
-                continue;
-            };
-            let ratio = s / reference;
-            if (low..=high).contains(&ratio) {
-                continue;
-            }
+        {
             let n = graph.node(node);
             if probe.after_constant_weights(graph, &n) {
                 return; // the fill value sets the spread: `constant-weights`
@@ -136,7 +135,57 @@ impl Rule for ActivationScale {
             } else {
                 "scale the weights down to a fan-in-based initialization, or normalize the layers"
             }));
-            return; // the first layer out of range; the rest follow from it
         }
     }
+}
+
+/// The first depth point whose spread is outside `low..=high` times the
+/// reference; the rest follow from it.
+pub struct Outside {
+    pub depth: usize,
+    pub node: NodeId,
+    pub is_input: bool,
+    pub spread: f64,
+    pub ratio: f64,
+    pub reference: f64,
+    pub first_node: NodeId,
+}
+
+/// Where the measured spread first leaves `low..=high` times the reference
+/// spread, if anywhere; `None` too when nothing was measured.
+pub fn outside(graph: &Graph<'_>, probe: &Probe, low: f64, high: f64) -> Option<Outside> {
+    let (reference, first_node) = reference(graph, probe)?;
+    for (depth, &(_, t, node, is_input)) in depth_points(graph, probe).iter().enumerate() {
+        // Inside a residual branch a small spread is the branch's own scale
+        // (attention averaging values over positions, a layer scale), not
+        // depth: the stream beside it carries the signal.
+        if graph.on_residual_branch(node) {
+            continue;
+        }
+        // A spread of exactly 0 is dead units (`dead-relu`) or a constant, not depth.
+        let Some(s) = spread(probe, t).filter(|&s| s > 0.0) else {
+            continue;
+        };
+        let ratio = s / reference;
+        if !(low..=high).contains(&ratio) {
+            return Some(Outside {
+                depth,
+                node,
+                is_input,
+                spread: s,
+                ratio,
+                reference,
+                first_node,
+            });
+        }
+    }
+    None
+}
+
+/// Whether the probe measured the spread at every weight layer and it stayed
+/// within activation-scale's default band of the first layer's.
+pub fn in_range(graph: &Graph<'_>, probe: &Probe) -> bool {
+    let option = |name| crate::rules::option(&META, None, name);
+    reference(graph, probe).is_some()
+        && outside(graph, probe, option("low"), option("high")).is_none()
 }

@@ -96,8 +96,8 @@ impl Rule for InitScale {
             // A branch added back into a residual stream may start small
             // (GPT-2's scaled projections, std 0.02 on a narrow MLP, layer
             // scale): the stream beside it holds the signal's scale.
-            let on_branch = graph.on_residual_branch(layer.node)
-                || graph.ends_residual_branch(layer.node);
+            let on_branch =
+                graph.on_residual_branch(layer.node) || graph.ends_residual_branch(layer.node);
             if r < 1.0 && on_branch {
                 continue;
             }

@@ -2,6 +2,7 @@
 
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::NodeId;
+use crate::probe::Probe;
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
@@ -33,6 +34,19 @@ struct Chain {
 impl Rule for MissingNormalization {
     fn meta(&self) -> &'static RuleMeta {
         &META
+    }
+
+    fn measures(&self) -> bool {
+        true
+    }
+
+    /// A deep plain stack whose measured activations stay within
+    /// `activation-scale`'s band all the way (VGG, SqueezeNet at their own
+    /// init) does not need normalization to keep its scale, unless the
+    /// one-batch fit ran and stalled, which the finding then explains.
+    fn refuted(&self, cx: &Check<'_, '_>, probe: &Probe, _finding: &Diagnostic) -> bool {
+        let fit_stalled = matches!(&probe.fit, Some(Ok(fit)) if !fit.fitted() && (fit.stalled() || fit.diverged().is_some()));
+        !fit_stalled && crate::rules::activation_scale::in_range(cx.graph, probe)
     }
 
     fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
