@@ -14,9 +14,10 @@
 use super::{Graph, NodeId, TensorId};
 
 /// How many nodes a merge looks back from each input for their common
-/// ancestor. A transformer block's attention branch is about 40 nodes; a
-/// U-Net's outermost skip spans far more and is not a residual block.
-const LOOK_BACK: usize = 256;
+/// ancestor. A transformer block's attention branch is about 40 nodes, a
+/// ResNet bottleneck's under 20; a U-Net's outermost skip spans far more
+/// and is not a residual block.
+const LOOK_BACK: usize = 128;
 
 /// Per node, its role around residual merges.
 #[derive(Debug, Default)]
@@ -84,27 +85,28 @@ impl<'m> Graph<'m> {
     }
 
     /// The nodes at most [`LOOK_BACK`] steps back from tensor `t`, its
-    /// producer first, breadth first.
-    fn look_back(&self, t: TensorId) -> Vec<NodeId> {
-        let mut seen = rustc_hash::FxHashSet::default();
-        let mut order = Vec::new();
-        let mut queue = std::collections::VecDeque::new();
+    /// producer first, breadth first. `stamp` marks what this walk has seen
+    /// with `mark` (a value no earlier walk used), so no walk allocates a set.
+    fn look_back(&self, t: TensorId, stamp: &mut [u32], mark: u32, order: &mut Vec<NodeId>) {
+        order.clear();
         if let Some((p, _)) = self.producer_of(t) {
-            queue.push_back(p.id());
+            stamp[p.id()] = mark;
+            order.push(p.id());
         }
-        while let Some(id) = queue.pop_front() {
-            if order.len() >= LOOK_BACK || !seen.insert(id) {
-                continue;
-            }
-            order.push(id);
-            let n = self.node(id);
+        let mut next = 0;
+        while next < order.len() && order.len() < LOOK_BACK {
+            let n = self.node(order[next]);
+            next += 1;
             for i in 0..n.inputs().len() {
-                if let Some((p, _)) = n.input_id(i).and_then(|t| self.producer_of(t)) {
-                    queue.push_back(p.id());
+                let Some((p, _)) = n.input_id(i).and_then(|t| self.producer_of(t)) else {
+                    continue;
+                };
+                if stamp[p.id()] != mark && order.len() < LOOK_BACK {
+                    stamp[p.id()] = mark;
+                    order.push(p.id());
                 }
             }
         }
-        order
     }
 
     fn compute_residual(&self) -> Residual {
@@ -116,23 +118,28 @@ impl<'m> Graph<'m> {
             before_layer: vec![false; count],
         };
         let mut merges = vec![false; count];
+        // Per node, the last walk from a merge's first input (`stamp_a`) and
+        // from its second (`stamp_b`) that saw it: walks allocate no set.
+        let (mut stamp_a, mut stamp_b) = (vec![0u32; count], vec![0u32; count]);
+        let (mut back_a, mut back_b) = (Vec::new(), Vec::new());
+        let mut walk = 0u32;
         for n in self.nodes() {
             if !n.domain_is_default() || !matches!(n.op_type(), "Add" | "Sum") {
                 continue;
             }
             let inputs = self.dynamic_inputs(n.id());
             let [a, b, ..] = inputs[..] else { continue };
-            let (back_a, back_b) = (self.look_back(a), self.look_back(b));
-            let in_a: rustc_hash::FxHashSet<NodeId> = back_a.iter().copied().collect();
-            let in_b: rustc_hash::FxHashSet<NodeId> = back_b.iter().copied().collect();
-            if in_a.is_disjoint(&in_b) {
+            walk += 1;
+            self.look_back(a, &mut stamp_a, walk, &mut back_a);
+            self.look_back(b, &mut stamp_b, walk, &mut back_b);
+            if !back_b.iter().any(|&id| stamp_a[id] == walk) {
                 continue; // two separate inputs summed, not a branch rejoining
             }
             merges[n.id()] = true;
-            for &id in back_a.iter().filter(|id| !in_b.contains(id)) {
+            for &id in back_a.iter().filter(|&&id| stamp_b[id] != walk) {
                 r.on_branch[id] = true;
             }
-            for &id in back_b.iter().filter(|id| !in_a.contains(id)) {
+            for &id in back_b.iter().filter(|&&id| stamp_a[id] != walk) {
                 r.on_branch[id] = true;
             }
             for t in [a, b] {

@@ -50,7 +50,9 @@ pub struct Summary {
     pub min: f64,
     pub max: f64,
     pub zeros: u64,
+    /// NaN and infinite values, and of those the NaNs.
     pub non_finite: u64,
+    pub nan: u64,
     pub units: Option<Units>,
     /// Mean cross-entropy against uniform random labels, for a watched head.
     pub cross_entropy: Option<f64>,
@@ -134,6 +136,7 @@ pub fn summarize(values: &[f32], shape: &[usize], watch: Option<&Watch>, seed: u
         s.max = s.max.max(m.max);
         s.zeros += m.zeros;
         s.non_finite += m.non_finite;
+        s.nan += m.nan;
     }
     s.count = values.len() as u64 - s.non_finite;
     if let Some(w) = watch {
@@ -175,6 +178,7 @@ struct Moments {
     max: f64,
     zeros: u64,
     non_finite: u64,
+    nan: u64,
 }
 
 /// One pass over `values`, in blocks of eight-lane f32 accumulators that the
@@ -230,6 +234,7 @@ fn moments(values: &[f32]) -> Moments {
         for &x in block {
             if !x.is_finite() {
                 m.non_finite += 1;
+                m.nan += x.is_nan() as u64;
                 continue;
             }
             let xd = x as f64;

@@ -82,12 +82,19 @@ impl Rule for NonFinite {
 
 impl NonFinite {
     /// The measured half: the first node whose output holds NaN or infinity
-    /// while its inputs are finite.
+    /// while its inputs are finite, or NaN while its inputs hold none. An
+    /// infinity a mask stores (`-inf` above a causal diagonal) is a fill
+    /// value, and flows on: a softmax with a finite entry left in every row
+    /// turns it into zeros. A row with none left is a NaN, found there.
     fn measured(&self, cx: &Check<'_, '_>, probe: &Probe, out: &mut Vec<Diagnostic>) {
         let graph = cx.graph;
         let finite = |t: &str| match probe.summary(t) {
             Some(s) => s.is_finite(),
             None => graph.stats(t).is_none_or(|st| st.nan + st.inf == 0),
+        };
+        let nan_free = |t: &str| match probe.summary(t) {
+            Some(s) => s.nan == 0,
+            None => graph.stats(t).is_none_or(|st| st.nan == 0),
         };
         for t in &probe.run.order {
             let Some(s) = probe.summary(t) else { continue };
@@ -97,12 +104,12 @@ impl NonFinite {
             let Some((n, _)) = graph.producer(t) else {
                 return; // a graph input: the data given with --input
             };
-            if !n
-                .inputs()
-                .iter()
-                .filter(|i| !i.is_empty())
-                .all(|i| finite(i))
-            {
+            let inputs = || n.inputs().iter().filter(|i| !i.is_empty());
+            let from_finite = inputs().all(|i| finite(i));
+            if !from_finite && !(s.nan > 0 && inputs().all(|i| nan_free(i))) {
+                if inputs().all(|i| nan_free(i)) {
+                    continue; // infinities flowing from a mask or a clamp
+                }
                 return; // it comes from a stored NaN, which the static half reports
             }
             if !behind_weights(graph, &n) && probe.run.inputs.iter().all(|i| !i.is_file()) {
