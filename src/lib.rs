@@ -423,9 +423,17 @@ fn probe_pass(
                 None => s.node.is_none() && s.primary_span() == d.primary_span(),
             };
             match diagnostics.iter_mut().find(|s| explains(s) && same(s)) {
-                Some(s) => s
-                    .notes
-                    .push(format!("the probe measured it: {}", d.message)),
+                Some(s) => {
+                    // The rule's own measurement that judges more severely
+                    // than its static half (a note on the weights as
+                    // written, a warning on the values they give) raises the
+                    // finding; another rule's finding it absorbs does not.
+                    if s.rule == d.rule {
+                        s.severity = s.severity.max(d.severity);
+                    }
+                    s.notes
+                        .push(format!("the probe measured it: {}", d.message))
+                }
                 None => diagnostics.push(d),
             }
         }

@@ -27,6 +27,7 @@ const UI_DIRS: &[&str] = &[
     "fixtures/probe",
     "fixtures/trained",
     "fixtures/left_random",
+    "fixtures/loss_terms",
     "fixtures/keras",
     "fixtures/jax",
     "fixtures/coverage",

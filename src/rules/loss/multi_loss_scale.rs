@@ -84,7 +84,9 @@ impl Rule for MultiLossScale {
                 .note(format!(
                     "the gradient of the larger term dominates; the smaller one barely trains (threshold: {threshold}x)"
                 ))
-                .help("scale the terms so their contributions are of the same order at initialization"),
+                .note("the weights are constants the author wrote (a KL weight, a published multitask weighting): a note, not a mistake by itself; the probe judges the values they give")
+                .help("scale the terms so their contributions are of the same order at initialization")
+                .with_severity(Severity::Note),
             );
         }
     }
@@ -117,6 +119,27 @@ impl MultiLossScale {
             if !ratio.is_finite() || ratio < threshold {
                 continue;
             }
+            // What kind of term each extreme is decides whether the gap is
+            // a mistake: a penalty swamping the data loss is (the
+            // checklist's part 4); a term comparing two of the model's own
+            // outputs is near zero at initialization by construction; a gap
+            // the author's constant weights make is their choice.
+            let (lo_kind, hi_kind) = (kind(graph, lo.0), kind(graph, hi.0));
+            let unweighted = |t: &(&str, f64)| unweighted(graph, probe, t.0).unwrap_or(t.1).abs();
+            let (lo_raw, hi_raw) = (unweighted(lo), unweighted(hi));
+            let (severity, why) = if hi_kind == TermKind::Penalty {
+                (Severity::Warning, "a penalty computed from the weights alone swamps the data loss: the optimizer mostly shrinks the weights".to_string())
+            } else if lo_kind == TermKind::SelfComparison {
+                (Severity::Note, format!("`{}` compares two of the model's own outputs (distillation, consistency), which agree at initialization by construction", lo.0))
+            } else if lo_raw > 0.0 && hi_raw / lo_raw < threshold {
+                (Severity::Note, format!("unweighted, the terms are {} and {}: the gap is the constant weights the author wrote", short(hi_raw), short(lo_raw)))
+            } else {
+                (
+                    Severity::Warning,
+                    "the larger term dominates the gradient; terms should be of the same order"
+                        .to_string(),
+                )
+            };
             let span = |t: &str| {
                 graph
                     .producer(t)
@@ -141,13 +164,75 @@ impl MultiLossScale {
                 .secondary(span(lo.0), short(lo.1))
                 .secondary(sum.op_span(), "summed here")
                 .note(format!("terms at the probe: {}", listing.join(", ")))
-                .note(format!(
-                    "the larger term dominates the gradient; terms should be of the same order (threshold: {threshold}x)"
-                ))
-                .help("rescale the terms so their values at initialization are within an order of magnitude"),
+                .note(format!("{why} (threshold: {threshold}x)"))
+                .help("rescale the terms so their values at initialization are within an order of magnitude")
+                .with_severity(severity),
             );
         }
     }
+}
+
+/// What a term of a summed loss computes, by what it reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TermKind {
+    /// It reads a graph input without a weight layer between: a label.
+    Data,
+    /// It reads the graph's inputs only through weight layers: two of the
+    /// model's outputs compared (distillation, consistency), or a penalty
+    /// on activations.
+    SelfComparison,
+    /// It reads no graph input at all: a penalty on the weights.
+    Penalty,
+}
+
+/// The kind of the term `tensor`, from one walk back over what it reads.
+fn kind(graph: &Graph<'_>, tensor: &str) -> TermKind {
+    let mut seen = rustc_hash::FxHashSet::default();
+    // (tensor, whether a weight layer lies between it and the term)
+    let mut stack = vec![(tensor, false)];
+    let (mut label, mut input) = (false, false);
+    while let Some((t, behind)) = stack.pop() {
+        if !seen.insert((t, behind)) {
+            continue;
+        }
+        let Some((n, _)) = graph.producer(t) else {
+            if graph.inputs().contains(&t) && !graph.is_constant(t) {
+                input = true;
+                label |= !behind;
+            }
+            continue;
+        };
+        let behind = behind || graph.weight_layer(n.id()).is_some();
+        stack.extend(
+            n.inputs()
+                .iter()
+                .filter(|i| !i.is_empty())
+                .map(|i| (i.as_str(), behind)),
+        );
+    }
+    match (input, label) {
+        (_, true) => TermKind::Data,
+        (true, false) => TermKind::SelfComparison,
+        (false, _) => TermKind::Penalty,
+    }
+}
+
+/// A term's value before a constant scalar weight multiplies (or divides) it.
+fn unweighted(graph: &Graph<'_>, probe: &Probe, tensor: &str) -> Option<f64> {
+    let (n, _) = graph.producer(tensor)?;
+    if !(n.is("Mul") || n.is("Div")) {
+        return None;
+    }
+    let (a, b) = (n.input(0)?, n.input(1)?);
+    let core = match (graph.scalar(a), graph.scalar(b)) {
+        (None, Some(_)) => a,
+        (Some(_), None) if n.is("Mul") => b,
+        _ => return None,
+    };
+    probe
+        .summary(core)
+        .filter(|s| s.elements() == 1)
+        .map(|s| s.mean())
 }
 
 /// The graph outputs computed by an `Add`: the sums whose terms both halves split.
