@@ -407,7 +407,7 @@ pub fn layer_states(g: &Graph<'_>) -> Vec<LayerState> {
                 node: l.node,
                 weight: l.weight_id,
                 evidence: weight_evidence(s, l.units)?,
-                fresh_bias: fresh_bias(g, &l, fan_in)?,
+                fresh_bias: fresh_bias(g, l, fan_in)?,
             })
         })
         .collect()

@@ -106,7 +106,8 @@ impl NonFinite {
             };
             let inputs = || n.inputs().iter().filter(|i| !i.is_empty());
             let from_finite = inputs().all(|i| finite(i));
-            if !from_finite && !(s.nan > 0 && inputs().all(|i| nan_free(i))) {
+            let nan_from_infinities = s.nan > 0 && inputs().all(|i| nan_free(i));
+            if !(from_finite || nan_from_infinities) {
                 if inputs().all(|i| nan_free(i)) {
                     continue; // infinities flowing from a mask or a clamp
                 }

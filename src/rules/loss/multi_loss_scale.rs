@@ -130,7 +130,7 @@ impl MultiLossScale {
             let (severity, why) = if hi_kind == TermKind::Penalty {
                 (Severity::Warning, "a penalty computed from the weights alone swamps the data loss: the optimizer mostly shrinks the weights".to_string())
             } else if lo_kind == TermKind::SelfComparison {
-                (Severity::Note, format!("`{}` compares two of the model's own outputs (distillation, consistency), which agree at initialization by construction", lo.0))
+                (Severity::Note, format!("`{}` reads no label, only the model's own outputs (a consistency, distillation or KL term), and is near zero at initialization by construction", lo.0))
             } else if lo_raw > 0.0 && hi_raw / lo_raw < threshold {
                 (Severity::Note, format!("unweighted, the terms are {} and {}: the gap is the constant weights the author wrote", short(hi_raw), short(lo_raw)))
             } else {
@@ -178,8 +178,8 @@ enum TermKind {
     /// It reads a graph input without a weight layer between: a label.
     Data,
     /// It reads the graph's inputs only through weight layers: two of the
-    /// model's outputs compared (distillation, consistency), or a penalty
-    /// on activations.
+    /// model's outputs compared (distillation, consistency), a KL term on
+    /// its latent, or a penalty on activations.
     SelfComparison,
     /// It reads no graph input at all: a penalty on the weights.
     Penalty,
