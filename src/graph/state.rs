@@ -11,12 +11,17 @@
 //! - **Normalization layers.** Every framework initializes their scales to 1
 //!   and their shifts to 0 (or another single value), and training gives
 //!   every channel its own.
-//! - **Weight-layer weights.** A fresh weight is a draw from one of the
-//!   frameworks' initializers: uniform or (truncated) normal, mean zero, its
-//!   spread set by the fan-in or fan-out. Trained weights keep neither the
-//!   scale nor the light tails: a uniform draw has `max|w| = sqrt(3) std`, a
-//!   normal one about `sqrt(2 ln 2n) std`, a trained one typically 10x its
-//!   std or more.
+//! - **Weight-layer weights**, judged by what random weights are, not by
+//!   which initializer drew them: a fresh tensor is i.i.d. at whatever
+//!   spread its author chose (std 3 and std 0.01 included). Its kurtosis and
+//!   largest value match a uniform, normal or truncated normal draw; its
+//!   units' square norms spread no more than independent draws give; the top
+//!   singular value of a leading block stays inside the Marchenko-Pastur
+//!   edge (Martin & Mahoney's random-matrix view of trained layers, and
+//!   WeightWatcher's). Training leaves structure: heavy tails, spread unit
+//!   norms, singular values above the edge. Each layer is judged
+//!   ([`layer_states`]), then the model by the share of weight values in
+//!   layers that look random.
 //!
 //! Weights are read from initializers and from `Constant` nodes alike, in
 //! every graph of the model (the branches of an `If` included).
