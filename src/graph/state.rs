@@ -125,27 +125,27 @@ pub fn decide(graphs: &[Graph<'_>]) -> StateDecision {
         let (n, f) = normalization_layers(g);
         norms += n;
         fresh_norms += f;
-        let layers = layer_states(g).into_iter().map(|l| {
-            if !l.random()
-                && witness
+        let layers = layer_states(g);
+        if let Some(l) = layers
+            .iter()
+            .filter(|l| !l.random())
+            .max_by_key(|l| l.evidence.elements)
+            .filter(|l| {
+                witness
                     .as_ref()
                     .is_none_or(|(n, _)| *n < l.evidence.elements)
-            {
-                let why = l.evidence.structure().into_iter().next();
-                let why =
-                    why.unwrap_or_else(|| "its bias moved from where initializers leave it".into());
-                witness = Some((
-                    l.evidence.elements,
-                    format!("`{}`: {why}", g.tensor_name(l.weight)),
-                ));
-            }
-            (l.random(), l.evidence.elements)
-        });
-        for (fresh, count) in layers
-            .collect::<Vec<_>>()
-            .into_iter()
-            .chain(recurrent_weights(g))
+            })
         {
+            let why = l.evidence.structure().into_iter().next();
+            let why =
+                why.unwrap_or_else(|| "its bias moved from where initializers leave it".into());
+            witness = Some((
+                l.evidence.elements,
+                format!("`{}`: {why}", g.tensor_name(l.weight)),
+            ));
+        }
+        let judged = layers.iter().map(|l| (l.random(), l.evidence.elements));
+        for (fresh, count) in judged.chain(recurrent_weights(g)) {
             weights += 1;
             values += count;
             if fresh {
