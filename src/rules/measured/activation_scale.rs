@@ -99,43 +99,41 @@ impl Rule for ActivationScale {
         else {
             return;
         };
-        {
-            let n = graph.node(node);
-            if probe.after_constant_weights(graph, &n) {
-                return; // the fill value sets the spread: `constant-weights`
-            }
-            let first_n = graph.node(first_node);
-            let way = if ratio < low { "vanish" } else { "explode" };
-            let what = if is_input { "entering" } else { "leaving" };
-            let per_layer = ratio.powf(1.0 / depth.max(1) as f64);
-            let mut d = Diagnostic::new(
-                &META,
-                format!(
-                    "activations {way}: their spread {what} this layer is {}x that entering the first layer",
-                    short(ratio)
-                ),
-            )
-            .with_node(n.name())
-            .primary(n.span().call, format!("standard deviation {} here", short(s)))
-            .note(format!(
-                "over {depth} layers the spread changes by about {}x per layer; the range is {low}x to {high}x",
-                short(per_layer)
-            ));
-            if first_node != node {
-                d = d.secondary(
-                    first_n.span().call,
-                    format!(
-                        "standard deviation {} entering the first layer",
-                        short(reference)
-                    ),
-                );
-            }
-            out.push(d.help(if ratio < low {
-                "use an initialization matched to the activation (He for ReLU, Glorot for tanh), normalization layers, or residual connections"
-            } else {
-                "scale the weights down to a fan-in-based initialization, or normalize the layers"
-            }));
+        let n = graph.node(node);
+        if probe.after_constant_weights(graph, &n) {
+            return; // the fill value sets the spread: `constant-weights`
         }
+        let first_n = graph.node(first_node);
+        let way = if ratio < low { "vanish" } else { "explode" };
+        let what = if is_input { "entering" } else { "leaving" };
+        let per_layer = ratio.powf(1.0 / depth.max(1) as f64);
+        let mut d = Diagnostic::new(
+            &META,
+            format!(
+                "activations {way}: their spread {what} this layer is {}x that entering the first layer",
+                short(ratio)
+            ),
+        )
+        .with_node(n.name())
+        .primary(n.span().call, format!("standard deviation {} here", short(s)))
+        .note(format!(
+            "over {depth} layers the spread changes by about {}x per layer; the range is {low}x to {high}x",
+            short(per_layer)
+        ));
+        if first_node != node {
+            d = d.secondary(
+                first_n.span().call,
+                format!(
+                    "standard deviation {} entering the first layer",
+                    short(reference)
+                ),
+            );
+        }
+        out.push(d.help(if ratio < low {
+            "use an initialization matched to the activation (He for ReLU, Glorot for tanh), normalization layers, or residual connections"
+        } else {
+            "scale the weights down to a fan-in-based initialization, or normalize the layers"
+        }));
     }
 }
 
