@@ -181,6 +181,48 @@ fn the_memory_budget_shrinks_a_dynamic_batch_or_skips_the_probe() {
     );
 }
 
+/// With real inputs on a trained model, an output head's sigmoids sitting
+/// near 0 (a detector's class scores, a multi-label head) are what it
+/// learned; a hidden sigmoid that saturates is still found. On an untrained
+/// model both are.
+#[test]
+fn a_trained_output_heads_sigmoids_near_zero_are_not_saturation() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x.npy");
+    common::write_npy(&x, "<f4", &[64, 4], |i| {
+        ((i * 37 % 101) as f64 / 50.0 - 1.0) * 3.0
+    });
+    let input = format!("x={}", x.display());
+    let path = "fixtures/text/sigmoid_head.onnxtxt";
+    let run = |state: &str| {
+        let args = [
+            "--isolated",
+            "--format",
+            "short",
+            "--model-state",
+            state,
+            "--input",
+            &input,
+            path,
+        ];
+        text(&nnlint(&args).stdout)
+    };
+    let (hidden, head) = (
+        "sigmoid_head.onnxtxt:6:9: warning[NN402]",
+        "sigmoid_head.onnxtxt:8:14: warning[NN402]",
+    );
+    let trained = run("trained");
+    assert!(
+        trained.contains(hidden) && !trained.contains(head),
+        "{trained}"
+    );
+    let untrained = run("untrained");
+    assert!(
+        untrained.contains(hidden) && untrained.contains(head),
+        "{untrained}"
+    );
+}
+
 #[test]
 fn real_inputs_replace_synthesized_ones() {
     let dir = tempfile::tempdir().unwrap();

@@ -66,13 +66,18 @@ impl<'m> Graph<'m> {
     /// Whether weight layer `id` is a head: no other weight layer reads what
     /// it computes, so its output goes to the graph's outputs or the loss.
     pub fn is_head(&self, id: NodeId) -> bool {
-        self.weight_layer(id).is_some()
-            && !self
-                .residual()
-                .before_layer
-                .get(id)
-                .copied()
-                .unwrap_or(true)
+        self.weight_layer(id).is_some() && !self.before_weight_layer(id)
+    }
+
+    /// Whether a weight layer reads, directly or further on, what node `id`
+    /// computes; `false` for the nodes of an output head (a detector's
+    /// class sigmoids, a multi-label head).
+    pub fn before_weight_layer(&self, id: NodeId) -> bool {
+        self.residual()
+            .before_layer
+            .get(id)
+            .copied()
+            .unwrap_or(true)
     }
 
     /// The dynamic (not stored) inputs of a merge candidate.

@@ -73,6 +73,13 @@ impl Rule for SaturatedActivation {
             if in_loss || probe.after_constant_weights(graph, &n) {
                 continue;
             }
+            // On a trained model, an output head's sigmoids (a detector's
+            // class scores over thousands of anchors, a multi-label head)
+            // sit near 0 for nearly every input by design: what it learned.
+            let trained = cx.facts.state.state == crate::graph::ModelState::Trained;
+            if trained && !graph.before_weight_layer(n.id()) {
+                continue;
+            }
             let Some(input) = n.input(0) else { continue };
             let Some(units) = probe.summary(input).and_then(|s| s.units.as_ref()) else {
                 continue;
