@@ -223,6 +223,36 @@ fn a_trained_output_heads_sigmoids_near_zero_are_not_saturation() {
     );
 }
 
+/// Two towers on two inputs of different real scales: the second tower is
+/// not deeper than the first, so its spread is not compared with the
+/// first's (`activation-scale` read 9.2e-4x "vanishing" here before).
+#[test]
+fn a_spread_is_compared_only_with_the_layers_that_feed_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (x, y) = (dir.path().join("x.npy"), dir.path().join("y.npy"));
+    let wave = |i: usize| ((i * 37 % 101) as f64 / 50.0 - 1.0) * 1.7;
+    common::write_npy(&x, "<f4", &[64, 8], wave);
+    common::write_npy(&y, "<f4", &[64, 8], |i| wave(i) * 1e-3);
+    let (x, y) = (format!("x={}", x.display()), format!("y={}", y.display()));
+    let args = [
+        "--isolated",
+        "--format",
+        "short",
+        "--input",
+        &x,
+        "--input",
+        &y,
+        "fixtures/text/two_towers.onnxtxt",
+    ];
+    let out = nnlint(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(
+        !text(&out.stdout).contains("NN403"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
 #[test]
 fn real_inputs_replace_synthesized_ones() {
     let dir = tempfile::tempdir().unwrap();

@@ -153,11 +153,14 @@ pub struct Outside {
 /// spread, if anywhere; `None` too when nothing was measured.
 pub fn outside(graph: &Graph<'_>, probe: &Probe, low: f64, high: f64) -> Option<Outside> {
     let (reference, first_node) = reference(graph, probe)?;
+    let after_first = downstream(graph, first_node);
     for (depth, &(_, t, node, is_input)) in depth_points(graph, probe).iter().enumerate() {
         // Inside a residual branch a small spread is the branch's own scale
         // (attention averaging values over positions, a layer scale), not
-        // depth: the stream beside it carries the signal.
-        if graph.on_residual_branch(node) {
+        // depth: the stream beside it carries the signal. A layer the first
+        // one does not feed (another input's branch, a second tower) is
+        // not deeper than it, and its spread is not compared with it.
+        if graph.on_residual_branch(node) || !after_first[node] {
             continue;
         }
         // A spread of exactly 0 is dead units (`dead-relu`) or a constant, not depth.
@@ -178,6 +181,26 @@ pub fn outside(graph: &Graph<'_>, probe: &Probe, low: f64, high: f64) -> Option<
         }
     }
     None
+}
+
+/// Per node, whether it is `start` or reads, directly or further on, what
+/// `start` computes: one walk forward.
+fn downstream(graph: &Graph<'_>, start: NodeId) -> Vec<bool> {
+    let mut reached = vec![false; graph.node_count()];
+    let mut stack = vec![start];
+    reached[start] = true;
+    while let Some(id) = stack.pop() {
+        let n = graph.node(id);
+        for o in (0..n.outputs().len()).filter_map(|o| n.output_id(o)) {
+            for (c, _) in graph.consumers_of(o) {
+                if !reached[c.id()] {
+                    reached[c.id()] = true;
+                    stack.push(c.id());
+                }
+            }
+        }
+    }
+    reached
 }
 
 /// Whether the probe measured the spread at every weight layer and it stayed
