@@ -253,6 +253,20 @@ fn a_spread_is_compared_only_with_the_layers_that_feed_it() {
     );
 }
 
+/// A sum of two outputs of one sample (a batch of one) is not a loss of two
+/// terms: `multi-loss-scale` read it as one before.
+#[test]
+fn a_single_samples_sum_is_not_a_summed_loss() {
+    let path = "fixtures/text/single_sample_sum.onnxtxt";
+    let out = nnlint(&["--isolated", "--format", "short", path]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(
+        !text(&out.stdout).contains("NN107"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
 #[test]
 fn real_inputs_replace_synthesized_ones() {
     let dir = tempfile::tempdir().unwrap();

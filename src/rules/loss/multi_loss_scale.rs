@@ -300,8 +300,11 @@ fn addends<'m>(
                 .all(|t| addends(graph, probe, t, terms, depth + 1));
         }
     }
+    // A loss term is a scalar: a value of one element with a batch axis is
+    // one sample's output (a model probed with a single-sample batch), not a
+    // term of a loss.
     let value = match probe.summary(tensor) {
-        Some(s) if s.elements() == 1 => Some(s.mean()),
+        Some(s) if s.elements() == 1 && s.shape.is_empty() => Some(s.mean()),
         Some(_) => return false,
         None => graph.scalar(tensor),
     };
