@@ -86,7 +86,8 @@ class TransformerLM(torch.nn.Module):
         return self.head(self.enc(self.emb(ids)))
 
 
-def export(model, args, path, dynamo, train):
+def export_or_raise(model, args, path, dynamo, train):
+    """One export, dynamo or TorchScript, in training or eval mode; raises what the exporter raises."""
     model.train(train)
     kwargs = {"dynamo": dynamo}
     if dynamo:
@@ -96,10 +97,14 @@ def export(model, args, path, dynamo, train):
         kwargs["do_constant_folding"] = not train
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            torch.onnx.export(model, args, path, **kwargs)
-        except Exception as e:  # an exporter limitation is a fact to report, not a crash
-            print(f"FAILED {os.path.basename(path)}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+        torch.onnx.export(model, args, path, **kwargs)
+
+
+def export(model, args, path, dynamo, train):
+    try:
+        export_or_raise(model, args, path, dynamo, train)
+    except Exception as e:  # an exporter limitation is a fact to report, not a crash
+        print(f"FAILED {os.path.basename(path)}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
 
 
 def architectures(out):

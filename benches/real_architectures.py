@@ -32,10 +32,13 @@ import os
 import subprocess
 import sys
 import time
-import warnings
 
 import torch
 import torch.nn.functional as F
+
+# The exporter call the other benchmark shares (this folder is on sys.path
+# when the script runs).
+from export_models import export_or_raise
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH = 4
@@ -251,19 +254,6 @@ def corpus():
         yield from gen()
 
 
-def export(model, args, path, dynamo, train):
-    model.train(train)
-    kwargs = {"dynamo": dynamo}
-    if dynamo:
-        kwargs["verbose"] = False
-    else:
-        kwargs["training"] = torch.onnx.TrainingMode.TRAINING if train else torch.onnx.TrainingMode.EVAL
-        kwargs["do_constant_folding"] = not train
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, args, path, **kwargs)
-
-
 def export_all(out, only=None):
     os.makedirs(out, exist_ok=True)
     for i, (name, make) in enumerate(corpus()):
@@ -285,7 +275,7 @@ def export_all(out, only=None):
             try:
                 torch.manual_seed(0)
                 model, args = make()
-                export(copy.deepcopy(model), args, path, exporter == "dynamo", train)
+                export_or_raise(copy.deepcopy(model), args, path, exporter == "dynamo", train)
                 print(f"{os.path.basename(path)}: {time.time() - started:.1f} s", flush=True)
             except Exception as e:  # an exporter limitation is a fact to report, not a crash
                 print(f"FAILED {os.path.basename(path)}: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}", flush=True)

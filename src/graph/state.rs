@@ -289,16 +289,28 @@ pub struct WeightEvidence {
 }
 
 impl WeightEvidence {
+    /// The top singular value, over the edge, when it is above what a
+    /// random block reaches.
+    fn spectral_beyond(&self) -> Option<f64> {
+        self.spectral.filter(|&s| s > SPECTRAL_RANDOM)
+    }
+
+    /// The units' norm spread, and the units, when it is above what
+    /// independent draws give.
+    fn rows_beyond(&self) -> Option<(f64, usize)> {
+        self.rows.filter(|&(r, u)| r > row_bound(u))
+    }
+
     /// The structure random draws do not have, strongest first, in words;
     /// empty when the tensor looks like one draw.
     pub fn structure(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if let Some(s) = self.spectral.filter(|&s| s > SPECTRAL_RANDOM) {
+        if let Some(s) = self.spectral_beyond() {
             out.push(format!(
                 "its top singular value is {s:.2}x the random-matrix edge"
             ));
         }
-        if let Some((r, units)) = self.rows.filter(|&(r, u)| r > row_bound(u)) {
+        if let Some((r, units)) = self.rows_beyond() {
             out.push(format!(
                 "its {units} units' norms are {r:.2}x as spread as independent draws give"
             ));
@@ -321,8 +333,10 @@ impl WeightEvidence {
         out
     }
 
+    /// Whether the tensor looks like one draw: [`WeightEvidence::structure`]
+    /// would be empty, decided without writing its words.
     pub fn random(&self) -> bool {
-        self.structure().is_empty()
+        self.draw.is_some() && self.spectral_beyond().is_none() && self.rows_beyond().is_none()
     }
 
     /// The measurements in one phrase: `std 0.02, kurtosis 3.02, unit-norm spread 1.01x, ...`.

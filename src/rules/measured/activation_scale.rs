@@ -152,6 +152,13 @@ pub struct Outside {
 /// Where the measured spread first leaves `low..=high` times the reference
 /// spread, if anywhere; `None` too when nothing was measured.
 pub fn outside(graph: &Graph<'_>, probe: &Probe, low: f64, high: f64) -> Option<Outside> {
+    scan(graph, probe, low, high).flatten()
+}
+
+/// [`outside`], told apart from nothing measured: `None` when no weight
+/// layer's input spread was measured, `Some(None)` when every point stayed
+/// in the band.
+fn scan(graph: &Graph<'_>, probe: &Probe, low: f64, high: f64) -> Option<Option<Outside>> {
     let (reference, first_node) = reference(graph, probe)?;
     let after_first = downstream(graph, first_node);
     for (depth, &(_, t, node, is_input)) in depth_points(graph, probe).iter().enumerate() {
@@ -169,7 +176,7 @@ pub fn outside(graph: &Graph<'_>, probe: &Probe, low: f64, high: f64) -> Option<
         };
         let ratio = s / reference;
         if !(low..=high).contains(&ratio) {
-            return Some(Outside {
+            return Some(Some(Outside {
                 depth,
                 node,
                 is_input,
@@ -177,10 +184,10 @@ pub fn outside(graph: &Graph<'_>, probe: &Probe, low: f64, high: f64) -> Option<
                 ratio,
                 reference,
                 first_node,
-            });
+            }));
         }
     }
-    None
+    Some(None)
 }
 
 /// Per node, whether it is `start` or reads, directly or further on, what
@@ -207,6 +214,8 @@ fn downstream(graph: &Graph<'_>, start: NodeId) -> Vec<bool> {
 /// within activation-scale's default band of the first layer's.
 pub fn in_range(graph: &Graph<'_>, probe: &Probe) -> bool {
     let option = |name| crate::rules::option(&META, None, name);
-    reference(graph, probe).is_some()
-        && outside(graph, probe, option("low"), option("high")).is_none()
+    matches!(
+        scan(graph, probe, option("low"), option("high")),
+        Some(None)
+    )
 }
