@@ -297,6 +297,7 @@ fn lint_listing(
         failed: false,
         coverage: Some(coverage),
         measurements,
+        loss: graphs.first().map(loss_report),
         ..FileReport::new(path, sources, diagnostics)
     }
 }
@@ -526,4 +527,25 @@ pub fn expand_paths(args: &[PathBuf], config: &ConfigSource, walk: Walk) -> Expa
         }
     }
     out
+}
+
+/// The loss the rules read in `graph`, for `--verbose` and the json report.
+fn loss_report(graph: &graph::Graph<'_>) -> diag::report::LossReport {
+    let loss = graph.loss();
+    let name = |t: graph::TensorId| graph.tensor_name(t).to_string();
+    diag::report::LossReport {
+        output: loss.total.map(name),
+        terms: loss
+            .terms
+            .iter()
+            .map(|t| diag::report::LossTermReport {
+                form: t.form,
+                node: graph.node(t.node).name().to_string(),
+                weight: t.weight,
+                reduction: t.reduction,
+                scores: t.scores.map(name),
+                target: t.target.map(name),
+            })
+            .collect(),
+    }
 }

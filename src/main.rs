@@ -72,6 +72,11 @@ struct LintArgs {
     #[arg(long, short)]
     quiet: bool,
 
+    /// Also print the loss each model's graph was read to compute: its terms,
+    /// what each scores and against which input
+    #[arg(long, short, conflicts_with = "quiet")]
+    verbose: bool,
+
     /// Exit 0 even when findings were reported (still 2 when a file cannot be read)
     #[arg(long)]
     exit_zero: bool,
@@ -434,6 +439,7 @@ fn diff(args: DiffArgs, arguments: Vec<String>) -> u8 {
                 color: use_color(args.color),
                 prefer: args.location,
                 quiet: args.quiet,
+                verbose: false,
             };
             render(format, &report, &options, &mut out).and_then(|_| {
                 if format != Format::Human || args.quiet || result.mismatch {
@@ -559,6 +565,7 @@ fn lint(args: LintArgs, arguments: Vec<String>) -> u8 {
             color,
             prefer: args.location,
             quiet: args.quiet,
+            verbose: args.verbose,
         };
         render(args.format, &report, &render_options, &mut out).and_then(|_| {
             if args.format == Format::Human && !args.quiet && !reports.is_empty() {
@@ -763,6 +770,7 @@ fn print(path: &std::path::Path, values: bool) -> u8 {
                 color: use_color(Color::Auto),
                 prefer: Prefer::Model,
                 quiet: true,
+                verbose: false,
             };
             let report = nnlint::report(Default::default(), vec![*report]);
             let _ = render(Format::Human, &report, &options, &mut std::io::stderr());

@@ -136,6 +136,86 @@ pub struct FileReport {
     pub config: Option<String>,
     /// What the probe measured per layer; `None` when it did not run.
     pub measurements: Option<Measurements>,
+    /// The loss the graph was read to compute; `None` when no model was read.
+    pub loss: Option<LossReport>,
+}
+
+/// The loss nnlint recognized in a graph: what `--verbose` prints and the
+/// json report records, so that a user sees what the loss rules read.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct LossReport {
+    /// The scalar output its terms add up to, if the graph returns one.
+    pub output: Option<String>,
+    pub terms: Vec<LossTermReport>,
+}
+
+/// One term of a recognized loss.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LossTermReport {
+    pub form: crate::graph::Form,
+    /// The node that reduces it.
+    pub node: String,
+    /// The constant it enters the total with, signed.
+    pub weight: f64,
+    pub reduction: crate::graph::Reduction,
+    /// What the model predicts, and the input with the targets.
+    pub scores: Option<String>,
+    pub target: Option<String>,
+}
+
+impl LossReport {
+    /// One line: `` `loss` = cross-entropy of `z` against `y` (mean) + ... ``.
+    pub fn describe(&self) -> String {
+        if self.terms.is_empty() {
+            return "no loss found".to_string();
+        }
+        let terms: Vec<String> = self
+            .terms
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let sign = match (i, t.weight < 0.0) {
+                    (0, true) => "-",
+                    (0, false) => "",
+                    (_, true) => " - ",
+                    (_, false) => " + ",
+                };
+                let w = t.weight.abs();
+                let weight = if w == 1.0 {
+                    String::new()
+                } else {
+                    format!("{} x ", super::short_number(w))
+                };
+                let scores = t
+                    .scores
+                    .as_ref()
+                    .map(|s| format!(" of `{s}`"))
+                    .unwrap_or_default();
+                let target = t
+                    .target
+                    .as_ref()
+                    .map(|s| format!(" against `{s}`"))
+                    .unwrap_or_default();
+                let reduction = serde_json::to_value(t.reduction)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                let at = if t.node.is_empty() {
+                    String::new()
+                } else {
+                    format!(", at `{}`", t.node)
+                };
+                format!(
+                    "{sign}{weight}{}{scores}{target} ({reduction}{at})",
+                    t.form.describe()
+                )
+            })
+            .collect();
+        match &self.output {
+            Some(o) => format!("the loss `{o}` = {}", terms.join("")),
+            None => format!("the loss terms: {}", terms.join("")),
+        }
+    }
 }
 
 impl FileReport {
@@ -153,6 +233,7 @@ impl FileReport {
             data: Vec::new(),
             config: None,
             measurements: None,
+            loss: None,
         }
     }
 }

@@ -470,6 +470,8 @@ fn build_body<'m>(
         layers: Default::default(),
         residual: Default::default(),
         node_names: Default::default(),
+        loss: Default::default(),
+        flow: Default::default(),
     };
     super::shapes::infer(&mut graph);
     out.push(graph);

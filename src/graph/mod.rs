@@ -15,6 +15,7 @@ mod build;
 mod gradient;
 mod inputs;
 mod layers;
+mod loss;
 mod node;
 mod onnx_ops;
 mod origin;
@@ -33,6 +34,7 @@ pub use build::{build, is_known_op, Problem, ProblemKind, IMPLICIT_SLOT};
 pub use gradient::{Block, GradientFlow, ParamKind, Trainable};
 pub use inputs::InputNames;
 pub use layers::{activation, Activation, LayerKind, WeightLayer, NORMALIZATION_OPS};
+pub use loss::{Form, LogArgument, Loss, Reduction, Term};
 pub use node::{Attr, NodeRef};
 pub use origin::PyOrigin;
 pub use patterns::{BinaryCrossEntropy, Softmax};
@@ -200,6 +202,8 @@ pub struct Graph<'m> {
     pub(crate) residual: std::sync::OnceLock<residual::Residual>,
     /// Node ids by name, built on the first [`Graph::find_node`].
     pub(crate) node_names: std::sync::OnceLock<HashMap<&'m str, NodeId>>,
+    pub(crate) loss: std::sync::OnceLock<loss::Loss>,
+    pub(crate) flow: std::sync::OnceLock<loss::Flow>,
 }
 
 /// A value fixed at export time.

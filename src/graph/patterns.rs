@@ -134,7 +134,7 @@ impl<'m> Graph<'m> {
     }
 
     /// `t` before the value-preserving ops that produced it.
-    fn through_layout(&self, t: TensorId) -> TensorId {
+    pub(crate) fn through_layout(&self, t: TensorId) -> TensorId {
         let mut t = t;
         for _ in 0..=self.node_count() {
             match self.producer_of(t) {
@@ -314,7 +314,7 @@ impl<'m> Graph<'m> {
     }
 
     /// `y` when `t` is `1 - y`: `Sub(1, y)`, or `Add(Neg(y), 1)` as dynamo writes it.
-    fn one_minus(&self, t: TensorId) -> Option<TensorId> {
+    pub(crate) fn one_minus(&self, t: TensorId) -> Option<TensorId> {
         let (n, _) = self.producer_of(t)?;
         let one = |i: Option<TensorId>| i.and_then(|i| self.fill_of(i)) == Some(1.0);
         let negated = |i: Option<TensorId>| {

@@ -520,7 +520,7 @@ impl Premise {
                 "the model is untrained or unknown (its design assumes standardized inputs), or every float input is given with `--input`"
             }
             Premise::LossInGraph => {
-                "the graph contains a loss (`SoftmaxCrossEntropyLoss`, `NegativeLogLikelihoodLoss`, a decomposed binary cross-entropy)"
+                "the graph computes a loss against labels or targets: a loss op, or a cross-entropy, binary cross-entropy, KL, focal, contrastive, squared, absolute or Huber loss written out"
             }
             Premise::TrainingExport => {
                 "the graph has a Dropout, a training-mode BatchNormalization, or torch's training-mode metadata"

@@ -1,16 +1,18 @@
 //! The probe's inputs: synthesized from a seed, or read from `.npy` files.
 //!
 //! What an input holds follows from what the graph does with it:
-//! class labels of a loss are uniform over the classes, a binary target is 0
-//! or 1, token ids are uniform over the embedding's rows, integer images span
-//! their type's range, and float data is N(0, 1).
+//! class labels of a loss are uniform over the classes (one-hot rows for a
+//! cross-entropy written out), a binary target is 0 or 1, a KL divergence's
+//! target a random distribution, token ids are uniform over the embedding's
+//! rows, integer images span their type's range, and float data is N(0, 1).
+//! The loss's form and target come from [`Graph::loss`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use tract_onnx::prelude::*;
 
-use crate::graph::{Dim, Graph};
+use crate::graph::{Dim, Form, Graph};
 use crate::onnx::proto::data_type as dt;
 
 /// What an input is filled with.
@@ -26,6 +28,12 @@ pub enum Fill {
     },
     /// 0 or 1: the target of a binary loss.
     Binary,
+    /// One 1 per row of the last axis, at a uniform random class: the
+    /// one-hot labels of a cross-entropy written out.
+    OneHot,
+    /// A random distribution over the last axis (a softmax of N(0, 1)):
+    /// the target of a KL divergence.
+    Distribution,
     /// Uniform integers in `0..vocab`: token ids into an embedding.
     Tokens {
         vocab: usize,
@@ -265,38 +273,56 @@ pub fn guessed(graph: &Graph<'_>, options: &InputOptions) -> Vec<String> {
 fn fill_for(graph: &Graph<'_>, name: &str, elem_type: i32) -> Result<Fill, String> {
     for u in graph.follow(name) {
         let n = graph.node(u.node);
-        match (n.op_type(), u.slot) {
-            ("SoftmaxCrossEntropyLoss" | "NegativeLogLikelihoodLoss", 1) => {
-                let scores = n.input(0).unwrap_or_default();
-                return Ok(Fill::Labels {
-                    classes: classes(graph, scores).unwrap_or(0),
-                    scores: scores.to_string(),
-                });
-            }
-            ("Gather", 1) => {
-                if let Some(rows) = n
-                    .input(0)
-                    .and_then(|t| graph.stored(t))
-                    .and_then(|s| s.dims().first().copied())
-                {
-                    if n.attr_i64("axis").unwrap_or(0) == 0 && rows > 0 {
-                        return Ok(Fill::Tokens {
-                            vocab: rows as usize,
-                        });
-                    }
+        if let ("Gather", 1) = (n.op_type(), u.slot) {
+            if let Some(rows) = n
+                .input(0)
+                .and_then(|t| graph.stored(t))
+                .and_then(|s| s.dims().first().copied())
+            {
+                if n.attr_i64("axis").unwrap_or(0) == 0 && rows > 0 {
+                    return Ok(Fill::Tokens {
+                        vocab: rows as usize,
+                    });
                 }
+            }
+        }
+    }
+    // The target of a loss: what the loss's form says it holds.
+    let float = matches!(elem_type, dt::FLOAT | dt::DOUBLE | dt::FLOAT16);
+    let id = graph.tensor_id(name);
+    if let Some(term) = graph
+        .loss()
+        .data_terms()
+        .find(|t| t.target.is_some() && t.target == id)
+    {
+        let labels = |scores: Option<crate::graph::TensorId>| {
+            let scores = scores.map(|s| graph.tensor_name(s)).unwrap_or_default();
+            Fill::Labels {
+                classes: classes(graph, scores).unwrap_or(0),
+                scores: scores.to_string(),
+            }
+        };
+        let meet = term.meet.map(|m| graph.node(m));
+        let gathered = meet.filter(|m| m.is("GatherElements") || m.is("Gather"));
+        match term.form {
+            Form::BinaryCrossEntropy if float => return Ok(Fill::Binary),
+            Form::KlDivergence if float => return Ok(Fill::Distribution),
+            Form::CrossEntropyWritten | Form::Focal | Form::Contrastive if float => {
+                return Ok(Fill::OneHot)
+            }
+            Form::CrossEntropyWritten | Form::Focal if gathered.is_some() => {
+                return Ok(labels(gathered.and_then(|g| g.input_id(0))));
+            }
+            Form::CrossEntropy | Form::NegativeLogLikelihood | Form::Contrastive | Form::Focal
+                if !float =>
+            {
+                return Ok(labels(meet.and_then(|m| m.input_id(0))));
             }
             _ => {}
         }
     }
     Ok(match elem_type {
-        dt::FLOAT | dt::DOUBLE | dt::FLOAT16 => {
-            if is_binary_target(graph, name) {
-                Fill::Binary
-            } else {
-                Fill::Normal
-            }
-        }
+        dt::FLOAT | dt::DOUBLE | dt::FLOAT16 => Fill::Normal,
         dt::UINT8 => Fill::Range { lo: 0, hi: 255 },
         dt::INT8 => Fill::Range { lo: -128, hi: 127 },
         dt::BOOL => Fill::Ones,
@@ -311,39 +337,6 @@ fn classes(graph: &Graph<'_>, scores: &str) -> Option<usize> {
         Dim::Known(c) if *c > 0 => Some(*c as usize),
         _ => None,
     }
-}
-
-/// A float input that reaches no weight layer, in a graph whose loss takes the
-/// log of a sigmoid: the target of binary cross-entropy with logits.
-fn is_binary_target(graph: &Graph<'_>, name: &str) -> bool {
-    let log_sigmoid = graph.nodes_of("Log").any(|n| {
-        n.input(0)
-            .and_then(|t| graph.producer(t))
-            .is_some_and(|(p, _)| p.is("Sigmoid"))
-    });
-    log_sigmoid && !reaches_weight_layer(graph, name)
-}
-
-fn reaches_weight_layer(graph: &Graph<'_>, name: &str) -> bool {
-    let mut seen = rustc_hash::FxHashSet::default();
-    let mut stack = vec![name];
-    while let Some(t) = stack.pop() {
-        for (n, _) in graph.consumers(t) {
-            if !seen.insert(n.id()) {
-                continue;
-            }
-            if graph.weight_layer(n.id()).is_some() {
-                return true;
-            }
-            stack.extend(
-                n.outputs()
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|o| !o.is_empty()),
-            );
-        }
-    }
-    false
 }
 
 /// A small, seeded generator (SplitMix64): the same seed gives the same inputs
@@ -398,11 +391,27 @@ pub fn make(input: &Input, seed: u64) -> Result<Tensor, String> {
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .ok_or_else(|| format!("input `{}` is too large to synthesize", input.name))?;
     let mut rng = Rng::for_input(seed, &input.name);
+    if matches!(input.fill, Fill::OneHot | Fill::Distribution) {
+        let width = input.shape.last().copied().unwrap_or(1).max(1);
+        let mut values = Vec::with_capacity(len);
+        for _ in 0..len / width {
+            if input.fill == Fill::OneHot {
+                let hot = rng.below(width as u64) as usize;
+                values.extend((0..width).map(|i| if i == hot { 1.0 } else { 0.0 }));
+            } else {
+                let e: Vec<f64> = (0..width).map(|_| rng.normal().exp()).collect();
+                let total: f64 = e.iter().sum();
+                values.extend(e.iter().map(|v| v / total));
+            }
+        }
+        return typed(input.elem_type, &input.shape, &values);
+    }
     let values: Vec<f64> = (0..len)
         .map(|_| match &input.fill {
             Fill::Normal => rng.normal(),
             Fill::Labels { classes, .. } => rng.below((*classes).max(1) as u64) as f64,
             Fill::Binary => rng.below(2) as f64,
+            Fill::OneHot | Fill::Distribution => 0.0,
             Fill::Tokens { vocab } => rng.below(*vocab as u64) as f64,
             Fill::Range { lo, hi } => (*lo + rng.below((hi - lo + 1) as u64) as i64) as f64,
             Fill::Ones => 1.0,

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 use rustc_hash::FxHashMap;
 
-use crate::graph::{Graph, NodeId, NodeRef};
+use crate::graph::{Form, Graph, NodeId, NodeRef};
 use crate::onnx::Model;
 pub use backward::fit::Fit;
 pub use backward::{Gradients, Mixing, ParamGrad, Target};
@@ -455,10 +455,16 @@ fn classes(graph: &Graph<'_>) -> Option<usize> {
             _ => None,
         }
     };
-    if let Some((n, kind)) = loss_nodes(graph).into_iter().next() {
-        return match kind {
-            LossKind::Binary => Some(2),
-            _ => n.input(0).and_then(|t| known(t, Some(1))),
+    if let Some(term) = graph
+        .loss()
+        .data_terms()
+        .find(|t| t.form.is_classification())
+    {
+        return match term.form {
+            Form::BinaryCrossEntropy => Some(2),
+            _ => term
+                .scores
+                .and_then(|t| known(graph.tensor_name(t), Some(1))),
         };
     }
     heads(graph).first().and_then(|(t, _)| known(t, None))
@@ -578,7 +584,7 @@ fn watch_plan(graph: &Graph<'_>, saturation: f32) -> FxHashMap<String, Watch> {
             _ => {}
         }
     }
-    if loss_nodes(graph).is_empty() {
+    if !graph.loss().found() {
         for (tensor, head) in heads(graph) {
             watch.entry(tensor.to_string()).or_default().head = Some(head);
         }
@@ -601,55 +607,6 @@ fn unit_axis(graph: &Graph<'_>, n: &NodeRef<'_, '_>) -> UnitAxis {
         }
     }
     UnitAxis::Features
-}
-
-/// The loss nodes of a graph: `SoftmaxCrossEntropyLoss`,
-/// `NegativeLogLikelihoodLoss`, and the reduction that ends torch's
-/// decomposition of binary cross-entropy with logits.
-pub fn loss_nodes<'g, 'm>(graph: &'g Graph<'m>) -> Vec<(NodeRef<'g, 'm>, LossKind)> {
-    let mut out = Vec::new();
-    for n in graph.nodes() {
-        if !n.domain_is_default() {
-            continue;
-        }
-        match n.op_type() {
-            "SoftmaxCrossEntropyLoss" => out.push((n, LossKind::CrossEntropy)),
-            "NegativeLogLikelihoodLoss" => out.push((n, LossKind::NegativeLogLikelihood)),
-            "ReduceMean" if takes_log_sigmoid(graph, &n) => out.push((n, LossKind::Binary)),
-            _ => {}
-        }
-    }
-    out
-}
-
-/// What a loss node computes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LossKind {
-    CrossEntropy,
-    NegativeLogLikelihood,
-    /// Binary cross-entropy, decomposed.
-    Binary,
-}
-
-/// Whether a Log of a Sigmoid feeds `n` within a few elementwise steps.
-fn takes_log_sigmoid(graph: &Graph<'_>, n: &NodeRef<'_, '_>) -> bool {
-    let mut stack: Vec<(&str, usize)> = n.inputs().iter().map(|s| (s.as_str(), 0)).collect();
-    while let Some((t, depth)) = stack.pop() {
-        let Some((p, _)) = graph.producer(t) else {
-            continue;
-        };
-        if p.is("Log")
-            && p.input(0)
-                .and_then(|i| graph.producer(i))
-                .is_some_and(|(s, _)| s.is("Sigmoid"))
-        {
-            return true;
-        }
-        if depth < 4 && matches!(p.op_type(), "Sub" | "Add" | "Mul" | "Neg" | "Div") {
-            stack.extend(p.inputs().iter().map(|s| (s.as_str(), depth + 1)));
-        }
-    }
-    false
 }
 
 /// Graph outputs that are a classifier's head: softmax or log-softmax over the

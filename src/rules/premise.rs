@@ -84,7 +84,7 @@ impl Facts {
         Facts {
             state,
             real_inputs,
-            loss: main.is_some_and(|g| !crate::probe::loss_nodes(g).is_empty()),
+            loss: main.is_some_and(|g| g.loss().found()),
             training: graphs.iter().any(training_export),
         }
     }

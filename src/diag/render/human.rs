@@ -38,6 +38,9 @@ pub fn render(
         if let Some(c) = r.coverage.as_ref().filter(|_| !options.quiet) {
             coverage(&r.path, c, out)?;
         }
+        if let Some(l) = r.loss.as_ref().filter(|_| options.verbose) {
+            writeln!(out, "{}: {}", r.path, l.describe())?;
+        }
     }
     Ok(())
 }
@@ -85,11 +88,11 @@ fn coverage(path: &str, c: &Coverage, out: &mut dyn Write) -> io::Result<()> {
     let (families, call) = match (loss, training) {
         (true, true) => (
             "loss rules (the graph has no loss) and dropout and batch-norm rules (not a training-mode export)",
-            "the loss inside `forward`, in training mode: `model.train(); torch.onnx.export(WithLoss(model), (x, y), path, dynamo=True)`",
+            "with the loss inside `forward`, in training mode: `model.train(); torch.onnx.export(WithLoss(model), (x, y), path, dynamo=True)`",
         ),
         (true, false) => (
             "loss rules (the graph has no loss)",
-            "the loss inside `forward`: `torch.onnx.export(WithLoss(model), (x, y), path, dynamo=True)`",
+            "with the loss inside `forward`: `torch.onnx.export(WithLoss(model), (x, y), path, dynamo=True)`",
         ),
         (false, true) => (
             "dropout and batch-norm rules (not a training-mode export)",
@@ -99,7 +102,7 @@ fn coverage(path: &str, c: &Coverage, out: &mut dyn Write) -> io::Result<()> {
     };
     writeln!(
         out,
-        "{path}: {families} could not look; export with {call} (README: Exporting for nnlint)"
+        "{path}: {families} could not look; export {call} (README: Exporting for nnlint)"
     )?;
     Ok(())
 }

@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use crate::diag::position::Prefer;
 use crate::diag::report::{
-    Coverage, DataFile, DiffTable, FileReport, Measurements, Report, RuleInfo, Run, SCHEMA_VERSION,
+    Coverage, DataFile, DiffTable, FileReport, LossReport, Measurements, Report, RuleInfo, Run,
+    SCHEMA_VERSION,
 };
 
 #[derive(Serialize)]
@@ -35,6 +36,8 @@ struct JsonFile<'a> {
     coverage: Option<&'a Coverage>,
     findings: serde_json::Value,
     measurements: Option<&'a Measurements>,
+    /// The loss the rules read: its terms, what each scores and against what.
+    loss: Option<&'a LossReport>,
 }
 
 pub fn render(report: &Report, prefer: Prefer, out: &mut dyn Write) -> io::Result<()> {
@@ -67,6 +70,7 @@ fn json_file(r: &FileReport, prefer: Prefer) -> JsonFile<'_> {
         coverage: r.coverage.as_ref(),
         findings: super::json::findings(std::slice::from_ref(r), prefer),
         measurements: r.measurements.as_ref(),
+        loss: r.loss.as_ref(),
     }
 }
 

@@ -42,6 +42,8 @@ pub struct RenderOptions {
     /// Leave out `human`'s lines on each model's state and on what its
     /// rules could not check (`--quiet`).
     pub quiet: bool,
+    /// Also print, per model, the loss its graph was read to compute (`--verbose`).
+    pub verbose: bool,
 }
 
 /// Writes the run's report in `format`.

@@ -474,8 +474,8 @@ impl<'a, 'm> Pass<'a, 'm> {
             }
             Ok(acc)
         };
-        let losses = super::loss_nodes(graph);
-        if !losses.is_empty() {
+        let loss = graph.loss();
+        if loss.found() {
             // The graph's scalar outputs combine its losses; else the losses themselves.
             let scalars: Vec<Tensor> = graph
                 .outputs()
@@ -486,10 +486,8 @@ impl<'a, 'm> Pass<'a, 'm> {
                 .cloned()
                 .collect();
             let chosen = if scalars.is_empty() {
-                losses
-                    .iter()
-                    .filter_map(|(n, _)| n.output(0))
-                    .map(|o| get(o).cloned())
+                loss.data_terms()
+                    .map(|t| get(graph.tensor_name(t.value)).cloned())
                     .collect::<Result<Vec<_>, Skip>>()?
             } else {
                 scalars
@@ -779,14 +777,15 @@ fn per_sample_outputs(
     batch: usize,
 ) -> Vec<String> {
     let leading = |name: &str| dims(name).is_some_and(|d| d.first() == Some(&batch));
-    let losses = super::loss_nodes(graph);
-    let mut out: Vec<String> = if losses.is_empty() {
+    let loss = graph.loss();
+    let mut out: Vec<String> = if !loss.found() {
         graph.outputs().iter().map(|s| s.to_string()).collect()
     } else {
-        losses
-            .iter()
-            .filter_map(|(n, _)| n.input(0))
-            .map(str::to_string)
+        // A contrastive loss's scores compare every sample with every other by design.
+        loss.data_terms()
+            .filter(|t| t.form != crate::graph::Form::Contrastive)
+            .filter_map(|t| t.scores)
+            .map(|t| graph.tensor_name(t).to_string())
             .collect()
     };
     out.retain(|o| leading(o));

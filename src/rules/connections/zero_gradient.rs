@@ -113,10 +113,9 @@ impl Rule for ZeroGradient {
         if !grads.params.is_empty() && grads.params.iter().all(|p| p.none()) {
             let at = match &grads.target {
                 crate::probe::Target::Head(h) => graph.producer(h).map(|(p, _)| p),
-                crate::probe::Target::Loss => crate::probe::loss_nodes(graph)
-                    .into_iter()
-                    .next()
-                    .map(|(n, _)| n),
+                crate::probe::Target::Loss => {
+                    graph.loss().data_terms().next().map(|t| graph.node(t.node))
+                }
                 crate::probe::Target::Outputs => graph
                     .outputs()
                     .first()
@@ -219,7 +218,7 @@ fn blocked<'t, 'm>(
 ) -> BTreeMap<NodeId, (Block, Vec<&'t Trainable<'m>>)> {
     // What the backward pass differentiates: the scalar outputs that combine
     // the losses, else the losses, else every float output.
-    let losses = crate::probe::loss_nodes(graph);
+    let loss = graph.loss();
     let float = |o: &&str| {
         graph
             .elem_type(o)
@@ -230,10 +229,12 @@ fn blocked<'t, 'm>(
         .clone()
         .filter(|o| graph.shape(o).is_none_or(|s| s.is_empty()))
         .collect();
-    let targets: rustc_hash::FxHashSet<&str> = if losses.is_empty() {
+    let targets: rustc_hash::FxHashSet<&str> = if !loss.found() {
         outputs.collect()
     } else if scalars.is_empty() {
-        losses.iter().filter_map(|(n, _)| n.output(0)).collect()
+        loss.data_terms()
+            .map(|t| graph.tensor_name(t.value))
+            .collect()
     } else {
         scalars
     };

@@ -2,7 +2,7 @@
 
 use crate::diag::short_number as short;
 use crate::diag::{Diagnostic, Severity};
-use crate::graph::{Graph, NodeId, Origin};
+use crate::graph::{Form, Graph, NodeId, Origin};
 use crate::probe::Probe;
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
@@ -185,8 +185,21 @@ enum TermKind {
     Penalty,
 }
 
-/// The kind of the term `tensor`, from one walk back over what it reads.
+/// The kind of the term `tensor`: what the graph's loss ([`Graph::loss`])
+/// says that term computes; for an addend it did not split out, one walk
+/// back over what it reads.
 fn kind(graph: &Graph<'_>, tensor: &str) -> TermKind {
+    let id = graph.tensor_id(tensor);
+    let term = graph.loss().terms.iter().find(|t| {
+        Some(t.value) == id || t.scaled_by.and_then(|s| graph.node(s).output_id(0)) == id
+    });
+    if let Some(t) = term {
+        return match t.form {
+            Form::Penalty => TermKind::Penalty,
+            Form::SelfComparison => TermKind::SelfComparison,
+            _ => TermKind::Data,
+        };
+    }
     let mut seen = rustc_hash::FxHashSet::default();
     // (tensor, whether a weight layer lies between it and the term)
     let mut stack = vec![(tensor, false)];

@@ -27,7 +27,15 @@ impl Rule for NllWithoutLog {
 
     fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
         let graph = cx.graph;
-        for nll in graph.nodes_of("NegativeLogLikelihoodLoss") {
+        // The loss op, or torch's decomposition of `F.nll_loss` (a gather at
+        // the labels, negated, averaged over the labels not ignored).
+        let nlls = graph
+            .loss()
+            .data_terms()
+            .filter(|t| t.form == crate::graph::Form::NegativeLogLikelihood)
+            .filter_map(|t| t.meet.map(|m| graph.node(m)))
+            .collect::<Vec<_>>();
+        for nll in nlls {
             let Some(scores) = nll.input(0) else { continue };
             let Origin::Node(src) = graph.origin(scores) else {
                 continue; // a graph input: what it holds is the caller's business

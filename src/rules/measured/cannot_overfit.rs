@@ -3,7 +3,7 @@
 use crate::diag::short_number as short;
 use crate::diag::{sparkline, Diagnostic, Series, Severity};
 use crate::graph::Graph;
-use crate::probe::{loss_nodes, Backward, Probe, ProbeOptions, Target};
+use crate::probe::{Backward, Probe, ProbeOptions, Target};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
@@ -77,6 +77,11 @@ impl Rule for CannotOverfit {
             return;
         }
         let graph = cx.graph;
+        // Soft targets (label smoothing) put a floor under the loss: a fit
+        // that reaches it fits as well as the targets allow.
+        if soft_target_floor(graph, probe).is_some_and(|floor| fit.lowest() <= floor + fit.goal) {
+            return;
+        }
         let at = match &fit.target {
             Target::Head(head) => graph.producer(head).map(|(n, _)| n),
             _ => loss_node(graph),
@@ -185,5 +190,30 @@ fn loss_node<'g, 'm>(graph: &'g Graph<'m>) -> Option<crate::graph::NodeRef<'g, '
     if let Some((n, _)) = scalar.and_then(|o| graph.producer(o)) {
         return Some(n);
     }
-    loss_nodes(graph).into_iter().next().map(|(n, _)| n)
+    graph.loss().data_terms().next().map(|t| graph.node(t.node))
+}
+
+/// The lowest value a cross-entropy written out can reach when its targets
+/// are computed in the graph from the labels (label smoothing: `(1 - e) y +
+/// e / C`): the entropy of those targets, from the two values the probe
+/// measured. `None` when the targets are the labels themselves.
+fn soft_target_floor(graph: &crate::graph::Graph<'_>, probe: &Probe) -> Option<f64> {
+    let mut floor: Option<f64> = None;
+    for term in graph.loss().data_terms() {
+        if term.form != crate::graph::Form::CrossEntropyWritten {
+            continue;
+        }
+        let Some(meet) = term.meet.map(|m| graph.node(m)).filter(|m| m.is("Mul")) else {
+            continue;
+        };
+        let soft = (0..2)
+            .filter_map(|i| meet.input_id(i))
+            .find(|&t| !graph.is_behind_weights(t) && Some(t) != term.target)?;
+        let s = probe.summary(graph.tensor_name(soft))?;
+        let classes = *s.shape.last()? as f64;
+        let h = |p: f64| if p > 0.0 { -p * p.ln() } else { 0.0 };
+        let entropy = h(s.max) + (classes - 1.0) * h(s.min);
+        floor = Some(floor.map_or(entropy, |f: f64| f.max(entropy)));
+    }
+    floor
 }

@@ -2,8 +2,8 @@
 
 use crate::diag::short_number as short;
 use crate::diag::{Diagnostic, Severity};
-use crate::graph::{Graph, NodeRef, Origin};
-use crate::probe::{heads, loss_nodes, LossKind, Probe};
+use crate::graph::{Form, Graph, NodeRef, Origin, Reduction};
+use crate::probe::{heads, Probe};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
@@ -89,54 +89,77 @@ pub struct Measured {
     pub what: &'static str,
 }
 
-/// The data losses of the graph as the probe measured them; with no loss in
-/// the graph, the cross-entropy of each classifier head on random labels.
+/// The data losses of the graph as the probe measured them, as the graph's
+/// loss names them ([`Graph::loss`]); with no loss in the graph, the
+/// cross-entropy of each classifier head on random labels.
 pub fn measurements(graph: &Graph<'_>, probe: &Probe) -> Vec<Measured> {
     let mut out = Vec::new();
-    let losses = loss_nodes(graph);
-    for (n, kind) in &losses {
-        let Some(loss) = n.output(0).and_then(|o| probe.summary(o)) else {
+    let loss = graph.loss();
+    // A contrastive loss's value at initialization depends on its
+    // temperature and the embeddings' width, not on a class count.
+    let judged =
+        |t: &&crate::graph::Term| t.form.is_classification() && t.form != Form::Contrastive;
+    for term in loss.data_terms().filter(judged) {
+        let n = graph.node(term.node);
+        let Some(value) = probe.summary(graph.tensor_name(term.value)) else {
             continue;
         };
-        if *kind == LossKind::Binary {
-            out.push(Measured {
-                node: n.id(),
-                value: loss.mean(),
-                expected: std::f64::consts::LN_2,
-                classes: 2,
-                binary: true,
-                what: "binary cross-entropy",
-            });
+        let Some(scores) = term
+            .scores
+            .and_then(|s| probe.summary(graph.tensor_name(s)))
+        else {
             continue;
+        };
+        let binary = term.form == Form::BinaryCrossEntropy;
+        // A binary loss on a softmax is `binary-loss-on-softmax`'s finding,
+        // on what is not probabilities `bce-without-sigmoid`'s.
+        if binary {
+            let Some(s) = term.scores else { continue };
+            let softmax = graph
+                .producer_of(s)
+                .is_some_and(|(p, _)| graph.softmax(&p).is_some());
+            if softmax || !(term.logits || graph.is_probability(s)) {
+                continue;
+            }
         }
         // NLL on something other than log-probabilities is `nll-without-log`'s finding.
-        if *kind == LossKind::NegativeLogLikelihood && !fed_log_probabilities(graph, n) {
+        if term.form == Form::NegativeLogLikelihood && !fed_log_probabilities(graph, &n) {
             continue;
         }
-        let Some(scores) = n.input(0).and_then(|s| probe.summary(s)) else {
-            continue;
-        };
-        let Some(&classes) = scores.shape.get(1) else {
-            continue;
+        let classes = match term.form {
+            _ if binary => 2,
+            Form::CrossEntropy | Form::NegativeLogLikelihood => match scores.shape.get(1) {
+                Some(&c) => c,
+                None => continue,
+            },
+            _ => match scores.shape.last() {
+                Some(&c) => c,
+                None => continue,
+            },
         };
         if classes < 2 {
             continue;
         }
-        let mut value = loss.mean();
-        let reduction = n.attr("reduction").and_then(|a| a.string());
-        if reduction.as_deref() == Some("sum") {
-            value /= (scores.elements() as f64 / classes as f64).max(1.0);
+        let mut v = term.signed(value.mean());
+        if term.reduction == Reduction::Sum {
+            // A sum over the batch: per sample (per element for a binary loss).
+            let per = if binary { 1.0 } else { classes as f64 };
+            v /= (scores.elements() as f64 / per).max(1.0);
         }
         out.push(Measured {
             node: n.id(),
-            value,
-            expected: (classes as f64).ln(),
+            value: v,
+            expected: if binary {
+                std::f64::consts::LN_2
+            } else {
+                (classes as f64).ln()
+            },
             classes,
-            binary: false,
-            what: "cross-entropy",
+            binary,
+            what: term.form.describe(),
         });
     }
-    if losses.is_empty() {
+    if !loss.found() {
         for (tensor, _) in heads(graph) {
             let Some(s) = probe.summary(tensor) else {
                 continue;
