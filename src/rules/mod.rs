@@ -23,9 +23,10 @@ use connections::{batch_mixing, gradient_scale, hidden_softmax, linear_stack, ze
 use file::{dead_node, duplicate_node_name, invalid_graph, unused_initializer, unused_input};
 pub use file::{syntax_error, unused_suppression};
 use loss::{
-    bce_without_sigmoid, binary_loss_on_softmax, double_sigmoid, double_softmax, multi_loss_scale,
-    nll_without_log, regression_loss_on_probabilities, relu_on_logits, softmax_batch_axis,
-    softmax_single_class,
+    bce_without_sigmoid, binary_loss_on_softmax, double_sigmoid, double_softmax,
+    kl_div_on_probabilities, log_of_unbounded, log_softmax_by_hand, loss_broadcast,
+    multi_loss_scale, nll_without_log, regression_loss_on_probabilities, relu_on_logits,
+    softmax_batch_axis, softmax_single_class,
 };
 pub(crate) use measured::{activation_scale, initial_loss};
 pub use measured::{cannot_overfit, probe_skipped, saturated_activation};
@@ -228,6 +229,10 @@ static RULES: &[&dyn Rule] = &[
     &binary_loss_on_softmax::BinaryLossOnSoftmax,
     &bce_without_sigmoid::BceWithoutSigmoid,
     &regression_loss_on_probabilities::RegressionLossOnProbabilities,
+    &loss_broadcast::LossBroadcast,
+    &log_of_unbounded::LogOfUnbounded,
+    &log_softmax_by_hand::LogSoftmaxByHand,
+    &kl_div_on_probabilities::KlDivOnProbabilities,
     &linear_stack::LinearStack,
     &hidden_softmax::HiddenSoftmax,
     &dead_relu::DeadRelu,
