@@ -342,6 +342,7 @@ fn every_rule_fires_somewhere_in_the_fixtures() {
         "fixtures/gradients",
         "fixtures/overfit",
         "fixtures/left_random",
+        "fixtures/loss_forms",
     ] {
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
@@ -857,4 +858,235 @@ fn published_bugs_fire_their_rules() {
     }
     // TorchScript cannot export `F.binary_cross_entropy` (Defects4ML 092, NeuraLint 44322611).
     assert_eq!(seen, 8 * 4 - 2 * 2);
+}
+
+/// The static pass only: the loss rules need no probe.
+fn static_only() -> nnlint::Options {
+    let mut o = isolated();
+    o.probe.enabled = false;
+    o
+}
+
+/// Every loss form of `fixtures/generate.py loss-forms` is recognized in
+/// both exporters' output, with the form the loss computes and its target:
+/// the loss the rules read, as `--verbose` and the json report name it.
+#[test]
+fn losses_are_recognized_from_what_they_compute() {
+    use nnlint::graph::Form::*;
+    // Each fixture's forms, in the order the terms are found; `Some` target
+    // names the input holding the labels, which every data term finds.
+    let expected: &[(&str, &[nnlint::graph::Form])] = &[
+        ("mse_", &[Squared]),
+        ("mse_none_mean_", &[Squared]),
+        ("l1_", &[Absolute]),
+        ("huber_", &[Huber]),
+        ("bce_logits_", &[BinaryCrossEntropy]),
+        ("bce_probabilities_", &[BinaryCrossEntropy]),
+        ("bce_written_", &[BinaryCrossEntropy]),
+        ("bce_written_clip_", &[BinaryCrossEntropy]),
+        ("ce_written_", &[CrossEntropyWritten]),
+        ("ce_gather_", &[CrossEntropyWritten]),
+        ("ce_label_smoothing_", &[CrossEntropy]),
+        ("ce_label_smoothing_written_", &[CrossEntropyWritten]),
+        ("kl_div_", &[KlDivergence]),
+        ("focal_", &[Focal]),
+        ("clip_contrastive_", &[Contrastive, Contrastive]),
+        ("noise_prediction_", &[NoisePrediction]),
+        ("weighted_terms_", &[CrossEntropy, Squared, SelfComparison]),
+        ("bug_mse_broadcast_", &[Squared]),
+        ("fixed_mse_broadcast_", &[Squared]),
+        ("bug_l1_broadcast_", &[Absolute]),
+        ("fixed_l1_broadcast_", &[Absolute]),
+        ("bug_log_clip_logits_", &[CrossEntropyWritten]),
+        ("fixed_log_clip_probabilities_", &[CrossEntropyWritten]),
+        ("bug_log_relu_", &[CrossEntropyWritten]),
+        ("bug_log_softmax_by_hand_", &[CrossEntropyWritten]),
+        ("bug_kl_div_on_probabilities_", &[KlDivergence]),
+    ];
+    let mut seen = 0;
+    for (p, stem, forms) in by_prefix("fixtures/loss_forms", expected) {
+        let report = lint_file(&p, &static_only()).unwrap();
+        let loss = report.loss.expect("a model was read");
+        let found: Vec<_> = loss.terms.iter().map(|t| t.form).collect();
+        assert_eq!(&found, forms, "{stem}: {}", loss.describe());
+        assert!(
+            loss.output.is_some(),
+            "{stem}: the total is the graph's output"
+        );
+        for t in loss
+            .terms
+            .iter()
+            .filter(|t| t.form.is_data() && t.form != Contrastive)
+        {
+            assert!(
+                t.target.is_some(),
+                "{stem}: no target in {}",
+                loss.describe()
+            );
+        }
+        seen += 1;
+    }
+    // TorchScript cannot export `l1_loss`, `smooth_l1_loss`, `binary_cross_entropy`
+    // or label smoothing (fixtures/loss_forms/VERSIONS.txt).
+    assert_eq!(seen, 26 * 2 - 4);
+}
+
+/// The four loss rules fire on their bugs in both exporters and stay
+/// silent on the fixed twins and on every other loss form.
+#[test]
+fn loss_bugs_fire_and_their_fixed_twins_stay_silent() {
+    let expected: &[(&str, &[&str])] = &[
+        ("bug_mse_broadcast_", &["loss-broadcast"]),
+        ("bug_l1_broadcast_", &["loss-broadcast"]),
+        ("bug_log_clip_logits_", &["log-of-unbounded"]),
+        ("bug_log_relu_", &["log-of-unbounded"]),
+        ("bug_log_softmax_by_hand_", &["log-softmax-by-hand"]),
+        ("bug_kl_div_on_probabilities_", &["kl-div-on-probabilities"]),
+        ("", &[]),
+    ];
+    let ours = [
+        "loss-broadcast",
+        "log-of-unbounded",
+        "log-softmax-by-hand",
+        "kl-div-on-probabilities",
+    ];
+    for (p, stem, want) in by_prefix("fixtures/loss_forms", expected) {
+        let report = lint_file(&p, &static_only()).unwrap();
+        let fired: BTreeSet<&str> = report
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity >= Severity::Warning && ours.contains(&d.rule))
+            .map(|d| d.rule)
+            .collect();
+        let want: BTreeSet<&str> = want.iter().copied().collect();
+        assert_eq!(fired, want, "{stem}");
+    }
+}
+
+/// Published loss bugs (`fixtures/generate.py published-losses`; each class
+/// there cites its source and the fix): each bug fires its rule in every
+/// export that exists, and its fixed twin does not.
+#[test]
+fn published_loss_bugs_fire_and_their_fixes_do_not() {
+    let expected: &[(&str, &str)] = &[
+        ("so33712178_", "log-softmax-by-hand"),
+        ("tfmodels181_", "log-softmax-by-hand"),
+        ("pytorch19699_", "loss-broadcast"),
+        ("pytorch4938_", "loss-broadcast"),
+        ("conet3_", "loss-broadcast"),
+        ("proda20_", "kl-div-on-probabilities"),
+        ("forum_kl_negative_", "kl-div-on-probabilities"),
+        ("focalloss5_", "double-sigmoid"),
+        ("daisyrec15_", "double-sigmoid"),
+        ("lightning7096_", "double-sigmoid"),
+        ("textcls9_", "nll-without-log"),
+        ("acgan4_", "nll-without-log"),
+        ("pytorch12703_", "nll-without-log"),
+    ];
+    let (mut bugs, mut fixes) = (0, 0);
+    for e in std::fs::read_dir("fixtures/published_losses").unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "onnx") {
+            continue;
+        }
+        let stem = p.file_stem().unwrap().to_str().unwrap().to_string();
+        let (bug, name) = match (stem.strip_prefix("bug_"), stem.strip_prefix("fixed_")) {
+            (Some(n), _) => (true, n),
+            (_, Some(n)) => (false, n),
+            _ => panic!("{stem}: neither a bug nor a fix"),
+        };
+        let (_, rule) = expected
+            .iter()
+            .find(|(prefix, _)| name.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{stem} has no expectation"));
+        let report = lint_file(&p, &static_only()).unwrap();
+        let fired = report
+            .diagnostics
+            .iter()
+            .any(|d| d.rule == *rule && d.severity >= Severity::Warning);
+        assert_eq!(fired, bug, "{stem}: {rule}");
+        if bug {
+            bugs += 1;
+        } else {
+            fixes += 1;
+        }
+    }
+    // 13 bugs in two exporters; TorchScript cannot export `smooth_l1_loss`
+    // (CoNet) or `binary_cross_entropy` (AC-GAN).
+    assert_eq!((bugs, fixes), (24, 24));
+}
+
+/// The same reader on tf2onnx's output (`fixtures/tf_losses/generate.py`):
+/// TensorFlow's cross-entropies, Keras's KL (`t * log(t / p)`, which takes
+/// probabilities), the bugs and their fixed forms.
+#[test]
+fn tf2onnx_losses_are_recognized_and_judged() {
+    use nnlint::graph::Form::*;
+    let expected: &[(&str, (nnlint::graph::Form, Option<&str>))] = &[
+        ("bce_written", (BinaryCrossEntropy, None)),
+        (
+            "bug_ce_log_softmax_by_hand",
+            (CrossEntropyWritten, Some("log-softmax-by-hand")),
+        ),
+        ("bug_mse_broadcast", (Squared, Some("loss-broadcast"))),
+        ("ce_keras_from_logits", (CrossEntropyWritten, None)),
+        ("ce_with_logits", (CrossEntropyWritten, None)),
+        ("ce_written_log_softmax", (CrossEntropyWritten, None)),
+        ("fixed_ce_log_clipped_softmax", (CrossEntropyWritten, None)),
+        ("fixed_mse_broadcast", (Squared, None)),
+        ("kl_keras", (KlDivergence, None)),
+        ("mse", (Squared, None)),
+    ];
+    let ours = [
+        "loss-broadcast",
+        "log-of-unbounded",
+        "log-softmax-by-hand",
+        "kl-div-on-probabilities",
+    ];
+    let mut seen = 0;
+    for (p, stem, (form, rule)) in by_prefix("fixtures/tf_losses", expected) {
+        let report = lint_file(&p, &static_only()).unwrap();
+        let loss = report.loss.as_ref().expect("a model was read");
+        let forms: Vec<_> = loss.terms.iter().map(|t| t.form).collect();
+        assert_eq!(forms, [*form], "{stem}: {}", loss.describe());
+        let fired: Vec<&str> = report
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity >= Severity::Warning && ours.contains(&d.rule))
+            .map(|d| d.rule)
+            .collect();
+        assert_eq!(fired, rule.iter().copied().collect::<Vec<_>>(), "{stem}");
+        seen += 1;
+    }
+    assert_eq!(seen, expected.len());
+}
+
+/// A loss that reuses a value at every step (`l = l + l`, 60 times, inside
+/// the split's depth) is split once per tensor, not once per path (2^60 of
+/// them): a hostile graph must not hang the loss reader.
+#[test]
+fn a_loss_reusing_its_values_is_read_once_per_tensor() {
+    let dir = std::env::temp_dir().join(format!("nnlint-diamond-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut body = String::from(
+        "    z = Gemm <transB: int = 1> (x, w)\n    d = Sub (z, y)\n    q = Mul (d, d)\n    l0 = ReduceMean <keepdims: int = 0> (q)\n",
+    );
+    for i in 0..60 {
+        body += &format!("    l{} = Add (l{i}, l{i})\n", i + 1);
+    }
+    body += "    loss = Identity (l60)\n";
+    let text = format!(
+        "<ir_version: 10, opset_import: [\"\" : 17]>\ndiamond (float[8,4] x, float[8,2] y) => (float loss)\n<float[2,4] w = {{0.1, -0.2, 0.3, 0.1, 0.2, -0.1, 0.05, 0.3}}>\n{{\n{body}}}\n"
+    );
+    let path = dir.join("diamond.onnxtxt");
+    std::fs::write(&path, text).unwrap();
+    let report = lint_file(&path, &static_only()).unwrap();
+    let loss = report.loss.expect("a model was read");
+    assert_eq!(
+        loss.terms.iter().map(|t| t.form).collect::<Vec<_>>(),
+        [nnlint::graph::Form::Squared],
+        "{}",
+        loss.describe()
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }
