@@ -7,7 +7,7 @@ mod common;
 
 use common::{nnlint, text};
 
-const FAMILIES: &str = "loss rules (the graph has no loss) and dropout and batch-norm rules (not a training-mode export) could not look";
+const FAMILIES: &str = "loss rules (the graph has no loss) and dropout and batch-norm rules (the graph has no Dropout or training-mode BatchNorm) could not look";
 
 /// Exported the ways that hide both bugs, the model lints clean, and the
 /// output says which rule families could not look and the call that lets them.

@@ -87,22 +87,22 @@ fn coverage(path: &str, c: &Coverage, out: &mut dyn Write) -> io::Result<()> {
     let (loss, training) = (blind(Premise::LossInGraph), blind(Premise::TrainingExport));
     let (families, call) = match (loss, training) {
         (true, true) => (
-            "loss rules (the graph has no loss) and dropout and batch-norm rules (not a training-mode export)",
-            "with the loss inside `forward`, in training mode: `model.train(); torch.onnx.export(WithLoss(model), (x, y), path, dynamo=True)`",
+            "loss rules (the graph has no loss) and dropout and batch-norm rules (the graph has no Dropout or training-mode BatchNorm)",
+            "export with the loss inside `forward` (in training mode if the model has Dropout or BatchNorm): `model.train(); torch.onnx.export(WithLoss(model), (x, y), path, dynamo=True)`",
         ),
         (true, false) => (
             "loss rules (the graph has no loss)",
-            "with the loss inside `forward`: `torch.onnx.export(WithLoss(model), (x, y), path, dynamo=True)`",
+            "export with the loss inside `forward`: `torch.onnx.export(WithLoss(model), (x, y), path, dynamo=True)`",
         ),
         (false, true) => (
-            "dropout and batch-norm rules (not a training-mode export)",
-            "in training mode: `model.train()` before `torch.onnx.export(..., dynamo=True)`, or `training=torch.onnx.TrainingMode.TRAINING` with `dynamo=False`",
+            "dropout and batch-norm rules (the graph has no Dropout or training-mode BatchNorm)",
+            "if the model has them, export in training mode: `model.train()` before `torch.onnx.export(..., dynamo=True)`, or `training=torch.onnx.TrainingMode.TRAINING` with `dynamo=False`",
         ),
         (false, false) => return Ok(()),
     };
     writeln!(
         out,
-        "{path}: {families} could not look; export {call} (README: Exporting for nnlint)"
+        "{path}: {families} could not look; {call} (README: Exporting for nnlint)"
     )?;
     Ok(())
 }
