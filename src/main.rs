@@ -508,6 +508,7 @@ fn lint(args: LintArgs, arguments: Vec<String>) -> u8 {
                 optimizer: args.optimizer.optimizer(),
                 lr,
             }),
+            piece_nodes: nnlint::probe::segment::NODES,
         },
     };
     // Selectors from the command line are checked once, before any file is read.

@@ -493,3 +493,71 @@ fn a_pass_over_the_time_budget_is_a_note_naming_the_budget_that_runs_it() {
     let out = nnlint(&["--isolated", "--probe-time", "0", model]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A graph tract reads in pieces (`src/probe/segment.rs`) measures what the
+/// whole graph measures: every value, with the same statistics. Pieces of
+/// 5 nodes cut these exports everywhere: through residual additions,
+/// attention's shape arithmetic (TorchScript's `Shape`/`Gather`/`Reshape`
+/// chains, whose constant values the next piece must still see), a shipped
+/// Keras and a shipped Paddle model, and a weighted loss.
+#[test]
+fn a_graph_read_in_pieces_measures_what_the_whole_graph_measures() {
+    let mut cut = 0;
+    for model in [
+        "fixtures/gradients/reference/ref_transformer_torchscript_train.onnx",
+        "fixtures/gradients/reference/ref_transformer_dynamo_train.onnx",
+        "fixtures/gradients/grad_preln_residual_dynamo_train.onnx",
+        "fixtures/left_random/left_random_linear_torchscript_eval.onnx",
+        "fixtures/keras/keras_deep_layernorm.onnx",
+        "fixtures/third_party/shipped/magika_model.onnx",
+        "fixtures/third_party/shipped/rapidocr-onnxruntime_ch_ppocr_mobile_v2.0_cls_infer.onnx",
+        "fixtures/loss_forms/weighted_terms_dynamo_train.onnx",
+    ] {
+        let loaded = nnlint::onnx::load(Path::new(model)).unwrap();
+        let source = print_model(&loaded.proto, Values::Elide);
+        let graphs = nnlint::graph::build(&loaded, &source);
+        let probe = |piece_nodes: usize| {
+            let options = ProbeOptions {
+                batch: 2,
+                piece_nodes,
+                ..ProbeOptions::default()
+            };
+            nnlint::probe::run(&loaded, &graphs[0], &options, 5.0, &[], &common::fit_plan())
+                .unwrap_or_else(|e| panic!("{model} in pieces of {piece_nodes}: {e}"))
+        };
+        let whole = probe(usize::MAX);
+        let pieces = probe(5);
+        let nodes = graphs[0].nodes().count();
+        assert!(nodes > 5 * 3, "{model} is too small to be cut");
+        cut += 1;
+        let mut names: Vec<&String> = whole.run.summaries.keys().collect();
+        names.sort();
+        let mut cut_names: Vec<&String> = pieces.run.summaries.keys().collect();
+        cut_names.sort();
+        assert_eq!(names, cut_names, "{model}: the values observed differ");
+        assert!(names.len() > 10, "{model}: only {} values", names.len());
+        assert_eq!(whole.run.pieces, 1, "{model}");
+        assert!(
+            pieces.run.pieces >= 3,
+            "{model}: {} pieces",
+            pieces.run.pieces
+        );
+        for name in names {
+            let (a, b) = (&whole.run.summaries[name], &pieces.run.summaries[name]);
+            assert_eq!(a.shape, b.shape, "{model}: shape of `{name}`");
+            assert_eq!(a.count, b.count, "{model}: finite values of `{name}`");
+            assert_eq!(a.zeros, b.zeros, "{model}: zeros of `{name}`");
+            for (what, x, y) in [
+                ("sum", a.sum, b.sum),
+                ("min", a.min, b.min),
+                ("max", a.max, b.max),
+            ] {
+                assert!(
+                    (x - y).abs() <= 1e-6 * x.abs().max(1.0),
+                    "{model}: {what} of `{name}` is {x} whole and {y} in pieces"
+                );
+            }
+        }
+    }
+    assert_eq!(cut, 8);
+}

@@ -1,7 +1,8 @@
 //! Running the lowered graph once with tract, summarizing each value as it is computed.
 //!
 //! The pipeline is the same for every graph size: parse, type, plan, run,
-//! with tract's matrix kernels on every core. tract's optimizer is never
+//! with tract's matrix kernels on every core; a graph longer than
+//! [`segment::NODES`] nodes goes through it in pieces, one after another. tract's optimizer is never
 //! used: it fuses and renames the nodes whose outputs the probe observes, it
 //! does not scale linearly (90 s on a 10,000-node chain, where typing and
 //! running the plain typed plan take about 3 s), and on ResNet-50 at batch 8
@@ -16,7 +17,7 @@ use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::{SimplePlan, SimpleState};
@@ -26,6 +27,7 @@ use super::budget;
 use super::inputs::{self, Input, InputOptions};
 use super::lower::{Lowered, PREFIX};
 use super::observe::{summarize, Summary, Watch};
+use super::segment;
 use crate::graph::Graph;
 use crate::onnx::external::is_external;
 use crate::onnx::proto::{data_type as dt, TensorProto};
@@ -43,6 +45,9 @@ pub struct RunOptions {
     pub typing_seconds: f64,
     /// Show a progress bar on stderr when the run is slow.
     pub progress: bool,
+    /// Nodes tract reads at once: a longer graph is cut into pieces of this
+    /// many ([`segment`]).
+    pub piece_nodes: usize,
 }
 
 /// What one forward pass saw.
@@ -56,6 +61,8 @@ pub struct Run {
     /// The pass's estimated seconds (typing and running), which the later
     /// passes' time budget is what is left of.
     pub seconds: f64,
+    /// How many pieces tract read the graph in ([`segment`]).
+    pub pieces: usize,
     /// Each name's first place in `order`.
     positions: FxHashMap<String, usize>,
 }
@@ -183,29 +190,38 @@ fn run_inner(
         .insert(super::rectify::OP_TYPE, super::rectify::build);
     budget::guard(&mut onnx);
     onnx.provider = std::sync::Arc::new(ReadFile);
-    let parsed = onnx
-        .parse(&proto, Some(&dir))
-        .map_err(|e| format!("tract cannot read the model: {}", cause(&e)))?;
-    drop(proto);
-    if !parsed.unresolved_inputs.is_empty() {
-        return Err(format!(
-            "tract cannot resolve `{}`",
-            parsed.unresolved_inputs.join("`, `")
-        )
-        .into());
+    let mut pieces = Vec::new();
+    let mut missing: Vec<String> = Vec::new();
+    for piece in segment::split(proto, options.piece_nodes) {
+        let parsed = onnx
+            .parse(&piece.proto, Some(&dir))
+            .map_err(|e| format!("tract cannot read the model: {}", cause(&e)))?;
+        if !parsed.unresolved_inputs.is_empty() {
+            return Err(format!(
+                "tract cannot resolve `{}`",
+                parsed.unresolved_inputs.join("`, `")
+            )
+            .into());
+        }
+        let base = parsed.model;
+        missing.extend(
+            base.nodes()
+                .iter()
+                .filter(|n| n.op_is::<tract_onnx::tract_hir::ops::unimpl::UnimplementedOp>())
+                .map(|n| {
+                    let name = n.op().name();
+                    name.trim_start_matches("Unimplemented(")
+                        .trim_end_matches(')')
+                        .to_string()
+                }),
+        );
+        let outputs = piece.outputs();
+        pieces.push(Parsed {
+            base,
+            outputs,
+            kept: piece.kept,
+        });
     }
-    let base = parsed.model;
-    let mut missing: Vec<String> = base
-        .nodes()
-        .iter()
-        .filter(|n| n.op_is::<tract_onnx::tract_hir::ops::unimpl::UnimplementedOp>())
-        .map(|n| {
-            let name = n.op().name();
-            name.trim_start_matches("Unimplemented(")
-                .trim_end_matches(')')
-                .to_string()
-        })
-        .collect();
     if !missing.is_empty() {
         missing.sort();
         missing.dedup();
@@ -222,12 +238,11 @@ fn run_inner(
     let mib = |b: usize| b as f64 / (1 << 20) as f64;
     for _ in 0..3 {
         let plan = inputs::plan(graph, &input_options)?;
-        let t = {
+        let (t, cost) = {
             // What tract computes while typing comes out of what the weights left.
             let _allowance = budget::allow(options.budget.saturating_sub(stored), options.budget);
-            typed_model(base.clone(), &plan)?
+            typed_pieces(&pieces, &plan)?
         };
-        let cost = cost(&t);
         let need = cost
             .consts
             .saturating_add(cost.values_peak())
@@ -279,9 +294,12 @@ fn run_inner(
         if let inputs::Fill::Labels { classes, scores } = &mut input.fill {
             if *classes == 0 {
                 *classes = typed
-                    .find_outlet_label(scores)
-                    .and_then(|o| typed.outlet_fact(o).ok())
-                    .and_then(|f| f.shape.as_concrete().and_then(|s| s.get(1).copied()))
+                    .iter()
+                    .find_map(|t| {
+                        let o = t.find_outlet_label(scores)?;
+                        let fact = t.outlet_fact(o).ok()?;
+                        fact.shape.as_concrete().and_then(|s| s.get(1).copied())
+                    })
                     .filter(|&c| c > 0)
                     .ok_or_else(|| {
                         format!(
@@ -292,37 +310,42 @@ fn run_inner(
             }
         }
     }
-    drop(base);
+    let outputs: Vec<Vec<String>> = pieces.into_iter().map(|p| p.outputs).collect();
 
-    let values: TVec<TValue> = plan
+    let mut values: FxHashMap<String, TValue> = plan
         .iter()
-        .map(|i| inputs::make(i, input_options.seed).map(|t| t.into_tvalue()))
-        .collect::<Result<_, _>>()?;
+        .map(|i| {
+            Ok((
+                i.name.clone(),
+                inputs::make(i, input_options.seed)?.into_tvalue(),
+            ))
+        })
+        .collect::<Result<_, String>>()?;
     // tract orders the plan to keep few values alive at once, at a cost that
     // grows with the square of the graph (seconds at 30k nodes); past
     // ORDER_FOR_MEMORY_NODES its plain topological order is taken instead.
-    let plan_options = tract_onnx::tract_core::runtime::RunOptions {
-        executor: executor(),
-        skip_order_opt_ram: typed.nodes().len() > ORDER_FOR_MEMORY_NODES,
-        ..Default::default()
-    };
-    let runnable = SimplePlan::new_with_options(typed, &plan_options)
-        .map_err(|e| format!("tract cannot plan: {}", cause(&e)))?;
-    let mut state =
-        SimpleState::new(&runnable).map_err(|e| format!("tract cannot plan: {}", cause(&e)))?;
+    let runnables = typed
+        .into_iter()
+        .map(|t| {
+            let plan_options = tract_onnx::tract_core::runtime::RunOptions {
+                executor: executor(),
+                skip_order_opt_ram: t.nodes().len() > ORDER_FOR_MEMORY_NODES,
+                ..Default::default()
+            };
+            SimplePlan::new_with_options(t, &plan_options)
+                .map_err(|e| format!("tract cannot plan: {}", cause(&e)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let mut run = Run {
         inputs: plan,
+        pieces: runnables.len(),
         seconds: options.typing_seconds + cost.seconds(),
         ..Default::default()
     };
-    let labels: FxHashMap<(usize, usize), String> = runnable
-        .model()
-        .outlet_labels
+    let steps = runnables
         .iter()
-        .filter(|(_, l)| !l.starts_with(PREFIX))
-        .map(|(o, l)| ((o.node, o.slot), l.clone()))
-        .collect();
-    let steps = runnable.order_without_consts().len() as u64;
+        .map(|r| r.order_without_consts().len() as u64)
+        .sum();
     let progress = Progress::new(
         options.progress,
         steps,
@@ -330,40 +353,145 @@ fn run_inner(
     );
     let seed = input_options.seed;
     // Graph inputs are summarized too: activation scale starts there.
-    let names: Vec<String> = run.inputs.iter().map(|i| i.name.clone()).collect();
-    for (name, value) in names.iter().zip(values.iter()) {
-        if let Some(s) = summary_of(value, watch.get(name), seed) {
+    let graph_inputs: Vec<String> = run.inputs.iter().map(|i| i.name.clone()).collect();
+    for name in &graph_inputs {
+        if let Some(s) = values
+            .get(name)
+            .and_then(|v| summary_of(v, watch.get(name), seed))
+        {
             run.record(name, s);
         }
     }
-    let outcome = state.run_plan_with_eval(values, |ctx, op_state, node, node_inputs| {
-        budget::check_node(node, &node_inputs, ctx.symbols, left, options.budget)?;
-        let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, node_inputs)?;
-        for (slot, value) in out.iter().enumerate() {
-            let Some(name) = labels.get(&(node.id, slot)) else {
-                continue;
-            };
-            if let Some(s) = summary_of(value, watch.get(name), seed) {
-                run.record(name, s);
-            }
+    // The last piece that reads each value: there it is handed over, not
+    // shared, so that tract frees it after its last reader as in a whole run.
+    let mut last_use: FxHashMap<String, usize> = FxHashMap::default();
+    for (k, runnable) in runnables.iter().enumerate() {
+        let model = runnable.model();
+        for o in model.input_outlets().map_err(|e| cause(&e))? {
+            last_use.insert(model.node(o.node).name.clone(), k);
         }
-        progress.step();
-        Ok::<_, TractError>(out)
-    });
+    }
+    for (k, (runnable, outputs)) in runnables.iter().zip(&outputs).enumerate() {
+        let model = runnable.model();
+        let feed: TVec<TValue> = model
+            .input_outlets()
+            .map_err(|e| cause(&e))?
+            .iter()
+            .map(|o| {
+                let name = &model.node(o.node).name;
+                let value = if last_use.get(name) == Some(&k) {
+                    values.remove(name)
+                } else {
+                    values.get(name).cloned()
+                };
+                value.ok_or_else(|| format!("no value for the input `{name}`"))
+            })
+            .collect::<Result<_, _>>()?;
+        let sources: FxHashSet<usize> = model
+            .input_outlets()
+            .map_err(|e| cause(&e))?
+            .iter()
+            .map(|o| o.node)
+            .collect();
+        let labels: FxHashMap<(usize, usize), String> = model
+            .outlet_labels
+            .iter()
+            .filter(|(o, l)| !l.starts_with(PREFIX) && !sources.contains(&o.node))
+            .map(|(o, l)| ((o.node, o.slot), l.clone()))
+            .collect();
+        let mut state =
+            SimpleState::new(runnable).map_err(|e| format!("tract cannot plan: {}", cause(&e)))?;
+        let outcome = state.run_plan_with_eval(feed, |ctx, op_state, node, node_inputs| {
+            budget::check_node(node, &node_inputs, ctx.symbols, left, options.budget)?;
+            let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, node_inputs)?;
+            for (slot, value) in out.iter().enumerate() {
+                let Some(name) = labels.get(&(node.id, slot)) else {
+                    continue;
+                };
+                if let Some(s) = summary_of(value, watch.get(name), seed) {
+                    run.record(name, s);
+                }
+            }
+            progress.step();
+            Ok::<_, TractError>(out)
+        });
+        let computed = outcome.map_err(|e| {
+            progress.finish();
+            match budget::refusal(&e) {
+                // Named by the ONNX op, not the tract operator it runs as.
+                Some(refused) => {
+                    let mut refused = refused.clone();
+                    let node = refused.node.as_deref().unwrap_or("");
+                    if let Some(n) = graph.find_node(node) {
+                        refused.what = budget::node_named(node, n.op_type());
+                    }
+                    Skip::from(&refused)
+                }
+                None => Skip::from(format!("tract failed: {}", cause(&e))),
+            }
+        })?;
+        // Only what later pieces read stays alive.
+        values.extend(
+            outputs
+                .iter()
+                .cloned()
+                .zip(computed)
+                .filter(|(name, _)| last_use.get(name).is_some_and(|&last| last > k)),
+        );
+    }
     progress.finish();
-    outcome.map_err(|e| match budget::refusal(&e) {
-        // Named by the ONNX op, not the tract operator it runs as.
-        Some(refused) => {
-            let mut refused = refused.clone();
-            let node = refused.node.as_deref().unwrap_or("");
-            if let Some(n) = graph.find_node(node) {
-                refused.what = budget::node_named(node, n.op_type());
-            }
-            Skip::from(&refused)
-        }
-        None => format!("tract failed: {}", cause(&e)).into(),
-    })?;
     Ok(run)
+}
+
+/// A piece of the graph as tract read it, and what it hands on.
+struct Parsed {
+    base: InferenceModel,
+    /// Its outputs' names, in tract's order.
+    outputs: Vec<String>,
+    /// Values computed before it, read after it, and alive while it runs.
+    kept: Vec<String>,
+}
+
+/// Every piece typed in order, each carried value typed as the piece that
+/// computes it typed it, and what running them all would cost: the
+/// constants of all, the work of all, and at the worst piece its values
+/// with the carried values kept alive across it.
+fn typed_pieces(pieces: &[Parsed], plan: &[Input]) -> Result<(Vec<TypedModel>, Cost), Skip> {
+    let mut facts: FxHashMap<&str, TypedFact> = FxHashMap::default();
+    let mut typed = Vec::with_capacity(pieces.len());
+    let mut total = Cost::default();
+    for piece in pieces {
+        let t = typed_model(piece.base.clone(), |name| {
+            if let Some(f) = facts.get(name) {
+                return Ok(InferenceFact::from(f));
+            }
+            let input = plan.iter().find(|i| i.name == name).ok_or_else(|| {
+                format!("tract sees an input `{name}` the graph does not declare")
+            })?;
+            Ok(InferenceFact::dt_shape(
+                inputs::datum_type(input.elem_type)?,
+                input.shape.clone(),
+            ))
+        })?;
+        let c = cost(&t);
+        let kept: usize = piece
+            .kept
+            .iter()
+            .filter_map(|name| facts.get(name.as_str()))
+            .map(bytes)
+            .fold(0, usize::saturating_add);
+        total.consts = total.consts.saturating_add(c.consts);
+        total.peak = total.peak.max(c.peak.saturating_add(kept));
+        total.macs += c.macs;
+        total.values += c.values;
+        let outlets = t.output_outlets().map_err(|e| cause(&e))?;
+        for (name, outlet) in piece.outputs.iter().zip(outlets) {
+            let fact = t.outlet_fact(*outlet).map_err(|e| cause(&e))?.clone();
+            facts.insert(name, fact);
+        }
+        typed.push(t);
+    }
+    Ok((typed, total))
 }
 
 fn summary_of(value: &Tensor, watch: Option<&Watch>, seed: u64) -> Option<Summary> {
@@ -383,16 +511,15 @@ fn summary_of(value: &Tensor, watch: Option<&Watch>, seed: u64) -> Option<Summar
 }
 
 /// The model typed with every input's concrete shape.
-fn typed_model(mut model: InferenceModel, plan: &[Input]) -> Result<TypedModel, Skip> {
+/// The model typed with every input's fact, by its name.
+fn typed_model(
+    mut model: InferenceModel,
+    fact_of: impl Fn(&str) -> Result<InferenceFact, String>,
+) -> Result<TypedModel, Skip> {
     let outlets = model.input_outlets().map_err(|e| cause(&e))?.to_vec();
     for (ix, outlet) in outlets.iter().enumerate() {
         let name = model.node(outlet.node).name.clone();
-        let input = plan
-            .iter()
-            .find(|i| i.name == name)
-            .ok_or_else(|| format!("tract sees an input `{name}` the graph does not declare"))?;
-        let fact =
-            InferenceFact::dt_shape(inputs::datum_type(input.elem_type)?, input.shape.clone());
+        let fact = fact_of(&name)?;
         model
             .set_input_fact(ix, fact)
             .map_err(|e| format!("input `{name}`: {}", cause(&e)))?;
@@ -645,15 +772,15 @@ pub fn secs(x: f64) -> String {
 }
 
 /// Seconds tract takes to read and type a graph of `nodes` nodes and
-/// constants before anything runs. Its parser compares each initializer with
-/// every constant before it, and its typed model checks each node it wires
-/// against the names of all before it, so the cost grows with the square of
-/// the graph even with [`into_typed`]'s index: fitted on Gemm/Relu chains of
-/// 20k and 40k nodes (40k and 80k with their weights: 5.1 s and 16.5 s for
-/// the whole run at batch 1).
-pub fn typing_seconds(nodes: usize) -> f64 {
+/// constants, read in `pieces` pieces ([`segment`]), before anything runs.
+/// Its parser compares each initializer with every constant before it, and
+/// its typed model checks each node it wires against the names of all
+/// before it, so a piece's cost grows with the square of the piece: fitted
+/// on whole Gemm/Relu chains of 20k and 40k nodes (40k and 80k with their
+/// weights: 5.1 s and 16.5 s for the whole run at batch 1).
+pub fn typing_seconds(nodes: usize, pieces: usize) -> f64 {
     let n = nodes as f64;
-    n * 5e-5 + n * n * 2e-9
+    n * 5e-5 + n * n * 2e-9 / pieces.max(1) as f64
 }
 
 /// The values of a value whose shape typing made concrete, saturating: an

@@ -13,6 +13,7 @@ pub mod lower;
 pub mod normalize;
 pub mod observe;
 pub mod rectify;
+pub mod segment;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -51,6 +52,9 @@ pub struct ProbeOptions {
     pub fit_steps: Option<usize>,
     /// The first optimizer step to predict (`--lr`, `--optimizer`).
     pub first_step: Option<FirstStep>,
+    /// Nodes tract reads at once; a longer graph is read in pieces
+    /// ([`segment::NODES`] unless a test asks for smaller ones).
+    pub piece_nodes: usize,
 }
 
 /// The optimizer and learning rate of a predicted first step.
@@ -118,6 +122,7 @@ impl Default for ProbeOptions {
             progress: false,
             fit_steps: None,
             first_step: None,
+            piece_nodes: segment::NODES,
         }
     }
 }
@@ -219,9 +224,13 @@ pub fn run(
     }
     let lowered = lower::lower(graph)?;
     let (batch_norms, folded_norms) = (lowered.batch_norms, lowered.folded_norms);
-    // tract's typing grows with the square of the graph: a graph of a
-    // hundred thousand nodes would take minutes before anything runs.
-    let typing_seconds = engine::typing_seconds(lowered.nodes.len() + graph.initializers().len());
+    // Reading and typing the graph comes first, and in pieces it is linear
+    // in the graph; a graph that cannot be cut (a subgraph) is typed whole,
+    // with the square of its size.
+    let typing_seconds = engine::typing_seconds(
+        lowered.nodes.len() + graph.initializers().len(),
+        segment::pieces(&lowered.nodes, options.piece_nodes),
+    );
     if typing_seconds > options.seconds {
         return Err(format!(
             "preparing the forward pass of {} nodes would take about {}, over the probe's time budget of {} s; `--probe-time {:.0}` runs it",
@@ -244,6 +253,7 @@ pub fn run(
         seconds: options.seconds,
         typing_seconds,
         progress: options.progress,
+        piece_nodes: options.piece_nodes,
     };
     let run = engine::run(model, graph, &lowered, &watch, &run_options).map_err(|mut e| {
         // A pass on shapes the probe guessed may fail for the guess: say which.
