@@ -2,11 +2,11 @@
 //!
 //! The pipeline is the same for every graph size: parse, type, plan, run,
 //! with tract's matrix kernels on every core; a graph longer than
-//! [`segment::NODES`] nodes goes through it in pieces, one after another. tract's optimizer is never
-//! used: it fuses and renames the nodes whose outputs the probe observes, it
-//! does not scale linearly (90 s on a 10,000-node chain, where typing and
-//! running the plain typed plan take about 3 s), and on ResNet-50 at batch 8
-//! it saves nothing once BatchNorm runs as nnlint's own operator (1.17 s
+//! [`segment::NODES`] nodes goes through it in pieces, one after another.
+//! tract's optimizer is never used: it fuses and renames the nodes whose
+//! outputs the probe observes, it does not scale linearly (90 s on a
+//! 10,000-node chain, where typing and running the plain typed plan take
+//! about 3 s), and on ResNet-50 at batch 8 it saves nothing once BatchNorm runs as nnlint's own operator (1.17 s
 //! against 1.20 s for the whole process, measured with benches/probe.py).
 //!
 //! Weights are not copied into the model tract parses: an inline tensor is
