@@ -426,6 +426,7 @@ fn probe_pass(
             };
             let first = index
                 .candidates(&d)
+                .into_iter()
                 .filter(|&i| explains(&diagnostics[i]) && same(&diagnostics[i]))
                 .min();
             match first.map(|i| &mut diagnostics[i]) {
@@ -475,42 +476,30 @@ impl Concerning {
     }
 
     fn add(&mut self, i: usize, d: &Diagnostic) {
-        match &d.node {
-            Some(n) => {
-                for name in std::iter::once(n).chain(&d.spans_nodes) {
-                    self.by_node.entry(name.clone()).or_default().push(i);
-                }
-            }
-            None => {
-                for name in &d.spans_nodes {
-                    self.by_node.entry(name.clone()).or_default().push(i);
-                }
-                self.by_span.entry(Self::span(d)).or_default().push(i);
-            }
+        for name in d.node.iter().chain(&d.spans_nodes) {
+            self.by_node.entry(name.clone()).or_default().push(i);
+        }
+        if d.node.is_none() {
+            self.by_span.entry(Self::span(d)).or_default().push(i);
         }
     }
 
     /// The findings that may concern what `d` does: a superset of those
     /// `same` in [`probe_pass`] accepts.
-    fn candidates<'a>(&'a self, d: &'a Diagnostic) -> impl Iterator<Item = usize> + 'a {
-        let by_node = d
-            .node
-            .iter()
-            .chain(if d.node.is_some() {
-                &d.spans_nodes[..]
-            } else {
-                &[]
-            })
-            .filter_map(|n| self.by_node.get(n))
-            .flatten();
-        let by_span = d
-            .node
-            .is_none()
-            .then(|| self.by_span.get(&Self::span(d)))
-            .flatten()
-            .into_iter()
-            .flatten();
-        by_node.chain(by_span).copied()
+    fn candidates(&self, d: &Diagnostic) -> Vec<usize> {
+        match &d.node {
+            Some(n) => std::iter::once(n)
+                .chain(&d.spans_nodes)
+                .filter_map(|n| self.by_node.get(n))
+                .flatten()
+                .copied()
+                .collect(),
+            None => self
+                .by_span
+                .get(&Self::span(d))
+                .cloned()
+                .unwrap_or_default(),
+        }
     }
 }
 

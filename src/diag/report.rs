@@ -196,10 +196,7 @@ impl LossReport {
                     .as_ref()
                     .map(|s| format!(" against `{s}`"))
                     .unwrap_or_default();
-                let reduction = serde_json::to_value(t.reduction)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default();
+                let reduction = t.reduction.name();
                 let at = if t.node.is_empty() {
                     String::new()
                 } else {

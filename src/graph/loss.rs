@@ -113,6 +113,18 @@ pub enum Reduction {
     None,
 }
 
+impl Reduction {
+    /// Its name, as the json report spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reduction::Mean => "mean",
+            Reduction::Sum => "sum",
+            Reduction::BatchMean => "batch-mean",
+            Reduction::None => "none",
+        }
+    }
+}
+
 /// One term of a loss.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Term {
@@ -627,17 +639,15 @@ impl<'m> Graph<'m> {
                     })
             });
             let Some(used) = used else { continue };
-            term.form = if self
-                .softmax_scores(lp)
-                .is_some_and(|s| self.is_similarity(s))
-            {
+            let logits = self.softmax_scores(lp);
+            term.form = if logits.is_some_and(|s| self.is_similarity(s)) {
                 Form::Contrastive
             } else {
                 Form::CrossEntropyWritten
             };
             term.meet = Some(used.id());
-            term.scores = self.softmax_scores(lp).or(Some(lp));
-            term.logits = self.softmax_scores(lp).is_some();
+            term.scores = logits.or(Some(lp));
+            term.logits = logits.is_some();
             if used.is("GatherElements") || used.is("Gather") {
                 term.target = used
                     .input_id(1)
@@ -811,8 +821,8 @@ impl<'m> Graph<'m> {
             };
             match p.op_type() {
                 "MatMul" | "Gemm" if self.weight_layer(p.id()).is_none() => {
-                    return self.operands(&p).len() == 2
-                        && self.operands(&p).iter().all(|&x| self.is_behind_weights(x));
+                    let ops = self.operands(&p);
+                    return ops.len() == 2 && ops.iter().all(|&x| self.is_behind_weights(x));
                 }
                 "Mul" | "Div" => match self.operands(&p).as_slice() {
                     &[one] => t = one,

@@ -38,6 +38,7 @@ pub use loss::{Form, LogArgument, Loss, Reduction, Term};
 pub use node::{Attr, NodeRef};
 pub use origin::PyOrigin;
 pub use patterns::{BinaryCrossEntropy, Softmax};
+pub use shapes::broadcast;
 pub use state::{ModelState, Premise, StateDecision};
 pub use stats::TensorStats;
 

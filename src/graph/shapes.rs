@@ -189,7 +189,7 @@ fn product(dims: &[Dim]) -> Dim {
 }
 
 /// Numpy broadcasting; a pair of different symbolic sizes is unknown.
-fn broadcast(a: &[Dim], b: &[Dim]) -> Option<Vec<Dim>> {
+pub fn broadcast(a: &[Dim], b: &[Dim]) -> Option<Vec<Dim>> {
     let rank = a.len().max(b.len());
     let at = |s: &[Dim], i: usize| -> Dim {
         (i + s.len())

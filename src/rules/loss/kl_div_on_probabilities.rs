@@ -1,7 +1,7 @@
 //! `F.kl_div` given probabilities or raw scores where it expects log-probabilities.
 
 use crate::diag::{Diagnostic, Severity};
-use crate::graph::{Form, LogArgument};
+use crate::graph::Form;
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta};
 
@@ -51,10 +51,6 @@ impl Rule for KlDivOnProbabilities {
             } else {
                 continue;
             };
-            // A log of probabilities computed some other way is a log-probability.
-            if p.is("Log") && graph.log_argument(&p) != LogArgument::Unbounded {
-                continue;
-            }
             let name = graph.tensor_name(x);
             let mut d = Diagnostic::new(
                 &META,

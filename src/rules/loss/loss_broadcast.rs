@@ -2,7 +2,7 @@
 //! inside the loss: `[N, 1]` against `[N]` compares every sample with every target.
 
 use crate::diag::{Diagnostic, Severity};
-use crate::graph::{Dim, Graph, TensorId};
+use crate::graph::{broadcast, Dim, Graph, TensorId};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta};
 
@@ -59,7 +59,7 @@ impl Rule for LossBroadcast {
                     "the prediction {} and the target {} broadcast to {} in the loss",
                     shape(pred),
                     shape(target),
-                    format_shape(&broadcast(sa, sb))
+                    format_shape(&broadcast(sa, sb).unwrap_or_default())
                 ),
             )
             .with_node(meet.name())
@@ -128,23 +128,6 @@ fn outer(a: &[Dim], b: &[Dim]) -> bool {
         }
     }
     a_only && b_only
-}
-
-fn broadcast(a: &[Dim], b: &[Dim]) -> Vec<Dim> {
-    let rank = a.len().max(b.len());
-    let at = |s: &[Dim], i: usize| {
-        (i + s.len())
-            .checked_sub(rank)
-            .and_then(|j| s.get(j))
-            .cloned()
-    };
-    (0..rank)
-        .map(|i| match (at(a, i), at(b, i)) {
-            (Some(x), Some(Dim::Known(1))) | (Some(x), None) => x,
-            (_, Some(y)) => y,
-            (x, None) => x.unwrap_or(Dim::Unknown),
-        })
-        .collect()
 }
 
 fn format_shape(s: &[Dim]) -> String {
