@@ -269,6 +269,61 @@ fn a_single_samples_sum_is_not_a_summed_loss() {
     );
 }
 
+/// On a trained model the weights were trained on the data's scale, so
+/// neither the data's scale (`unnormalized-input`, measured half) nor the
+/// spread's growth with depth (`activation-scale`) is judged. The same data
+/// on the same graph taken as untrained fires the first.
+#[test]
+fn a_trained_model_is_not_judged_by_its_datas_scale() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x.npy");
+    common::write_npy(&x, "<f4", &[64, 16], |i| {
+        ((i * 37 % 101) as f64 - 50.0) * 0.8
+    });
+    let input = format!("x={}", x.display());
+    let path = "fixtures/probe/trained_mlp_ce_dynamo_eval.onnx";
+    let run = |state: &str| {
+        let args = [
+            "--isolated",
+            "--format",
+            "short",
+            "--model-state",
+            state,
+            "--input",
+            &input,
+            path,
+        ];
+        text(&nnlint(&args).stdout)
+    };
+    let trained = run("trained");
+    assert!(
+        !trained.contains("NN304") && !trained.contains("NN403"),
+        "{trained}"
+    );
+    let untrained = run("untrained");
+    assert!(untrained.contains("warning[NN304]"), "{untrained}");
+}
+
+/// Two forms tract 0.23 cannot read as exported, which the probe writes out
+/// before it runs: an opset-9 `Squeeze` without axes (TorchScript's
+/// `x.squeeze()`), and a `ConstantOfShape` without a value (float32 zeros,
+/// which tract reads as float64: torchvision's Swin stopped on it).
+#[test]
+fn the_probe_runs_where_tract_reads_an_export_differently() {
+    for path in [
+        "fixtures/text/squeeze_without_axes.onnxtxt",
+        "fixtures/text/zeros_of_shape.onnxtxt",
+    ] {
+        let out = text(&nnlint(&["--isolated", "--format", "short", path]).stdout);
+        assert!(!out.contains("NN400"), "{path}: {out}");
+        let report = text(&nnlint(&["--isolated", "--format", "json-report", path]).stdout);
+        assert!(
+            !report.contains("\"measurements\": null"),
+            "{path}: the probe measured nothing"
+        );
+    }
+}
+
 #[test]
 fn real_inputs_replace_synthesized_ones() {
     let dir = tempfile::tempdir().unwrap();

@@ -21,7 +21,7 @@
 //! the probe observes maps back to the model's own tensors.
 
 use super::normalize::{Norm, OP_TYPE};
-use crate::graph::{Graph, NodeRef};
+use crate::graph::{Dim, Graph, NodeRef};
 use crate::onnx::proto::{AttributeProto, AttributeType, NodeProto, TensorProto};
 
 /// Names nnlint gives the tensors it adds start with this.
@@ -89,6 +89,10 @@ fn lower_with(graph: &Graph<'_>, gradients: bool) -> Result<Lowered, String> {
             }
             "Dropout" => b.dropout(&n),
             "RandomUniformLike" | "RandomNormalLike" => b.random_like(&n),
+            "Squeeze" if b.squeezes_all(&n) => b.squeeze_ones(graph, &n),
+            "ConstantOfShape" if !n.proto.attribute.iter().any(|a| a.name == "value") => {
+                b.zeros_of_shape(&n)
+            }
             "Conv" | "Gemm" | "MatMul" if graph.normalizes(&n) => b.folded_norm(graph, &n)?,
             "ConvInteger" | "MatMulInteger" if !gradients => b.integer_product(graph, &n),
             _ => b.keep(&n),
@@ -396,6 +400,63 @@ impl Builder {
         let value = self.const_f32(median);
         let shape = self.op("Shape", &[x], vec![]);
         self.push("Expand", &[&value, &shape], out, vec![]);
+    }
+
+    /// A `Squeeze` without axes, which removes every axis of length 1.
+    fn squeezes_all(&self, n: &NodeRef<'_, '_>) -> bool {
+        if self.opset >= 13 {
+            n.input(1).is_none_or(str::is_empty)
+        } else {
+            !n.proto.attribute.iter().any(|a| a.name == "axes")
+        }
+    }
+
+    /// A `Squeeze` without axes with the axes written out, from the shape the
+    /// graph gives its input: tract 0.23 requires them ("expected attribute
+    /// 'axes'" on opset-9 exports). A named dimension is taken as not 1 (the
+    /// probe sizes it); an unknown one keeps the node as it is.
+    fn squeeze_ones(&mut self, graph: &Graph<'_>, n: &NodeRef<'_, '_>) {
+        let (Some(x), Some(out)) = (n.input(0), n.output(0)) else {
+            return self.keep(n);
+        };
+        let Some(shape) = graph.shape(x) else {
+            return self.keep(n);
+        };
+        if shape.iter().any(|d| matches!(d, Dim::Unknown)) {
+            return self.keep(n);
+        }
+        let axes: Vec<i64> = (0..shape.len() as i64)
+            .filter(|&i| matches!(shape[i as usize], Dim::Known(1)))
+            .collect();
+        if axes.is_empty() {
+            self.push("Identity", &[x], out, vec![]);
+        } else if self.opset >= 13 {
+            let axes = self.const_i64(&axes, false);
+            self.push("Squeeze", &[x, &axes], out, vec![]);
+        } else {
+            self.push("Squeeze", &[x], out, vec![ints("axes", &axes)]);
+        }
+    }
+
+    /// `ConstantOfShape` without a `value` fills with float32 zeros (the
+    /// operator's default), which tract 0.23 reads as float64 zeros: in
+    /// torchvision's Swin the shifted-window mask built from them met the
+    /// float32 attention scores ("Impossible to unify F64 with F32"). The
+    /// default is written out.
+    fn zeros_of_shape(&mut self, n: &NodeRef<'_, '_>) {
+        let mut node = n.proto.clone();
+        node.attribute.push(AttributeProto {
+            name: "value".into(),
+            r#type: AttributeType::Tensor as i32,
+            t: Some(Box::new(TensorProto {
+                dims: vec![1],
+                data_type: 1,
+                float_data: vec![0.0],
+                ..Default::default()
+            })),
+            ..Default::default()
+        });
+        self.out.nodes.push(node);
     }
 
     fn dropout(&mut self, n: &NodeRef<'_, '_>) {

@@ -30,9 +30,12 @@ fn depth_points<'g>(graph: &'g Graph<'_>, probe: &Probe) -> Vec<(usize, &'g str,
     points
 }
 
+/// The standard deviation of a tensor's values; none for a tensor of one
+/// value (a single sample's single logit), which has no spread to judge.
 fn spread(probe: &Probe, tensor: &str) -> Option<f64> {
     probe
         .summary(tensor)
+        .filter(|s| s.count > 1)
         .map(|s| s.std())
         .filter(|s| s.is_finite())
 }
@@ -51,11 +54,10 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Warning,
     pass: Pass::Probe,
     category: Category::Connections,
-    premises: &[requires(
-        Premise::RepresentativeInputs,
-        Half::Measured,
-        Unmet::Skip,
-    )],
+    // Only at initialization: trained weights set each layer's scale to what
+    // the learned function needs (a power spectrum before its logarithm, a
+    // confident logit), so a ratio to the first layer says nothing there.
+    premises: &[requires(Premise::Untrained, Half::Measured, Unmet::Skip)],
     absorbs: &["cannot-overfit"],
     summary: "activations vanish or explode along the depth of the network at the probe",
     options: &[

@@ -4,6 +4,7 @@ use crate::diag::short_number as short;
 use crate::diag::{Diagnostic, Severity};
 use crate::onnx::proto::data_type;
 use crate::probe::{Fill, Probe};
+use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
 pub static META: RuleMeta = RuleMeta {
@@ -12,7 +13,10 @@ pub static META: RuleMeta = RuleMeta {
     severity: Severity::Warning,
     pass: Pass::Graph,
     category: Category::Parameters,
-    premises: &[],
+    // The measured half judges the data against weights drawn for unit
+    // variance; trained weights have adapted to the data's scale (a wake-word
+    // head trained on embeddings of std 18).
+    premises: &[requires(Premise::Untrained, Half::Measured, Unmet::Skip)],
     absorbs: &[],
     summary:
         "an integer input is cast to float and reaches a weight layer without scaling or centring",
