@@ -3,7 +3,7 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::diag::report::{Bands, FitCurve, LayerMeasure, LossMeasure, Measurements};
+use crate::diag::report::{Bands, FitAttempt, FitCurve, LayerMeasure, LossMeasure, Measurements};
 use crate::graph::Graph;
 use crate::options::Settings;
 use crate::probe::Probe;
@@ -90,6 +90,10 @@ pub fn of(probe: &Probe, graph: &Graph<'_>, settings: &Settings) -> Measurements
             goal: f.goal,
             lr: f.lr,
             samples: f.samples,
+            unstable: f.unstable.as_ref().map(|a| FitAttempt {
+                lr: a.lr,
+                losses: a.losses.clone(),
+            }),
         }),
         _ => None,
     };

@@ -27,11 +27,31 @@ fn read_npy(path: &Path) -> Vec<f64> {
 
 #[test]
 fn gradients_equal_torchs() {
-    let root = Path::new("fixtures/gradients/reference");
+    let (models, compared) = compare_with_torch(Path::new("fixtures/gradients/reference"));
+    assert_eq!(models, 12, "six models, two exporters");
+    assert!(compared > 100, "{compared} parameters compared");
+}
+
+/// The operators added for real architectures (`fixtures/gradient_ops.py`):
+/// instance norm, resizes, GatherND, ScatterND, ScatterElements, CumSum.
+#[test]
+fn gradients_through_indexing_and_resizing_equal_torchs() {
+    let (models, compared) = compare_with_torch(Path::new("fixtures/gradients/ops"));
+    assert_eq!(models, 4, "two models, two exporters");
+    assert!(compared >= 20, "{compared} parameters compared");
+}
+
+/// Each model of `root` against torch's loss and gradients: the models
+/// compared, and the parameters.
+fn compare_with_torch(root: &Path) -> (usize, usize) {
     let mut models = 0;
     let mut compared = 0;
-    for e in std::fs::read_dir(root).unwrap() {
-        let path = e.unwrap().path();
+    let mut entries: Vec<_> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for path in entries {
         if path.extension().is_none_or(|x| x != "onnx") {
             continue;
         }
@@ -143,8 +163,7 @@ fn gradients_equal_torchs() {
         }
         models += 1;
     }
-    assert_eq!(models, 12, "six models, two exporters");
-    assert!(compared > 100, "{compared} parameters compared");
+    (models, compared)
 }
 
 /// torch's first optimizer step, as `fixtures/generate.py overfit` recorded

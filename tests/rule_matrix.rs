@@ -677,11 +677,11 @@ fn keras_and_jax_exports_fire_what_their_torch_counterparts_fire() {
         ("jax/jax_trained_relu_logits", &["relu-on-logits"]),
         // torch: torch/linear_stack_*
         ("keras/keras_linear_stack", &["linear-stack"]),
-        // torch: torch/deep_plain_mlp_*, torch/deep_bn_mlp_*. Keras' plain
-        // stack cannot fit one batch, which the missing normalization
-        // explains; flax's fits and keeps its activations in range, so the
-        // probe refutes the static finding, as on the torch fixture.
-        ("keras/keras_deep_plain", &["missing-normalization"]),
+        // torch: torch/deep_plain_mlp_*, torch/deep_bn_mlp_*. Each plain
+        // stack keeps its activations in range and fits one batch, so the
+        // probe refutes the static finding. Keras' spikes at lr 1e-2 (down
+        // to 0.28, up to 1.14) and fits once the fit restarts at 3.3e-3.
+        ("keras/keras_deep_plain", &[]),
         ("jax/jax_deep_plain", &[]),
         ("keras/keras_deep_layernorm", &[]),
         ("jax/jax_deep_layernorm", &[]),

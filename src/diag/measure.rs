@@ -67,6 +67,17 @@ pub struct FitCurve {
     pub goal: f64,
     pub lr: f64,
     pub samples: usize,
+    /// A first attempt at a higher rate that spiked and stalled; the fit
+    /// then restarted from the initial weights at `lr`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unstable: Option<FitAttempt>,
+}
+
+/// An attempt of the fit that was given up.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FitAttempt {
+    pub lr: f64,
+    pub losses: Vec<f64>,
 }
 
 /// The rules' thresholds, as configured for the model.

@@ -12,7 +12,7 @@ use super::{Diagnostic, Severity};
 use crate::graph::{InputNames, Premise, StateDecision};
 use crate::onnx::LoadError;
 
-pub use super::measure::{Bands, FitCurve, LayerMeasure, LossMeasure, Measurements};
+pub use super::measure::{Bands, FitAttempt, FitCurve, LayerMeasure, LossMeasure, Measurements};
 
 /// The version of the `json-report` shape; raised when a field changes
 /// meaning or goes away (new fields may appear without it).

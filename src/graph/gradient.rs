@@ -33,6 +33,18 @@ pub struct Trainable<'m> {
 }
 
 impl<'m> Graph<'m> {
+    /// Whether the node reads a Reshape's output and only Reshapes read its own.
+    fn between_reshapes(&self, n: &NodeRef<'_, 'm>) -> bool {
+        let reshaped = |t: Option<&str>| {
+            t.and_then(|t| self.producer(t))
+                .is_some_and(|(p, _)| p.is("Reshape"))
+        };
+        let readers = n.output_id(0).map_or(&[][..], |o| self.io.reads(o));
+        reshaped(n.input(0))
+            && !readers.is_empty()
+            && readers.iter().all(|&(r, _)| self.node(r).is("Reshape"))
+    }
+
     /// The trainable tensors, each once, in the order the graph first reads them.
     pub fn trainable(&self) -> Vec<Trainable<'m>> {
         let mut out: Vec<Trainable<'m>> = Vec::new();
@@ -69,6 +81,11 @@ impl<'m> Graph<'m> {
                 continue;
             }
             match n.op_type() {
+                // GroupNorm as exported: InstanceNormalization over the
+                // channels reshaped into groups, between two Reshapes, with a
+                // constant unit scale and zero shift; the module's own scale
+                // and shift follow as a Mul and an Add.
+                "InstanceNormalization" if self.between_reshapes(&n) => {}
                 op if NORMALIZATION_OPS.contains(&op) => {
                     add(1, ParamKind::Scale);
                     add(2, ParamKind::Shift);
@@ -137,9 +154,36 @@ impl<'m> Graph<'m> {
             self.producer(t)
                 .is_some_and(|(p, _)| LAYERS.contains(&p.op_type()))
         };
-        if n.is("Add") {
-            let other = n.input(1 - slot.min(1))?;
-            return is_layer_output(other).then_some(ParamKind::Bias);
+        // GroupNorm's own scale and shift, applied after the normalized
+        // groups are reshaped back to channels.
+        let group_normalized = |t: &str| {
+            self.producer(t).is_some_and(|(r, _)| {
+                r.is("Reshape")
+                    && r.input(0)
+                        .and_then(|i| self.producer(i))
+                        .is_some_and(|(p, _)| {
+                            p.is("InstanceNormalization") && self.between_reshapes(&p)
+                        })
+            })
+        };
+        let group_scaled = |t: &str| {
+            self.producer(t)
+                .is_some_and(|(m, _)| m.is("Mul") && m.inputs().iter().any(|i| group_normalized(i)))
+        };
+        let affine = |c: &NodeRef<'_, 'm>, s: usize| -> Option<ParamKind> {
+            let other = c.input(1 - s.min(1))?;
+            if c.is("Add") && is_layer_output(other) {
+                Some(ParamKind::Bias)
+            } else if c.is("Add") && group_scaled(other) {
+                Some(ParamKind::Shift)
+            } else if c.is("Mul") && group_normalized(other) {
+                Some(ParamKind::Scale)
+            } else {
+                None
+            }
+        };
+        if n.is("Add") || n.is("Mul") {
+            return affine(n, slot);
         }
         if !LAYOUT.contains(&n.op_type()) || slot != 0 {
             return None;
@@ -152,8 +196,8 @@ impl<'m> Graph<'m> {
                     if LAYERS.contains(&c.op_type()) {
                         return Some(ParamKind::Weight);
                     }
-                    if c.is("Add") && c.input(1 - s.min(1)).is_some_and(is_layer_output) {
-                        return Some(ParamKind::Bias);
+                    if let Some(kind) = affine(&c, s) {
+                        return Some(kind);
                     }
                     if LAYOUT.contains(&c.op_type()) && s == 0 {
                         next.extend(c.outputs().iter().map(String::as_str));

@@ -24,6 +24,9 @@ pub const MAX_SAMPLES: usize = 16;
 /// (relative) over this many steps: a plateau it will not leave.
 pub const PATIENCE: usize = 50;
 pub const MIN_GAIN: f64 = 0.01;
+/// After a fit that was learning spiked and stalled, it starts again from
+/// the initial weights at its learning rate divided by this.
+pub const RETRY_DIVISOR: f64 = 3.0;
 
 /// How the fit runs.
 #[derive(Clone, Debug)]
@@ -52,6 +55,18 @@ pub struct Fit {
     /// The loss that counts as fitted: `max(fraction × start, floor)`.
     pub goal: f64,
     pub floor: f64,
+    /// A first attempt that spiked and stalled, at a higher learning rate:
+    /// the fit then restarted from the initial weights (the losses above are
+    /// the second attempt's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unstable: Option<Attempt>,
+}
+
+/// One attempt of the fit, given up.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Attempt {
+    pub lr: f64,
+    pub losses: Vec<f64>,
 }
 
 impl Fit {
@@ -81,6 +96,15 @@ impl Fit {
     /// over the last [`PATIENCE`] steps.
     pub fn stalled(&self) -> bool {
         plateau(&self.losses)
+    }
+
+    /// Steps taken over every attempt.
+    pub fn taken_in_all(&self) -> usize {
+        self.taken()
+            + self
+                .unstable
+                .as_ref()
+                .map_or(0, |a| a.losses.len().saturating_sub(1))
     }
 
     /// The first step whose loss is not finite.
@@ -115,18 +139,12 @@ pub fn run(
         }
         samples = MAX_SAMPLES;
     }
-    let vars = pass.params.iter().map(|p| p.var.clone()).collect();
-    let mut adam = AdamW::new(
-        vars,
-        ParamsAdamW {
-            lr: options.lr,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        },
-    )
-    .map_err(|e| Skip::from(c(e)))?;
+    let initial: Vec<Tensor> = pass
+        .params
+        .iter()
+        .map(|p| p.var.as_tensor().copy())
+        .collect::<candle_core::Result<_>>()
+        .map_err(|e| Skip::from(c(e)))?;
     let progress = Progress::new(
         options.progress,
         options.steps as u64,
@@ -140,31 +158,95 @@ pub fn run(
         target: Target::Loss,
         goal: f64::NAN,
         floor: options.floor,
+        unstable: None,
     };
-    for step in 0..=options.steps {
-        let env = pass.forward(&values, false, &[])?;
+    if !attempt(&pass, &values, options, options.steps, &mut fit, &progress)? {
+        return Ok(None);
+    }
+    // Adam at a rate too high for this model: the loss fell, then jumped
+    // and never came back. That is not a model that cannot fit; the steps
+    // left start again from the initial weights at a lower rate.
+    let left = options.steps.saturating_sub(fit.taken());
+    if !fit.fitted() && fit.stalled() && spiked(&fit.losses) && left > PATIENCE {
+        for (p, t) in pass.params.iter().zip(&initial) {
+            p.var.set(t).map_err(|e| Skip::from(c(e)))?;
+        }
+        fit.unstable = Some(Attempt {
+            lr: fit.lr,
+            losses: std::mem::take(&mut fit.losses),
+        });
+        fit.lr /= RETRY_DIVISOR;
+        let retry = FitOptions {
+            lr: fit.lr,
+            ..options.clone()
+        };
+        attempt(&pass, &values, &retry, left, &mut fit, &progress)?;
+    }
+    progress.finish();
+    Ok(Some(fit))
+}
+
+/// Adam from the current weights for up to `steps` steps, the losses into
+/// `fit`; false when the graph's only target is its outputs' magnitude.
+fn attempt(
+    pass: &Pass<'_, '_>,
+    values: &[(String, Tensor)],
+    options: &FitOptions,
+    steps: usize,
+    fit: &mut Fit,
+    progress: &Progress,
+) -> Result<bool, Skip> {
+    let vars = pass.params.iter().map(|p| p.var.clone()).collect();
+    let mut adam = AdamW::new(
+        vars,
+        ParamsAdamW {
+            lr: options.lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        },
+    )
+    .map_err(|e| Skip::from(c(e)))?;
+    for step in 0..=steps {
+        let env = pass.forward(values, false, &[])?;
         let (loss, target) = pass.loss(&env)?;
         if target == Target::Outputs {
-            return Ok(None);
+            return Ok(false);
         }
         let value = loss
             .to_dtype(DType::F64)
             .and_then(|l| l.to_scalar::<f64>())
             .map_err(|e| Skip::from(c(e)))?;
-        if step == 0 {
+        if fit.losses.is_empty() && fit.unstable.is_none() {
             fit.target = target;
             fit.goal = (options.fraction * value).max(options.floor);
         }
         fit.losses.push(value);
-        if !value.is_finite() || value < fit.goal || step == options.steps || plateau(&fit.losses) {
+        if !value.is_finite() || value < fit.goal || step == steps || plateau(&fit.losses) {
             break;
         }
         step_once(&mut adam, &loss)?;
         progress.message(format!("{value:.3}"));
         progress.step();
     }
-    progress.finish();
-    Ok(Some(fit))
+    Ok(true)
+}
+
+/// A fit that was learning (its lowest loss under half its start) whose
+/// loss later rose above twice that lowest.
+fn spiked(losses: &[f64]) -> bool {
+    let Some((at, lowest)) = losses
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(_, l)| l.is_finite())
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+    else {
+        return false;
+    };
+    let start = losses.first().copied().unwrap_or(f64::NAN);
+    lowest < 0.5 * start && losses[at..].iter().any(|&l| l > 2.0 * lowest)
 }
 
 /// The lowest of `losses` is not [`MIN_GAIN`] below the lowest of all but
@@ -198,4 +280,21 @@ fn batch_is_free(graph: &Graph<'_>, batch: &[Input], samples: usize) -> bool {
                     .and_then(|s| s.first())
                     .is_some_and(|d| !matches!(d, Dim::Known(_)))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fit_that_learned_then_jumped_has_spiked() {
+        // ALBERT's first attempt, cut: down to 1.09, then up to 4.8.
+        assert!(spiked(&[6.9, 4.3, 2.1, 1.09, 1.24, 3.84, 4.82, 4.2]));
+        // Stuck from the start (a tanh on the logits): no spike.
+        assert!(!spiked(&[2.08, 1.4, 1.1, 1.0, 1.02, 0.99, 1.01]));
+        // Learning, and a bump below twice the lowest: no spike.
+        assert!(!spiked(&[6.9, 2.0, 1.0, 1.5, 1.2]));
+        // Not finite: `diverged`, not a spike to retry.
+        assert!(!spiked(&[f64::NAN]));
+    }
 }

@@ -20,6 +20,8 @@ mod conv;
 pub mod fit;
 pub mod ops;
 mod per_sample;
+mod resize;
+mod scatter;
 
 use candle_core::{DType, Device, Tensor, Var};
 use rustc_hash::{FxHashMap, FxHashSet};

@@ -87,7 +87,7 @@ pub fn ints(t: &Tensor) -> R<Vec<i64>> {
     }
 }
 
-fn floats(t: &Tensor) -> R<Vec<f64>> {
+pub(super) fn floats(t: &Tensor) -> R<Vec<f64>> {
     t.flatten_all()
         .and_then(|t| t.to_dtype(DType::F64))
         .and_then(|t| t.to_vec1::<f64>())
@@ -101,11 +101,11 @@ fn scalar_f(t: &Tensor) -> R<f64> {
         .ok_or_else(|| "an empty tensor where a scalar was expected".to_string())
 }
 
-fn i64_tensor(v: &[i64]) -> R<Tensor> {
+pub(super) fn i64_tensor(v: &[i64]) -> R<Tensor> {
     Tensor::from_vec(v.to_vec(), v.len(), &Device::Cpu).map_err(c)
 }
 
-fn axis(a: i64, rank: usize) -> R<usize> {
+pub(super) fn axis(a: i64, rank: usize) -> R<usize> {
     let r = rank as i64;
     let a = if a < 0 { a + r } else { a };
     if a < 0 || a >= r.max(1) {
@@ -711,7 +711,7 @@ fn cast(x: &Tensor, to: i32, cx: &Cx) -> R<Tensor> {
 
 /// The indices of a `Gather` or `GatherElements` along an axis of size
 /// `dim`, negative ones counted from the end; an index out of range is an error.
-fn indices_in(indices: &Tensor, dim: usize, op: &str) -> R<Vec<i64>> {
+pub(super) fn indices_in(indices: &Tensor, dim: usize, op: &str) -> R<Vec<i64>> {
     let dim = dim as i64;
     let idx: Vec<i64> = ints(indices)?
         .into_iter()
@@ -1384,6 +1384,95 @@ pub fn eval(n: &NodeProto, inputs: &[Option<Tensor>], cx: &Cx) -> R<Vec<Tensor>>
             }
             Ok(vec![y])
         }
+        "InstanceNormalization" => {
+            let x = arg(0)?;
+            let rank = x.rank();
+            if rank < 3 {
+                return Err(format!(
+                    "`InstanceNormalization` of a tensor of rank {rank}"
+                ));
+            }
+            let eps = attr_f(n, "epsilon").unwrap_or(1e-5) as f64;
+            let axes: Vec<usize> = (2..rank).collect();
+            let y = normalize(x, &axes, eps, cx, false)?;
+            let (scale, bias) = (per_channel(arg(1)?, rank)?, per_channel(arg(2)?, rank)?);
+            one(y.broadcast_mul(&scale).and_then(|t| t.broadcast_add(&bias)))
+        }
+        "GroupNormalization" => {
+            let x = arg(0)?;
+            let dims = x.dims().to_vec();
+            let groups = attr_i(n, "num_groups").unwrap_or(0).max(0) as usize;
+            let channels = dims.get(1).copied().unwrap_or(0);
+            if dims.len() < 2 || groups == 0 || channels % groups != 0 {
+                return Err(format!(
+                    "`GroupNormalization` of {groups} groups over a tensor of shape {dims:?}"
+                ));
+            }
+            let eps = attr_f(n, "epsilon").unwrap_or(1e-5) as f64;
+            let per_group = x.elem_count() / (dims[0] * groups).max(1);
+            let grouped = x.reshape((dims[0], groups, per_group)).map_err(c)?;
+            let y = normalize(&grouped, &[2], eps, cx, false)?
+                .reshape(dims.as_slice())
+                .map_err(c)?;
+            // Opset 18 has a scale and a bias per group, opset 21 per channel.
+            let widen = |p: &Tensor| -> R<Tensor> {
+                let p = if p.elem_count() == groups && groups != channels {
+                    p.reshape((groups, 1))
+                        .and_then(|p| p.broadcast_as((groups, channels / groups)))
+                        .and_then(|p| p.reshape(channels))
+                        .map_err(c)?
+                } else {
+                    p.clone()
+                };
+                per_channel(&p, dims.len())
+            };
+            let (scale, bias) = (widen(arg(1)?)?, widen(arg(2)?)?);
+            one(y.broadcast_mul(&scale).and_then(|t| t.broadcast_add(&bias)))
+        }
+        "GatherND" => Ok(vec![super::scatter::gather_nd(
+            arg(0)?,
+            arg(1)?,
+            attr_i(n, "batch_dims").unwrap_or(0),
+        )?]),
+        "ScatterND" => Ok(vec![super::scatter::scatter_nd(
+            arg(0)?,
+            arg(1)?,
+            arg(2)?,
+            &attr_s(n, "reduction").unwrap_or_else(|| "none".into()),
+        )?]),
+        "ScatterElements" | "Scatter" => Ok(vec![super::scatter::scatter_elements(
+            arg(0)?,
+            arg(1)?,
+            arg(2)?,
+            attr_i(n, "axis").unwrap_or(0),
+            &attr_s(n, "reduction").unwrap_or_else(|| "none".into()),
+        )?]),
+        "Resize" | "Upsample" => Ok(vec![resize_op(n, arg(0)?, inputs, cx)?]),
+        "CumSum" => {
+            let x = arg(0)?;
+            let a = axis(
+                *ints(arg(1)?)?.first().ok_or("CumSum without an axis")?,
+                x.rank(),
+            )?;
+            // candle sums with a triangular product: integers (positions
+            // counted from a mask) go through f64, exact below 2^53.
+            let dtype = x.dtype();
+            let t = if dtype.is_float() {
+                x.clone()
+            } else {
+                x.to_dtype(DType::F64).map_err(c)?
+            };
+            let reversed: Vec<i64> = (0..t.dims()[a] as i64).rev().collect();
+            let flip = |t: &Tensor| t.index_select(&i64_tensor(&reversed)?, a).map_err(c);
+            let reverse = attr_i(n, "reverse").unwrap_or(0) != 0;
+            let t = if reverse { flip(&t)? } else { t };
+            let mut y = t.cumsum(a).map_err(c)?;
+            if attr_i(n, "exclusive").unwrap_or(0) != 0 {
+                y = y.sub(&t).map_err(c)?;
+            }
+            let y = if reverse { flip(&y)? } else { y };
+            one(y.to_dtype(dtype))
+        }
         "LayerNormalization" => {
             let x = arg(0)?;
             let rank = x.rank();
@@ -1405,6 +1494,73 @@ pub fn eval(n: &NodeProto, inputs: &[Option<Tensor>], cx: &Cx) -> R<Vec<Tensor>>
         }
         other => Err(format!("the gradient engine has no `{other}` operator")),
     }
+}
+
+/// `Resize` or `Upsample` with its sizes and scales read from whichever
+/// inputs or attributes its opset uses.
+fn resize_op(n: &NodeProto, x: &Tensor, inputs: &[Option<Tensor>], cx: &Cx) -> R<Tensor> {
+    use super::resize::{resize, Mode, Nearest, Transform};
+    let given = |i: usize| {
+        inputs
+            .get(i)
+            .and_then(|t| t.as_ref())
+            .filter(|t| t.elem_count() > 0)
+    };
+    let modern = n.op_type == "Resize" && cx.opset >= 11;
+    if attr_i(n, "antialias").unwrap_or(0) != 0 || attr(n, "axes").is_some() {
+        return Err("the gradient engine has no `Resize` with `antialias` or `axes`".into());
+    }
+    let dims = x.dims();
+    let (sizes, scales): (Vec<usize>, Vec<f64>) = match (modern, given(3)) {
+        (true, Some(s)) => {
+            let sizes: Vec<usize> = ints(s)?.into_iter().map(|d| d.max(0) as usize).collect();
+            let scales = sizes
+                .iter()
+                .zip(dims)
+                .map(|(&o, &i)| o as f64 / i.max(1) as f64)
+                .collect();
+            (sizes, scales)
+        }
+        _ => {
+            let scales = match (modern, given(if modern { 2 } else { 1 })) {
+                (_, Some(t)) => floats(t)?,
+                (false, None) => attr(n, "scales")
+                    .map(|a| a.floats.iter().map(|&f| f as f64).collect())
+                    .ok_or("`Upsample` without scales")?,
+                (true, None) => return Err("`Resize` without scales or sizes".into()),
+            };
+            let sizes = scales
+                .iter()
+                .zip(dims)
+                .map(|(&s, &i)| (i as f64 * s).floor() as usize)
+                .collect();
+            (sizes, scales)
+        }
+    };
+    let mode = attr_s(n, "mode").unwrap_or_else(|| "nearest".into());
+    let (nearest, transform) = if modern {
+        (
+            Nearest::parse(
+                &attr_s(n, "nearest_mode").unwrap_or_else(|| "round_prefer_floor".into()),
+            )?,
+            Transform::parse(
+                &attr_s(n, "coordinate_transformation_mode").unwrap_or_else(|| "half_pixel".into()),
+            )?,
+        )
+    } else {
+        // Upsample, and Resize before opset 11: x / scale, rounded down.
+        (Nearest::Floor, Transform::Asymmetric)
+    };
+    let mode = match mode.as_str() {
+        "nearest" => Mode::Nearest(nearest),
+        "linear" | "bilinear" | "trilinear" => Mode::Linear,
+        other => {
+            return Err(format!(
+                "the gradient engine has no `Resize` in mode `{other}`"
+            ))
+        }
+    };
+    resize(x, &sizes, &scales, mode, transform)
 }
 
 /// The first element of a raw-data tensor, for `ConstantOfShape`'s value.

@@ -199,3 +199,52 @@ g (double[2,3,4] x, int64[2,3] ids, int64[10] y) => (double loss)
     ];
     check(&text, &batch);
 }
+
+#[test]
+fn normalizations_resizes_index_writes_and_sums_match_central_differences() {
+    let text = format!(
+        r#"<ir_version: 10, opset_import: ["" : 21]>
+g (double[2,4,3,3] x, int64[2] y) => (double loss)
+<double[4] s1 = {{{}}}, double[4] b1 = {{{}}}, double[4] s2 = {{{}}}, double[4] b2 = {{{}}},
+ float[4] up = {{1, 1, 2, 2}}, int64[4] down = {{2, 4, 3, 3}},
+ int64[2,3,2] at = {{0, 0, 1, 2, 2, 1, 2, 2, 0, 1, 1, 0}},
+ int64[2,2] rows = {{0, 1, 1, 2}}, double[2,4] upd = {{{}}},
+ int64[2,3,2] cols = {{0, 3, 1, 2, 2, 0, 3, 1, 0, 2, 1, 3}}, double[2,3,2] upd2 = {{{}}},
+ int64[2] flat = {{2, 12}}, int64[] two = {{2}}, double[3,12] w = {{{}}}>
+{{
+    h1 = InstanceNormalization (x, s1, b1)
+    h2 = GroupNormalization <num_groups: int = 2> (h1, s2, b2)
+    h3 = Resize <mode: string = "linear"> (h2, "", up)
+    h4 = Resize <mode: string = "nearest", coordinate_transformation_mode: string = "asymmetric"> (h3, "", "", down)
+    h5 = Tanh (h4)
+    t = Transpose <perm: ints = [0, 2, 3, 1]> (h5)
+    g1 = GatherND <batch_dims: int = 1> (t, at)
+    g2 = ScatterND (g1, rows, upd)
+    g3 = ScatterElements <axis: int = 2> (g2, cols, upd2)
+    g4 = CumSum <reverse: int = 1, exclusive: int = 1> (g3, two)
+    f = Reshape (g4, flat)
+    logits = Gemm <transB: int = 1> (f, w)
+    loss = SoftmaxCrossEntropyLoss (logits, y)
+}}"#,
+        values(4, 21),
+        values(4, 22),
+        values(4, 23),
+        values(4, 24),
+        values(8, 25),
+        values(12, 26),
+        values(36, 27),
+    );
+    let batch = [
+        input("x", 11, &[2, 4, 3, 3], Fill::Normal),
+        input(
+            "y",
+            7,
+            &[2],
+            Fill::Labels {
+                classes: 3,
+                scores: "logits".into(),
+            },
+        ),
+    ];
+    check(&text, &batch);
+}

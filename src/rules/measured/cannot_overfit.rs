@@ -123,6 +123,20 @@ impl Rule for CannotOverfit {
             sparkline(&fit.losses, 40),
             fit.taken()
         ));
+        if let Some(first) = &fit.unstable {
+            let lowest = first
+                .losses
+                .iter()
+                .copied()
+                .filter(|l| l.is_finite())
+                .fold(f64::INFINITY, f64::min);
+            d = d.note(format!(
+                "at lr {} the loss fell to {} and then rose and stalled; the fit restarted from the initial weights at lr {}",
+                short(first.lr),
+                short(lowest),
+                short(fit.lr)
+            ));
+        }
         if let Some(step) = fit.diverged() {
             d = d.note(format!("the loss is not finite from step {step} on"));
         } else if fit.stalled() {
