@@ -98,15 +98,6 @@ impl Fit {
         plateau(&self.losses)
     }
 
-    /// Steps taken over every attempt.
-    pub fn taken_in_all(&self) -> usize {
-        self.taken()
-            + self
-                .unstable
-                .as_ref()
-                .map_or(0, |a| a.losses.len().saturating_sub(1))
-    }
-
     /// The first step whose loss is not finite.
     pub fn diverged(&self) -> Option<usize> {
         self.losses.iter().position(|l| !l.is_finite())
@@ -139,12 +130,6 @@ pub fn run(
         }
         samples = MAX_SAMPLES;
     }
-    let initial: Vec<Tensor> = pass
-        .params
-        .iter()
-        .map(|p| p.var.as_tensor().copy())
-        .collect::<candle_core::Result<_>>()
-        .map_err(|e| Skip::from(c(e)))?;
     let progress = Progress::new(
         options.progress,
         options.steps as u64,
@@ -168,9 +153,10 @@ pub fn run(
     // left start again from the initial weights at a lower rate.
     let left = options.steps.saturating_sub(fit.taken());
     if !fit.fitted() && fit.stalled() && spiked(&fit.losses) && left > PATIENCE {
-        for (p, t) in pass.params.iter().zip(&initial) {
-            p.var.set(t).map_err(|e| Skip::from(c(e)))?;
-        }
+        // The initial weights, read again from the model rather than kept
+        // as a copy through the first attempt.
+        drop(pass);
+        let pass = Pass::new(model, graph, lowered, DType::F32)?;
         fit.unstable = Some(Attempt {
             lr: fit.lr,
             losses: std::mem::take(&mut fit.losses),

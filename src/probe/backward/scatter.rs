@@ -1,6 +1,6 @@
 //! Indexing by tuples and writing by index: `GatherND`, `ScatterND`,
-//! `ScatterElements`, built from candle's `index_select`, `index_add` and
-//! `scatter_add`, which candle differentiates.
+//! `ScatterElements`, built from candle's `index_select` and `index_add`,
+//! which candle differentiates.
 //!
 //! The indices are data, never differentiated: they are read once to plain
 //! integers, checked against the shape, and turned into row numbers of the
