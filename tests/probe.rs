@@ -183,6 +183,22 @@ fn the_memory_budget_shrinks_a_dynamic_batch_or_skips_the_probe() {
     );
 }
 
+/// `path` linted with `x.npy` as its input `x`, taking the model as `state`.
+fn lint_with_input_as(path: &str, x: &Path, state: &str) -> String {
+    let input = format!("x={}", x.display());
+    let args = [
+        "--isolated",
+        "--format",
+        "short",
+        "--model-state",
+        state,
+        "--input",
+        &input,
+        path,
+    ];
+    text(&nnlint(&args).stdout)
+}
+
 /// With real inputs on a trained model, an output head's sigmoids sitting
 /// near 0 (a detector's class scores, a multi-label head) are what it
 /// learned; a hidden sigmoid that saturates is still found. On an untrained
@@ -194,21 +210,8 @@ fn a_trained_output_heads_sigmoids_near_zero_are_not_saturation() {
     common::write_npy(&x, "<f4", &[64, 4], |i| {
         ((i * 37 % 101) as f64 / 50.0 - 1.0) * 3.0
     });
-    let input = format!("x={}", x.display());
     let path = "fixtures/text/sigmoid_head.onnxtxt";
-    let run = |state: &str| {
-        let args = [
-            "--isolated",
-            "--format",
-            "short",
-            "--model-state",
-            state,
-            "--input",
-            &input,
-            path,
-        ];
-        text(&nnlint(&args).stdout)
-    };
+    let run = |state: &str| lint_with_input_as(path, &x, state);
     let (hidden, head) = (
         "sigmoid_head.onnxtxt:6:9: warning[NN402]",
         "sigmoid_head.onnxtxt:8:14: warning[NN402]",
@@ -280,21 +283,8 @@ fn a_trained_model_is_not_judged_by_its_datas_scale() {
     common::write_npy(&x, "<f4", &[64, 16], |i| {
         ((i * 37 % 101) as f64 - 50.0) * 0.8
     });
-    let input = format!("x={}", x.display());
     let path = "fixtures/probe/trained_mlp_ce_dynamo_eval.onnx";
-    let run = |state: &str| {
-        let args = [
-            "--isolated",
-            "--format",
-            "short",
-            "--model-state",
-            state,
-            "--input",
-            &input,
-            path,
-        ];
-        text(&nnlint(&args).stdout)
-    };
+    let run = |state: &str| lint_with_input_as(path, &x, state);
     let trained = run("trained");
     assert!(
         !trained.contains("NN304") && !trained.contains("NN403"),

@@ -113,16 +113,17 @@ impl Part for TensorProto {
     /// prost.
     fn decode_part(bytes: Bytes) -> Option<Self> {
         let all = fields(&bytes)?;
-        let packed = |n: u32| all.iter().filter(move |f| f.number == n);
+        let occurrences = |n: u32| all.iter().filter(move |f| f.number == n);
         let values = |n: u32| {
-            packed(n)
+            occurrences(n)
                 .filter_map(|f| f.payload.as_ref())
                 .map(|p| p.len())
         };
         let irregular = |n: u32, width: usize| {
-            packed(n).any(|f| f.payload.as_ref().is_none_or(|p| p.len() % width != 0))
+            occurrences(n).any(|f| f.payload.as_ref().is_none_or(|p| p.len() % width != 0))
         };
-        if packed(TENSOR_FLOAT_DATA).next().is_none() && packed(TENSOR_DOUBLE_DATA).next().is_none()
+        if occurrences(TENSOR_FLOAT_DATA).next().is_none()
+            && occurrences(TENSOR_DOUBLE_DATA).next().is_none()
             || irregular(TENSOR_FLOAT_DATA, 4)
             || irregular(TENSOR_DOUBLE_DATA, 8)
         {

@@ -69,6 +69,22 @@ pub struct Attempt {
     pub losses: Vec<f64>,
 }
 
+impl Attempt {
+    /// The lowest finite loss along the attempt.
+    pub fn lowest(&self) -> f64 {
+        lowest_finite(&self.losses)
+    }
+}
+
+/// The lowest finite value of `losses`, infinity when there is none.
+fn lowest_finite(losses: &[f64]) -> f64 {
+    losses
+        .iter()
+        .copied()
+        .filter(|l| l.is_finite())
+        .fold(f64::INFINITY, f64::min)
+}
+
 impl Fit {
     pub fn start(&self) -> f64 {
         self.losses.first().copied().unwrap_or(f64::NAN)
@@ -80,11 +96,7 @@ impl Fit {
 
     /// The lowest finite loss along the way.
     pub fn lowest(&self) -> f64 {
-        self.losses
-            .iter()
-            .copied()
-            .filter(|l| l.is_finite())
-            .fold(f64::INFINITY, f64::min)
+        lowest_finite(&self.losses)
     }
 
     /// Steps taken.

@@ -124,16 +124,10 @@ impl Rule for CannotOverfit {
             fit.taken()
         ));
         if let Some(first) = &fit.unstable {
-            let lowest = first
-                .losses
-                .iter()
-                .copied()
-                .filter(|l| l.is_finite())
-                .fold(f64::INFINITY, f64::min);
             d = d.note(format!(
                 "at lr {} the loss fell to {} and then rose and stalled; the fit restarted from the initial weights at lr {}",
                 short(first.lr),
-                short(lowest),
+                short(first.lowest()),
                 short(fit.lr)
             ));
         }
