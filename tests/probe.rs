@@ -606,3 +606,59 @@ fn a_graph_read_in_pieces_measures_what_the_whole_graph_measures() {
     }
     assert_eq!(cut, 8);
 }
+
+/// Batch mixing through a recurrence along the batch: a time-first LSTM fed
+/// the batch first carries sample 0 into every later sample. The backward
+/// pass measures it (the other samples' outputs against sample 0's input),
+/// and so do the two forward passes that stand in where the backward pass
+/// cannot run. Neither fires on the batch-first LSTM, nor on BatchNorm's
+/// batch statistics, which both hold (without the replay, every sample
+/// would move).
+#[test]
+fn a_recurrence_along_the_batch_is_batch_mixing_by_gradient_and_by_forward_passes() {
+    use nnlint::probe::{mixing, Backward, Measured};
+    for kind in ["dynamo", "torchscript"] {
+        for (stem, planted) in [
+            ("rnn_lstm_time_first", true),
+            ("rnn_gru_time_first", true),
+            ("rnn_lstm_batch_first", false),
+            ("rnn_normed_lstm", false),
+        ] {
+            let path = format!("fixtures/recurrent/{stem}_{kind}_train.onnx");
+            let model = nnlint::onnx::load(Path::new(&path)).unwrap();
+            let source = print_model(&model.proto, Values::Elide);
+            let graphs = nnlint::graph::build(&model, &source);
+            let options = ProbeOptions::default();
+            let probe = nnlint::probe::run(
+                &model,
+                &graphs[0],
+                &options,
+                5.0,
+                &[Backward::Mixing],
+                &common::fit_plan(),
+            )
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+            let by_gradient = match &probe.gradients {
+                Some(Ok(g)) => g.mixing.clone(),
+                other => panic!("{path}: {other:?}"),
+            };
+            assert!(probe.mixing.is_none(), "{path}: the backward pass ran");
+            let by_forward = mixing::forward(&model, &graphs[0], &probe.run, &options)
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
+            for (m, by) in [
+                (by_gradient, Measured::Gradient),
+                (by_forward, Measured::Perturbation),
+            ] {
+                match m {
+                    Some(m) => {
+                        assert!(planted, "{path}: {m:?}");
+                        assert_eq!(m.by, by);
+                        assert!(m.sample >= 1 && m.ratio() > 1e-3, "{path}: {m:?}");
+                        assert!(m.node.is_some(), "{path}: where the samples meet");
+                    }
+                    None => assert!(!planted, "{path}: {by:?} measured no mixing"),
+                }
+            }
+        }
+    }
+}

@@ -260,6 +260,35 @@ fn every_overfit_fixture_fires_exactly_its_rules() {
     }
 }
 
+/// `fixtures/recurrent` (`fixtures/recurrent.py`): recurrent layers fed the
+/// batch first, which carry each sample into the later ones.
+const RECURRENT_EXPECTED: &[(&str, &[&str])] = &[
+    ("rnn_gru_time_first", &["batch-mixing"]),
+    ("rnn_lstm_batch_first", &[]),
+    ("rnn_lstm_time_first", &["batch-mixing"]),
+    // BatchNorm's batch statistics couple samples by design.
+    ("rnn_normed_lstm", &[]),
+];
+
+#[test]
+fn every_recurrent_fixture_fires_exactly_its_rules() {
+    let models = by_prefix("fixtures/recurrent", RECURRENT_EXPECTED);
+    // Both exporters, and the planted LSTM in eval mode too.
+    assert_eq!(models.len(), RECURRENT_EXPECTED.len() * 2 + 2);
+    for (path, stem, rules) in &models {
+        let expected: BTreeSet<&str> = rules.iter().copied().collect();
+        assert_eq!(rules_at(path, Severity::Warning), expected, "{stem}");
+        // `--no-grad` turns batch mixing off, its forward stand-in included.
+        let mut options = isolated();
+        options.probe.gradients = false;
+        let report = lint_file(path, &options).unwrap();
+        assert!(
+            report.diagnostics.iter().all(|d| d.rule != "batch-mixing"),
+            "{stem} with --no-grad"
+        );
+    }
+}
+
 /// `fixtures/report`, the html report's models: a clean residual network
 /// (no finding at all, not even a note) and the markup-named dead relu.
 #[test]

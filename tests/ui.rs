@@ -39,6 +39,7 @@ const UI_DIRS: &[&str] = &[
     "fixtures/hostile",
     "fixtures/gradients",
     "fixtures/overfit",
+    "fixtures/recurrent",
     "fixtures/report",
 ];
 

@@ -93,6 +93,20 @@ impl<'m> Graph<'m> {
                 "Gather" if n.input_id(1).is_some_and(|i| self.constant_of(i).is_none()) => {
                     add(0, ParamKind::Embedding)
                 }
+                // Recurrent layers: input and recurrent weights, the
+                // biases of both, and LSTM's peepholes.
+                "LSTM" | "GRU" | "RNN" => {
+                    add(1, ParamKind::Weight);
+                    add(2, ParamKind::Weight);
+                    add(3, ParamKind::Bias);
+                    add(7, ParamKind::Weight);
+                }
+                // A product written as an equation: its stored operands are weights.
+                "Einsum" => {
+                    for slot in 0..n.inputs().len() {
+                        add(slot, ParamKind::Weight);
+                    }
+                }
                 _ => {}
             }
         }
@@ -149,7 +163,16 @@ impl<'m> Graph<'m> {
             "Unsqueeze",
             "Identity",
         ];
-        const LAYERS: &[&str] = &["MatMul", "Gemm", "Conv", "ConvTranspose"];
+        const LAYERS: &[&str] = &[
+            "MatMul",
+            "Gemm",
+            "Conv",
+            "ConvTranspose",
+            "Einsum",
+            "LSTM",
+            "GRU",
+            "RNN",
+        ];
         let is_layer_output = |t: &str| {
             self.producer(t)
                 .is_some_and(|(p, _)| LAYERS.contains(&p.op_type()))
@@ -185,21 +208,32 @@ impl<'m> Graph<'m> {
         if n.is("Add") || n.is("Mul") {
             return affine(n, slot);
         }
-        if !LAYOUT.contains(&n.op_type()) || slot != 0 {
+        // TorchScript reorders a recurrent layer's gates by slicing its
+        // parameters and concatenating the slices.
+        let layout = |c: &NodeRef<'_, 'm>, s: usize| {
+            (LAYOUT.contains(&c.op_type()) && s == 0) || c.is("Concat")
+        };
+        if !layout(n, slot) {
             return None;
         }
         let mut frontier: Vec<&str> = n.outputs().iter().map(String::as_str).collect();
-        for _ in 0..4 {
+        for _ in 0..6 {
             let mut next = Vec::new();
             for t in frontier {
                 for (c, s) in self.consumers(t) {
                     if LAYERS.contains(&c.op_type()) {
-                        return Some(ParamKind::Weight);
+                        // A recurrent layer's biases are its input 3.
+                        let recurrent = matches!(c.op_type(), "LSTM" | "GRU" | "RNN");
+                        return Some(if recurrent && s == 3 {
+                            ParamKind::Bias
+                        } else {
+                            ParamKind::Weight
+                        });
                     }
                     if let Some(kind) = affine(&c, s) {
                         return Some(kind);
                     }
-                    if LAYOUT.contains(&c.op_type()) && s == 0 {
+                    if layout(&c, s) {
                         next.extend(c.outputs().iter().map(String::as_str));
                     }
                 }

@@ -26,6 +26,7 @@ use tract_onnx::tract_hir::infer::{InferenceNode, InferenceOp};
 use super::budget;
 use super::inputs::{self, Input, InputOptions};
 use super::lower::{Lowered, PREFIX};
+use super::normalize::{Affine, BatchStatisticsNorm};
 use super::observe::{summarize, Summary, Watch};
 use super::segment;
 use crate::graph::Graph;
@@ -129,6 +130,116 @@ pub fn run(
     guarded("tract", || run_inner(model, graph, lowered, watch, options))
 }
 
+/// What one pass of [`compare`] saw.
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// For each float value whose leading dimension is the batch, a hash of
+    /// each sample's values, by the value's name.
+    pub samples: FxHashMap<String, Vec<u64>>,
+    /// The names of `samples`, in the order they were computed.
+    pub order: Vec<String>,
+    /// The values of the tensors [`compare`] was asked to keep.
+    pub kept: FxHashMap<String, Vec<f32>>,
+}
+
+impl Observed {
+    fn observe(&mut self, name: &str, value: &Tensor, batch: usize, keep: &FxHashSet<String>) {
+        use std::hash::Hasher;
+        let float = matches!(
+            value.datum_type(),
+            DatumType::F32 | DatumType::F64 | DatumType::F16
+        );
+        if !float || value.shape().first() != Some(&batch) {
+            return;
+        }
+        let Ok(v) = value.cast_to::<f32>() else {
+            return;
+        };
+        let Ok(view) = v.try_as_plain_ram() else {
+            return;
+        };
+        let Ok(values) = view.as_slice::<f32>() else {
+            return;
+        };
+        let row = values.len() / batch.max(1);
+        let hashes = values
+            .chunks(row.max(1))
+            .map(|sample| {
+                let mut h = rustc_hash::FxHasher::default();
+                for x in sample {
+                    h.write_u32(x.to_bits());
+                }
+                h.finish()
+            })
+            .collect();
+        if self.samples.insert(name.to_string(), hashes).is_none() {
+            self.order.push(name.to_string());
+        }
+        if keep.contains(name) {
+            self.kept.insert(name.to_string(), values.to_vec());
+        }
+    }
+}
+
+/// Two passes of [`compare`]: on the probe's inputs, and with the first
+/// sample of some inputs moved.
+#[derive(Debug)]
+pub struct Comparison {
+    pub batch: usize,
+    /// The inputs whose first sample was moved.
+    pub moved_inputs: Vec<String>,
+    pub base: Observed,
+    pub moved: Observed,
+}
+
+/// Runs `lowered` twice with tract: once on the probe's inputs, once with 1
+/// added to the first sample of each float input `moved` names whose
+/// leading dimension is the batch. The second pass normalizes with the
+/// first pass's batch statistics, so that BatchNorm, which couples samples
+/// by design, does not carry the change to the others. `keep` names the
+/// values kept whole.
+pub fn compare(
+    model: &Model,
+    graph: &Graph<'_>,
+    lowered: &Lowered,
+    options: &RunOptions,
+    moved: &FxHashSet<String>,
+    keep: &FxHashSet<String>,
+) -> Result<Comparison, Skip> {
+    guarded("tract", || {
+        let prepared = prepare(model, graph, lowered, options)?;
+        let batch = prepared.batch();
+        let moved_inputs = prepared
+            .plan
+            .iter()
+            .filter(|i| moved.contains(&i.name) && i.shape.first() == Some(&batch))
+            .map(|i| i.name.clone())
+            .collect();
+        let mut norms = Norms::Record(FxHashMap::default());
+        let mut base = Observed::default();
+        let none = FxHashSet::default();
+        prepared.execute(graph, prepared.values(&none)?, &mut norms, |n, v| {
+            base.observe(n, v, batch, keep)
+        })?;
+        let Norms::Record(statistics) = norms else {
+            return Err("the batch statistics were not recorded".into());
+        };
+        let mut after = Observed::default();
+        prepared.execute(
+            graph,
+            prepared.values(moved)?,
+            &mut Norms::Replay(statistics),
+            |n, v| after.observe(n, v, batch, keep),
+        )?;
+        Ok(Comparison {
+            batch,
+            moved_inputs,
+            base,
+            moved: after,
+        })
+    })
+}
+
 /// Runs `f`, turning a panic of the engine it drives (`engine` names it)
 /// into a reason the probe did not run, without printing the panic.
 pub fn guarded<T>(engine: &str, f: impl FnOnce() -> Result<T, Skip>) -> Result<T, Skip> {
@@ -175,6 +286,63 @@ fn run_inner(
     watch: &FxHashMap<String, Watch>,
     options: &RunOptions,
 ) -> Result<Run, Skip> {
+    let prepared = prepare(model, graph, lowered, options)?;
+    let mut run = Run {
+        inputs: prepared.plan.clone(),
+        pieces: prepared.runnables.len(),
+        seconds: options.typing_seconds + prepared.cost.seconds(),
+        ..Default::default()
+    };
+    let seed = prepared.seed;
+    let values = prepared.values(&FxHashSet::default())?;
+    // Graph inputs are summarized too: activation scale starts there.
+    for i in &prepared.plan {
+        if let Some(s) = values
+            .get(&i.name)
+            .and_then(|v| summary_of(v, watch.get(&i.name), seed))
+        {
+            run.record(&i.name, s);
+        }
+    }
+    prepared.execute(graph, values, &mut Norms::Compute, |name, value| {
+        if let Some(s) = summary_of(value, watch.get(name), seed) {
+            run.record(name, s);
+        }
+    })?;
+    Ok(run)
+}
+
+/// The lowered graph read, typed and planned by tract, with the inputs it
+/// runs on: what one or more passes share.
+struct Prepared {
+    runnables: Vec<Arc<SimplePlan<TypedFact, Box<dyn TypedOp>>>>,
+    /// Each piece's outputs' names, in tract's order.
+    outputs: Vec<Vec<String>>,
+    plan: Vec<Input>,
+    cost: Cost,
+    seed: u64,
+    /// Bytes a value whose size only the run knows may take.
+    left: usize,
+    budget: usize,
+    progress: bool,
+}
+
+/// What a pass does at the batch-statistics normalizations.
+enum Norms {
+    /// Normalizes with the batch's statistics, as tract's own op would.
+    Compute,
+    /// The same, and keeps each node's map, by node name.
+    Record(FxHashMap<String, Affine>),
+    /// Normalizes with the maps an earlier pass recorded.
+    Replay(FxHashMap<String, Affine>),
+}
+
+fn prepare(
+    model: &Model,
+    graph: &Graph<'_>,
+    lowered: &Lowered,
+    options: &RunOptions,
+) -> Result<Prepared, Skip> {
     let (proto, stored) = to_tract(model, lowered, options.budget)?;
     let dir = model
         .path
@@ -311,16 +479,6 @@ fn run_inner(
         }
     }
     let outputs: Vec<Vec<String>> = pieces.into_iter().map(|p| p.outputs).collect();
-
-    let mut values: FxHashMap<String, TValue> = plan
-        .iter()
-        .map(|i| {
-            Ok((
-                i.name.clone(),
-                inputs::make(i, input_options.seed)?.into_tvalue(),
-            ))
-        })
-        .collect::<Result<_, String>>()?;
     // tract orders the plan to keep few values alive at once, at a cost that
     // grows with the square of the graph (seconds at 30k nodes); past
     // ORDER_FOR_MEMORY_NODES its plain topological order is taken instead.
@@ -336,111 +494,176 @@ fn run_inner(
                 .map_err(|e| format!("tract cannot plan: {}", cause(&e)))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut run = Run {
-        inputs: plan,
-        pieces: runnables.len(),
-        seconds: options.typing_seconds + cost.seconds(),
-        ..Default::default()
-    };
-    let steps = runnables
-        .iter()
-        .map(|r| r.order_without_consts().len() as u64)
-        .sum();
-    let progress = Progress::new(
-        options.progress,
-        steps,
-        "probing {bar:30} {pos}/{len} nodes, {elapsed}",
-    );
-    let seed = input_options.seed;
-    // Graph inputs are summarized too: activation scale starts there.
-    let graph_inputs: Vec<String> = run.inputs.iter().map(|i| i.name.clone()).collect();
-    for name in &graph_inputs {
-        if let Some(s) = values
-            .get(name)
-            .and_then(|v| summary_of(v, watch.get(name), seed))
-        {
-            run.record(name, s);
-        }
+    Ok(Prepared {
+        runnables,
+        outputs,
+        plan,
+        cost,
+        seed: input_options.seed,
+        left,
+        budget: options.budget,
+        progress: options.progress,
+    })
+}
+
+impl Prepared {
+    /// The batch: the leading dimension of the first input.
+    fn batch(&self) -> usize {
+        inputs::batch_size(&self.plan)
     }
-    // The last piece that reads each value: there it is handed over, not
-    // shared, so that tract frees it after its last reader as in a whole run.
-    let mut last_use: FxHashMap<String, usize> = FxHashMap::default();
-    for (k, runnable) in runnables.iter().enumerate() {
-        let model = runnable.model();
-        for o in model.input_outlets().map_err(|e| cause(&e))? {
-            last_use.insert(model.node(o.node).name.clone(), k);
-        }
-    }
-    for (k, (runnable, outputs)) in runnables.iter().zip(&outputs).enumerate() {
-        let model = runnable.model();
-        let feed: TVec<TValue> = model
-            .input_outlets()
-            .map_err(|e| cause(&e))?
+
+    /// The inputs of a pass, by name, with 1 added to the first sample of
+    /// each float input `moved` names.
+    fn values(&self, moved: &FxHashSet<String>) -> Result<FxHashMap<String, TValue>, Skip> {
+        let batch = self.batch();
+        self.plan
             .iter()
-            .map(|o| {
-                let name = &model.node(o.node).name;
-                let value = if last_use.get(name) == Some(&k) {
-                    values.remove(name)
-                } else {
-                    values.get(name).cloned()
-                };
-                value.ok_or_else(|| format!("no value for the input `{name}`"))
-            })
-            .collect::<Result<_, _>>()?;
-        let sources: FxHashSet<usize> = model
-            .input_outlets()
-            .map_err(|e| cause(&e))?
-            .iter()
-            .map(|o| o.node)
-            .collect();
-        let labels: FxHashMap<(usize, usize), String> = model
-            .outlet_labels
-            .iter()
-            .filter(|(o, l)| !l.starts_with(PREFIX) && !sources.contains(&o.node))
-            .map(|(o, l)| ((o.node, o.slot), l.clone()))
-            .collect();
-        let mut state =
-            SimpleState::new(runnable).map_err(|e| format!("tract cannot plan: {}", cause(&e)))?;
-        let outcome = state.run_plan_with_eval(feed, |ctx, op_state, node, node_inputs| {
-            budget::check_node(node, &node_inputs, ctx.symbols, left, options.budget)?;
-            let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, node_inputs)?;
-            for (slot, value) in out.iter().enumerate() {
-                let Some(name) = labels.get(&(node.id, slot)) else {
-                    continue;
-                };
-                if let Some(s) = summary_of(value, watch.get(name), seed) {
-                    run.record(name, s);
-                }
-            }
-            progress.step();
-            Ok::<_, TractError>(out)
-        });
-        let computed = outcome.map_err(|e| {
-            progress.finish();
-            match budget::refusal(&e) {
-                // Named by the ONNX op, not the tract operator it runs as.
-                Some(refused) => {
-                    let mut refused = refused.clone();
-                    let node = refused.node.as_deref().unwrap_or("");
-                    if let Some(n) = graph.find_node(node) {
-                        refused.what = budget::node_named(node, n.op_type());
+            .map(|i| {
+                let mut t = inputs::make(i, self.seed)?;
+                if moved.contains(&i.name) && i.shape.first() == Some(&batch) {
+                    let row = t.len() / batch.max(1);
+                    let dt = t.datum_type();
+                    let mut view = t.try_as_plain_ram_mut().map_err(|e| cause(&e))?;
+                    match dt {
+                        DatumType::F32 => add_to_first(
+                            view.as_slice_mut::<f32>().map_err(|e| cause(&e))?,
+                            row,
+                            1.0,
+                        ),
+                        DatumType::F64 => add_to_first(
+                            view.as_slice_mut::<f64>().map_err(|e| cause(&e))?,
+                            row,
+                            1.0,
+                        ),
+                        _ => {}
                     }
-                    Skip::from(&refused)
                 }
-                None => Skip::from(format!("tract failed: {}", cause(&e))),
-            }
-        })?;
-        // Only what later pieces read stays alive.
-        values.extend(
-            outputs
-                .iter()
-                .cloned()
-                .zip(computed)
-                .filter(|(name, _)| last_use.get(name).is_some_and(|&last| last > k)),
-        );
+                Ok((i.name.clone(), t.into_tvalue()))
+            })
+            .collect()
     }
-    progress.finish();
-    Ok(run)
+
+    /// One pass over every piece, handing each value the model names to
+    /// `seen` as it is computed.
+    fn execute(
+        &self,
+        graph: &Graph<'_>,
+        mut values: FxHashMap<String, TValue>,
+        norms: &mut Norms,
+        mut seen: impl FnMut(&str, &Tensor),
+    ) -> Result<(), Skip> {
+        let steps = self
+            .runnables
+            .iter()
+            .map(|r| r.order_without_consts().len() as u64)
+            .sum();
+        let progress = Progress::new(
+            self.progress,
+            steps,
+            "probing {bar:30} {pos}/{len} nodes, {elapsed}",
+        );
+        // The last piece that reads each value: there it is handed over, not
+        // shared, so that tract frees it after its last reader as in a whole run.
+        let mut last_use: FxHashMap<String, usize> = FxHashMap::default();
+        for (k, runnable) in self.runnables.iter().enumerate() {
+            let model = runnable.model();
+            for o in model.input_outlets().map_err(|e| cause(&e))? {
+                last_use.insert(model.node(o.node).name.clone(), k);
+            }
+        }
+        let (left, budget) = (self.left, self.budget);
+        for (k, (runnable, outputs)) in self.runnables.iter().zip(&self.outputs).enumerate() {
+            let model = runnable.model();
+            let feed: TVec<TValue> = model
+                .input_outlets()
+                .map_err(|e| cause(&e))?
+                .iter()
+                .map(|o| {
+                    let name = &model.node(o.node).name;
+                    let value = if last_use.get(name) == Some(&k) {
+                        values.remove(name)
+                    } else {
+                        values.get(name).cloned()
+                    };
+                    value.ok_or_else(|| format!("no value for the input `{name}`"))
+                })
+                .collect::<Result<_, _>>()?;
+            let sources: FxHashSet<usize> = model
+                .input_outlets()
+                .map_err(|e| cause(&e))?
+                .iter()
+                .map(|o| o.node)
+                .collect();
+            let labels: FxHashMap<(usize, usize), String> = model
+                .outlet_labels
+                .iter()
+                .filter(|(o, l)| !l.starts_with(PREFIX) && !sources.contains(&o.node))
+                .map(|(o, l)| ((o.node, o.slot), l.clone()))
+                .collect();
+            let mut state = SimpleState::new(runnable)
+                .map_err(|e| format!("tract cannot plan: {}", cause(&e)))?;
+            let outcome = state.run_plan_with_eval(feed, |ctx, op_state, node, mut node_inputs| {
+                budget::check_node(node, &node_inputs, ctx.symbols, left, budget)?;
+                let norm = node.op_as::<BatchStatisticsNorm>();
+                let out = match (norm, &mut *norms) {
+                    (Some(op), Norms::Record(kept)) => {
+                        let (y, affine) = op.normalize(node_inputs.remove(0), None)?;
+                        kept.insert(node.name.clone(), affine);
+                        tvec![y]
+                    }
+                    (Some(op), Norms::Replay(kept)) => {
+                        let affine = kept.get(&node.name).ok_or_else(|| {
+                            TractError::msg(format!(
+                                "no batch statistics recorded for `{}`",
+                                node.name
+                            ))
+                        })?;
+                        tvec![op.normalize(node_inputs.remove(0), Some(affine))?.0]
+                    }
+                    _ => tract_onnx::tract_core::plan::eval(ctx, op_state, node, node_inputs)?,
+                };
+                for (slot, value) in out.iter().enumerate() {
+                    if let Some(name) = labels.get(&(node.id, slot)) {
+                        seen(name, value);
+                    }
+                }
+                progress.step();
+                Ok::<_, TractError>(out)
+            });
+            let computed = outcome.map_err(|e| {
+                progress.finish();
+                match budget::refusal(&e) {
+                    // Named by the ONNX op, not the tract operator it runs as.
+                    Some(refused) => {
+                        let mut refused = refused.clone();
+                        let node = refused.node.as_deref().unwrap_or("");
+                        if let Some(n) = graph.find_node(node) {
+                            refused.what = budget::node_named(node, n.op_type());
+                        }
+                        Skip::from(&refused)
+                    }
+                    None => Skip::from(format!("tract failed: {}", cause(&e))),
+                }
+            })?;
+            // Only what later pieces read stays alive.
+            values.extend(
+                outputs
+                    .iter()
+                    .cloned()
+                    .zip(computed)
+                    .filter(|(name, _)| last_use.get(name).is_some_and(|&last| last > k)),
+            );
+        }
+        progress.finish();
+        Ok(())
+    }
+}
+
+/// Adds `by` to the first `row` values: the first sample of a batch.
+fn add_to_first<T: Copy + std::ops::Add<Output = T>>(values: &mut [T], row: usize, by: T) {
+    for v in values.iter_mut().take(row) {
+        *v = *v + by;
+    }
 }
 
 /// A piece of the graph as tract read it, and what it hands on.

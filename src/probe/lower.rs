@@ -36,6 +36,9 @@ pub struct Lowered {
     /// How many nodes of each kind were replaced, for notes.
     pub batch_norms: usize,
     pub folded_norms: usize,
+    /// Of the BatchNorms, those normalized by ONNX ops (their scale or shift
+    /// is computed): a later pass cannot replay their batch statistics.
+    pub statistics_ops: usize,
 }
 
 /// The op type of the node that stops gradients ([`lower_for_gradients`]).
@@ -364,6 +367,7 @@ impl Builder {
         rank: usize,
         eps: f32,
     ) -> Result<(), String> {
+        self.out.statistics_ops += 1;
         let (a, b) = self.batch_statistics(x, rank, eps);
         // scale and bias are [C]; they broadcast against [1, C, 1, ...] once reshaped.
         let shape: Vec<i64> = [1, -1].into_iter().chain((2..rank).map(|_| 1)).collect();

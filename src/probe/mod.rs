@@ -10,6 +10,7 @@ pub mod budget;
 pub mod engine;
 pub mod inputs;
 pub mod lower;
+pub mod mixing;
 pub mod normalize;
 pub mod observe;
 pub mod rectify;
@@ -23,9 +24,10 @@ use rustc_hash::FxHashMap;
 use crate::graph::{Form, Graph, NodeId, NodeRef};
 use crate::onnx::Model;
 pub use backward::fit::Fit;
-pub use backward::{Gradients, Mixing, ParamGrad, Target};
+pub use backward::{Gradients, ParamGrad, Target};
 pub use engine::{Run, Skip};
 pub use inputs::{Fill, Input};
+pub use mixing::{Measured, Mixing};
 pub use observe::{Head, Summary, UnitAxis, Units, Watch};
 
 /// What the probe does; the command line's `--no-probe`, `--seed`, `--dim`, `--input`.
@@ -142,6 +144,11 @@ pub struct Probe {
     /// What the backward pass measured, or why it did not run; `None` when
     /// no selected rule reads gradients.
     pub gradients: Option<Result<Gradients, Skip>>,
+    /// Batch mixing measured by two forward passes where the backward pass
+    /// did not run ([`mixing::forward`]): `Ok(None)` when no other sample
+    /// moved, or why it was not measured; `None` when the backward pass ran
+    /// or was not asked for.
+    pub mixing: Option<Result<Option<Mixing>, Skip>>,
     /// The one-batch fit, or why it did not run; `None` when no selected
     /// rule reads it, the backward pass did not run, `--overfit-steps 0`,
     /// or the graph has nothing to fit.
@@ -224,13 +231,8 @@ pub fn run(
     }
     let lowered = lower::lower(graph)?;
     let (batch_norms, folded_norms) = (lowered.batch_norms, lowered.folded_norms);
-    // Reading and typing the graph comes first, and in pieces it is linear
-    // in the graph; a graph that cannot be cut (a subgraph) is typed whole,
-    // with the square of its size.
-    let typing_seconds = engine::typing_seconds(
-        lowered.nodes.len() + graph.initializers().len(),
-        segment::pieces(&lowered.nodes, options.piece_nodes),
-    );
+    // Reading and typing the graph comes first.
+    let typing_seconds = typing_seconds(graph, &lowered, options);
     if typing_seconds > options.seconds {
         return Err(format!(
             "preparing the forward pass of {} nodes would take about {}, over the probe's time budget of {} s; `--probe-time {:.0}` runs it",
@@ -242,19 +244,7 @@ pub fn run(
         .into());
     }
     let watch = watch_plan(graph, saturation);
-    let run_options = engine::RunOptions {
-        inputs: inputs::InputOptions {
-            seed: options.seed,
-            dims: options.dims.clone(),
-            files: options.files.clone(),
-            batch: options.batch.max(1),
-        },
-        budget: options.memory_mib.saturating_mul(1 << 20),
-        seconds: options.seconds,
-        typing_seconds,
-        progress: options.progress,
-        piece_nodes: options.piece_nodes,
-    };
+    let run_options = run_options(options, typing_seconds);
     let run = engine::run(model, graph, &lowered, &watch, &run_options).map_err(|mut e| {
         // A pass on shapes the probe guessed may fail for the guess: say which.
         let guessed = inputs::guessed(graph, &run_options.inputs);
@@ -272,6 +262,13 @@ pub fn run(
         };
         backward_pass(model, graph, &run, options, &grad)
     });
+    // Without the backward pass, two forward passes measure batch mixing.
+    let mixing = match &gradients {
+        Some(Err(_)) if backward.contains(&Backward::Mixing) => {
+            Some(mixing::forward(model, graph, &run, options))
+        }
+        _ => None,
+    };
     let fit = match &gradients {
         Some(Ok(g)) if backward.contains(&Backward::Fit) => {
             let left = options.seconds - run.seconds - g.seconds;
@@ -285,10 +282,38 @@ pub fn run(
         batch_norms,
         folded_norms,
         gradients,
+        mixing,
         fit,
         first_step: options.first_step,
         constant_downstream: Default::default(),
     })
+}
+
+/// The estimated seconds tract takes to read and type `lowered`: in pieces
+/// it is linear in the graph; a graph that cannot be cut (a subgraph) is
+/// typed whole, with the square of its size.
+fn typing_seconds(graph: &Graph<'_>, lowered: &lower::Lowered, options: &ProbeOptions) -> f64 {
+    engine::typing_seconds(
+        lowered.nodes.len() + graph.initializers().len(),
+        segment::pieces(&lowered.nodes, options.piece_nodes),
+    )
+}
+
+/// How a forward pass runs under `options`.
+fn run_options(options: &ProbeOptions, typing_seconds: f64) -> engine::RunOptions {
+    engine::RunOptions {
+        inputs: inputs::InputOptions {
+            seed: options.seed,
+            dims: options.dims.clone(),
+            files: options.files.clone(),
+            batch: options.batch.max(1),
+        },
+        budget: options.memory_mib.saturating_mul(1 << 20),
+        seconds: options.seconds,
+        typing_seconds,
+        progress: options.progress,
+        piece_nodes: options.piece_nodes,
+    }
 }
 
 /// Multiply-accumulates per second of one fitting step (forward, backward

@@ -21,18 +21,27 @@ pub struct Norm {
 /// Tensors at least this long are normalized on every core.
 const PARALLEL_MIN: usize = 1 << 18;
 
+/// The per-channel map a normalization applies: `x * a_c + b_c`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Affine {
+    pub a: Vec<f32>,
+    pub b: Vec<f32>,
+}
+
 /// `(x - mean_c) / sqrt(var_c + eps) * scale_c + bias_c` over a row-major
 /// tensor of `shape`, in place, statistics over every axis but 1. `None`
 /// (and `x` untouched) when the shape has no channel axis or the parameters
 /// do not match it.
 pub fn normalize(x: &mut [f32], shape: &[usize], norm: &Norm) -> Option<()> {
-    let channels = *shape.get(1)?;
-    let inner: usize = shape[2..].iter().product();
-    let outer = shape[0];
+    let affine = statistics(x, shape, norm)?;
+    apply(x, shape, &affine)
+}
+
+/// The map [`normalize`] applies to `x`: its batch statistics, with the
+/// normalization's scale and shift.
+pub fn statistics(x: &[f32], shape: &[usize], norm: &Norm) -> Option<Affine> {
+    let (outer, channels, inner) = layout(x, shape)?;
     let count = (outer * inner) as f64;
-    if channels == 0 || count == 0.0 || x.len() != outer * channels * inner {
-        return None;
-    }
     let param = |p: &Option<Vec<f32>>, default: f32| match p {
         Some(v) if v.len() == channels => Some(v.clone()),
         Some(_) => None,
@@ -63,6 +72,18 @@ pub fn normalize(x: &mut [f32], shape: &[usize], norm: &Norm) -> Option<()> {
         a[c] = (inv * scale[c] as f64) as f32;
         b[c] = (bias[c] as f64 - mean * inv * scale[c] as f64) as f32;
     }
+    Some(Affine { a, b })
+}
+
+/// `x * a_c + b_c` in place over a row-major tensor of `shape`, channels on
+/// axis 1. `None` (and `x` untouched) when the map does not fit the shape.
+pub fn apply(x: &mut [f32], shape: &[usize], affine: &Affine) -> Option<()> {
+    let (outer, channels, inner) = layout(x, shape)?;
+    let Affine { a, b } = affine;
+    if a.len() != channels || b.len() != channels {
+        return None;
+    }
+    let row = channels * inner;
     let workers = if x.len() >= PARALLEL_MIN {
         std::thread::available_parallelism()
             .map_or(1, |n| n.get())
@@ -73,7 +94,6 @@ pub fn normalize(x: &mut [f32], shape: &[usize], norm: &Norm) -> Option<()> {
     let rows_per = outer.div_ceil(workers).max(1);
     std::thread::scope(|scope| {
         for part in x.chunks_mut(rows_per * row) {
-            let (a, b) = (&a, &b);
             scope.spawn(move || {
                 for (i, block) in part.chunks_mut(inner.max(1)).enumerate() {
                     let c = i % channels;
@@ -86,6 +106,16 @@ pub fn normalize(x: &mut [f32], shape: &[usize], norm: &Norm) -> Option<()> {
         }
     });
     Some(())
+}
+
+/// Samples, channels (axis 1) and positions per channel of a tensor, when
+/// `x` holds `shape`'s values and there is a channel.
+fn layout(x: &[f32], shape: &[usize]) -> Option<(usize, usize, usize)> {
+    let channels = *shape.get(1)?;
+    let inner: usize = shape[2..].iter().product();
+    let outer = shape[0];
+    (channels > 0 && outer * inner > 0 && x.len() == outer * channels * inner)
+        .then_some((outer, channels, inner))
 }
 
 /// Sum and sum of squares of a block, in eight f32 lanes.
@@ -156,7 +186,7 @@ pub struct BatchStatisticsNorm(pub Norm);
 impl Eq for BatchStatisticsNorm {}
 
 mod op {
-    use super::{normalize, BatchStatisticsNorm, Norm, OP_TYPE};
+    use super::{apply, statistics, Affine, BatchStatisticsNorm, Norm, OP_TYPE};
     use tract_onnx::pb;
     use tract_onnx::prelude::*;
     use tract_onnx::tract_core::internal::*;
@@ -171,11 +201,17 @@ mod op {
         op_as_typed_op!();
     }
 
-    impl EvalOp for BatchStatisticsNorm {
-        fn eval(&self, _ctx: &EvalContext, mut inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+    impl BatchStatisticsNorm {
+        /// The normalization of `x`: with its own batch statistics, or with
+        /// `replay`, a map an earlier pass computed. Returns the map used.
+        pub fn normalize(
+            &self,
+            x: TValue,
+            replay: Option<&Affine>,
+        ) -> TractResult<(TValue, Affine)> {
             // In place when nothing else holds the input: no second buffer to
             // allocate and fault in.
-            let x = inputs.remove(0).into_tensor();
+            let x = x.into_tensor();
             let dt = x.datum_type();
             let mut y = if dt == DatumType::F32 {
                 x
@@ -184,17 +220,32 @@ mod op {
             };
             let shape = y.shape().to_vec();
             let mut view = y.try_as_plain_ram_mut()?;
-            normalize(view.as_slice_mut::<f32>()?, &shape, &self.0).ok_or_else(|| {
-                format_err!(
-                    "cannot normalize a tensor of shape {:?} over {:?}",
-                    shape,
-                    self.0
-                )
-            })?;
+            let values = view.as_slice_mut::<f32>()?;
+            let affine = match replay {
+                Some(a) => Some(a.clone()),
+                None => statistics(values, &shape, &self.0),
+            };
+            affine
+                .as_ref()
+                .and_then(|a| apply(values, &shape, a))
+                .ok_or_else(|| {
+                    format_err!(
+                        "cannot normalize a tensor of shape {:?} over {:?}",
+                        shape,
+                        self.0
+                    )
+                })?;
             if dt != DatumType::F32 {
                 y = y.cast_to_dt(dt)?.into_owned();
             }
-            Ok(tvec![y.into_tvalue()])
+            Ok((y.into_tvalue(), affine.unwrap_or_default()))
+        }
+    }
+
+    impl EvalOp for BatchStatisticsNorm {
+        fn eval(&self, _ctx: &EvalContext, mut inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+            let (y, _) = self.normalize(inputs.remove(0), None)?;
+            Ok(tvec![y])
         }
 
         op_out_of_plan!();

@@ -17,9 +17,11 @@
 //!   sample changed.
 
 mod conv;
+mod einsum;
 pub mod fit;
 pub mod ops;
 mod per_sample;
+mod recurrent;
 mod resize;
 mod scatter;
 
@@ -30,6 +32,7 @@ use tract_onnx::prelude::{DatumType, Tensor as TractTensor};
 use super::engine::Skip;
 use super::inputs::{self, Input};
 use super::lower::Lowered;
+use super::mixing::{batched, most_moved, per_sample_outputs, Measured, Mixing};
 use crate::graph::{Graph, ParamKind};
 use crate::onnx::proto::data_type as dt;
 use crate::onnx::Model;
@@ -126,30 +129,6 @@ impl ParamGrad {
     /// No gradient at all: never reached, or exactly zero everywhere.
     pub fn none(&self) -> bool {
         !self.reached || self.norm == 0.0
-    }
-}
-
-/// Sample 0's output depends on another sample's input.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Mixing {
-    pub input: String,
-    pub output: String,
-    /// The largest |∂ out[0] / ∂ x[0]| and |∂ out[0] / ∂ x[j]|, j ≥ 1.
-    pub own: f64,
-    pub other: f64,
-    /// The `j` of `other`.
-    pub sample: usize,
-    /// The node where sample 0's values first change with another sample's input.
-    pub node: Option<String>,
-}
-
-impl Mixing {
-    pub fn ratio(&self) -> f64 {
-        if self.own > 0.0 {
-            self.other / self.own
-        } else {
-            f64::INFINITY
-        }
     }
 }
 
@@ -540,12 +519,12 @@ impl<'a, 'm> Pass<'a, 'm> {
         }
     }
 
-    /// Sample 0's output against every sample's input.
+    /// The other samples' outputs against every sample's input.
     fn mixing(&self, values: &[(String, Tensor)], batch: usize) -> Result<Option<Mixing>, Skip> {
         let leading = |t: &Tensor| t.dtype().is_float() && t.rank() >= 1 && t.dims()[0] == batch;
         let vars: Vec<(String, Var)> = values
             .iter()
-            .filter(|(_, t)| leading(t))
+            .filter(|(n, t)| leading(t) && batched(self.graph, n))
             .map(|(n, t)| {
                 Ok((
                     n.clone(),
@@ -572,8 +551,11 @@ impl<'a, 'm> Pass<'a, 'm> {
         let mut target: Option<Tensor> = None;
         for o in &outputs {
             let t = &env[o.as_str()];
+            // The other samples' outputs: a recurrence along the batch
+            // (a time-first LSTM fed the batch first) carries sample 0
+            // forward into them, and leaves sample 0's own output alone.
             let s = t
-                .narrow(0, 0, 1)
+                .narrow(0, 1, batch - 1)
                 .and_then(|t| t.to_dtype(DType::F64))
                 .and_then(|t| t.sum_all())
                 .map_err(|e| Skip::from(c(e)))?;
@@ -601,28 +583,24 @@ impl<'a, 'm> Pass<'a, 'm> {
                 .and_then(|a| a.to_dtype(DType::F64))
                 .and_then(|a| a.to_vec1::<f64>())
                 .map_err(|e| Skip::from(c(e)))?;
-            let own = rows[0];
-            let (sample, other) =
-                rows.iter()
-                    .enumerate()
-                    .skip(1)
-                    .fold(
-                        (0, 0.0f64),
-                        |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) },
-                    );
+            // Sample 0's row is what the others read of it; the others'
+            // rows hold their own dependence.
+            let other = rows[0];
+            let own = rows[1..].iter().copied().fold(0.0f64, f64::max);
             if other > 0.0 && best.as_ref().is_none_or(|b| other > b.other) {
                 best = Some(Mixing {
                     input: name.clone(),
                     output: first.clone(),
                     own,
                     other,
-                    sample,
+                    sample: 0,
                     node: None,
+                    by: Measured::Gradient,
                 });
             }
         }
         if let Some(m) = &mut best {
-            m.node = self.where_mixed(values, batch, m)?;
+            (m.node, m.sample) = self.where_mixed(values, batch, m)?;
         }
         Ok(best)
     }
@@ -656,37 +634,30 @@ impl<'a, 'm> Pass<'a, 'm> {
         )
     }
 
-    /// The first node, in graph order, whose sample-0 values change when
-    /// another sample's input does, while none of its per-sample inputs'
-    /// sample-0 values change. Behind a node whose output has no batch axis
-    /// (a reduction over it, a reshape that moves it), the node that
-    /// consumed the last per-sample tensor is reported.
+    /// The first node, in graph order, whose other samples' values change
+    /// when sample 0's input does, while none of its per-sample inputs'
+    /// other samples change; and the other sample whose output moved most.
+    /// Behind a node whose output has no batch axis (a reduction over it, a
+    /// reshape that moves it), the node that consumed the last per-sample
+    /// tensor is reported.
     fn where_mixed(
         &self,
         values: &[(String, Tensor)],
         batch: usize,
         m: &Mixing,
-    ) -> Result<Option<String>, Skip> {
+    ) -> Result<(Option<String>, usize), Skip> {
         let err = |e: candle_core::Error| Skip::from(c(e));
         let (base, recorded) =
             self.forward_with(values, &[], Cx::new(self.opset, self.float, true))?;
         let mut changed: Vec<(String, Tensor)> = values.to_vec();
         for (name, t) in &mut changed {
             if *name == m.input {
-                let row = t.narrow(0, m.sample, 1).map_err(err)?;
-                let bumped = row.affine(1.0, 1.0).map_err(err)?;
-                let mut parts = Vec::new();
-                if m.sample > 0 {
-                    parts.push(t.narrow(0, 0, m.sample).map_err(err)?);
-                }
-                parts.push(bumped);
-                if m.sample + 1 < batch {
-                    parts.push(
-                        t.narrow(0, m.sample + 1, batch - m.sample - 1)
-                            .map_err(err)?,
-                    );
-                }
-                *t = Tensor::cat(&parts, 0).map_err(err)?;
+                let bumped = t
+                    .narrow(0, 0, 1)
+                    .and_then(|r| r.affine(1.0, 1.0))
+                    .map_err(err)?;
+                let rest = t.narrow(0, 1, batch - 1).map_err(err)?;
+                *t = Tensor::cat(&[bumped, rest], 0).map_err(err)?;
             }
         }
         // The same batch statistics: BatchNorm couples samples by design.
@@ -702,16 +673,22 @@ impl<'a, 'm> Pass<'a, 'm> {
             let (Some(a), Some(b)) = (base.get(name), other.get(name)) else {
                 return Ok(false);
             };
-            let d = a
-                .narrow(0, 0, 1)
-                .and_then(|a| a.sub(&b.narrow(0, 0, 1)?))
+            Ok(moves(a, b)?.iter().skip(1).any(|&d| d > 0.0))
+        };
+        // How far each sample moved between two values of a tensor.
+        fn moves(a: &Tensor, b: &Tensor) -> Result<Vec<f64>, Skip> {
+            a.sub(b)
                 .and_then(|d| d.abs())
-                .and_then(|d| d.flatten_all())
-                .and_then(|d| d.max(0))
+                .and_then(|d| d.flatten_from(1))
+                .and_then(|d| d.max(1))
                 .and_then(|d| d.to_dtype(DType::F64))
-                .and_then(|d| d.to_scalar::<f64>())
-                .map_err(err)?;
-            Ok(d > 0.0)
+                .and_then(|d| d.to_vec1::<f64>())
+                .map_err(|e| Skip::from(c(e)))
+        }
+        // The other sample whose output moved most.
+        let sample = match (base.get(m.output.as_str()), other.get(m.output.as_str())) {
+            (Some(a), Some(b)) => most_moved(&moves(a, b)?).0,
+            _ => 1,
         };
         // The producer of each tensor, to walk back past tensors without a batch axis.
         let mut producer: FxHashMap<&str, usize> = FxHashMap::default();
@@ -765,34 +742,10 @@ impl<'a, 'm> Pass<'a, 'm> {
                 .clone()
                 .filter(|s| !s.is_empty() && !s.starts_with(super::lower::PREFIX))
                 .or_else(|| node.output.first().cloned());
-            return Ok(name);
+            return Ok((name, sample));
         }
-        Ok(None)
+        Ok((None, sample))
     }
-}
-
-/// The tensors whose sample 0 is "sample 0's output": what the losses
-/// read, or the graph outputs with the batch leading.
-fn per_sample_outputs(
-    graph: &Graph<'_>,
-    dims: &dyn Fn(&str) -> Option<Vec<usize>>,
-    batch: usize,
-) -> Vec<String> {
-    let leading = |name: &str| dims(name).is_some_and(|d| d.first() == Some(&batch));
-    let loss = graph.loss();
-    let mut out: Vec<String> = if !loss.found() {
-        graph.outputs().iter().map(|s| s.to_string()).collect()
-    } else {
-        // A contrastive loss's scores compare every sample with every other by design.
-        loss.data_terms()
-            .filter(|t| t.form != crate::graph::Form::Contrastive)
-            .filter_map(|t| t.scores)
-            .map(|t| graph.tensor_name(t).to_string())
-            .collect()
-    };
-    out.retain(|o| leading(o));
-    out.dedup();
-    out
 }
 
 /// Whether the forward pass's shapes alone prove that samples stay apart

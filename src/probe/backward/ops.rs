@@ -207,7 +207,7 @@ fn same_dtype(a: &Tensor, b: &Tensor) -> R<(Tensor, Tensor)> {
     ))
 }
 
-fn sigmoid(x: &Tensor) -> R<Tensor> {
+pub(super) fn sigmoid(x: &Tensor) -> R<Tensor> {
     // 0.5 * (tanh(x / 2) + 1): finite gradients for any x, where
     // 1 / (1 + exp(-x)) overflows for large negative x.
     x.affine(0.5, 0.0)
@@ -1428,6 +1428,30 @@ pub fn eval(n: &NodeProto, inputs: &[Option<Tensor>], cx: &Cx) -> R<Vec<Tensor>>
             };
             let (scale, bias) = (widen(arg(1)?)?, widen(arg(2)?)?);
             one(y.broadcast_mul(&scale).and_then(|t| t.broadcast_add(&bias)))
+        }
+        "LSTM" | "GRU" | "RNN" => {
+            use super::recurrent::{recurrent, Attributes, Cell};
+            let cell = match op {
+                "LSTM" => Cell::Lstm,
+                "GRU" => Cell::Gru {
+                    linear_before_reset: attr_i(n, "linear_before_reset").unwrap_or(0) != 0,
+                },
+                _ => Cell::Rnn,
+            };
+            let hidden = attr_i(n, "hidden_size")
+                .filter(|&h| h > 0)
+                .ok_or_else(|| format!("`{op}` without `hidden_size`"))?;
+            let a = Attributes {
+                hidden: hidden as usize,
+                direction: attr_s(n, "direction").unwrap_or_else(|| "forward".into()),
+                layout: attr_i(n, "layout").unwrap_or(0),
+            };
+            recurrent(cell, n, &a, inputs)
+        }
+        "Einsum" => {
+            let equation = attr_s(n, "equation").ok_or("`Einsum` without an equation")?;
+            let operands: Vec<&Tensor> = inputs.iter().flatten().collect();
+            Ok(vec![super::einsum::einsum(&equation, &operands)?])
         }
         "GatherND" => Ok(vec![super::scatter::gather_nd(
             arg(0)?,

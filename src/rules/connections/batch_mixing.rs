@@ -1,8 +1,9 @@
-//! One sample's output depends on another sample's input (measured by the backward pass).
+//! One sample's output depends on another sample's input (measured by the
+//! backward pass, or by two forward passes where it cannot run).
 
 use crate::diag::short_number as short;
 use crate::diag::{Diagnostic, Severity};
-use crate::probe::{Backward, Probe, ProbeOptions};
+use crate::probe::{Backward, Measured, Probe, ProbeOptions};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
 pub static META: RuleMeta = RuleMeta {
@@ -17,8 +18,7 @@ pub static META: RuleMeta = RuleMeta {
     options: &[RuleOption {
         name: "min-ratio",
         default: 1e-6,
-        summary:
-            "the largest |d out[0] / d x[j]|, j > 0, relative to |d out[0] / d x[0]|, that fires",
+        summary: "the largest |d out[1:] / d x[0]| relative to |d out[1:] / d x[1:]| (or, measured by forward passes, another sample's move relative to sample 0's), that fires",
     }],
     explanation: include_str!("../../../rules/batch-mixing.md"),
 };
@@ -39,10 +39,14 @@ impl Rule for BatchMixing {
     }
 
     fn probe(&self, cx: &Check<'_, '_>, probe: &Probe, out: &mut Vec<Diagnostic>) {
-        let Some(Ok(grads)) = &probe.gradients else {
-            return;
+        let (m, batch) = match (&probe.gradients, &probe.mixing) {
+            (Some(Ok(grads)), _) => match &grads.mixing {
+                Some(m) => (m, grads.batch),
+                None => return,
+            },
+            (_, Some(Ok(Some(m)))) => (m, probe.batch()),
+            _ => return,
         };
-        let Some(m) = &grads.mixing else { return };
         if m.ratio() < cx.option("min-ratio") {
             return;
         }
@@ -50,18 +54,33 @@ impl Rule for BatchMixing {
         let at = m
             .node
             .as_deref()
-            .and_then(|n| graph.find_node(n))
+            .and_then(|n| {
+                graph
+                    .find_node(n)
+                    .or_else(|| graph.producer(n).map(|(p, _)| p))
+            })
             .or_else(|| graph.producer(&m.output).map(|(p, _)| p));
-        let message = format!(
-            "sample 0's output depends on the input of sample {}: |d {}[0] / d {}[{}]| is {}x |d {}[0] / d {}[0]|",
-            m.sample,
-            m.output,
-            m.input,
-            m.sample,
-            short(m.ratio()),
-            m.output,
-            m.input
-        );
+        let message = match m.by {
+            Measured::Gradient => format!(
+                "sample {}'s output depends on the input of sample 0: |d {}[1:] / d {}[0]| is {}x |d {}[1:] / d {}[1:]|",
+                m.sample,
+                m.output,
+                m.input,
+                short(m.ratio()),
+                m.output,
+                m.input
+            ),
+            Measured::Perturbation => format!(
+                "sample {}'s output depends on the input of sample 0: adding 1 to sample 0's `{}` moved `{}[{}]` by {}, and `{}[0]` by {}",
+                m.sample,
+                m.input,
+                m.output,
+                m.sample,
+                short(m.other),
+                m.output,
+                short(m.own)
+            ),
+        };
         let mut d = Diagnostic::new(&META, message);
         d = match at {
             Some(n) => d
@@ -72,10 +91,24 @@ impl Rule for BatchMixing {
                 "samples of the batch meet",
             ),
         };
-        out.push(
-            d.note("training-mode BatchNorm couples samples by design; its batch statistics were held constant for this check")
-                .note(format!("measured by one backward pass from sample 0's `{}` on {} synthesized samples", m.output, grads.batch))
-                .help("swap axes with `permute`/`transpose`, not `reshape`/`view`, and reduce over the batch axis only in the loss"),
-        );
+        let how = match m.by {
+            Measured::Gradient => format!(
+                "measured by one backward pass from the other samples' `{}` on {batch} synthesized samples",
+                m.output
+            ),
+            Measured::Perturbation => format!(
+                "measured by two forward passes on {batch} synthesized samples, the second with sample 0's inputs moved (the backward pass did not run)"
+            ),
+        };
+        let recurrent = at.is_some_and(|n| matches!(n.op_type(), "LSTM" | "GRU" | "RNN"));
+        let help = if recurrent {
+            "the recurrent layer reads its input as (time, batch, features): build it with `batch_first=True`, or permute the input to that order"
+        } else {
+            "swap axes with `permute`/`transpose`, not `reshape`/`view`, and reduce over the batch axis only in the loss"
+        };
+        if probe.batch_norms + probe.folded_norms > 0 {
+            d = d.note("training-mode BatchNorm couples samples by design; its batch statistics were held constant for this check");
+        }
+        out.push(d.note(how).help(help));
     }
 }
