@@ -181,11 +181,13 @@ impl Observed {
     }
 }
 
-/// Two passes of [`compare`]: on the probe's inputs, and with the first
-/// sample of some inputs moved.
+/// Two passes of [`compare`]: on the probe's inputs, and with one sample
+/// of some inputs moved.
 #[derive(Debug)]
 pub struct Comparison {
     pub batch: usize,
+    /// The sample moved.
+    pub moved_sample: usize,
     /// The inputs whose first sample was moved.
     pub moved_inputs: Vec<String>,
     pub base: Observed,
@@ -193,8 +195,8 @@ pub struct Comparison {
 }
 
 /// Runs `lowered` twice with tract: once on the probe's inputs, once with 1
-/// added to the first sample of each float input `moved` names whose
-/// leading dimension is the batch. The second pass normalizes with the
+/// added to sample `sample` of each float input `moved` names whose leading
+/// dimension is the batch. The second pass normalizes with the
 /// first pass's batch statistics, so that BatchNorm, which couples samples
 /// by design, does not carry the change to the others. `keep` names the
 /// values kept whole.
@@ -204,6 +206,7 @@ pub fn compare(
     lowered: &Lowered,
     options: &RunOptions,
     moved: &FxHashSet<String>,
+    sample: usize,
     keep: &FxHashSet<String>,
 ) -> Result<Comparison, Skip> {
     guarded("tract", || {
@@ -218,7 +221,7 @@ pub fn compare(
         let mut norms = Norms::Record(FxHashMap::default());
         let mut base = Observed::default();
         let none = FxHashSet::default();
-        prepared.execute(graph, prepared.values(&none)?, &mut norms, |n, v| {
+        prepared.execute(graph, prepared.values(&none, 0)?, &mut norms, |n, v| {
             base.observe(n, v, batch, keep)
         })?;
         let Norms::Record(statistics) = norms else {
@@ -227,12 +230,13 @@ pub fn compare(
         let mut after = Observed::default();
         prepared.execute(
             graph,
-            prepared.values(moved)?,
+            prepared.values(moved, sample)?,
             &mut Norms::Replay(statistics),
             |n, v| after.observe(n, v, batch, keep),
         )?;
         Ok(Comparison {
             batch,
+            moved_sample: sample,
             moved_inputs,
             base,
             moved: after,
@@ -294,7 +298,7 @@ fn run_inner(
         ..Default::default()
     };
     let seed = prepared.seed;
-    let values = prepared.values(&FxHashSet::default())?;
+    let values = prepared.values(&FxHashSet::default(), 0)?;
     // Graph inputs are summarized too: activation scale starts there.
     for i in &prepared.plan {
         if let Some(s) = values
@@ -512,27 +516,31 @@ impl Prepared {
         inputs::batch_size(&self.plan)
     }
 
-    /// The inputs of a pass, by name, with 1 added to the first sample of
+    /// The inputs of a pass, by name, with 1 added to sample `sample` of
     /// each float input `moved` names.
-    fn values(&self, moved: &FxHashSet<String>) -> Result<FxHashMap<String, TValue>, Skip> {
+    fn values(
+        &self,
+        moved: &FxHashSet<String>,
+        sample: usize,
+    ) -> Result<FxHashMap<String, TValue>, Skip> {
         let batch = self.batch();
         self.plan
             .iter()
             .map(|i| {
                 let mut t = inputs::make(i, self.seed)?;
-                if moved.contains(&i.name) && i.shape.first() == Some(&batch) {
+                if moved.contains(&i.name) && i.shape.first() == Some(&batch) && sample < batch {
                     let row = t.len() / batch.max(1);
                     let dt = t.datum_type();
                     let mut view = t.try_as_plain_ram_mut().map_err(|e| cause(&e))?;
                     match dt {
-                        DatumType::F32 => add_to_first(
+                        DatumType::F32 => add_one(
                             view.as_slice_mut::<f32>().map_err(|e| cause(&e))?,
-                            row,
+                            row * sample..row * (sample + 1),
                             1.0,
                         ),
-                        DatumType::F64 => add_to_first(
+                        DatumType::F64 => add_one(
                             view.as_slice_mut::<f64>().map_err(|e| cause(&e))?,
-                            row,
+                            row * sample..row * (sample + 1),
                             1.0,
                         ),
                         _ => {}
@@ -659,10 +667,16 @@ impl Prepared {
     }
 }
 
-/// Adds `by` to the first `row` values: the first sample of a batch.
-fn add_to_first<T: Copy + std::ops::Add<Output = T>>(values: &mut [T], row: usize, by: T) {
-    for v in values.iter_mut().take(row) {
-        *v = *v + by;
+/// Adds `one` to the values of `range`: one sample of a batch.
+fn add_one<T: Copy + std::ops::Add<Output = T>>(
+    values: &mut [T],
+    range: std::ops::Range<usize>,
+    one: T,
+) {
+    if let Some(sample) = values.get_mut(range) {
+        for v in sample {
+            *v = *v + one;
+        }
     }
 }
 

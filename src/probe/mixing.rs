@@ -1,11 +1,12 @@
 //! Batch mixing: whether one sample's output depends on the input of another.
 //!
 //! The backward pass measures it with gradients ([`super::backward`]). Where
-//! that pass cannot run (an operator the gradient engine lacks, such as
-//! `LSTM`, or a model over its budgets), two forward passes measure it here:
-//! one on the probe's batch, one with the first sample's inputs moved, the
-//! second normalizing with the first's batch statistics. Every other
-//! sample's output must come out bit for bit the same.
+//! that pass cannot run (an operator the gradient engine lacks, or a model
+//! over its budgets), two forward passes measure it here: one on the
+//! probe's batch, one with the middle sample's inputs moved (a recurrence
+//! along the batch carries it into the later samples, a reversed one into
+//! the earlier), the second normalizing with the first's batch statistics.
+//! Every other sample's output must come out bit for bit the same.
 
 use rustc_hash::FxHashSet;
 
@@ -20,12 +21,12 @@ use crate::onnx::Model;
 /// How a [`Mixing`] was measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Measured {
-    /// `|∂ out[1..] / ∂ x[0]|` against `|∂ out[1..] / ∂ x[1..]|`, and
-    /// `sample` the other sample whose output moved most when sample 0's
-    /// input did.
+    /// The gradient of the first and last samples' outputs at sample
+    /// `from`'s input, against the largest at their own inputs; `to` is the
+    /// other sample whose output moved most when sample `from`'s input did.
     Gradient,
-    /// `|Δ out[k]|` against `|Δ out[0]|` when sample 0's inputs move by 1:
-    /// `sample` is `k`.
+    /// `|Δ out[to]|` against `|Δ out[from]|` when sample `from`'s inputs
+    /// move by 1.
     Perturbation,
 }
 
@@ -35,11 +36,12 @@ pub struct Mixing {
     /// The input whose sample moved (or the first of them).
     pub input: String,
     pub output: String,
-    /// What sample 0 moved (its own) and what the other sample moved.
+    /// What a sample's input moves of its own output, and of another's.
     pub own: f64,
     pub other: f64,
-    /// The other sample.
-    pub sample: usize,
+    /// The sample whose input reaches another's output, and that other.
+    pub from: usize,
+    pub to: usize,
     /// The node where the samples first meet.
     pub node: Option<String>,
     pub by: Measured,
@@ -149,19 +151,30 @@ pub fn forward(
     run_options.inputs.batch = batch;
     run_options.seconds = run_options.typing_seconds + left / 2.0;
     let keep: FxHashSet<String> = outputs.iter().cloned().collect();
-    let compared = engine::compare(model, graph, &lowered, &run_options, &moved, &keep)?;
+    // The middle sample: a recurrence along the batch carries it into the
+    // later samples, a reversed one into the earlier.
+    let compared = engine::compare(
+        model,
+        graph,
+        &lowered,
+        &run_options,
+        &moved,
+        batch / 2,
+        &keep,
+    )?;
     Ok(measure(&compared, &outputs))
 }
 
-/// The largest move of another sample's output against sample 0's own, over
-/// `outputs`, and the first value where another sample moved.
+/// The largest move of another sample's output against the moved sample's
+/// own, over `outputs`, and the first value where another sample moved.
 fn measure(c: &Comparison, outputs: &[String]) -> Option<Mixing> {
+    let j = c.moved_sample;
     let mut best: Option<Mixing> = None;
     for o in outputs {
         let (Some(a), Some(b)) = (c.base.kept.get(o), c.moved.kept.get(o)) else {
             continue;
         };
-        if a.len() != b.len() || a.is_empty() {
+        if a.len() != b.len() || a.len() < c.batch || j >= c.batch {
             continue;
         }
         let row = a.len() / c.batch;
@@ -176,45 +189,51 @@ fn measure(c: &Comparison, outputs: &[String]) -> Option<Mixing> {
                     .fold(0.0, f64::max)
             })
             .collect();
-        let own = moves[0];
-        let (sample, other) = most_moved(&moves);
+        let own = moves[j];
+        let (to, other) = most_moved(&moves, j);
         if other > 0.0 && best.as_ref().is_none_or(|m| other > m.other) {
             best = Some(Mixing {
                 input: c.moved_inputs.first().cloned().unwrap_or_default(),
                 output: o.clone(),
                 own,
                 other,
-                sample,
+                from: j,
+                to,
                 node: None,
                 by: Measured::Perturbation,
             });
         }
     }
     if let Some(m) = &mut best {
-        m.node = first_met(&c.base, &c.moved);
+        m.node = first_met(&c.base, &c.moved, j);
     }
     best
 }
 
-/// Of samples 1 and on, the one with the largest entry of `moves` (one per
-/// sample), and that entry; sample 1 and 0 when none is positive.
-pub(super) fn most_moved(moves: &[f64]) -> (usize, f64) {
-    moves.iter().enumerate().skip(1).fold(
-        (1, 0.0f64),
-        |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) },
+/// Of the samples other than `moved`, the one with the largest entry of
+/// `moves` (one per sample), and that entry.
+pub(super) fn most_moved(moves: &[f64], moved: usize) -> (usize, f64) {
+    let first = usize::from(moved == 0);
+    moves.iter().enumerate().filter(|(k, _)| *k != moved).fold(
+        (first, 0.0f64),
+        |(bk, bv), (k, &v)| if v > bv { (k, v) } else { (bk, bv) },
     )
 }
 
-/// The first value, in the order computed, where a sample other than the
-/// first changed.
-fn first_met(base: &Observed, moved: &Observed) -> Option<String> {
+/// The first value, in the order computed, where a sample other than
+/// `moved` changed.
+fn first_met(base: &Observed, after: &Observed, moved: usize) -> Option<String> {
     base.order
         .iter()
         .find(|name| {
-            let (Some(a), Some(b)) = (base.samples.get(*name), moved.samples.get(*name)) else {
+            let (Some(a), Some(b)) = (base.samples.get(*name), after.samples.get(*name)) else {
                 return false;
             };
-            a.len() == b.len() && a.iter().zip(b).skip(1).any(|(x, y)| x != y)
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .enumerate()
+                    .any(|(k, (x, y))| k != moved && x != y)
         })
         .cloned()
 }
@@ -249,12 +268,13 @@ mod tests {
         );
         let c = Comparison {
             batch: 3,
+            moved_sample: 0,
             moved_inputs: vec!["x".into()],
             base,
             moved,
         };
         let m = measure(&c, &["y".into()]).unwrap();
-        assert_eq!((m.sample, m.own, m.other), (2, 0.5, 0.25));
+        assert_eq!((m.from, m.to, m.own, m.other), (0, 2, 0.5, 0.25));
         assert_eq!(m.ratio(), 0.5);
         assert_eq!(m.node.as_deref(), Some("y"), "h moved in sample 0 only");
         assert_eq!(m.by, Measured::Perturbation);
@@ -266,6 +286,7 @@ mod tests {
         let moved = observed(&[("y", vec![7, 5])], &[("y", vec![3.0, 1.0])]);
         let c = Comparison {
             batch: 2,
+            moved_sample: 0,
             moved_inputs: vec!["x".into()],
             base,
             moved,

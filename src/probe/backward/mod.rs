@@ -519,7 +519,7 @@ impl<'a, 'm> Pass<'a, 'm> {
         }
     }
 
-    /// The other samples' outputs against every sample's input.
+    /// The first and last samples' outputs against every sample's input.
     fn mixing(&self, values: &[(String, Tensor)], batch: usize) -> Result<Option<Mixing>, Skip> {
         let leading = |t: &Tensor| t.dtype().is_float() && t.rank() >= 1 && t.dims()[0] == batch;
         let vars: Vec<(String, Var)> = values
@@ -551,11 +551,16 @@ impl<'a, 'm> Pass<'a, 'm> {
         let mut target: Option<Tensor> = None;
         for o in &outputs {
             let t = &env[o.as_str()];
-            // The other samples' outputs: a recurrence along the batch
-            // (a time-first LSTM fed the batch first) carries sample 0
-            // forward into them, and leaves sample 0's own output alone.
-            let s = t
-                .narrow(0, 1, batch - 1)
+            // The first and the last sample's outputs: between them, no
+            // middle sample's input has a gradient unless samples mix. A
+            // recurrence along the batch (a time-first LSTM fed the batch
+            // first) carries the earlier samples into the last one, and
+            // leaves the first sample's output alone.
+            let s = ends(batch)
+                .iter()
+                .map(|&k| t.narrow(0, k, 1))
+                .collect::<candle_core::Result<Vec<_>>>()
+                .and_then(|rows| Tensor::cat(&rows, 0))
                 .and_then(|t| t.to_dtype(DType::F64))
                 .and_then(|t| t.sum_all())
                 .map_err(|e| Skip::from(c(e)))?;
@@ -583,24 +588,33 @@ impl<'a, 'm> Pass<'a, 'm> {
                 .and_then(|a| a.to_dtype(DType::F64))
                 .and_then(|a| a.to_vec1::<f64>())
                 .map_err(|e| Skip::from(c(e)))?;
-            // Sample 0's row is what the others read of it; the others'
-            // rows hold their own dependence.
-            let other = rows[0];
-            let own = rows[1..].iter().copied().fold(0.0f64, f64::max);
+            // The ends' rows hold their own dependence; any other row is
+            // what the ends read of another sample.
+            let ends = ends(batch);
+            let own = ends.iter().map(|&k| rows[k]).fold(0.0f64, f64::max);
+            let (from, other) = rows
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| !ends.contains(j))
+                .fold(
+                    (0, 0.0f64),
+                    |(bj, bv), (j, &v)| if v > bv { (j, v) } else { (bj, bv) },
+                );
             if other > 0.0 && best.as_ref().is_none_or(|b| other > b.other) {
                 best = Some(Mixing {
                     input: name.clone(),
                     output: first.clone(),
                     own,
                     other,
-                    sample: 0,
+                    from,
+                    to: 0,
                     node: None,
                     by: Measured::Gradient,
                 });
             }
         }
         if let Some(m) = &mut best {
-            (m.node, m.sample) = self.where_mixed(values, batch, m)?;
+            (m.node, m.to) = self.where_mixed(values, batch, m)?;
         }
         Ok(best)
     }
@@ -635,8 +649,9 @@ impl<'a, 'm> Pass<'a, 'm> {
     }
 
     /// The first node, in graph order, whose other samples' values change
-    /// when sample 0's input does, while none of its per-sample inputs'
-    /// other samples change; and the other sample whose output moved most.
+    /// when sample `m.from`'s input does, while none of its per-sample
+    /// inputs' other samples change; and the other sample whose output
+    /// moved most.
     /// Behind a node whose output has no batch axis (a reduction over it, a
     /// reshape that moves it), the node that consumed the last per-sample
     /// tensor is reported.
@@ -650,14 +665,22 @@ impl<'a, 'm> Pass<'a, 'm> {
         let (base, recorded) =
             self.forward_with(values, &[], Cx::new(self.opset, self.float, true))?;
         let mut changed: Vec<(String, Tensor)> = values.to_vec();
+        let j = m.from;
         for (name, t) in &mut changed {
             if *name == m.input {
-                let bumped = t
-                    .narrow(0, 0, 1)
-                    .and_then(|r| r.affine(1.0, 1.0))
-                    .map_err(err)?;
-                let rest = t.narrow(0, 1, batch - 1).map_err(err)?;
-                *t = Tensor::cat(&[bumped, rest], 0).map_err(err)?;
+                let mut parts = Vec::new();
+                if j > 0 {
+                    parts.push(t.narrow(0, 0, j).map_err(err)?);
+                }
+                parts.push(
+                    t.narrow(0, j, 1)
+                        .and_then(|r| r.affine(1.0, 1.0))
+                        .map_err(err)?,
+                );
+                if j + 1 < batch {
+                    parts.push(t.narrow(0, j + 1, batch - j - 1).map_err(err)?);
+                }
+                *t = Tensor::cat(&parts, 0).map_err(err)?;
             }
         }
         // The same batch statistics: BatchNorm couples samples by design.
@@ -673,7 +696,10 @@ impl<'a, 'm> Pass<'a, 'm> {
             let (Some(a), Some(b)) = (base.get(name), other.get(name)) else {
                 return Ok(false);
             };
-            Ok(moves(a, b)?.iter().skip(1).any(|&d| d > 0.0))
+            Ok(moves(a, b)?
+                .iter()
+                .enumerate()
+                .any(|(k, &d)| k != j && d > 0.0))
         };
         // How far each sample moved between two values of a tensor.
         fn moves(a: &Tensor, b: &Tensor) -> Result<Vec<f64>, Skip> {
@@ -687,8 +713,8 @@ impl<'a, 'm> Pass<'a, 'm> {
         }
         // The other sample whose output moved most.
         let sample = match (base.get(m.output.as_str()), other.get(m.output.as_str())) {
-            (Some(a), Some(b)) => most_moved(&moves(a, b)?).0,
-            _ => 1,
+            (Some(a), Some(b)) => most_moved(&moves(a, b)?, j).0,
+            _ => usize::from(j == 0),
         };
         // The producer of each tensor, to walk back past tensors without a batch axis.
         let mut producer: FxHashMap<&str, usize> = FxHashMap::default();
@@ -745,6 +771,17 @@ impl<'a, 'm> Pass<'a, 'm> {
             return Ok((name, sample));
         }
         Ok((None, sample))
+    }
+}
+
+/// The samples whose outputs the backward pass differentiates: the first
+/// and the last (the first alone in a batch of 2, whose other sample is
+/// then the one measured).
+fn ends(batch: usize) -> Vec<usize> {
+    if batch >= 3 {
+        vec![0, batch - 1]
+    } else {
+        vec![0]
     }
 }
 

@@ -18,7 +18,7 @@ pub static META: RuleMeta = RuleMeta {
     options: &[RuleOption {
         name: "min-ratio",
         default: 1e-6,
-        summary: "the largest |d out[1:] / d x[0]| relative to |d out[1:] / d x[1:]| (or, measured by forward passes, another sample's move relative to sample 0's), that fires",
+        summary: "the largest gradient of the first and last samples' outputs at another sample's input, relative to the largest at their own (or, measured by forward passes, another sample's move relative to the moved sample's), that fires",
     }],
     explanation: include_str!("../../../rules/batch-mixing.md"),
 };
@@ -60,24 +60,22 @@ impl Rule for BatchMixing {
                     .or_else(|| graph.producer(n).map(|(p, _)| p))
             })
             .or_else(|| graph.producer(&m.output).map(|(p, _)| p));
+        // The samples whose outputs the backward pass differentiated.
+        let ends = if batch >= 3 {
+            format!("0, {}", batch - 1)
+        } else {
+            "0".to_string()
+        };
+        let (from, to) = (m.from, m.to);
+        let (out_name, in_name) = (&m.output, &m.input);
         let message = match m.by {
             Measured::Gradient => format!(
-                "sample {}'s output depends on the input of sample 0: |d {}[1:] / d {}[0]| is {}x |d {}[1:] / d {}[1:]|",
-                m.sample,
-                m.output,
-                m.input,
+                "sample {to}'s output depends on the input of sample {from}: |d {out_name}[{ends}] / d {in_name}[{from}]| is {}x |d {out_name}[{ends}] / d {in_name}[{ends}]|",
                 short(m.ratio()),
-                m.output,
-                m.input
             ),
             Measured::Perturbation => format!(
-                "sample {}'s output depends on the input of sample 0: adding 1 to sample 0's `{}` moved `{}[{}]` by {}, and `{}[0]` by {}",
-                m.sample,
-                m.input,
-                m.output,
-                m.sample,
+                "sample {to}'s output depends on the input of sample {from}: adding 1 to sample {from}'s `{in_name}` moved `{out_name}[{to}]` by {}, and `{out_name}[{from}]` by {}",
                 short(m.other),
-                m.output,
                 short(m.own)
             ),
         };
@@ -93,11 +91,10 @@ impl Rule for BatchMixing {
         };
         let how = match m.by {
             Measured::Gradient => format!(
-                "measured by one backward pass from the other samples' `{}` on {batch} synthesized samples",
-                m.output
+                "measured by one backward pass from samples {ends} of `{out_name}` on {batch} synthesized samples"
             ),
             Measured::Perturbation => format!(
-                "measured by two forward passes on {batch} synthesized samples, the second with sample 0's inputs moved (the backward pass did not run)"
+                "measured by two forward passes on {batch} synthesized samples, the second with sample {from}'s inputs moved (the backward pass did not run)"
             ),
         };
         let recurrent = at.is_some_and(|n| matches!(n.op_type(), "LSTM" | "GRU" | "RNN"));
