@@ -188,7 +188,7 @@ pub struct Comparison {
     pub batch: usize,
     /// The sample moved.
     pub moved_sample: usize,
-    /// The inputs whose first sample was moved.
+    /// The inputs whose sample `moved_sample` was moved.
     pub moved_inputs: Vec<String>,
     pub base: Observed,
     pub moved: Observed,
