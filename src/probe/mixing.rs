@@ -256,6 +256,17 @@ mod tests {
         }
     }
 
+    /// Two passes with sample 0 moved.
+    fn compared(batch: usize, base: Observed, moved: Observed) -> Comparison {
+        Comparison {
+            batch,
+            moved_sample: 0,
+            moved_inputs: vec!["x".into()],
+            base,
+            moved,
+        }
+    }
+
     #[test]
     fn another_sample_that_moves_is_mixing_and_names_where_it_first_moved() {
         let base = observed(
@@ -266,14 +277,7 @@ mod tests {
             &[("h", vec![9, 2, 3]), ("y", vec![7, 5, 8])],
             &[("y", vec![0.5, 0.0, 1.0, 1.0, 2.0, 2.25])],
         );
-        let c = Comparison {
-            batch: 3,
-            moved_sample: 0,
-            moved_inputs: vec!["x".into()],
-            base,
-            moved,
-        };
-        let m = measure(&c, &["y".into()]).unwrap();
+        let m = measure(&compared(3, base, moved), &["y".into()]).unwrap();
         assert_eq!((m.from, m.to, m.own, m.other), (0, 2, 0.5, 0.25));
         assert_eq!(m.ratio(), 0.5);
         assert_eq!(m.node.as_deref(), Some("y"), "h moved in sample 0 only");
@@ -284,13 +288,6 @@ mod tests {
     fn samples_that_stay_bit_for_bit_are_no_mixing() {
         let base = observed(&[("y", vec![4, 5])], &[("y", vec![0.0, 1.0])]);
         let moved = observed(&[("y", vec![7, 5])], &[("y", vec![3.0, 1.0])]);
-        let c = Comparison {
-            batch: 2,
-            moved_sample: 0,
-            moved_inputs: vec!["x".into()],
-            base,
-            moved,
-        };
-        assert_eq!(measure(&c, &["y".into()]), None);
+        assert_eq!(measure(&compared(2, base, moved), &["y".into()]), None);
     }
 }

@@ -62,8 +62,13 @@ pub fn recurrent(
     refuse_unsupported(cell, n, inputs)?;
     let arg = |i: usize| inputs.get(i).and_then(|t| t.as_ref());
     let (x, w, r) = match (arg(0), arg(1), arg(2)) {
-        (Some(x), Some(w), Some(r)) => (x, w, r),
-        _ => return Err(format!("`{}` without its input or weights", cell.name())),
+        (Some(x), Some(w), Some(r)) if [x, w, r].iter().all(|t| t.rank() == 3) => (x, w, r),
+        _ => {
+            return Err(format!(
+                "`{}` without an input and weights of rank 3",
+                cell.name()
+            ))
+        }
     };
     // Time leading: [seq, batch, input].
     let x = if a.layout == 1 {
@@ -282,7 +287,10 @@ fn refuse_unsupported(cell: Cell, n: &NodeProto, inputs: &[Option<Tensor>]) -> R
             .iter()
             .find(|a| a.name == "layout")
             .map_or(0, |a| a.i);
-        let steps = x.dims()[if layout == 1 { 1 } else { 0 }] as i64;
+        let Some(&steps) = x.dims().get(usize::from(layout == 1)) else {
+            return Err(format!("`{op}` with an input of rank {}", x.rank()));
+        };
+        let steps = steps as i64;
         if ints(lens)?.iter().any(|&l| l != steps) {
             return Err(format!(
                 "the gradient engine has no `{op}` over sequences of different lengths"
