@@ -339,6 +339,15 @@ impl WeightEvidence {
         self.draw.is_some() && self.spectral_beyond().is_none() && self.rows_beyond().is_none()
     }
 
+    /// Whether the units' norms are as spread as independent draws give,
+    /// not only no more: norms far more alike than that (an orthogonal
+    /// initializer's, or a layer trained under a norm constraint) are not
+    /// one i.i.d. draw, whatever they say of training.
+    pub fn rows_independent(&self) -> bool {
+        self.rows
+            .is_some_and(|(r, u)| r <= row_bound(u) && r >= 2.0 - row_bound(u))
+    }
+
     /// The measurements in one phrase: `std 0.02, kurtosis 3.02, unit-norm spread 1.01x, ...`.
     pub fn describe(&self) -> String {
         let mut parts = vec![
@@ -526,5 +535,41 @@ impl Premise {
                 "the graph has a Dropout, a training-mode BatchNormalization, or torch's training-mode metadata"
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn evidence(rows: Option<(f64, usize)>) -> WeightEvidence {
+        WeightEvidence {
+            elements: 6400,
+            std: 0.2,
+            kurtosis: 3.0,
+            draw: Some(Draw::Normal),
+            rows,
+            spectral: Some(0.95),
+        }
+    }
+
+    /// Norms far more alike than independent draws give still count as
+    /// untrained for the model's state, but not as one i.i.d. draw.
+    #[test]
+    fn units_norms_must_spread_as_draws_do_on_both_sides() {
+        // 200 units: independent draws give 1 +- 4 / sqrt(400) + 0.05.
+        for (spread, random, independent) in [
+            (1.0, true, true),
+            (0.8, true, true),
+            (0.7, true, false),
+            (0.19, true, false),
+            (1.2, true, true),
+            (1.3, false, false),
+        ] {
+            let e = evidence(Some((spread, 200)));
+            assert_eq!(e.random(), random, "{spread}");
+            assert_eq!(e.rows_independent(), independent, "{spread}");
+        }
+        assert!(!evidence(None).rows_independent());
     }
 }

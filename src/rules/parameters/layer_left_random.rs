@@ -49,8 +49,9 @@ impl Rule for LayerLeftRandom {
             .iter()
             .filter(|l| l.random())
             // Every statistic measured, so "random" is a finding, not a
-            // lack of evidence; a head is what a fine-tune replaces.
-            .filter(|l| l.evidence.spectral.is_some() && l.evidence.rows.is_some())
+            // lack of evidence, and each as one i.i.d. draw gives it; a head
+            // is what a fine-tune replaces.
+            .filter(|l| l.evidence.spectral.is_some() && l.evidence.rows_independent())
             .filter(|l| l.evidence.elements as f64 >= cx.option("min-elements"))
             .filter(|l| !graph.is_head(l.node))
             .collect();
