@@ -17,7 +17,7 @@ mod inputs;
 mod layers;
 mod loss;
 mod node;
-mod onnx_ops;
+pub(crate) mod onnx_ops;
 mod origin;
 mod patterns;
 mod residual;

@@ -299,8 +299,6 @@ impl Builder {
 
     fn batch_norm(&mut self, graph: &Graph<'_>, n: &NodeRef<'_, '_>) -> Result<(), String> {
         let x = n.input(0).ok_or("BatchNormalization without input")?;
-        let rank = rank_of(graph, x)
-            .ok_or_else(|| format!("the rank of {}'s input is unknown", n.describe()))?;
         let eps = n.attr_f32("epsilon").unwrap_or(1e-5);
         let out = n.output(0).ok_or("BatchNormalization without output")?;
         let stored = |i: usize| {
@@ -317,6 +315,10 @@ impl Builder {
             };
             self.marker(x, out, norm);
         } else {
+            // Written as ONNX ops, the statistics' axes need the rank; the
+            // marker's own kernel reads it from the tensor.
+            let rank = rank_of(graph, x)
+                .ok_or_else(|| format!("the rank of {}'s input is unknown", n.describe()))?;
             self.batch_norm_ops(n, x, out, rank, eps)?;
         }
         // Training-mode outputs: the running statistics, passed through.

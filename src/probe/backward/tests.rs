@@ -248,3 +248,236 @@ g (double[2,4,3,3] x, int64[2] y) => (double loss)
     ];
     check(&text, &batch);
 }
+
+#[test]
+fn selu_celu_softsign_mish_thresholded_relu_sum_and_mean_match_central_differences() {
+    let text = format!(
+        r#"<ir_version: 10, opset_import: ["" : 20]>
+g (double[4,6] x, int64[4] y) => (double loss)
+<double[5,6] w1 = {{{}}}, double[5,5] w2 = {{{}}}, double[3,5] w3 = {{{}}}>
+{{
+    h1 = Gemm <transB: int = 1, alpha: float = 2.0> (x, w1)
+    h2 = Selu (h1)
+    h3 = Celu <alpha: float = 0.7> (h2)
+    h4 = Softsign (h3)
+    s4 = Sum (h4, h3, h2)
+    m4 = Mean (s4, h1)
+    h5 = Gemm <transB: int = 1, alpha: float = 3.0> (m4, w2)
+    h6 = Mish (h5)
+    h7 = ThresholdedRelu <alpha: float = -0.05> (h6)
+    h8 = Gemm <transB: int = 1> (h7, w3)
+    loss = SoftmaxCrossEntropyLoss (h8, y)
+}}"#,
+        values(30, 21),
+        values(25, 22),
+        values(15, 23),
+    );
+    let batch = [
+        input("x", 11, &[4, 6], Fill::Normal),
+        input(
+            "y",
+            7,
+            &[4],
+            Fill::Labels {
+                classes: 3,
+                scores: "h8".into(),
+            },
+        ),
+    ];
+    check(&text, &batch);
+}
+
+/// [`super::ops::OPERATORS`] is exactly the default-domain operators
+/// `eval` has an arm for: every other one is refused by name.
+#[test]
+fn the_operator_list_is_what_eval_computes() {
+    use super::ops::{eval, Cx, OPERATORS};
+    use crate::graph::onnx_ops::DEFAULT_DOMAIN_OPS;
+    use crate::onnx::proto::NodeProto;
+    assert!(
+        OPERATORS.windows(2).all(|w| w[0] < w[1]),
+        "sorted, no repeats"
+    );
+    for op in OPERATORS {
+        assert!(DEFAULT_DOMAIN_OPS.iter().any(|(o, _)| o == op), "{op}");
+    }
+    let cx = Cx::new(20, DType::F32, false);
+    for (op, _) in DEFAULT_DOMAIN_OPS {
+        let node = NodeProto {
+            op_type: op.to_string(),
+            ..Default::default()
+        };
+        // No inputs: a computed operator fails on them, or panics inside
+        // candle (the engine's guard catches that); it does not refuse.
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| eval(&node, &[], &cx).err()));
+        let refused = matches!(result, Ok(Some(e)) if e == format!("the gradient engine has no `{op}` operator"));
+        assert_eq!(refused, !OPERATORS.contains(op), "{op}");
+    }
+}
+
+/// The new activations' values, against their ONNX definitions written out.
+#[test]
+fn selu_celu_softsign_mish_and_thresholded_relu_compute_their_definitions() {
+    use super::ops::{eval, Cx};
+    use crate::onnx::proto::{AttributeProto, AttributeType, NodeProto};
+    let xs = [-2.0f64, -0.5, 0.0, 0.3, 2.0];
+    let x = candle_core::Tensor::new(&xs, &candle_core::Device::Cpu).unwrap();
+    let cx = Cx::new(20, DType::F64, false);
+    type Definition = fn(f64) -> f64;
+    let cases: [(&str, Option<f32>, Definition); 5] = [
+        ("Selu", None, |x| {
+            1.050_701
+                * if x > 0.0 {
+                    x
+                } else {
+                    1.673_263_2 * (x.exp() - 1.0)
+                }
+        }),
+        ("Celu", Some(0.7), |x| {
+            x.max(0.0) + (0.7 * ((x / 0.7).exp() - 1.0)).min(0.0)
+        }),
+        ("Softsign", None, |x| x / (1.0 + x.abs())),
+        ("Mish", None, |x| x * (1.0 + x.exp()).ln().tanh()),
+        (
+            "ThresholdedRelu",
+            Some(0.2),
+            |x| if x > 0.2 { x } else { 0.0 },
+        ),
+    ];
+    for (op, alpha, f) in cases {
+        let node = NodeProto {
+            op_type: op.into(),
+            attribute: alpha
+                .map(|a| AttributeProto {
+                    name: "alpha".into(),
+                    r#type: AttributeType::Float as i32,
+                    f: a,
+                    ..Default::default()
+                })
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        let y: Vec<f64> = eval(&node, &[Some(x.clone())], &cx).unwrap()[0]
+            .to_vec1()
+            .unwrap();
+        for (&x, y) in xs.iter().zip(y) {
+            assert!((y - f(x)).abs() < 1e-6, "{op}({x}) = {y}, not {}", f(x));
+        }
+    }
+}
+
+#[test]
+fn conv_transpose_matches_central_differences() {
+    let text = format!(
+        r#"<ir_version: 10, opset_import: ["" : 20]>
+g (double[2,4,3,3] x, int64[2] y) => (double loss)
+<double[4,3,3,3] w1 = {{{}}}, double[6] b1 = {{{}}}, double[6,2,2] w2 = {{{}}}, double[3,2] w3 = {{{}}}>
+{{
+    h1 = ConvTranspose <group: int = 2, strides: ints = [2, 2], pads: ints = [1, 0, 1, 1], output_padding: ints = [1, 0]> (x, w1, b1)
+    h2 = Tanh (h1)
+    s = Constant <value_ints: ints = [2, 6, 36]> ()
+    h3 = Reshape (h2, s)
+    h4 = ConvTranspose <strides: ints = [3], dilations: ints = [2], pads: ints = [2, 0]> (h3, w2)
+    h5 = ReduceMean <axes: ints = [2], keepdims: int = 0> (h4)
+    h6 = Gemm <transB: int = 1> (h5, w3)
+    loss = SoftmaxCrossEntropyLoss (h6, y)
+}}"#,
+        values(108, 31),
+        values(6, 32),
+        values(24, 33),
+        values(6, 34),
+    );
+    let batch = [
+        input("x", 11, &[2, 4, 3, 3], Fill::Normal),
+        input(
+            "y",
+            7,
+            &[2],
+            Fill::Labels {
+                classes: 3,
+                scores: "h6".into(),
+            },
+        ),
+    ];
+    check(&text, &batch);
+}
+
+/// `ConvTranspose` computed as a convolution gives what its definition
+/// gives: every input element adds its kernel, scaled, at `i s - pad + k d`.
+#[test]
+fn conv_transpose_computes_its_definition() {
+    use super::ops::{eval, Cx};
+    use crate::onnx::proto::{AttributeProto, AttributeType, NodeProto};
+    let ints = |name: &str, v: &[i64]| AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Ints as i32,
+        ints: v.to_vec(),
+        ..Default::default()
+    };
+    let (n, cin, cout_g, g, h, w, kh, kw) = (2, 4, 3, 2, 3, 4, 3, 2);
+    let (s, d, pads, extra) = ([2i64, 3], [2i64, 1], [1i64, 0, 0, 2], [1i64, 0]);
+    let xs: Vec<f64> = (0..n * cin * h * w)
+        .map(|i| ((i * 7) % 11) as f64 - 5.0)
+        .collect();
+    let ws: Vec<f64> = (0..cin * cout_g * kh * kw)
+        .map(|i| ((i * 5) % 9) as f64 - 4.0)
+        .collect();
+    let cpu = candle_core::Device::Cpu;
+    let x = candle_core::Tensor::from_vec(xs.clone(), (n, cin, h, w), &cpu).unwrap();
+    let wt = candle_core::Tensor::from_vec(ws.clone(), (cin, cout_g, kh, kw), &cpu).unwrap();
+    let node = NodeProto {
+        op_type: "ConvTranspose".into(),
+        attribute: vec![
+            ints("strides", &s),
+            ints("dilations", &[d[0], d[0]]),
+            ints("pads", &pads),
+            ints("output_padding", &extra),
+            AttributeProto {
+                name: "group".into(),
+                r#type: AttributeType::Int as i32,
+                i: g as i64,
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    let cx = Cx::new(20, DType::F64, false);
+    let y = eval(&node, &[Some(x), Some(wt)], &cx).unwrap().remove(0);
+    let size = |i: usize, len: usize, k: usize| {
+        s[i] * (len as i64 - 1) + extra[i] + d[0] * (k as i64 - 1) + 1 - pads[i] - pads[2 + i]
+    };
+    let (oh, ow) = (size(0, h, kh) as usize, size(1, w, kw) as usize);
+    assert_eq!(y.dims(), &[n, cout_g * g, oh, ow]);
+    let mut want = vec![0.0; n * cout_g * g * oh * ow];
+    let cin_g = cin / g;
+    for b in 0..n {
+        for ci in 0..cin {
+            let group = ci / cin_g;
+            for i in 0..h {
+                for j in 0..w {
+                    let v = xs[((b * cin + ci) * h + i) * w + j];
+                    for o in 0..cout_g {
+                        let co = group * cout_g + o;
+                        for p in 0..kh {
+                            for q in 0..kw {
+                                let r = i as i64 * s[0] - pads[0] + p as i64 * d[0];
+                                let t = j as i64 * s[1] - pads[1] + q as i64 * d[0];
+                                if (0..oh as i64).contains(&r) && (0..ow as i64).contains(&t) {
+                                    let k = ws[((ci * cout_g + o) * kh + p) * kw + q];
+                                    want[((b * cout_g * g + co) * oh + r as usize) * ow
+                                        + t as usize] += v * k;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let got: Vec<f64> = y.flatten_all().unwrap().to_vec1().unwrap();
+    for (k, (a, b)) in got.iter().zip(&want).enumerate() {
+        assert!((a - b).abs() < 1e-9, "element {k}: {a} vs {b}");
+    }
+}
