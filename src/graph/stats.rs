@@ -720,7 +720,6 @@ fn tally(st: &mut TensorStats, v: f64, index: usize, moments: &mut Moments) {
 mod tests {
     use super::*;
     use crate::onnx::printer::{print_model, Values};
-    use crate::onnx::proto::{GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto};
 
     /// Values that are not an independent draw: a rank-one spike plus a ramp.
     fn spiked(rows: usize, cols: usize) -> Vec<f32> {
@@ -786,40 +785,22 @@ mod tests {
     fn float_data_and_raw_data_summarize_alike() {
         let (units, fan) = (24, 32);
         let values = spiked(units, fan);
-        let weight = |name: &str, raw: bool| TensorProto {
-            name: name.into(),
-            dims: vec![units as i64, fan as i64],
-            data_type: data_type::FLOAT,
-            float_data: if raw { vec![] } else { values.clone() },
-            raw_data: raw.then(|| values.iter().flat_map(|v| v.to_le_bytes()).collect()),
-            ..Default::default()
-        };
-        let gemm = |w: &str, y: &str| NodeProto {
-            op_type: "Gemm".into(),
-            input: vec!["x".into(), w.into()],
-            output: vec![y.into()],
-            attribute: vec![crate::onnx::proto::AttributeProto {
-                name: "transB".into(),
-                r#type: crate::onnx::proto::AttributeType::Int as i32,
-                i: 1,
-                ..Default::default()
-            }],
-            ..Default::default()
-        };
-        let proto = ModelProto {
-            ir_version: 10,
-            opset_import: vec![OperatorSetIdProto {
-                domain: String::new(),
-                version: 20,
-            }],
-            graph: Some(GraphProto {
-                name: "g".into(),
-                node: vec![gemm("w_raw", "a"), gemm("w_list", "b")],
-                initializer: vec![weight("w_raw", true), weight("w_list", false)],
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        let list = values.iter().map(|v| format!("{v:e}")).collect::<Vec<_>>();
+        let text = format!(
+            r#"<ir_version: 10, opset_import: ["" : 20]>
+g (float[2,{fan}] x) => (float[2,{units}] a, float[2,{units}] b)
+<float[{units},{fan}] w_raw = {{{list}}}, float[{units},{fan}] w_list = {{{list}}}>
+{{
+    a = Gemm <transB: int = 1> (x, w_raw)
+    b = Gemm <transB: int = 1> (x, w_list)
+}}"#,
+            list = list.join(", ")
+        );
+        let (mut proto, _) = crate::onnx::text::parse_model(&text).unwrap();
+        let raw = &mut proto.graph.as_mut().unwrap().initializer[0];
+        assert_eq!(raw.float_data, values);
+        raw.raw_data = Some(values.iter().flat_map(|v| v.to_le_bytes()).collect());
+        raw.float_data.clear();
         let m = crate::onnx::Model::from_proto(std::path::Path::new("mem.onnx"), proto).unwrap();
         let src = print_model(&m.proto, Values::Elide);
         let graphs = crate::graph::build::build(&m, &src);

@@ -607,13 +607,18 @@ fn conv_transpose(n: &NodeProto, x: &Tensor, weight: &Tensor, bias: Option<&Tens
             .and_then(|t| t.squeeze(2))
     }
     .map_err(c)?;
+    add_channel_bias(out, bias)
+}
+
+/// A convolution's output plus its per-channel bias (axis 1).
+fn add_channel_bias(y: Tensor, bias: Option<&Tensor>) -> R<Tensor> {
     match bias {
         Some(b) => {
-            let mut shape = vec![1; rank];
+            let mut shape = vec![1; y.rank()];
             shape[1] = b.elem_count();
-            out.broadcast_add(&b.reshape(shape).map_err(c)?).map_err(c)
+            y.broadcast_add(&b.reshape(shape).map_err(c)?).map_err(c)
         }
-        None => Ok(out),
+        None => Ok(y),
     }
 }
 
@@ -666,14 +671,7 @@ fn conv(n: &NodeProto, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> R<
             .and_then(|y| y.squeeze(2))
     }
     .map_err(c)?;
-    match bias {
-        Some(b) => {
-            let mut shape = vec![1; rank];
-            shape[1] = b.elem_count();
-            y.broadcast_add(&b.reshape(shape).map_err(c)?).map_err(c)
-        }
-        None => Ok(y),
-    }
+    add_channel_bias(y, bias)
 }
 
 fn matmul(a: &Tensor, b: &Tensor) -> R<Tensor> {

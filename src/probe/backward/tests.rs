@@ -82,6 +82,19 @@ fn check(text: &str, batch: &[Input]) {
     assert!(checked >= 5 * base.params.len());
 }
 
+/// A batch of normal `x` of `shape` and labels `y` of three classes, one per
+/// sample, drawn from the scores `scores`.
+fn classified(shape: &[usize], scores: &str) -> [Input; 2] {
+    let labels = Fill::Labels {
+        classes: 3,
+        scores: scores.into(),
+    };
+    [
+        input("x", 11, shape, Fill::Normal),
+        input("y", 7, &shape[..1], labels),
+    ]
+}
+
 fn input(name: &str, elem_type: i32, shape: &[usize], fill: Fill) -> Input {
     Input {
         name: name.into(),
@@ -125,19 +138,7 @@ g (double[4,3,6,6] x, int64[4] y) => (double loss)
         values(5, 9),
         values(15, 10),
     );
-    let batch = [
-        input("x", 11, &[4, 3, 6, 6], Fill::Normal),
-        input(
-            "y",
-            7,
-            &[4],
-            Fill::Labels {
-                classes: 3,
-                scores: "h11".into(),
-            },
-        ),
-    ];
-    check(&text, &batch);
+    check(&text, &classified(&[4, 3, 6, 6], "h11"));
 }
 
 #[test]
@@ -234,19 +235,7 @@ g (double[2,4,3,3] x, int64[2] y) => (double loss)
         values(12, 26),
         values(36, 27),
     );
-    let batch = [
-        input("x", 11, &[2, 4, 3, 3], Fill::Normal),
-        input(
-            "y",
-            7,
-            &[2],
-            Fill::Labels {
-                classes: 3,
-                scores: "logits".into(),
-            },
-        ),
-    ];
-    check(&text, &batch);
+    check(&text, &classified(&[2, 4, 3, 3], "logits"));
 }
 
 #[test]
@@ -272,19 +261,7 @@ g (double[4,6] x, int64[4] y) => (double loss)
         values(25, 22),
         values(15, 23),
     );
-    let batch = [
-        input("x", 11, &[4, 6], Fill::Normal),
-        input(
-            "y",
-            7,
-            &[4],
-            Fill::Labels {
-                classes: 3,
-                scores: "h8".into(),
-            },
-        ),
-    ];
-    check(&text, &batch);
+    check(&text, &classified(&[4, 6], "h8"));
 }
 
 /// [`super::ops::OPERATORS`] is exactly the default-domain operators
@@ -389,19 +366,7 @@ g (double[2,4,3,3] x, int64[2] y) => (double loss)
         values(24, 33),
         values(6, 34),
     );
-    let batch = [
-        input("x", 11, &[2, 4, 3, 3], Fill::Normal),
-        input(
-            "y",
-            7,
-            &[2],
-            Fill::Labels {
-                classes: 3,
-                scores: "h6".into(),
-            },
-        ),
-    ];
-    check(&text, &batch);
+    check(&text, &classified(&[2, 4, 3, 3], "h6"));
 }
 
 /// `ConvTranspose` computed as a convolution gives what its definition
