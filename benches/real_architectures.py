@@ -17,6 +17,10 @@ beside real ones. It also writes models initialized with scales nobody uses
 state and every finding at warning level or above, then one summary line:
 
     real architectures: N models, W with warnings, S not untrained; bad inits: B of K untrained and firing
+    probes: N files; forward skipped on F, backward skipped on B; one-batch fit run on R (P%), cut by its budget on C; slowest T s (FILE)
+
+The second line counts every file (bad inits included): a file whose probe,
+backward pass or fit did not run has a `probe-skipped` note saying why.
 
 It exits 1 when a healthy architecture warns or is not `untrained`, or a bad
 init is not `untrained` or fires none of the rules it must.
@@ -295,6 +299,8 @@ MUST_FIRE = {"init-scale", "initial-loss", "activation-scale", "saturated-activa
 def lint_all(out, binary):
     models = sorted(f for f in os.listdir(out) if f.endswith(".onnx"))
     warned, not_untrained, bad, bad_ok = [], [], 0, 0
+    skipped = {"probe": 0, "backward": 0, "fit": 0, "cut": 0}
+    slowest = (0.0, "")
     for f in models:
         path = os.path.join(out, f)
         started = time.time()
@@ -306,6 +312,15 @@ def lint_all(out, binary):
             print(f"{f}: exit {run.returncode}: {run.stderr.strip()[:200]}")
             warned.append(f)
             continue
+        slowest = max(slowest, (seconds, f))
+        notes = [x.get("message", "") for x in report.get("findings", []) if x.get("rule") == "probe-skipped"]
+        for key, start in (
+            ("probe", "the probe did not run"),
+            ("backward", "the backward pass did not run"),
+            ("fit", "the one-batch fit did not run"),
+            ("cut", "the one-batch fit stopped after"),
+        ):
+            skipped[key] += any(n.startswith(start) for n in notes)
         state = report.get("coverage", {}).get("state", {})
         label = state.get("state", "?")
         findings = report.get("findings", [])
@@ -329,6 +344,12 @@ def lint_all(out, binary):
     print(
         f"real architectures: {healthy} models, {len(warned)} with warnings, {len(not_untrained)} not untrained; "
         f"bad inits: {bad_ok} of {bad} untrained and firing"
+    )
+    ran = len(models) - skipped["probe"] - skipped["backward"] - skipped["fit"]
+    print(
+        f"probes: {len(models)} files; forward skipped on {skipped['probe']}, backward skipped on {skipped['backward']}; "
+        f"one-batch fit run on {ran} ({100 * ran / max(len(models), 1):.0f}%), cut by its budget on {skipped['cut']}; "
+        f"slowest {slowest[0]:.1f} s ({slowest[1]})"
     )
     return 1 if warned or not_untrained or bad_ok < bad else 0
 

@@ -397,11 +397,20 @@ fn probe_pass(
             rules::probe_skipped::backward_diagnostic(main, skip),
         );
     }
-    if let Some(Err(skip)) = &probe.fit {
-        skipped(
+    match &probe.fit {
+        Some(Err(skip)) => skipped(
             diagnostics,
             rules::probe_skipped::fit_diagnostic(main, skip),
-        );
+        ),
+        Some(Ok(f)) => {
+            if let Some(asked) = f.cut_short() {
+                skipped(
+                    diagnostics,
+                    rules::probe_skipped::fit_cut_diagnostic(main, f, asked, fit.budget),
+                );
+            }
+        }
+        None => {}
     }
     for rule in measuring {
         let cx = settings.check(main, rule.meta(), facts);

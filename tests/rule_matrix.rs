@@ -260,6 +260,54 @@ fn every_overfit_fixture_fires_exactly_its_rules() {
     }
 }
 
+/// The budget's cut: a fit it affords a few steps of is run and, while its
+/// loss still falls, is a note and not a verdict; one it cannot afford 8
+/// steps of does not run. Both on the tanh-capped model, which cannot fit
+/// (67 steps find its plateau).
+#[test]
+fn a_fit_the_budget_cuts_is_a_note_and_not_a_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_budget = |seconds: &str| {
+        let path = dir.path().join(format!("budget_{seconds}.toml"));
+        std::fs::write(
+            &path,
+            format!("[rules.cannot-overfit]\nbudget = {seconds}\n"),
+        )
+        .unwrap();
+        let mut options = isolated();
+        options.config =
+            nnlint::ConfigSource::Fixed(std::sync::Arc::new(nnlint::config::load(&path).unwrap()));
+        let model = Path::new("fixtures/overfit/overfit_tanh_logits_dynamo_train.onnx");
+        lint_file(model, &options).unwrap().diagnostics
+    };
+    // The tiny MLP's steps are estimated at about 1.4 ms each, so 40 ms
+    // afford more than 8 and fewer than the 67 its plateau takes.
+    let cut = with_budget("0.04");
+    assert!(cut.iter().all(|d| d.rule != "cannot-overfit"), "{cut:?}");
+    let note = cut
+        .iter()
+        .find(|d| d.rule == "probe-skipped")
+        .map(|d| d.message.clone())
+        .unwrap_or_default();
+    let taken: usize = regex::Regex::new(r"^the one-batch fit stopped after (\d+) of its 200 steps, what its budget of 0.04 s affords, with the loss still above its goal: 2.124 -> ")
+        .unwrap()
+        .captures(&note)
+        .unwrap_or_else(|| panic!("{note}"))[1]
+        .parse()
+        .unwrap();
+    assert!((8..67).contains(&taken), "{note}");
+    // Nothing: not even 8 steps fit.
+    let none = with_budget("0.000001");
+    assert!(none.iter().all(|d| d.rule != "cannot-overfit"));
+    assert!(
+        none.iter().any(|d| d.rule == "probe-skipped"
+            && d.message.starts_with(
+                "the one-batch fit did not run: even 8 of its 200 steps would take about"
+            )),
+        "{none:?}"
+    );
+}
+
 /// `fixtures/recurrent` (`fixtures/recurrent.py`): recurrent layers fed the
 /// batch first, which carry each sample into the later ones.
 const RECURRENT_EXPECTED: &[(&str, &[&str])] = &[

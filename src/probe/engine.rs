@@ -1001,7 +1001,9 @@ impl Cost {
 /// A duration for the time budget's messages: one decimal under 10 s, where
 /// an estimate just over what is left would otherwise read as equal to it.
 pub fn secs(x: f64) -> String {
-    if x < 10.0 {
+    if x < 0.1 {
+        format!("{} s", crate::diag::short_number(x.max(0.0)))
+    } else if x < 10.0 {
         format!("{:.1} s", x.max(0.0))
     } else {
         format!("{x:.0} s")

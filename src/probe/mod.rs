@@ -272,7 +272,7 @@ pub fn run(
     let fit = match &gradients {
         Some(Ok(g)) if backward.contains(&Backward::Fit) => {
             let left = options.seconds - run.seconds - g.seconds;
-            fit_pass(model, graph, &run, options, fit, left).transpose()
+            fit_pass(model, graph, &run, options, fit, left, g.bytes).transpose()
         }
         _ => None,
     };
@@ -316,15 +316,29 @@ fn run_options(options: &ProbeOptions, typing_seconds: f64) -> engine::RunOption
     }
 }
 
-/// Multiply-accumulates per second of one fitting step (forward, backward
-/// and Adam) on 2 cores, and the time each node of the lowered graph costs
-/// a step whatever its size (candle's dispatch, the gradient store, Adam's
-/// update): measured on ResNet-18 at 64x64 and on the 60-block MLP fixtures.
-const FIT_MACS_PER_SECOND: f64 = 1.0e9;
+/// The rates of one fitting step (forward, backward and Adam) on 2 cores:
+/// multiply-accumulates per second of matrix products (one gemm call each)
+/// and of convolutions (unfolded, then a batched product per group, which
+/// depthwise layers make small), values per second of every other node,
+/// and the time each node of the lowered graph costs a step whatever its
+/// size (candle's dispatch, the gradient store, Adam's update). Set from
+/// `--overfit-steps 40` runs on the real-architecture corpus
+/// (`benches/real_architectures.py`, 2 cores), seconds per step: matrix
+/// products, MLP-Mixer S/16 0.50, DeiT-tiny 0.15, MobileBERT 0.054, which
+/// one rate of 1e9 for every product overestimated 3 to 8 times;
+/// convolutions, ResNet-18 0.4, EfficientNet-B0 0.44, GhostNet 0.31.
+const FIT_MATMUL_MACS_PER_SECOND: f64 = 5.0e9;
+const FIT_CONV_MACS_PER_SECOND: f64 = 2.5e9;
+const FIT_VALUES_PER_SECOND: f64 = 1.0e9;
 const FIT_SECONDS_PER_NODE: f64 = 5e-5;
 
-/// The one-batch fit: the default steps when their estimated time fits
-/// the budget, or as many as `--overfit-steps` asks for.
+/// The fewest steps the budget may cut the default fit to: most healthy
+/// models of the real-architecture corpus fit their batch in 2 to 11 steps.
+const FIT_MIN_STEPS: usize = 8;
+
+/// The one-batch fit: the default steps, or as many of them as the
+/// estimated time affords within the budget (at least [`FIT_MIN_STEPS`]),
+/// or as many as `--overfit-steps` asks for.
 fn fit_pass(
     model: &Model,
     graph: &Graph<'_>,
@@ -332,9 +346,10 @@ fn fit_pass(
     options: &ProbeOptions,
     plan: &FitPlan,
     left: f64,
+    backward_bytes: usize,
 ) -> Result<Option<Fit>, Skip> {
-    let steps = options.fit_steps.unwrap_or(plan.steps);
-    if steps == 0 {
+    let asked = options.fit_steps.unwrap_or(plan.steps);
+    if asked == 0 {
         return Ok(None);
     }
     let samples = inputs::batch_size(&run.inputs);
@@ -342,28 +357,51 @@ fn fit_pass(
     // the same decision on any machine and under any load.
     let lowered = lower::lower_for_gradients(graph)?;
     let scale = backward::fit::MAX_SAMPLES.min(samples) as f64 / samples.max(1) as f64;
-    let per_step = step_macs(graph, run) * scale / FIT_MACS_PER_SECOND
-        + lowered.nodes.len() as f64 * FIT_SECONDS_PER_NODE;
-    let seconds = per_step * steps as f64;
-    if options.fit_steps.is_none() && seconds > plan.budget {
+    let weights = WeightSizes::of(graph);
+    let per_step = step_seconds(graph, run) * scale
+        + lowered.nodes.len() as f64 * FIT_SECONDS_PER_NODE
+        + weights.largest as f64 * FIT_SECONDS_PER_LARGEST;
+    let need = backward_bytes.saturating_add(weights.fit_bytes());
+    let budget = options.memory_mib.saturating_mul(1 << 20);
+    if options.fit_steps.is_none() && need > budget {
+        let mib = |b: usize| b as f64 / (1 << 20) as f64;
         return Err(format!(
-            "{steps} steps would take about {seconds:.0} s, over the budget of {} s; `--overfit-steps {steps}` runs them",
-            plan.budget
+            "it needs about {:.0} MiB, over the probe's budget of {:.0} MiB (--probe-memory); `--overfit-steps {asked}` runs it",
+            mib(need),
+            mib(budget)
         )
         .into());
     }
-    if options.fit_steps.is_none() && seconds > left {
-        return Err(format!(
-            "{steps} steps would take about {}, over the {} the earlier passes left of the probe's time budget of {} s; `--overfit-steps {steps}` runs them",
-            engine::secs(seconds),
-            engine::secs(left),
-            options.seconds
-        )
-        .into());
-    }
+    let steps = match options.fit_steps {
+        Some(steps) => steps,
+        None => {
+            let affordable = |seconds: f64| (seconds / per_step).floor().max(0.0) as usize;
+            let least = FIT_MIN_STEPS.min(asked);
+            let least_seconds = per_step * least as f64;
+            if affordable(plan.budget) < least {
+                return Err(format!(
+                    "even {least} of its {asked} steps would take about {}, over the budget of {} s; `--overfit-steps {asked}` runs them",
+                    engine::secs(least_seconds),
+                    plan.budget
+                )
+                .into());
+            }
+            if affordable(left) < least {
+                return Err(format!(
+                    "even {least} of its {asked} steps would take about {}, over the {} the earlier passes left of the probe's time budget of {} s; `--overfit-steps {asked}` runs them",
+                    engine::secs(least_seconds),
+                    engine::secs(left.max(0.0)),
+                    options.seconds
+                )
+                .into());
+            }
+            asked.min(affordable(plan.budget.min(left)))
+        }
+    };
     let floor = classes(graph).map_or(0.0, |c| plan.floor * (c.max(2) as f64).ln());
     let fit = backward::fit::FitOptions {
         steps,
+        cut_from: (steps < asked).then_some(asked),
         lr: plan.lr,
         fraction: plan.fraction,
         floor,
@@ -374,11 +412,11 @@ fn fit_pass(
     })
 }
 
-/// The work of one fitting step, in multiply-accumulates: three times the
-/// forward pass's (the backward pass computes two products per product),
-/// counting the products of convolutions and matrix products, and one per
-/// value of every other node.
-fn step_macs(graph: &Graph<'_>, run: &Run) -> f64 {
+/// The seconds of one fitting step's work: three times the forward pass's
+/// (the backward pass computes two products per product), counting the
+/// products of convolutions and matrix products at their rates, and one
+/// value of every other node at [`FIT_VALUES_PER_SECOND`].
+fn step_seconds(graph: &Graph<'_>, run: &Run) -> f64 {
     let shape = |t: &str| -> Option<Vec<usize>> {
         if let Some(s) = run.summaries.get(t) {
             return Some(s.shape.clone());
@@ -393,12 +431,17 @@ fn step_macs(graph: &Graph<'_>, run: &Run) -> f64 {
             .collect()
     };
     let elems = |s: &[usize]| s.iter().map(|&d| d as f64).product::<f64>();
-    let mut macs = 0.0;
+    let mut seconds = 0.0;
     for n in graph.nodes() {
         let Some(out) = n.output(0).and_then(|o| run.summaries.get(o)) else {
             continue;
         };
         let outputs = elems(&out.shape);
+        let rate = match n.op_type() {
+            "MatMul" | "Gemm" => FIT_MATMUL_MACS_PER_SECOND,
+            "Conv" | "ConvTranspose" => FIT_CONV_MACS_PER_SECOND,
+            _ => FIT_VALUES_PER_SECOND,
+        };
         let per_output = match n.op_type() {
             // The weight's elements per output channel: its shape, or the
             // input's channels per group times the kernel.
@@ -437,9 +480,9 @@ fn step_macs(graph: &Graph<'_>, run: &Run) -> f64 {
                 .map_or(1.0, |k| k as f64),
             _ => 1.0,
         };
-        macs += outputs * per_output;
+        seconds += outputs * per_output / rate;
     }
-    3.0 * macs
+    3.0 * seconds
 }
 
 /// Bytes of the largest input a convolution unfolds (`im2col`) at the run's
@@ -512,6 +555,71 @@ fn classes(graph: &Graph<'_>) -> Option<usize> {
 const BACKWARD_MEMORY_FACTOR: usize = 5;
 /// ... and per byte of weights: the weights, their gradients, and a copy.
 const BACKWARD_WEIGHT_FACTOR: usize = 3;
+/// ... and per byte of the largest weight, for the temporaries of its size
+/// that candle's ops allocate at once (a product's transposed copy, its
+/// gradient's, the sums into the gradient store), and the seconds per
+/// value they take (fresh pages, cleared by the kernel). Fitted to two
+/// models (`/usr/bin/time -f %M`, `--overfit-steps 0` against `--no-grad`):
+/// VGG-11, whose 25088 x 4096 layer holds 103 of its 133 M weights, adds
+/// 2.94 GB and 10 s to its forward pass's 1.35 GB and 1 s; GPT-2 small
+/// (a tied 50257 x 768 embedding) adds 1.33 GB and 2.3 s to 0.74 GB.
+const BACKWARD_LARGEST_FACTOR: usize = 2;
+const BACKWARD_SECONDS_PER_LARGEST: f64 = 5e-8;
+/// A fitting step's own: Adam's two moments per weight, and about eight
+/// more temporaries of the largest weight's size (candle's Adam writes each
+/// operation out), at 1.2e-7 s per value of that weight: VGG-11 with
+/// `--overfit-steps 3` takes 49.9 s and peaks at 8.6 GB, about 12 s a step.
+const FIT_WEIGHT_FACTOR: usize = 2;
+const FIT_LARGEST_FACTOR: usize = 8;
+const FIT_SECONDS_PER_LARGEST: f64 = 1.2e-7;
+
+/// The elements of the trainable tensors, and of the weights of layers
+/// that a `ConstantOfShape` computes (model-zoo graphs without weights
+/// spell them so): in all, and of the largest.
+struct WeightSizes {
+    total: usize,
+    largest: usize,
+}
+
+impl WeightSizes {
+    fn of(graph: &Graph<'_>) -> WeightSizes {
+        let trainable = graph.trainable();
+        let mut counted: rustc_hash::FxHashSet<crate::graph::TensorId> =
+            trainable.iter().map(|t| t.tensor).collect();
+        let sizes = trainable
+            .iter()
+            .filter_map(|t| graph.stored_of(t.tensor))
+            .chain(
+                graph
+                    .weight_layers()
+                    .filter(|l| counted.insert(l.weight_id))
+                    .map(|l| l.weight.clone()),
+            )
+            .map(|s| s.len().unwrap_or(usize::MAX));
+        let (mut total, mut largest) = (0usize, 0usize);
+        for n in sizes {
+            total = total.saturating_add(n);
+            largest = largest.max(n);
+        }
+        WeightSizes { total, largest }
+    }
+
+    /// Bytes the backward pass holds for the weights.
+    fn backward_bytes(&self) -> usize {
+        let f32 = std::mem::size_of::<f32>();
+        self.total
+            .saturating_mul(f32 * BACKWARD_WEIGHT_FACTOR)
+            .saturating_add(self.largest.saturating_mul(f32 * BACKWARD_LARGEST_FACTOR))
+    }
+
+    /// Bytes a fitting step holds beyond the backward pass's.
+    fn fit_bytes(&self) -> usize {
+        let f32 = std::mem::size_of::<f32>();
+        self.total
+            .saturating_mul(f32 * FIT_WEIGHT_FACTOR)
+            .saturating_add(self.largest.saturating_mul(f32 * FIT_LARGEST_FACTOR))
+    }
+}
 
 /// The backward pass on the forward pass's batch, when it fits the budget.
 fn backward_pass(
@@ -538,25 +646,10 @@ fn backward_pass(
         .values()
         .map(|s| s.shape.iter().product::<usize>())
         .fold(0usize, usize::saturating_add);
-    // The trainable tensors, and the weights of layers that a `ConstantOfShape`
-    // computes (model-zoo graphs without weights spell them so).
-    let trainable = graph.trainable();
-    let mut counted: rustc_hash::FxHashSet<crate::graph::TensorId> =
-        trainable.iter().map(|t| t.tensor).collect();
-    let weights: usize = trainable
-        .iter()
-        .filter_map(|t| graph.stored_of(t.tensor))
-        .chain(
-            graph
-                .weight_layers()
-                .filter(|l| counted.insert(l.weight_id))
-                .map(|l| l.weight.clone()),
-        )
-        .map(|s| s.len().unwrap_or(usize::MAX))
-        .fold(0usize, usize::saturating_add);
+    let weights = WeightSizes::of(graph);
     let need = values
         .saturating_mul(std::mem::size_of::<f32>() * BACKWARD_MEMORY_FACTOR)
-        .saturating_add(weights.saturating_mul(std::mem::size_of::<f32>() * BACKWARD_WEIGHT_FACTOR))
+        .saturating_add(weights.backward_bytes())
         .saturating_add(conv_columns(graph, run).saturating_mul(2));
     let budget = options.memory_mib.saturating_mul(1 << 20);
     if need > budget {
@@ -572,8 +665,9 @@ fn backward_pass(
     // backward for batch mixing.
     let passes = if grad.params && grad.mixing { 2.0 } else { 1.0 };
     let seconds = passes
-        * (step_macs(graph, run) / FIT_MACS_PER_SECOND
-            + lowered.nodes.len() as f64 * FIT_SECONDS_PER_NODE);
+        * (step_seconds(graph, run)
+            + lowered.nodes.len() as f64 * FIT_SECONDS_PER_NODE
+            + weights.largest as f64 * BACKWARD_SECONDS_PER_LARGEST);
     let left = options.seconds - run.seconds;
     if seconds > left {
         return Err(format!(
@@ -590,6 +684,7 @@ fn backward_pass(
     })
     .map(|mut g| {
         g.seconds = seconds;
+        g.bytes = need;
         g
     })
 }

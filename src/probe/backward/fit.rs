@@ -18,20 +18,29 @@ use crate::probe::engine::{Progress, Skip};
 use crate::probe::inputs::Input;
 use crate::probe::lower::Lowered;
 
-/// The samples a batch is cut to when its size is the probe's choice.
-pub const MAX_SAMPLES: usize = 16;
+/// The samples a batch is cut to when its size is the probe's choice: the
+/// checklist's "one or two", and the fewest that train-mode BatchNorm can
+/// normalize after global pooling.
+pub const MAX_SAMPLES: usize = 2;
 /// The fit gives up when its lowest loss has not fallen by [`MIN_GAIN`]
 /// (relative) over this many steps: a plateau it will not leave.
 pub const PATIENCE: usize = 50;
 pub const MIN_GAIN: f64 = 0.01;
 /// After a fit that was learning spiked and stalled, it starts again from
-/// the initial weights at its learning rate divided by this.
+/// the initial weights at its learning rate divided by this ...
 pub const RETRY_DIVISOR: f64 = 3.0;
+/// ... and after one that stalled without a spike, divided by this: the
+/// rate a user lowers first when a model will not fit (MobileBERT stalls
+/// at lr 1e-2 on two of three batches in torch too, and fits at 1e-3 in
+/// 11 or 12 steps).
+pub const STALL_DIVISOR: f64 = 10.0;
 
 /// How the fit runs.
 #[derive(Clone, Debug)]
 pub struct FitOptions {
     pub steps: usize,
+    /// The steps asked for, when the budget cut them to `steps`.
+    pub cut_from: Option<usize>,
     /// Adam's learning rate; β = (0.9, 0.999), ε = 1e-8, no weight decay.
     pub lr: f64,
     /// The fit stops early below `max(fraction × start, floor)`.
@@ -46,8 +55,16 @@ pub struct Fit {
     /// The loss before each step: `losses[0]` at initialization, the last
     /// after the last step taken.
     pub losses: Vec<f64>,
-    /// The steps asked for.
+    /// The steps allowed: those asked for, or fewer when the budget
+    /// affords fewer (see [`Fit::cut_from`]).
     pub steps: usize,
+    /// The steps asked for, when the budget cut them to `steps`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cut_from: Option<usize>,
+    /// Whether the fit ran all its steps without fitting, stalling or
+    /// diverging: a loss still falling when they ran out.
+    #[serde(skip)]
+    pub ran_out: bool,
     pub lr: f64,
     pub samples: usize,
     #[serde(skip)]
@@ -55,9 +72,9 @@ pub struct Fit {
     /// The loss that counts as fitted: `max(fraction × start, floor)`.
     pub goal: f64,
     pub floor: f64,
-    /// A first attempt that spiked and stalled, at a higher learning rate:
-    /// the fit then restarted from the initial weights (the losses above are
-    /// the second attempt's).
+    /// A first attempt that stalled (after a spike, or without one), at a
+    /// higher learning rate: the fit then restarted from the initial weights
+    /// (the losses above are the second attempt's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unstable: Option<Attempt>,
 }
@@ -67,6 +84,10 @@ pub struct Fit {
 pub struct Attempt {
     pub lr: f64,
     pub losses: Vec<f64>,
+    /// Whether it was learning before it jumped and stalled; otherwise it
+    /// stalled without a spike.
+    #[serde(skip)]
+    pub spiked: bool,
 }
 
 impl Attempt {
@@ -99,6 +120,14 @@ impl Fit {
         lowest_finite(&self.losses)
     }
 
+    /// The lowest finite loss of both attempts.
+    pub fn lowest_of_all(&self) -> f64 {
+        self.unstable
+            .as_ref()
+            .map_or(f64::INFINITY, Attempt::lowest)
+            .min(self.lowest())
+    }
+
     /// Steps taken.
     pub fn taken(&self) -> usize {
         self.losses.len().saturating_sub(1)
@@ -117,6 +146,24 @@ impl Fit {
 
     pub fn fitted(&self) -> bool {
         self.lowest() < self.goal
+    }
+
+    /// Whether the fit says the model cannot fit: it stalled or diverged
+    /// above its goal, or, after a first attempt that stalled, the second
+    /// at a lower rate used every step asked for without fitting (a fit the
+    /// budget cut says nothing: [`Fit::cut_short`]).
+    pub fn stuck(&self) -> bool {
+        !self.fitted()
+            && (self.stalled()
+                || self.diverged().is_some()
+                || (self.unstable.is_some() && self.ran_out && self.cut_from.is_none()))
+    }
+
+    /// The steps asked for, when the budget cut the fit short of them
+    /// while its loss was still falling: the fit says neither that the
+    /// model fits nor that it cannot.
+    pub fn cut_short(&self) -> Option<usize> {
+        self.cut_from.filter(|_| self.ran_out && !self.fitted())
     }
 }
 
@@ -150,6 +197,8 @@ pub fn run(
     let mut fit = Fit {
         losses: Vec::with_capacity(options.steps + 1),
         steps: options.steps,
+        cut_from: options.cut_from,
+        ran_out: false,
         lr: options.lr,
         samples,
         target: Target::Loss,
@@ -161,19 +210,22 @@ pub fn run(
         return Ok(None);
     }
     // Adam at a rate too high for this model: the loss fell, then jumped
-    // and never came back. That is not a model that cannot fit; the steps
-    // left start again from the initial weights at a lower rate.
+    // and never came back, or it stalled above the goal. Before calling
+    // that a model that cannot fit, the steps left start again from the
+    // initial weights at a lower rate, as a user would.
     let left = options.steps.saturating_sub(fit.taken());
-    if !fit.fitted() && fit.stalled() && spiked(&fit.losses) && left > PATIENCE {
+    if !fit.fitted() && fit.stalled() && left > PATIENCE {
         // The initial weights, read again from the model rather than kept
         // as a copy through the first attempt.
         drop(pass);
         let pass = Pass::new(model, graph, lowered, DType::F32)?;
+        let spiked = spiked(&fit.losses);
         fit.unstable = Some(Attempt {
             lr: fit.lr,
             losses: std::mem::take(&mut fit.losses),
+            spiked,
         });
-        fit.lr /= RETRY_DIVISOR;
+        fit.lr /= if spiked { RETRY_DIVISOR } else { STALL_DIVISOR };
         let retry = FitOptions {
             lr: fit.lr,
             ..options.clone()
@@ -221,7 +273,11 @@ fn attempt(
             fit.goal = (options.fraction * value).max(options.floor);
         }
         fit.losses.push(value);
-        if !value.is_finite() || value < fit.goal || step == steps || plateau(&fit.losses) {
+        if !value.is_finite() || value < fit.goal || plateau(&fit.losses) {
+            break;
+        }
+        if step == steps {
+            fit.ran_out = true;
             break;
         }
         step_once(&mut adam, &loss)?;

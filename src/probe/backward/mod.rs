@@ -75,6 +75,8 @@ pub struct Gradients {
     /// The pass's estimated seconds, which the fit's time budget is what
     /// is left of.
     pub seconds: f64,
+    /// The pass's estimated bytes, which the fit adds its own to.
+    pub bytes: usize,
 }
 
 /// What the pass differentiated.

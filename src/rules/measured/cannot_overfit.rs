@@ -65,21 +65,20 @@ impl Rule for CannotOverfit {
         let (Some(Ok(fit)), Some(Ok(grads))) = (&probe.fit, &probe.gradients) else {
             return;
         };
-        // Only a fit that stalls (or diverges) above the goal cannot fit:
-        // one still falling when the steps run out is slow, not stuck.
+        // Only a fit that stalls (or diverges) above the goal at both rates
+        // cannot fit: one still falling when the steps run out at the first
+        // rate is slow, not stuck (`Fit::stuck`).
         // Nothing gets a gradient: `zero-gradient` reports that; a loss
         // that is not finite from the start, `non-finite`.
-        if fit.fitted()
-            || !(fit.stalled() || fit.diverged().is_some())
-            || !fit.start().is_finite()
-            || grads.params.iter().all(|p| p.none())
-        {
+        if !fit.stuck() || !fit.start().is_finite() || grads.params.iter().all(|p| p.none()) {
             return;
         }
         let graph = cx.graph;
         // Soft targets (label smoothing) put a floor under the loss: a fit
-        // that reaches it fits as well as the targets allow.
-        if soft_target_floor(graph, probe).is_some_and(|floor| fit.lowest() <= floor + fit.goal) {
+        // that reaches it, at either rate, fits as well as the targets allow.
+        if soft_target_floor(graph, probe)
+            .is_some_and(|floor| fit.lowest_of_all() <= floor + fit.goal)
+        {
             return;
         }
         let at = match &fit.target {
@@ -124,10 +123,17 @@ impl Rule for CannotOverfit {
             fit.taken()
         ));
         if let Some(first) = &fit.unstable {
+            let how = if first.spiked {
+                format!(
+                    "fell to {} and then rose and stalled",
+                    short(first.lowest())
+                )
+            } else {
+                format!("stalled at {}", short(first.lowest()))
+            };
             d = d.note(format!(
-                "at lr {} the loss fell to {} and then rose and stalled; the fit restarted from the initial weights at lr {}",
+                "at lr {} the loss {how}; the fit restarted from the initial weights at lr {}",
                 short(first.lr),
-                short(first.lowest()),
                 short(fit.lr)
             ));
         }
@@ -138,6 +144,12 @@ impl Rule for CannotOverfit {
                 "stopped early: the lowest loss fell by less than {}% over the last {} steps",
                 crate::probe::backward::fit::MIN_GAIN * 100.0,
                 crate::probe::backward::fit::PATIENCE
+            ));
+        } else {
+            d = d.note(format!(
+                "at lr {} the loss was still above the goal when the {} steps ran out",
+                short(fit.lr),
+                fit.steps
             ));
         }
         let mut goal = format!(

@@ -1,8 +1,9 @@
 //! The probe's forward pass could not run.
 
+use crate::diag::short_number as short;
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::Graph;
-use crate::probe::Skip;
+use crate::probe::{Fit, Skip};
 use crate::rules::{Category, Pass, Rule, RuleMeta};
 
 pub static META: RuleMeta = RuleMeta {
@@ -55,6 +56,25 @@ pub fn fit_diagnostic(graph: &Graph<'_>, skip: &Skip) -> Diagnostic {
     at_node(graph, skip, d, "stopped the fit", "not fitted")
         .note("`cannot-overfit` is the only check missing")
         .help("`--overfit-steps N` runs N steps whatever the budget; `--overfit-steps 0` turns the fit off")
+}
+
+/// The note for a one-batch fit the budget cut short of its steps while
+/// its loss was still falling: it ran, and says neither that the model
+/// fits nor that it cannot.
+pub fn fit_cut_diagnostic(graph: &Graph<'_>, fit: &Fit, asked: usize, budget: f64) -> Diagnostic {
+    Diagnostic::new(
+        &META,
+        format!(
+            "the one-batch fit stopped after {} of its {asked} steps, what its budget of {} s affords, with the loss still above its goal: {} -> {}",
+            fit.taken(),
+            short(budget),
+            short(fit.start()),
+            short(fit.end())
+        ),
+    )
+    .primary(graph.source().graph(graph.scope()), "not fitted")
+    .note("`cannot-overfit` judges a fit that fits, stalls or diverges; this one did none of them yet")
+    .help(format!("`--overfit-steps {asked}` runs all the steps whatever the budget"))
 }
 
 fn at_node(

@@ -45,7 +45,7 @@ impl Rule for MissingNormalization {
     /// init) does not need normalization to keep its scale, unless the
     /// one-batch fit ran and stalled, which the finding then explains.
     fn refuted(&self, cx: &Check<'_, '_>, probe: &Probe, _finding: &Diagnostic) -> bool {
-        let fit_stalled = matches!(&probe.fit, Some(Ok(fit)) if !fit.fitted() && (fit.stalled() || fit.diverged().is_some()));
+        let fit_stalled = matches!(&probe.fit, Some(Ok(fit)) if fit.stuck());
         !fit_stalled && crate::rules::activation_scale::in_range(cx.graph, probe)
     }
 
