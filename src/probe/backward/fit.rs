@@ -128,6 +128,15 @@ impl Fit {
             .min(self.lowest())
     }
 
+    /// Steps taken by both attempts.
+    pub fn taken_in_all(&self) -> usize {
+        let first = self
+            .unstable
+            .as_ref()
+            .map_or(0, |a| a.losses.len().saturating_sub(1));
+        first + self.taken()
+    }
+
     /// Steps taken.
     pub fn taken(&self) -> usize {
         self.losses.len().saturating_sub(1)
@@ -339,6 +348,46 @@ fn batch_is_free(graph: &Graph<'_>, batch: &[Input], samples: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fit of `losses` with a goal of 0.1, run to its last step.
+    fn ran(losses: Vec<f64>, cut_from: Option<usize>, unstable: Option<Attempt>) -> Fit {
+        Fit {
+            steps: losses.len() - 1,
+            losses,
+            cut_from,
+            ran_out: true,
+            lr: 1e-3,
+            samples: 2,
+            target: Target::Loss,
+            goal: 0.1,
+            floor: 0.0,
+            unstable,
+        }
+    }
+
+    #[test]
+    fn only_a_fit_stuck_at_both_rates_and_not_cut_cannot_fit() {
+        let stalled = Attempt {
+            lr: 1e-2,
+            losses: vec![2.0; PATIENCE + 2],
+            spiked: false,
+        };
+        let falling: Vec<f64> = (0..20).map(|i| 2.0 - 0.05 * i as f64).collect();
+        // Falling when the steps ran out, at the only rate tried: slow.
+        let slow = ran(falling.clone(), None, None);
+        assert!(!slow.stuck() && slow.cut_short().is_none());
+        // The same after a first attempt that stalled: stuck at both rates.
+        let both = ran(falling.clone(), None, Some(stalled.clone()));
+        assert!(both.stuck());
+        assert_eq!(both.taken_in_all(), PATIENCE + 1 + 19);
+        // The same, with the steps cut by the budget: no verdict, a note.
+        let cut = ran(falling, Some(200), Some(stalled));
+        assert!(!cut.stuck());
+        assert_eq!(cut.cut_short(), Some(200));
+        // A fit that reached its goal is neither.
+        let fitted = ran(vec![2.0, 1.0, 0.05], Some(200), None);
+        assert!(!fitted.stuck() && fitted.cut_short().is_none());
+    }
 
     #[test]
     fn a_fit_that_learned_then_jumped_has_spiked() {

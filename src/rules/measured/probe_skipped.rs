@@ -60,13 +60,14 @@ pub fn fit_diagnostic(graph: &Graph<'_>, skip: &Skip) -> Diagnostic {
 
 /// The note for a one-batch fit the budget cut short of its steps while
 /// its loss was still falling: it ran, and says neither that the model
-/// fits nor that it cannot.
+/// fits nor that it cannot. The steps are both attempts' (a first that
+/// stalled, then one at a lower rate).
 pub fn fit_cut_diagnostic(graph: &Graph<'_>, fit: &Fit, asked: usize, budget: f64) -> Diagnostic {
     Diagnostic::new(
         &META,
         format!(
             "the one-batch fit stopped after {} of its {asked} steps, what its budget of {} s affords, with the loss still above its goal: {} -> {}",
-            fit.taken(),
+            fit.taken_in_all(),
             short(budget),
             short(fit.start()),
             short(fit.end())
