@@ -356,7 +356,12 @@ fn fit_pass(
     // The estimate is computed from shapes, not timed: the same model gives
     // the same decision on any machine and under any load.
     let lowered = lower::lower_for_gradients(graph)?;
-    let scale = backward::fit::MAX_SAMPLES.min(samples) as f64 / samples.max(1) as f64;
+    // The fit cuts a batch whose size is the probe's choice; a fixed one runs whole.
+    let scale = if backward::fit::batch_is_free(graph, &run.inputs, samples) {
+        backward::fit::MAX_SAMPLES.min(samples) as f64 / samples.max(1) as f64
+    } else {
+        1.0
+    };
     let weights = WeightSizes::of(graph);
     let per_step = step_seconds(graph, run) * scale
         + lowered.nodes.len() as f64 * FIT_SECONDS_PER_NODE

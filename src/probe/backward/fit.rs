@@ -157,22 +157,29 @@ impl Fit {
         self.lowest() < self.goal
     }
 
-    /// Whether the fit says the model cannot fit: it stalled or diverged
-    /// above its goal, or, after a first attempt that stalled, the second
-    /// at a lower rate used every step asked for without fitting (a fit the
-    /// budget cut says nothing: [`Fit::cut_short`]).
+    /// Whether the fit says the model cannot fit: it diverged, or it failed
+    /// at both rates (stalled at the first, then stalled or used every
+    /// step asked for at the lower one). A fit the budget cut before that
+    /// says nothing ([`Fit::cut_short`]): with its steps it would have
+    /// retried, or gone on.
     pub fn stuck(&self) -> bool {
-        !self.fitted()
-            && (self.stalled()
-                || self.diverged().is_some()
-                || (self.unstable.is_some() && self.ran_out && self.cut_from.is_none()))
+        if self.fitted() {
+            return false;
+        }
+        if self.diverged().is_some() {
+            return true;
+        }
+        let cut = self.cut_from.is_some();
+        match &self.unstable {
+            Some(_) => self.stalled() || (self.ran_out && !cut),
+            None => self.stalled() && !cut,
+        }
     }
 
     /// The steps asked for, when the budget cut the fit short of them
-    /// while its loss was still falling: the fit says neither that the
-    /// model fits nor that it cannot.
+    /// before it fitted or could tell that it cannot.
     pub fn cut_short(&self) -> Option<usize> {
-        self.cut_from.filter(|_| self.ran_out && !self.fitted())
+        self.cut_from.filter(|_| !self.fitted() && !self.stuck())
     }
 }
 
@@ -332,7 +339,7 @@ fn step_once(adam: &mut AdamW, loss: &Tensor) -> Result<(), Skip> {
 
 /// Whether the batch size is the probe's choice: every input of `samples`
 /// rows has a symbolic leading dimension, so a smaller batch is as valid.
-fn batch_is_free(graph: &Graph<'_>, batch: &[Input], samples: usize) -> bool {
+pub(crate) fn batch_is_free(graph: &Graph<'_>, batch: &[Input], samples: usize) -> bool {
     batch
         .iter()
         .filter(|i| i.shape.first() == Some(&samples))
@@ -384,6 +391,11 @@ mod tests {
         let cut = ran(falling, Some(200), Some(stalled));
         assert!(!cut.stuck());
         assert_eq!(cut.cut_short(), Some(200));
+        // A stall at the first rate, in steps the budget cut: no retry was
+        // left, so no verdict; uncut, it is one.
+        let first = ran(vec![2.0; PATIENCE + 2], Some(200), None);
+        assert!(!first.stuck() && first.cut_short() == Some(200));
+        assert!(ran(vec![2.0; PATIENCE + 2], None, None).stuck());
         // A fit that reached its goal is neither.
         let fitted = ran(vec![2.0, 1.0, 0.05], Some(200), None);
         assert!(!fitted.stuck() && fitted.cut_short().is_none());

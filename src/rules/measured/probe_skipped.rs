@@ -58,15 +58,15 @@ pub fn fit_diagnostic(graph: &Graph<'_>, skip: &Skip) -> Diagnostic {
         .help("`--overfit-steps N` runs N steps whatever the budget; `--overfit-steps 0` turns the fit off")
 }
 
-/// The note for a one-batch fit the budget cut short of its steps while
-/// its loss was still falling: it ran, and says neither that the model
-/// fits nor that it cannot. The steps are both attempts' (a first that
+/// The note for a one-batch fit the budget cut short of its steps before
+/// it fitted or failed at both rates: it ran, and says neither that the
+/// model fits nor that it cannot. The steps are both attempts' (a first that
 /// stalled, then one at a lower rate).
 pub fn fit_cut_diagnostic(graph: &Graph<'_>, fit: &Fit, asked: usize, budget: f64) -> Diagnostic {
     Diagnostic::new(
         &META,
         format!(
-            "the one-batch fit stopped after {} of its {asked} steps, what its budget of {} s affords, with the loss still above its goal: {} -> {}",
+            "the one-batch fit stopped after {} of its {asked} steps, what its budget of {} s affords, with the loss above its goal: {} -> {}",
             fit.taken_in_all(),
             short(budget),
             short(fit.start()),
@@ -74,7 +74,7 @@ pub fn fit_cut_diagnostic(graph: &Graph<'_>, fit: &Fit, asked: usize, budget: f6
         ),
     )
     .primary(graph.source().graph(graph.scope()), "not fitted")
-    .note("`cannot-overfit` judges a fit that fits, stalls or diverges; this one did none of them yet")
+    .note("`cannot-overfit` needs the fit to fit, or to fail at two learning rates; the budget stopped it before either")
     .help(format!("`--overfit-steps {asked}` runs all the steps whatever the budget"))
 }
 
