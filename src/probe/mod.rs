@@ -254,13 +254,16 @@ pub fn run(
         e
     })?;
     drop(lowered);
-    let gradients = (options.gradients && !backward.is_empty()).then(|| {
+    // What the backward pass and the fit hold for the weights, read once,
+    // and only when they run.
+    let weights = (options.gradients && !backward.is_empty()).then(|| WeightSizes::of(graph));
+    let gradients = weights.as_ref().map(|weights| {
         let grad = backward::GradOptions {
             params: backward.contains(&Backward::Params) || backward.contains(&Backward::Fit),
             mixing: backward.contains(&Backward::Mixing),
             ..Default::default()
         };
-        backward_pass(model, graph, &run, options, &grad)
+        backward_pass(model, graph, &run, options, &grad, weights)
     });
     // Without the backward pass, two forward passes measure batch mixing.
     let mixing = match &gradients {
@@ -269,10 +272,9 @@ pub fn run(
         }
         _ => None,
     };
-    let fit = match &gradients {
-        Some(Ok(g)) if backward.contains(&Backward::Fit) => {
-            let left = options.seconds - run.seconds - g.seconds;
-            fit_pass(model, graph, &run, options, fit, left, g.bytes).transpose()
+    let fit = match (&gradients, &weights) {
+        (Some(Ok(g)), Some(weights)) if backward.contains(&Backward::Fit) => {
+            fit_pass(model, graph, &run, options, fit, g, weights).transpose()
         }
         _ => None,
     };
@@ -345,9 +347,11 @@ fn fit_pass(
     run: &Run,
     options: &ProbeOptions,
     plan: &FitPlan,
-    left: f64,
-    backward_bytes: usize,
+    gradients: &Gradients,
+    weights: &WeightSizes,
 ) -> Result<Option<Fit>, Skip> {
+    // The time the passes before it left, and the memory the backward pass holds.
+    let left = options.seconds - run.seconds - gradients.seconds;
     let asked = options.fit_steps.unwrap_or(plan.steps);
     if asked == 0 {
         return Ok(None);
@@ -362,18 +366,15 @@ fn fit_pass(
     } else {
         1.0
     };
-    let weights = WeightSizes::of(graph);
     let per_step = step_seconds(graph, run) * scale
         + lowered.nodes.len() as f64 * FIT_SECONDS_PER_NODE
         + weights.largest as f64 * FIT_SECONDS_PER_LARGEST;
-    let need = backward_bytes.saturating_add(weights.fit_bytes());
+    let need = gradients.bytes.saturating_add(weights.fit_bytes());
     let budget = options.memory_mib.saturating_mul(1 << 20);
     if options.fit_steps.is_none() && need > budget {
-        let mib = |b: usize| b as f64 / (1 << 20) as f64;
         return Err(format!(
-            "it needs about {:.0} MiB, over the probe's budget of {:.0} MiB (--probe-memory); `--overfit-steps {asked}` runs it",
-            mib(need),
-            mib(budget)
+            "{}; `--overfit-steps {asked}` runs it",
+            over_memory(need, budget)
         )
         .into());
     }
@@ -442,48 +443,52 @@ fn step_seconds(graph: &Graph<'_>, run: &Run) -> f64 {
             continue;
         };
         let outputs = elems(&out.shape);
-        let rate = match n.op_type() {
-            "MatMul" | "Gemm" => FIT_MATMUL_MACS_PER_SECOND,
-            "Conv" | "ConvTranspose" => FIT_CONV_MACS_PER_SECOND,
-            _ => FIT_VALUES_PER_SECOND,
-        };
-        let per_output = match n.op_type() {
+        // The products per output value, and the rate they run at.
+        let (per_output, rate) = match n.op_type() {
             // The weight's elements per output channel: its shape, or the
             // input's channels per group times the kernel.
-            "Conv" => match n.input(1).and_then(shape) {
-                Some(w) => elems(w.get(1..).unwrap_or(&[])),
-                None => {
-                    let channels = n
-                        .input(0)
-                        .and_then(shape)
-                        .and_then(|s| s.get(1).copied())
-                        .unwrap_or(1);
-                    let group = n.attr_i64("group").unwrap_or(1).max(1) as f64;
-                    let kernel = n
-                        .attr("kernel_shape")
-                        .and_then(|a| a.ints())
-                        .map_or(1.0, |k| k.iter().map(|&d| d.max(1) as f64).product::<f64>());
-                    channels as f64 / group * kernel
-                }
-            },
-            "ConvTranspose" => n.input(1).and_then(shape).map_or(1.0, |w| {
-                elems(w.get(2..).unwrap_or(&[])) * w.first().copied().unwrap_or(1) as f64
-                    / w.get(1).copied().unwrap_or(1).max(1) as f64
-            }),
-            // The contracted dimension.
-            "MatMul" | "Gemm" => n
-                .input(0)
-                .and_then(shape)
-                .and_then(|a| {
-                    let trans = n.is("Gemm") && n.attr_i64("transA").unwrap_or(0) != 0;
-                    if trans {
-                        a.first().copied()
-                    } else {
-                        a.last().copied()
+            "Conv" => (
+                match n.input(1).and_then(shape) {
+                    Some(w) => elems(w.get(1..).unwrap_or(&[])),
+                    None => {
+                        let channels = n
+                            .input(0)
+                            .and_then(shape)
+                            .and_then(|s| s.get(1).copied())
+                            .unwrap_or(1);
+                        let group = n.attr_i64("group").unwrap_or(1).max(1) as f64;
+                        let kernel = n
+                            .attr("kernel_shape")
+                            .and_then(|a| a.ints())
+                            .map_or(1.0, |k| k.iter().map(|&d| d.max(1) as f64).product::<f64>());
+                        channels as f64 / group * kernel
                     }
-                })
-                .map_or(1.0, |k| k as f64),
-            _ => 1.0,
+                },
+                FIT_CONV_MACS_PER_SECOND,
+            ),
+            "ConvTranspose" => (
+                n.input(1).and_then(shape).map_or(1.0, |w| {
+                    elems(w.get(2..).unwrap_or(&[])) * w.first().copied().unwrap_or(1) as f64
+                        / w.get(1).copied().unwrap_or(1).max(1) as f64
+                }),
+                FIT_CONV_MACS_PER_SECOND,
+            ),
+            // The contracted dimension.
+            "MatMul" | "Gemm" => (
+                n.input(0)
+                    .and_then(shape)
+                    .and_then(|a| {
+                        let trans = n.is("Gemm") && n.attr_i64("transA").unwrap_or(0) != 0;
+                        if trans {
+                            a.first().copied()
+                        } else {
+                            a.last().copied()
+                        }
+                    })
+                    .map_or(1.0, |k| k as f64),
+                FIT_MATMUL_MACS_PER_SECOND,
+            ),
+            _ => (1.0, FIT_VALUES_PER_SECOND),
         };
         seconds += outputs * per_output / rate;
     }
@@ -578,6 +583,16 @@ const FIT_WEIGHT_FACTOR: usize = 2;
 const FIT_LARGEST_FACTOR: usize = 8;
 const FIT_SECONDS_PER_LARGEST: f64 = 1.2e-7;
 
+/// A pass's estimated bytes over the memory budget, in words.
+fn over_memory(need: usize, budget: usize) -> String {
+    let mib = |b: usize| b as f64 / (1 << 20) as f64;
+    format!(
+        "it needs about {:.0} MiB, over the probe's budget of {:.0} MiB (--probe-memory)",
+        mib(need),
+        mib(budget)
+    )
+}
+
 /// The elements of the trainable tensors, and of the weights of layers
 /// that a `ConstantOfShape` computes (model-zoo graphs without weights
 /// spell them so): in all, and of the largest.
@@ -633,6 +648,7 @@ fn backward_pass(
     run: &Run,
     options: &ProbeOptions,
     grad: &backward::GradOptions,
+    weights: &WeightSizes,
 ) -> Result<Gradients, Skip> {
     let lowered = lower::lower_for_gradients(graph)?;
     let mut grad = grad.clone();
@@ -651,20 +667,13 @@ fn backward_pass(
         .values()
         .map(|s| s.shape.iter().product::<usize>())
         .fold(0usize, usize::saturating_add);
-    let weights = WeightSizes::of(graph);
     let need = values
         .saturating_mul(std::mem::size_of::<f32>() * BACKWARD_MEMORY_FACTOR)
         .saturating_add(weights.backward_bytes())
         .saturating_add(conv_columns(graph, run).saturating_mul(2));
     let budget = options.memory_mib.saturating_mul(1 << 20);
     if need > budget {
-        let mib = |b: usize| b as f64 / (1 << 20) as f64;
-        return Err(format!(
-            "it needs about {:.0} MiB, over the probe's budget of {:.0} MiB (--probe-memory)",
-            mib(need),
-            mib(budget)
-        )
-        .into());
+        return Err(over_memory(need, budget).into());
     }
     // One step of the fit's cost: a forward and a backward pass, and a second
     // backward for batch mixing.
