@@ -14,7 +14,7 @@
 2. Writes a weight-stripped copy of each export to fixtures/architectures/:
    every initializer keeps its name, type and dims but loses its values, so the
    real exporters' graph structure (and its metadata) is committed in a few
-   megabytes. `cargo test` lints those copies (tests/ui.rs) with no Python.
+   megabytes. `cargo test` lints those copies (tests/it/ui.rs) with no Python.
 """
 
 import os

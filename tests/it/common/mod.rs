@@ -1,10 +1,11 @@
 //! Helpers the integration tests share.
 
-// Each test binary uses a different subset.
-#![allow(dead_code)]
-
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+
+use nnlint::diag::report::Report;
 
 /// A one-batch fit plan for [`nnlint::probe::run`]: `cannot-overfit`'s defaults.
 pub fn fit_plan() -> nnlint::probe::FitPlan {
@@ -39,6 +40,61 @@ pub fn isolated() -> nnlint::Options {
         config: nnlint::ConfigSource::None,
         ..Default::default()
     }
+}
+
+/// The report on one fixture, linted with [`isolated`] options once for the
+/// whole test binary: the UI test, the rule matrix and the other checks that
+/// read the same fixture share it. A thread that asks while another lints
+/// the file waits for that result.
+pub fn linted(path: &Path) -> Arc<Report> {
+    type Cells = HashMap<PathBuf, Arc<OnceLock<Arc<Report>>>>;
+    static LINTED: LazyLock<Mutex<Cells>> = LazyLock::new(Default::default);
+    let cell = Arc::clone(
+        LINTED
+            .lock()
+            .expect("no thread panics holding the map")
+            .entry(path.to_path_buf())
+            .or_default(),
+    );
+    let report = cell.get_or_init(|| {
+        let file = nnlint::lint_file(path, &isolated())
+            .unwrap_or_else(|e| panic!("{} does not load: {e}", path.display()));
+        Arc::new(nnlint::report(Default::default(), vec![file]))
+    });
+    Arc::clone(report)
+}
+
+/// How to re-bless the snapshots (`.expected` outputs and the pinned html
+/// page) after an intended change; review the diff of what it writes.
+pub const BLESS: &str = "NNLINT_BLESS=1 cargo test --locked --test it -- ui:: html:: diff::";
+
+/// Compares `actual` with the snapshot in `expected`, or writes it there
+/// when `NNLINT_BLESS` is set. The difference, if any, as a failure message.
+pub fn snapshot(expected: &Path, actual: &str) -> Option<String> {
+    if std::env::var_os("NNLINT_BLESS").is_some() {
+        std::fs::write(expected, actual).expect("the snapshot is writable");
+        return None;
+    }
+    match std::fs::read_to_string(expected) {
+        Ok(want) if want == actual => None,
+        Ok(want) => Some(format!(
+            "{} differs from the output now\n--- expected\n{want}\n+++ actual\n{actual}",
+            expected.display()
+        )),
+        Err(_) => Some(format!(
+            "{} is missing; the output now:\n{actual}",
+            expected.display()
+        )),
+    }
+}
+
+/// Fails with every snapshot that differs, and how to re-bless them.
+pub fn assert_snapshots(failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{}\n\nif the change is intended, re-bless with: {BLESS}",
+        failures.join("\n\n")
+    );
 }
 
 /// Files under `dir` whose names end with `suffix`, recursively, sorted.

@@ -2,9 +2,9 @@
 //! them by the size they ask for, before anything is allocated, under no
 //! `ulimit`, and the refusal names the node.
 
-mod common;
+use crate::common;
 
-use common::{nnlint, text};
+use crate::common::{nnlint, text};
 
 #[cfg(unix)]
 #[test]

@@ -3,7 +3,7 @@
 //! `fixtures/reference/printer/<path>.txt` is onnx.printer's output for
 //! `fixtures/<path>`, recorded by `fixtures/generate.py`; no Python runs here.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -2,12 +2,10 @@
 //! machine, a source file edited since export, folders walked as ruff walks
 //! them, and findings of two models from one Python file told apart.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::{nnlint, nnlint_in, text};
+use crate::common::{nnlint, nnlint_in, text};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 

@@ -7,7 +7,7 @@
 //! `fixtures/generate.py overfit` records torch's first SGD and Adam step
 //! (`fixtures/overfit/steps`), which `update-ratio --lr` must predict.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -1,9 +1,9 @@
 //! The ONNX textual syntax: parsing what onnx.printer and nnlint print,
 //! errors at the right place, and no panic on mangled text.
 
-mod common;
+use crate::common;
 
-use common::nnlint;
+use crate::common::nnlint;
 
 use std::path::{Path, PathBuf};
 

@@ -3,9 +3,7 @@
 //! `fixtures/generate.py coverage` from a CNN with Dropout before BatchNorm
 //! and a softmax before `F.cross_entropy`).
 
-mod common;
-
-use common::{nnlint, text};
+use crate::common::{nnlint, text};
 
 const FAMILIES: &str = "loss rules (the graph has no loss) and dropout and batch-norm rules (the graph has no Dropout or training-mode BatchNorm) could not look";
 

@@ -2,12 +2,11 @@
 //! optimizer steps (fixtures/diff, made by fixtures/generate.py).
 //!
 //! Each case's full human output is kept in `fixtures/diff/<after>.expected`;
-//! re-bless with `NNLINT_BLESS=1 cargo test --locked --test diff`.
+//! re-bless with [`crate::common::BLESS`].
 
-mod common;
+use crate::common::{assert_snapshots, nnlint, snapshot};
 
-use common::nnlint;
-
+use std::path::Path;
 use std::process::Output;
 
 fn steps() -> String {
@@ -246,7 +245,6 @@ fn bad_input_and_bad_steps_exit_2() {
 
 #[test]
 fn human_output_matches_its_snapshot() {
-    let bless = std::env::var_os("NNLINT_BLESS").is_some();
     let mut failures = Vec::new();
     for (before, after) in [
         ("before", "after_frozen"),
@@ -258,17 +256,9 @@ fn human_output_matches_its_snapshot() {
     ] {
         let actual = String::from_utf8(diff(before, after, &[]).stdout).unwrap();
         let path = format!("fixtures/diff/{after}.expected");
-        if bless {
-            std::fs::write(&path, &actual).unwrap();
-        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(actual.as_str()) {
-            failures.push(format!("{path} differs:\n{actual}"));
-        }
+        failures.extend(snapshot(Path::new(&path), &actual));
     }
-    assert!(
-        failures.is_empty(),
-        "{}\nre-bless with: NNLINT_BLESS=1 cargo test --locked --test diff",
-        failures.join("\n")
-    );
+    assert_snapshots(&failures);
 }
 
 #[test]

@@ -3,9 +3,9 @@
 //! healthy variants. The ui tests pin the exact output; this pins the intent,
 //! so a re-bless cannot quietly accept a rule that stopped firing.
 
-mod common;
+use crate::common;
 
-use common::isolated;
+use crate::common::{isolated, linted};
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -22,7 +22,7 @@ const EXPECTED: &[(&str, bool, &[&str])] = &[
     ("dead_relu", false, &["dead-relu"]),
     ("deep_bn_mlp", false, &[]),
     // Twelve plain layers whose measured activations stay in range: the
-    // probe refutes `missing-normalization` (tests/probe.rs shows it
+    // probe refutes `missing-normalization` (tests/it/probe.rs shows it
     // firing without the probe).
     ("deep_plain_mlp", false, &[]),
     ("deep_residual_mlp", false, &[]),
@@ -88,8 +88,7 @@ const PROBE_EXPECTED: &[(&str, &[&str])] = &[
 ];
 
 fn rules_at(path: &Path, min: Severity) -> BTreeSet<&'static str> {
-    lint_file(path, &isolated())
-        .unwrap()
+    linted(path).files[0]
         .diagnostics
         .iter()
         .filter(|d| d.severity >= min)
@@ -243,7 +242,8 @@ fn every_overfit_fixture_fires_exactly_its_rules() {
     ] {
         for kind in ["dynamo", "torchscript"] {
             let path = format!("fixtures/{stem}_{kind}_train.onnx");
-            let report = lint_file(Path::new(&path), &isolated()).unwrap();
+            let report = linted(Path::new(&path));
+            let report = &report.files[0];
             assert!(
                 report
                     .diagnostics
@@ -428,7 +428,7 @@ fn every_rule_fires_somewhere_in_the_fixtures() {
             }
         }
     }
-    // The rules of `nnlint diff` fire in tests/diff.rs.
+    // The rules of `nnlint diff` fire in tests/it/diff.rs.
     let lint_rules = nnlint::rules::all().filter(|r| r.meta().pass != nnlint::rules::Pass::Diff);
     for r in lint_rules {
         assert!(
@@ -589,7 +589,8 @@ fn bugs_planted_in_trained_models_still_fire() {
     ];
     let mut seen = 0;
     for (p, stem, rule) in by_prefix("fixtures/trained", expected) {
-        let report = nnlint::lint_file(&p, &common::isolated()).unwrap();
+        let report = linted(&p);
+        let report = &report.files[0];
         let state = &report.coverage.as_ref().unwrap().state;
         assert_eq!(
             state.state,
@@ -633,7 +634,8 @@ fn a_layer_left_at_initialization_in_a_trained_model_is_named() {
     ];
     let mut seen = 0;
     for (p, stem, (weight, rule)) in by_prefix("fixtures/left_random", expected) {
-        let report = nnlint::lint_file(&p, &common::isolated()).unwrap();
+        let report = linted(&p);
+        let report = &report.files[0];
         let state = &report.coverage.as_ref().unwrap().state;
         assert_eq!(state.state, nnlint::graph::ModelState::Trained, "{stem}");
         let want: BTreeSet<&str> = rule.iter().copied().collect();
@@ -692,7 +694,8 @@ fn loss_terms_are_judged_by_what_makes_their_gap() {
     ];
     let mut seen = 0;
     for (p, stem, (severity, why)) in by_prefix("fixtures/loss_terms", expected) {
-        let report = lint_file(&p, &isolated()).unwrap();
+        let report = linted(&p);
+        let report = &report.files[0];
         let found: Vec<_> = report
             .diagnostics
             .iter()
@@ -722,7 +725,8 @@ fn loss_terms_are_judged_by_what_makes_their_gap() {
             Severity::Warning,
         ),
     ] {
-        let report = lint_file(Path::new(path), &isolated()).unwrap();
+        let report = linted(Path::new(path));
+        let report = &report.files[0];
         let found: Vec<_> = report
             .diagnostics
             .iter()
@@ -795,8 +799,9 @@ fn keras_and_jax_exports_fire_what_their_torch_counterparts_fire() {
                 .unwrap_or_else(|| panic!("{key} has no expectation"));
             let want: BTreeSet<&str> = want.iter().copied().collect();
             assert_eq!(rules_at(&p, Severity::Warning), want, "{key}");
-            let report = lint_file(&p, &isolated()).unwrap();
-            let state = report.coverage.unwrap().state.state;
+            let report = linted(&p);
+            let report = &report.files[0];
+            let state = report.coverage.as_ref().unwrap().state.state;
             let trained = key.contains("trained");
             assert_eq!(
                 state == nnlint::graph::ModelState::Trained,
@@ -819,7 +824,8 @@ fn shipped_trained_models_raise_no_warning() {
         if p.extension().is_none_or(|x| x != "onnx") {
             continue;
         }
-        let report = lint_file(&p, &isolated()).unwrap();
+        let report = linted(&p);
+        let report = &report.files[0];
         let state = &report.coverage.as_ref().unwrap().state;
         assert_eq!(
             state.state,

@@ -1,9 +1,8 @@
 //! The html report and the json report it draws from.
 //!
 //! `fixtures/report/hostile_names.html` pins the page of one small model
-//! byte for byte; re-bless it with the other expected outputs:
-//!
-//!     NNLINT_BLESS=1 cargo test --locked --test html
+//! byte for byte; re-bless it with the other expected outputs
+//! ([`crate::common::BLESS`]).
 //!
 //! With chromium on the PATH (`.ci/run` installs it; in CI it is required),
 //! the pages of a planted dead relu, a clean residual network, a `nnlint
@@ -11,12 +10,10 @@
 //! screenshot and the DOM go to `target/html-report/`, and the DOM must show
 //! every finding's code and every probed layer, and load nothing.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{isolated, nnlint, text};
+use crate::common::{assert_snapshots, isolated, nnlint, snapshot, text};
 use nnlint::diag::position::Prefer;
 use nnlint::diag::render::{render, Format, RenderOptions};
 
@@ -53,16 +50,7 @@ fn page(model: &str) -> String {
 fn the_page_of_a_small_model_matches_its_expected_html() {
     let actual = page(PINNED);
     let expected = Path::new(PINNED).with_extension("html");
-    if std::env::var_os("NNLINT_BLESS").is_some() {
-        std::fs::write(&expected, &actual).unwrap();
-        return;
-    }
-    let want = std::fs::read_to_string(&expected).unwrap_or_default();
-    assert!(
-        want == actual,
-        "{} differs from the page rendered now; if the change is intended, re-bless with NNLINT_BLESS=1 cargo test --locked --test html",
-        expected.display()
-    );
+    assert_snapshots(&Vec::from_iter(snapshot(&expected, &actual)));
     // The library's page is the command line's.
     let cli = nnlint(&["--isolated", "--format", "html", PINNED]);
     assert_eq!(text(&cli.stdout), actual);

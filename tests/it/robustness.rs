@@ -4,9 +4,9 @@
 //! and so is every deterministic corruption of the fixtures: truncation at
 //! many offsets, flipped bytes, and an empty file.
 
-mod common;
+use crate::common;
 
-use common::isolated;
+use crate::common::isolated;
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +29,15 @@ fn every_onnx_backend_test_model_is_linted_or_refused() {
     }
     // They are all valid models: every one must load.
     assert_eq!(linted, models.len());
+}
+
+/// A test's name as the harness lists it, for running it alone in a child
+/// process (`--exact`): a name that matches nothing would run no test, and pass.
+fn in_this_module(test: &str) -> String {
+    let (_crate, module) = module_path!()
+        .split_once("::")
+        .expect("a module of the test crate");
+    format!("{module}::{test}")
 }
 
 /// A small deterministic generator, so corruptions are the same on every run.
@@ -282,7 +291,7 @@ fn a_fault_outside_nnlint_s_maps_still_kills_the_process() {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "a_fault_outside_nnlint_s_maps_still_kills_the_process",
+            &in_this_module("a_fault_outside_nnlint_s_maps_still_kills_the_process"),
             "--nocapture",
         ])
         .env("NNLINT_SIGBUS_CHILD", "1")
@@ -378,16 +387,17 @@ fn probing_many_models_keeps_one_thread_pool() {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "probing_many_models_keeps_one_thread_pool",
+            &in_this_module("probing_many_models_keeps_one_thread_pool"),
             "--test-threads",
             "1",
         ])
         .env("NNLINT_POOL_CHILD", "1")
         .output()
         .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+        stdout.contains(" 1 passed"),
+        "the child ran no test: {stdout}"
     );
 }

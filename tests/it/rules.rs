@@ -1,9 +1,9 @@
 //! Every rule is declared completely: a page in `rules/` with the clippy/ruff
 //! headings, a unique name and code, and a summary in rustc's message style.
 
-mod common;
+use crate::common;
 
-use common::isolated;
+use crate::common::linted;
 
 use std::collections::HashSet;
 
@@ -86,7 +86,7 @@ fn names_and_codes_are_unique_and_well_formed() {
 
 #[test]
 fn messages_are_lowercase_without_trailing_period() {
-    let report = |p: &str| nnlint::lint_file(std::path::Path::new(p), &isolated()).unwrap();
+    let report = |p: &str| linted(std::path::Path::new(p));
     let mut seen = 0;
     for dir in [
         "fixtures/torch",
@@ -97,7 +97,7 @@ fn messages_are_lowercase_without_trailing_period() {
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|x| x == "onnx") {
-                for d in report(p.to_str().unwrap()).diagnostics {
+                for d in &report(p.to_str().unwrap()).files[0].diagnostics {
                     seen += 1;
                     for text in std::iter::once(&d.message)
                         .chain(d.labels.iter().map(|l| &l.message))

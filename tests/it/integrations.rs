@@ -1,9 +1,7 @@
 //! The conventions other tools read: VS Code's problem matcher, GitHub
 //! annotations and code scanning, project configuration, exit-status policy.
 
-mod common;
-
-use common::{nnlint, nnlint_in, text};
+use crate::common::{nnlint, nnlint_in, text};
 
 use std::path::Path;
 

@@ -2,20 +2,14 @@
 //!
 //! `fixtures/<dir>/<name>.onnx` is linted with every rule and rendered in the
 //! human format without colour; the result must equal `<name>.expected` byte
-//! for byte. After an intended change, re-bless with
-//!
-//!     NNLINT_BLESS=1 cargo test --locked --test ui
-//!
+//! for byte. After an intended change, re-bless with [`crate::common::BLESS`]
 //! and review the diff of the `.expected` files.
 
-mod common;
-
-use common::isolated;
-
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::common::{assert_snapshots, linted, snapshot};
 use nnlint::diag::render::{render, Format};
-use nnlint::lint_file;
 
 const UI_DIRS: &[&str] = &[
     "fixtures/torch",
@@ -57,46 +51,46 @@ fn models() -> Vec<PathBuf> {
     v
 }
 
-fn expected_path(model: &Path) -> PathBuf {
-    model.with_extension("expected")
-}
-
 fn rendered(model: &Path) -> String {
-    let report =
-        lint_file(model, &isolated()).unwrap_or_else(|e| panic!("fixture does not load: {e}"));
     let mut out = Vec::new();
-    let report = nnlint::report(Default::default(), vec![report]);
-    render(Format::Human, &report, &Default::default(), &mut out).unwrap();
+    render(Format::Human, &linted(model), &Default::default(), &mut out).unwrap();
     String::from_utf8(out).unwrap()
 }
 
+/// Each model's output against its `.expected` file. The models are shared
+/// out over the machine's cores: linting them is most of the suite's time.
 #[test]
 fn every_fixture_matches_its_expected_output() {
-    let bless = std::env::var_os("NNLINT_BLESS").is_some();
-    let mut failures = Vec::new();
     let models = models();
     assert!(models.len() >= 12, "fixtures are missing: {models:?}");
-    for model in &models {
-        let actual = rendered(model);
-        let path = expected_path(model);
-        if bless {
-            std::fs::write(&path, &actual).unwrap();
-            continue;
-        }
-        match std::fs::read_to_string(&path) {
-            Ok(expected) if expected == actual => {}
-            Ok(expected) => failures.push(format!(
-                "{} differs from its expected output\n--- expected\n{expected}\n+++ actual\n{actual}",
-                model.display()
-            )),
-            Err(_) => failures.push(format!("{} is missing", path.display())),
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{}\n\nre-bless with: NNLINT_BLESS=1 cargo test --locked --test ui",
-        failures.join("\n\n")
-    );
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let next = AtomicUsize::new(0);
+    let mut failures: Vec<(usize, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut failed = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(model) = models.get(i) else {
+                            return failed;
+                        };
+                        let expected = model.with_extension("expected");
+                        if let Some(f) = snapshot(&expected, &rendered(model)) {
+                            failed.push((i, f));
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a worker panicked"))
+            .collect()
+    });
+    failures.sort();
+    let failures: Vec<String> = failures.into_iter().map(|(_, f)| f).collect();
+    assert_snapshots(&failures);
 }
 
 #[test]
@@ -122,8 +116,7 @@ fn dropout_before_batchnorm_fires_exactly_where_expected() {
     for model in models().iter().filter(|m| m.starts_with("fixtures/torch")) {
         let name = model.file_stem().unwrap().to_str().unwrap();
         let fires = name.starts_with("dropout_bn") && name.ends_with("_train");
-        let report = lint_file(model, &isolated()).unwrap();
-        let hits = report
+        let hits = linted(model).files[0]
             .diagnostics
             .iter()
             .filter(|d| d.rule == "dropout-before-batchnorm")

@@ -5,13 +5,13 @@
 //! `<model>.onnx` with the inputs in `<model>.<input>.npy`, recorded by
 //! `fixtures/generate.py`: the training ops and the integer products nnlint
 //! lowers. Which rules fire on the probe fixtures is pinned in
-//! tests/rule_matrix.rs and their full output in tests/ui.rs.
+//! tests/it/rule_matrix.rs and their full output in tests/it/ui.rs.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
-use common::{isolated, nnlint, text};
+use crate::common::{isolated, nnlint, text};
 use nnlint::onnx::printer::{print_model, Values};
 use nnlint::probe::ProbeOptions;
 
