@@ -9,21 +9,21 @@ use regex::Regex;
 
 const WARNS: &str = "fixtures/torch/dropout_rate_high_torchscript_train.onnx";
 
-/// The problem matcher exactly as the README gives it.
-fn readme_matcher() -> serde_json::Value {
-    let readme = std::fs::read_to_string("README.md").unwrap();
-    let start = readme
+/// The problem matcher exactly as the user guide gives it.
+fn guide_matcher() -> serde_json::Value {
+    let guide = std::fs::read_to_string("docs/workflow.md").unwrap();
+    let start = guide
         .find("```json\n{\n  \"version\": \"2.0.0\"")
         .expect("tasks.json block");
-    let body = &readme[start + 8..];
+    let body = &guide[start + 8..];
     let end = body.find("```").unwrap();
     let tasks: serde_json::Value = serde_json::from_str(&body[..end]).unwrap();
     tasks["tasks"][0]["problemMatcher"].clone()
 }
 
 #[test]
-fn the_readme_problem_matcher_reads_every_field_of_real_output() {
-    let matcher = readme_matcher();
+fn the_guide_s_problem_matcher_reads_every_field_of_real_output() {
+    let matcher = guide_matcher();
     let pattern = &matcher["pattern"];
     let re = Regex::new(pattern["regexp"].as_str().unwrap()).unwrap();
     let group = |k: &str| pattern[k].as_u64().unwrap() as usize;
@@ -327,8 +327,8 @@ fn findings_point_at_the_python_line_that_created_the_node() {
 }
 
 #[test]
-fn the_readme_problem_matcher_extracts_the_python_path_and_line() {
-    let pattern = &readme_matcher()["pattern"];
+fn the_guide_s_problem_matcher_extracts_the_python_path_and_line() {
+    let pattern = &guide_matcher()["pattern"];
     let re = Regex::new(pattern["regexp"].as_str().unwrap()).unwrap();
     let out = text(
         &nnlint(&[
