@@ -1,8 +1,6 @@
 //! The command line as users and editors see it: formats, exit codes, bad input.
 
-use crate::common;
-
-use crate::common::{nnlint, text};
+use crate::common::{self, nnlint, text};
 
 use std::path::{Path, PathBuf};
 

@@ -2,9 +2,7 @@
 //! them by the size they ask for, before anything is allocated, under no
 //! `ulimit`, and the refusal names the node.
 
-use crate::common;
-
-use crate::common::{nnlint, text};
+use crate::common::{self, nnlint, text};
 
 #[cfg(unix)]
 #[test]

@@ -7,11 +7,10 @@
 //! lowers. Which rules fire on the probe fixtures is pinned in
 //! tests/it/rule_matrix.rs and their full output in tests/it/ui.rs.
 
-use crate::common;
+use crate::common::{self, isolated, nnlint, text};
 
 use std::path::Path;
 
-use crate::common::{isolated, nnlint, text};
 use nnlint::onnx::printer::{print_model, Values};
 use nnlint::probe::ProbeOptions;
 

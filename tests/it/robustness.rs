@@ -4,9 +4,7 @@
 //! and so is every deterministic corruption of the fixtures: truncation at
 //! many offsets, flipped bytes, and an empty file.
 
-use crate::common;
-
-use crate::common::isolated;
+use crate::common::{self, isolated};
 
 use std::path::{Path, PathBuf};
 

@@ -3,9 +3,7 @@
 //! healthy variants. The ui tests pin the exact output; this pins the intent,
 //! so a re-bless cannot quietly accept a rule that stopped firing.
 
-use crate::common;
-
-use crate::common::{isolated, linted};
+use crate::common::{self, isolated, linted};
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -1,9 +1,7 @@
 //! Every rule is declared completely: a page in `rules/` with the clippy/ruff
 //! headings, a unique name and code, and a summary in rustc's message style.
 
-use crate::common;
-
-use crate::common::linted;
+use crate::common::{self, linted};
 
 use std::collections::HashSet;
 
