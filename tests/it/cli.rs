@@ -156,46 +156,9 @@ fn json_format_has_the_documented_fields_and_agrees_with_short() {
 #[test]
 fn output_is_byte_for_byte_the_same_on_one_core_and_on_all() {
     let all = nnlint(&["--format", "json", "fixtures"]);
-    let one = one_core(&["--format", "json", "fixtures"]);
+    let one = common::nnlint_on_one_core(&["--format", "json", "fixtures"]);
     assert!(text(&all.stdout).contains("\"rendered\""));
     assert!(all.stdout == one.stdout, "one core and all cores differ");
-}
-
-/// Runs the nnlint binary like [`nnlint`], held to one of the cores this
-/// process may use: tract's pool and candle's threads are sized from that.
-fn one_core(args: &[&str]) -> std::process::Output {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_nnlint"));
-    command
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1")
-        .env("RAYON_NUM_THREADS", "1");
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::process::CommandExt;
-        let size = std::mem::size_of::<libc::cpu_set_t>();
-        // SAFETY: a zeroed cpu_set_t is an empty set; the calls only read
-        // and write the set they are given.
-        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        assert_eq!(unsafe { libc::sched_getaffinity(0, size, &mut set) }, 0);
-        let first = (0..libc::CPU_SETSIZE as usize)
-            .find(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-            .expect("this process may run on some core");
-        // SAFETY: as above.
-        let mut only: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        unsafe { libc::CPU_SET(first, &mut only) };
-        // SAFETY: the child only makes one system call before exec.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::sched_setaffinity(0, size, &only) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
-    }
-    command.output().expect("the nnlint binary runs")
 }
 
 #[test]
@@ -598,17 +561,16 @@ fn a_closed_pipe_is_not_an_error_message() {
 /// kernels: the same output on one thread as on two, with every step's loss.
 #[test]
 fn the_fit_is_the_same_on_one_and_two_threads() {
+    let args = [
+        "--isolated",
+        "--format",
+        "json",
+        "fixtures/overfit",
+        "fixtures/gradients/grad_batch_mean_dynamo_train.onnx",
+    ];
     let run = |threads: &str| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nnlint"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+        let out = common::command(Path::new(env!("CARGO_MANIFEST_DIR")), &args)
             .env("RAYON_NUM_THREADS", threads)
-            .args([
-                "--isolated",
-                "--format",
-                "json",
-                "fixtures/overfit",
-                "fixtures/gradients/grad_batch_mean_dynamo_train.onnx",
-            ])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(1));

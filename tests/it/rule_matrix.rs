@@ -240,8 +240,7 @@ fn every_overfit_fixture_fires_exactly_its_rules() {
     ] {
         for kind in ["dynamo", "torchscript"] {
             let path = format!("fixtures/{stem}_{kind}_train.onnx");
-            let report = linted(Path::new(&path));
-            let report = &report.files[0];
+            let report = &linted(Path::new(&path)).files[0];
             assert!(
                 report
                     .diagnostics
@@ -587,8 +586,7 @@ fn bugs_planted_in_trained_models_still_fire() {
     ];
     let mut seen = 0;
     for (p, stem, rule) in by_prefix("fixtures/trained", expected) {
-        let report = linted(&p);
-        let report = &report.files[0];
+        let report = &linted(&p).files[0];
         let state = &report.coverage.as_ref().unwrap().state;
         assert_eq!(
             state.state,
@@ -632,8 +630,7 @@ fn a_layer_left_at_initialization_in_a_trained_model_is_named() {
     ];
     let mut seen = 0;
     for (p, stem, (weight, rule)) in by_prefix("fixtures/left_random", expected) {
-        let report = linted(&p);
-        let report = &report.files[0];
+        let report = &linted(&p).files[0];
         let state = &report.coverage.as_ref().unwrap().state;
         assert_eq!(state.state, nnlint::graph::ModelState::Trained, "{stem}");
         let want: BTreeSet<&str> = rule.iter().copied().collect();
@@ -692,8 +689,7 @@ fn loss_terms_are_judged_by_what_makes_their_gap() {
     ];
     let mut seen = 0;
     for (p, stem, (severity, why)) in by_prefix("fixtures/loss_terms", expected) {
-        let report = linted(&p);
-        let report = &report.files[0];
+        let report = &linted(&p).files[0];
         let found: Vec<_> = report
             .diagnostics
             .iter()
@@ -723,8 +719,7 @@ fn loss_terms_are_judged_by_what_makes_their_gap() {
             Severity::Warning,
         ),
     ] {
-        let report = linted(Path::new(path));
-        let report = &report.files[0];
+        let report = &linted(Path::new(path)).files[0];
         let found: Vec<_> = report
             .diagnostics
             .iter()
@@ -797,8 +792,7 @@ fn keras_and_jax_exports_fire_what_their_torch_counterparts_fire() {
                 .unwrap_or_else(|| panic!("{key} has no expectation"));
             let want: BTreeSet<&str> = want.iter().copied().collect();
             assert_eq!(rules_at(&p, Severity::Warning), want, "{key}");
-            let report = linted(&p);
-            let report = &report.files[0];
+            let report = &linted(&p).files[0];
             let state = report.coverage.as_ref().unwrap().state.state;
             let trained = key.contains("trained");
             assert_eq!(
@@ -822,8 +816,7 @@ fn shipped_trained_models_raise_no_warning() {
         if p.extension().is_none_or(|x| x != "onnx") {
             continue;
         }
-        let report = linted(&p);
-        let report = &report.files[0];
+        let report = &linted(&p).files[0];
         let state = &report.coverage.as_ref().unwrap().state;
         assert_eq!(
             state.state,

@@ -53,7 +53,7 @@ fn models() -> Vec<PathBuf> {
 
 fn rendered(model: &Path) -> String {
     let mut out = Vec::new();
-    render(Format::Human, &linted(model), &Default::default(), &mut out).unwrap();
+    render(Format::Human, linted(model), &Default::default(), &mut out).unwrap();
     String::from_utf8(out).unwrap()
 }
 

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::sync::{LazyLock, Mutex, OnceLock};
 
 use nnlint::diag::report::Report;
 
@@ -22,12 +22,47 @@ pub fn nnlint(args: &[&str]) -> Output {
 
 /// Runs the nnlint binary in `dir`, without colour.
 pub fn nnlint_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nnlint"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("the nnlint binary runs")
+    command(dir, args).output().expect("the nnlint binary runs")
+}
+
+/// The nnlint binary with `args`, to run in `dir` without colour.
+pub fn command(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_nnlint"));
+    command.args(args).current_dir(dir).env("NO_COLOR", "1");
+    command
+}
+
+/// Runs the nnlint binary like [`nnlint`], held to one of the cores this
+/// process may use: tract's pool and candle's threads are sized from that.
+pub fn nnlint_on_one_core(args: &[&str]) -> Output {
+    let mut command = command(Path::new(env!("CARGO_MANIFEST_DIR")), args);
+    command.env("RAYON_NUM_THREADS", "1");
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: a zeroed cpu_set_t is an empty set; the calls only read
+        // and write the set they are given.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::sched_getaffinity(0, size, &mut set) }, 0);
+        let first = (0..libc::CPU_SETSIZE as usize)
+            .find(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+            .expect("this process may run on some core");
+        // SAFETY: as above.
+        let mut only: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        unsafe { libc::CPU_SET(first, &mut only) };
+        // SAFETY: the child only makes one system call before exec.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::sched_setaffinity(0, size, &only) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
+    command.output().expect("the nnlint binary runs")
 }
 
 pub fn text(b: &[u8]) -> String {
@@ -45,23 +80,20 @@ pub fn isolated() -> nnlint::Options {
 /// The report on one fixture, linted with [`isolated`] options once for the
 /// whole test binary: the UI test, the rule matrix and the other checks that
 /// read the same fixture share it. A thread that asks while another lints
-/// the file waits for that result.
-pub fn linted(path: &Path) -> Arc<Report> {
-    type Cells = HashMap<PathBuf, Arc<OnceLock<Arc<Report>>>>;
-    static LINTED: LazyLock<Mutex<Cells>> = LazyLock::new(Default::default);
-    let cell = Arc::clone(
-        LINTED
-            .lock()
-            .expect("no thread panics holding the map")
-            .entry(path.to_path_buf())
-            .or_default(),
-    );
-    let report = cell.get_or_init(|| {
+/// the file waits for that result. The reports live as long as the binary.
+pub fn linted(path: &Path) -> &'static Report {
+    static LINTED: LazyLock<Mutex<HashMap<PathBuf, &'static OnceLock<Report>>>> =
+        LazyLock::new(Default::default);
+    let cell: &'static OnceLock<Report> = LINTED
+        .lock()
+        .expect("no thread panics holding the map")
+        .entry(path.to_path_buf())
+        .or_insert_with(|| Box::leak(Box::default()));
+    cell.get_or_init(|| {
         let file = nnlint::lint_file(path, &isolated())
             .unwrap_or_else(|e| panic!("{} does not load: {e}", path.display()));
-        Arc::new(nnlint::report(Default::default(), vec![file]))
-    });
-    Arc::clone(report)
+        nnlint::report(Default::default(), vec![file])
+    })
 }
 
 /// How to re-bless the snapshots (`.expected` outputs and the pinned html
