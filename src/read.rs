@@ -12,7 +12,7 @@ use crate::rules;
 
 /// A model file as nnlint reads it: the model and the text diagnostics point
 /// into. That text is the file itself for `.onnxtxt`; a binary model has none
-/// until its [`listing`] is printed, which [`lint_model`] does while it
+/// until its [`listing`] is printed, which [`lint_model`](crate::lint_model) does while it
 /// builds the graph.
 pub enum Read {
     Model(Box<(onnx::Model, Option<onnx::source::Source>)>),

@@ -7,9 +7,57 @@ use nnlint::onnx::proto::ModelProto;
 use nnlint::probe::ProbeOptions;
 use nnlint::{lint_model, lint_source, Options, Settings};
 
-/// Memory the probe may use under the fuzzer: libFuzzer's `-malloc_limit_mb`
-/// in `.ci/run` sits above it, so an allocation past the budget is a crash.
+/// Memory the probe may use under the fuzzer: [`ALLOCATION_LIMIT`] sits
+/// above it, so an allocation past the budget is a crash.
 pub const PROBE_MIB: usize = 64;
+
+/// The largest single allocation an input may ask for: what libFuzzer's
+/// `-malloc_limit_mb=1024` checks under a sanitizer. The targets build
+/// without one (`-s none`: Rust checks memory safety itself, and the
+/// sanitizer's build of tract and candle took a third longer), so the
+/// targets' allocator checks it instead.
+pub const ALLOCATION_LIMIT: usize = 1 << 30;
+
+/// The system allocator, aborting (a crash libFuzzer saves the input of)
+/// on an allocation over [`ALLOCATION_LIMIT`].
+pub struct Capped;
+
+impl Capped {
+    fn check(size: usize) {
+        if size > ALLOCATION_LIMIT {
+            eprintln!(
+                "==nnlint-fuzz== an allocation of {size} bytes, over the limit of {ALLOCATION_LIMIT}"
+            );
+            std::process::abort();
+        }
+    }
+}
+
+// SAFETY: every call is passed to the system allocator unchanged; the check
+// only aborts before it.
+unsafe impl std::alloc::GlobalAlloc for Capped {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        Self::check(layout.size());
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        Self::check(layout.size());
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        Self::check(new_size);
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Capped = Capped;
 
 /// Settings for every rule, with or without the probe.
 pub fn settings(probe: bool) -> Settings {

@@ -105,13 +105,17 @@ pub struct DiffTable {
     /// `update-ratio`'s band for the update per step.
     pub band: (f64, f64),
     pub layers: Vec<LayerDiff>,
+    /// Whether the two graphs paired: checkpoints of different models have
+    /// no table, and no summary line after their findings.
+    #[serde(skip)]
+    pub paired: bool,
 }
 
 /// The findings on one model, with the text they point into.
 pub struct FileReport {
     /// The path as the user gave it.
     pub path: String,
-    /// The model's text ([`MODEL`]; for a binary model, its `nnlint print`
+    /// The model's text ([`MODEL`](crate::diag::position::MODEL); for a binary model, its `nnlint print`
     /// listing) and the Python sources its findings point into.
     pub sources: Sources,
     /// Sorted by position, then code.

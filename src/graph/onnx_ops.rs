@@ -3,7 +3,7 @@
 //! Generated from onnx 1.23.2 (`onnx.defs.get_all_schemas_with_history`)
 //! by `fixtures/generate.py`; sorted by name for binary search.
 
-pub static DEFAULT_DOMAIN_OPS: &[(&str, i64)] = &[
+pub(crate) static DEFAULT_DOMAIN_OPS: &[(&str, i64)] = &[
     ("Abs", 1),
     ("Acos", 7),
     ("Acosh", 9),

@@ -37,7 +37,7 @@ impl PyOrigin {
 }
 
 /// Whether a frame belongs to a library rather than to the author's code.
-pub fn is_library(path: &str) -> bool {
+pub(super) fn is_library(path: &str) -> bool {
     let p = path.replace('\\', "/");
     p.starts_with('<')
         || p.contains("/site-packages/")

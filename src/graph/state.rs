@@ -413,7 +413,7 @@ pub struct LayerState {
     pub node: super::NodeId,
     pub weight: super::TensorId,
     pub evidence: WeightEvidence,
-    /// Whether the bias is as initializers leave it (see [`fresh_bias`]).
+    /// Whether the bias is as initializers leave it (see `fresh_bias`).
     pub fresh_bias: bool,
 }
 

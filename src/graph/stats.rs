@@ -20,8 +20,8 @@ const PARALLEL_MIN: usize = 32 << 20;
 
 /// Biases up to this many elements, and any tensor up to [`KEEP_SMALL`] elements,
 /// keep their values in the summary.
-pub const KEEP_VALUES: usize = 4096;
-pub const KEEP_SMALL: usize = 16;
+pub(super) const KEEP_VALUES: usize = 4096;
+pub(super) const KEEP_SMALL: usize = 16;
 
 /// The most units (output channels or features) per-unit statistics are kept for.
 const MAX_UNITS: usize = 1 << 22;
@@ -50,15 +50,15 @@ pub struct TensorStats {
     /// the values are independent draws.
     pub mean4: f64,
     /// For a weight layer's float32 weight: the largest singular value of
-    /// its leading block (at most [`SPECTRAL_ROWS`] x [`SPECTRAL_COLS`],
+    /// its leading block (at most `SPECTRAL_ROWS` x `SPECTRAL_COLS`,
     /// centred), over the edge `std (sqrt(rows) + sqrt(cols))` that an i.i.d.
     /// matrix of that block's size and spread reaches (Marchenko-Pastur).
     /// About 1 or below for a random draw; training pushes it above.
     pub spectral: Option<f64>,
     /// Per output unit, the sum of squares of its weights, for a weight layer's weight.
     pub unit_sq: Option<Vec<f64>>,
-    /// The values themselves, for weight-layer biases of at most [`KEEP_VALUES`]
-    /// elements and for tensors of at most [`KEEP_SMALL`].
+    /// The values themselves, for weight-layer biases of at most `KEEP_VALUES`
+    /// elements and for tensors of at most `KEEP_SMALL`.
     pub values: Option<Vec<f64>>,
 }
 
@@ -406,8 +406,8 @@ fn summarize_f32(
 /// The leading block [`spectral_ratio`] reads: enough for the edge to be
 /// sharp (an i.i.d. 128 x 256 block stays within 1.03 of it), little enough
 /// to cost about a millisecond per layer.
-pub const SPECTRAL_ROWS: usize = 128;
-pub const SPECTRAL_COLS: usize = 256;
+pub(super) const SPECTRAL_ROWS: usize = 128;
+pub(super) const SPECTRAL_COLS: usize = 256;
 
 /// Power iterations: a spike above the edge (what training leaves)
 /// converges in a few; a random block's bulk is approached from below, so

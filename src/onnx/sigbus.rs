@@ -50,13 +50,13 @@ unsafe impl Sync for Previous {}
 /// One registered map; unregistered when dropped, which must happen before
 /// the map is unmapped.
 #[derive(Debug)]
-pub struct Watch {
+pub(super) struct Watch {
     slot: Option<usize>,
 }
 
 impl Watch {
     /// Whether a read of the map faulted: the file shrank after it was mapped.
-    pub fn faulted(&self) -> bool {
+    pub(super) fn faulted(&self) -> bool {
         self.slot
             .is_some_and(|i| TABLE[i].faulted.load(Ordering::Acquire))
     }
@@ -72,7 +72,7 @@ impl Drop for Watch {
 }
 
 /// Registers the map at `start`, `len` bytes long.
-pub fn watch(start: *const u8, len: usize) -> Watch {
+pub(super) fn watch(start: *const u8, len: usize) -> Watch {
     if install().is_none() || len == 0 {
         return Watch { slot: None };
     }

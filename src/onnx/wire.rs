@@ -36,7 +36,10 @@ struct Field {
 /// Decodes `bytes` as a `ModelProto`, splitting a large graph across cores.
 /// `None` when the model is small or irregular: decode it the plain way.
 /// Each thread slices its own `handle()` on the same bytes.
-pub fn decode_parallel(bytes: &Bytes, handle: &(dyn Fn() -> Bytes + Sync)) -> Option<ModelProto> {
+pub(super) fn decode_parallel(
+    bytes: &Bytes,
+    handle: &(dyn Fn() -> Bytes + Sync),
+) -> Option<ModelProto> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     if workers < 2 {
         return None;

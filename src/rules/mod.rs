@@ -15,24 +15,15 @@ mod parameters;
 pub mod premise;
 pub mod select;
 
-// Each rule by its name, wherever its group is.
-pub use checkpoints::{frozen_weights, graph_mismatch, update_ratio};
-pub(crate) use connections::dead_relu;
-pub use connections::non_finite;
-use connections::{batch_mixing, gradient_scale, hidden_softmax, linear_stack, zero_gradient};
-use file::{dead_node, duplicate_node_name, invalid_graph, unused_initializer, unused_input};
-pub use file::{syntax_error, unused_suppression};
-use loss::{
-    bce_without_sigmoid, binary_loss_on_softmax, double_sigmoid, double_softmax,
-    kl_div_on_probabilities, log_of_unbounded, log_softmax_by_hand, loss_broadcast,
-    multi_loss_scale, nll_without_log, regression_loss_on_probabilities, relu_on_logits,
-    softmax_batch_axis, softmax_single_class,
-};
-pub(crate) use measured::{activation_scale, initial_loss};
-pub use measured::{cannot_overfit, probe_skipped, saturated_activation};
-use parameters::{
-    batchnorm_batch_size_one, bias_before_batchnorm, constant_weights, dropout_before_batchnorm,
-    dropout_rate, init_scale, layer_left_random, missing_normalization, unnormalized_input,
+// The rules the pipeline names: their options set up the probe, their
+// notes say why a pass did not run, and reading, suppressions,
+// measurements and `diff` build their findings. Every other rule is
+// reached through the registry only.
+pub(crate) use checkpoints::{frozen_weights, graph_mismatch, update_ratio};
+pub(crate) use connections::{dead_relu, non_finite};
+pub(crate) use file::{syntax_error, unused_suppression};
+pub(crate) use measured::{
+    activation_scale, cannot_overfit, initial_loss, probe_skipped, saturated_activation,
 };
 
 use crate::diag::report::RuleInfo;
@@ -211,53 +202,8 @@ pub trait Rule: Sync {
     }
 }
 
-static RULES: &[&dyn Rule] = &[
-    &syntax_error::SyntaxError,
-    &invalid_graph::InvalidGraph,
-    &unused_initializer::UnusedInitializer,
-    &unused_input::UnusedInput,
-    &dead_node::DeadNode,
-    &duplicate_node_name::DuplicateNodeName,
-    &unused_suppression::UnusedSuppression,
-    &double_softmax::DoubleSoftmax,
-    &double_sigmoid::DoubleSigmoid,
-    &nll_without_log::NllWithoutLog,
-    &relu_on_logits::ReluOnLogits,
-    &softmax_single_class::SoftmaxSingleClass,
-    &softmax_batch_axis::SoftmaxBatchAxis,
-    &multi_loss_scale::MultiLossScale,
-    &binary_loss_on_softmax::BinaryLossOnSoftmax,
-    &bce_without_sigmoid::BceWithoutSigmoid,
-    &regression_loss_on_probabilities::RegressionLossOnProbabilities,
-    &loss_broadcast::LossBroadcast,
-    &log_of_unbounded::LogOfUnbounded,
-    &log_softmax_by_hand::LogSoftmaxByHand,
-    &kl_div_on_probabilities::KlDivOnProbabilities,
-    &linear_stack::LinearStack,
-    &hidden_softmax::HiddenSoftmax,
-    &dead_relu::DeadRelu,
-    &non_finite::NonFinite,
-    &dropout_before_batchnorm::DropoutBeforeBatchnorm,
-    &dropout_rate::DropoutRate,
-    &missing_normalization::MissingNormalization,
-    &unnormalized_input::UnnormalizedInput,
-    &constant_weights::ConstantWeights,
-    &init_scale::InitScale,
-    &bias_before_batchnorm::BiasBeforeBatchnorm,
-    &batchnorm_batch_size_one::BatchnormBatchSizeOne,
-    &layer_left_random::LayerLeftRandom,
-    &frozen_weights::FrozenWeights,
-    &update_ratio::UpdateRatio,
-    &graph_mismatch::GraphMismatch,
-    &probe_skipped::ProbeSkipped,
-    &initial_loss::InitialLoss,
-    &saturated_activation::SaturatedActivation,
-    &activation_scale::ActivationScale,
-    &gradient_scale::GradientScale,
-    &zero_gradient::ZeroGradient,
-    &batch_mixing::BatchMixing,
-    &cannot_overfit::CannotOverfit,
-];
+// Every rule, as build.rs finds them: a file per rule under a group folder.
+include!(concat!(env!("OUT_DIR"), "/rules.rs"));
 
 /// Every rule, in code order.
 pub fn all() -> impl Iterator<Item = &'static dyn Rule> {

@@ -7,7 +7,11 @@ use crate::diag::report::FileReport;
 use crate::diag::Severity;
 
 /// A finding at a Python line names its model in the title.
-pub fn render(reports: &[FileReport], prefer: Prefer, out: &mut dyn Write) -> io::Result<()> {
+pub(super) fn render(
+    reports: &[FileReport],
+    prefer: Prefer,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     for p in placed(reports, prefer) {
         let d = p.diagnostic;
         let level = match d.severity {
@@ -35,14 +39,14 @@ pub fn render(reports: &[FileReport], prefer: Prefer, out: &mut dyn Write) -> io
 }
 
 /// Escapes a command's message, as `@actions/core` does.
-pub fn data(s: &str) -> String {
+pub(super) fn data(s: &str) -> String {
     s.replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")
 }
 
 /// Escapes a command property value, as `@actions/core` does.
-pub fn property(s: &str) -> String {
+pub(super) fn property(s: &str) -> String {
     data(s).replace(':', "%3A").replace(',', "%2C")
 }
 

@@ -1,6 +1,7 @@
 //! Output formats. Each renderer only formats: the findings, their order and
 //! their positions are decided before they get here.
 
+pub mod diff;
 mod github;
 pub mod html;
 pub mod human;
@@ -55,9 +56,18 @@ pub fn render(
 ) -> io::Result<()> {
     let files = &report.files;
     match format {
-        Format::Human => human::render(files, options, out),
+        Format::Human => {
+            human::render(files, options, out)?;
+            match &report.diff {
+                Some(d) if d.paired && !options.quiet => diff::render_human(report, d, out),
+                _ => Ok(()),
+            }
+        }
         Format::Short => short::render(files, options.prefer, out),
-        Format::Json => json::render(files, options.prefer, out),
+        Format::Json => match &report.diff {
+            Some(d) => diff::render_json(report, d, options.prefer, out),
+            None => json::render(files, options.prefer, out),
+        },
         Format::JsonReport => json_report::render(report, options.prefer, out),
         Format::Sarif => sarif::render(report, options.prefer, out),
         Format::Github => github::render(files, options.prefer, out),

@@ -6,7 +6,11 @@ use crate::diag::position::{placed, Prefer};
 use crate::diag::report::FileReport;
 
 /// A finding at a Python line names its model: `... [in models/a.onnx]`.
-pub fn render(reports: &[FileReport], prefer: Prefer, out: &mut dyn Write) -> io::Result<()> {
+pub(super) fn render(
+    reports: &[FileReport],
+    prefer: Prefer,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     for p in placed(reports, prefer) {
         let d = p.diagnostic;
         write!(

@@ -16,7 +16,7 @@ use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, T
 
 /// A convolution with symmetric zero padding, square stride and dilation.
 #[derive(Clone, Copy, Debug)]
-pub struct Conv2d {
+pub(super) struct Conv2d {
     pub padding: usize,
     pub stride: usize,
     pub dilation: usize,

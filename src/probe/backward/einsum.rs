@@ -13,7 +13,7 @@ use candle_core::Tensor;
 use super::ops::{c, R};
 
 /// `Einsum` of `operands` by `equation`.
-pub fn einsum(equation: &str, operands: &[&Tensor]) -> R<Tensor> {
+pub(super) fn einsum(equation: &str, operands: &[&Tensor]) -> R<Tensor> {
     let (inputs, output) = parse(equation, operands)?;
     let mut labels = inputs.iter();
     let mut tensors = operands.iter();

@@ -788,7 +788,7 @@ fn ends(batch: usize) -> Vec<usize> {
 }
 
 /// Whether the forward pass's shapes alone prove that samples stay apart
-/// ([`per_sample::proven`]), so that `batch-mixing` needs no backward pass.
+/// (`per_sample::proven`), so that `batch-mixing` needs no backward pass.
 /// The forward pass records the shapes of float values only, so a graph
 /// that computes on integers on the way is not proven here.
 pub fn proven_per_sample(graph: &Graph<'_>, lowered: &Lowered, run: &super::Run) -> bool {

@@ -104,14 +104,14 @@ fn axis_attr(n: &NodeProto, default: i64) -> i64 {
 
 /// What [`proven`] knows of one pass: each tensor's shape, and the values of
 /// small integer tensors (a `Slice`'s axes).
-pub struct Shapes<'a> {
+pub(super) struct Shapes<'a> {
     pub dims: &'a dyn Fn(&str) -> Option<Vec<usize>>,
     pub ints: &'a dyn Fn(&str) -> Option<Vec<i64>>,
 }
 
 /// The shape and integer lookups of a pass's values.
 #[allow(clippy::type_complexity)]
-pub fn of_env(
+pub(super) fn of_env(
     env: &FxHashMap<String, Tensor>,
 ) -> (
     impl Fn(&str) -> Option<Vec<usize>> + '_,
@@ -125,7 +125,7 @@ pub fn of_env(
 
 /// Whether every tensor in `outputs` provably has sample `i` depend on
 /// sample `i` of the inputs alone.
-pub fn proven(
+pub(super) fn proven(
     nodes: &[NodeProto],
     shapes: &Shapes<'_>,
     inputs: &[String],

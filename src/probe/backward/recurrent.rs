@@ -16,7 +16,7 @@ use crate::onnx::proto::NodeProto;
 
 /// Which recurrent operator, with its gate count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cell {
+pub(super) enum Cell {
     Lstm,
     /// `linear_before_reset`: the reset gate multiplies the recurrent
     /// product, as torch computes it, instead of the state.
@@ -45,7 +45,7 @@ impl Cell {
 }
 
 /// What the node asks of the cell.
-pub struct Attributes {
+pub(super) struct Attributes {
     pub hidden: usize,
     pub direction: String,
     /// 1: inputs and outputs with the batch leading.
@@ -53,7 +53,7 @@ pub struct Attributes {
 }
 
 /// The operator's outputs: `Y`, `Y_h` and, for `LSTM`, `Y_c`.
-pub fn recurrent(
+pub(super) fn recurrent(
     cell: Cell,
     n: &NodeProto,
     a: &Attributes,

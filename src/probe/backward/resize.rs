@@ -13,7 +13,7 @@ use super::ops::{c, i64_tensor, R};
 
 /// How an output coordinate maps back to the input.
 #[derive(Clone, Copy)]
-pub enum Transform {
+pub(super) enum Transform {
     HalfPixel,
     PytorchHalfPixel,
     AlignCorners,
@@ -22,7 +22,7 @@ pub enum Transform {
 }
 
 impl Transform {
-    pub fn parse(s: &str) -> R<Transform> {
+    pub(super) fn parse(s: &str) -> R<Transform> {
         Ok(match s {
             "half_pixel" => Transform::HalfPixel,
             "pytorch_half_pixel" => Transform::PytorchHalfPixel,
@@ -57,7 +57,7 @@ impl Transform {
 
 /// How a fractional coordinate picks its nearest input position.
 #[derive(Clone, Copy)]
-pub enum Nearest {
+pub(super) enum Nearest {
     RoundPreferFloor,
     RoundPreferCeil,
     Floor,
@@ -65,7 +65,7 @@ pub enum Nearest {
 }
 
 impl Nearest {
-    pub fn parse(s: &str) -> R<Nearest> {
+    pub(super) fn parse(s: &str) -> R<Nearest> {
         Ok(match s {
             "round_prefer_floor" => Nearest::RoundPreferFloor,
             "round_prefer_ceil" => Nearest::RoundPreferCeil,
@@ -88,14 +88,20 @@ impl Nearest {
 
 /// The interpolation.
 #[derive(Clone, Copy)]
-pub enum Mode {
+pub(super) enum Mode {
     Nearest(Nearest),
     Linear,
 }
 
 /// `x` resized to `sizes`, with `scales` the factor per axis (the output
 /// size over the input size when the node gave sizes).
-pub fn resize(x: &Tensor, sizes: &[usize], scales: &[f64], mode: Mode, t: Transform) -> R<Tensor> {
+pub(super) fn resize(
+    x: &Tensor,
+    sizes: &[usize],
+    scales: &[f64],
+    mode: Mode,
+    t: Transform,
+) -> R<Tensor> {
     if sizes.len() != x.rank() || scales.len() != x.rank() {
         return Err(format!(
             "`Resize` to {sizes:?} of a tensor of rank {}",

@@ -53,7 +53,7 @@ fn rows(dims: &[usize], indices: &Tensor, lead: usize, op: &str) -> R<Vec<i64>> 
 
 /// `GatherND`: the slices of `x` that the index tuples of `indices` name,
 /// the first `batch_dims` axes shared by both.
-pub fn gather_nd(x: &Tensor, indices: &Tensor, batch_dims: i64) -> R<Tensor> {
+pub(super) fn gather_nd(x: &Tensor, indices: &Tensor, batch_dims: i64) -> R<Tensor> {
     let lead = usize::try_from(batch_dims).map_err(|_| "GatherND with negative batch_dims")?;
     let dims = x.dims();
     let picked = rows(dims, indices, lead, "GatherND")?;
@@ -76,7 +76,12 @@ fn picked_rows(dims: &[usize], n: usize) -> usize {
 /// `ScatterND`: `x` with the slices the index tuples name replaced by (or,
 /// with `reduction = "add"`, increased by) `updates`. The replaced slices
 /// pass no gradient back to `x`.
-pub fn scatter_nd(x: &Tensor, indices: &Tensor, updates: &Tensor, reduction: &str) -> R<Tensor> {
+pub(super) fn scatter_nd(
+    x: &Tensor,
+    indices: &Tensor,
+    updates: &Tensor,
+    reduction: &str,
+) -> R<Tensor> {
     let dims = x.dims();
     let written = rows(dims, indices, 0, "ScatterND")?;
     let k = indices.dims().last().copied().unwrap_or(0);
@@ -130,7 +135,7 @@ fn write_rows(
 /// replaced by (or increased by) `updates`. Written as an `index_add` on
 /// the flattened tensor: candle's own `scatter_add` masks the gradient of
 /// the tensor it adds into, and fails on indices smaller than it.
-pub fn scatter_elements(
+pub(super) fn scatter_elements(
     x: &Tensor,
     indices: &Tensor,
     updates: &Tensor,

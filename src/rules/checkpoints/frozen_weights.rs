@@ -4,7 +4,7 @@ use crate::diag::report::LayerDiff;
 use crate::diag::{Diagnostic, Severity};
 use crate::rules::{Category, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "frozen-weights",
     code: "NN501",
     severity: Severity::Warning,
@@ -17,7 +17,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/frozen-weights.md"),
 };
 
-pub struct FrozenWeights;
+pub(crate) struct FrozenWeights;
 
 impl Rule for FrozenWeights {
     fn meta(&self) -> &'static RuleMeta {
@@ -30,7 +30,7 @@ impl Rule for FrozenWeights {
 /// a single note for a frozen backbone, every frozen weight before every
 /// trained one, which is how fine-tuning a head looks. With no weight
 /// changed at all, one warning says the checkpoints are the same.
-pub fn check(layers: &[LayerDiff]) -> Vec<(usize, Diagnostic)> {
+pub(crate) fn check(layers: &[LayerDiff]) -> Vec<(usize, Diagnostic)> {
     let trainable: Vec<(usize, &LayerDiff)> = layers
         .iter()
         .enumerate()

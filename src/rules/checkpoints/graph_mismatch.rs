@@ -3,7 +3,7 @@
 use crate::diag::Severity;
 use crate::rules::{Category, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "graph-mismatch",
     code: "NN503",
     severity: Severity::Error,
@@ -16,7 +16,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/graph-mismatch.md"),
 };
 
-pub struct GraphMismatch;
+pub(crate) struct GraphMismatch;
 
 impl Rule for GraphMismatch {
     fn meta(&self) -> &'static RuleMeta {

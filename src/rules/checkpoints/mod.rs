@@ -1,5 +1,4 @@
 //! NN5xx: `nnlint diff`, on two checkpoints of one model.
 
-pub mod frozen_weights;
-pub mod graph_mismatch;
-pub mod update_ratio;
+// One module per rule file, declared by build.rs.
+include!(concat!(env!("OUT_DIR"), "/rules_checkpoints.rs"));

@@ -8,7 +8,7 @@ use crate::graph::ParamKind;
 use crate::probe::{Backward, Optimizer, Probe, ProbeOptions};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "update-ratio",
     code: "NN502",
     severity: Severity::Warning,
@@ -32,7 +32,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/update-ratio.md"),
 };
 
-pub struct UpdateRatio;
+pub(crate) struct UpdateRatio;
 
 impl Rule for UpdateRatio {
     fn meta(&self) -> &'static RuleMeta {
@@ -127,7 +127,12 @@ fn side(per_step: f64, low: f64, high: f64) -> Option<(&'static str, &'static st
 /// steps` leaves `[low, high]`. Biases and normalization parameters (1-D) are
 /// left out: they start at zero or one, so their own norm makes the ratio
 /// meaningless; the table still shows them.
-pub fn check(layers: &[LayerDiff], steps: f64, low: f64, high: f64) -> Vec<(usize, Diagnostic)> {
+pub(crate) fn check(
+    layers: &[LayerDiff],
+    steps: f64,
+    low: f64,
+    high: f64,
+) -> Vec<(usize, Diagnostic)> {
     let fmt = |v: f64| format!("{v:.1e}");
     layers
         .iter()

@@ -6,7 +6,7 @@ use crate::diag::{Diagnostic, Severity};
 use crate::probe::{Backward, Measured, Probe, ProbeOptions};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "batch-mixing",
     code: "NN207",
     severity: Severity::Warning,
@@ -23,7 +23,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/batch-mixing.md"),
 };
 
-pub struct BatchMixing;
+pub(crate) struct BatchMixing;
 
 impl Rule for BatchMixing {
     fn meta(&self) -> &'static RuleMeta {

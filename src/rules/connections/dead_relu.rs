@@ -6,7 +6,7 @@ use crate::probe::Probe;
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "dead-relu",
     code: "NN202",
     severity: Severity::Warning,
@@ -43,7 +43,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/dead-relu.md"),
 };
 
-pub struct DeadRelu;
+pub(crate) struct DeadRelu;
 
 impl Rule for DeadRelu {
     fn meta(&self) -> &'static RuleMeta {

@@ -7,7 +7,7 @@ use crate::probe::{Backward, Probe, ProbeOptions};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "gradient-scale",
     code: "NN205",
     severity: Severity::Warning,
@@ -36,7 +36,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/gradient-scale.md"),
 };
 
-pub struct GradientScale;
+pub(crate) struct GradientScale;
 
 impl Rule for GradientScale {
     fn meta(&self) -> &'static RuleMeta {

@@ -5,7 +5,7 @@ use crate::graph::{Graph, LayerKind, NodeId, TensorId};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "hidden-softmax",
     code: "NN204",
     severity: Severity::Warning,
@@ -18,7 +18,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/hidden-softmax.md"),
 };
 
-pub struct HiddenSoftmax;
+pub(crate) struct HiddenSoftmax;
 
 impl Rule for HiddenSoftmax {
     fn meta(&self) -> &'static RuleMeta {

@@ -7,7 +7,7 @@ use crate::graph::{Graph, LayerKind, NodeId, WeightLayer};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "linear-stack",
     code: "NN201",
     severity: Severity::Warning,
@@ -21,7 +21,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/linear-stack.md"),
 };
 
-pub struct LinearStack;
+pub(crate) struct LinearStack;
 
 impl Rule for LinearStack {
     fn meta(&self) -> &'static RuleMeta {

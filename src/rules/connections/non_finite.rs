@@ -6,7 +6,7 @@ use crate::graph::{Graph, NORMALIZATION_OPS};
 use crate::probe::Probe;
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "non-finite",
     code: "NN203",
     severity: Severity::Error,
@@ -19,7 +19,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/non-finite.md"),
 };
 
-pub struct NonFinite;
+pub(crate) struct NonFinite;
 
 impl Rule for NonFinite {
     fn meta(&self) -> &'static RuleMeta {

@@ -8,7 +8,7 @@ use crate::probe::{Backward, Probe, ProbeOptions};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "zero-gradient",
     code: "NN206",
     severity: Severity::Warning,
@@ -25,7 +25,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/zero-gradient.md"),
 };
 
-pub struct ZeroGradient;
+pub(crate) struct ZeroGradient;
 
 impl Rule for ZeroGradient {
     fn meta(&self) -> &'static RuleMeta {

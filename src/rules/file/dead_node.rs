@@ -7,7 +7,7 @@ use crate::diag::{Diagnostic, Severity};
 use crate::graph::Vertex;
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "dead-node",
     code: "NN004",
     severity: Severity::Note,
@@ -20,7 +20,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/dead-node.md"),
 };
 
-pub struct DeadNode;
+pub(crate) struct DeadNode;
 
 impl Rule for DeadNode {
     fn meta(&self) -> &'static RuleMeta {

@@ -7,7 +7,7 @@ use rustc_hash::FxHashMap as HashMap;
 use crate::diag::{Diagnostic, Severity};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "duplicate-node-name",
     code: "NN005",
     severity: Severity::Note,
@@ -20,7 +20,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/duplicate-node-name.md"),
 };
 
-pub struct DuplicateNodeName;
+pub(crate) struct DuplicateNodeName;
 
 impl Rule for DuplicateNodeName {
     fn meta(&self) -> &'static RuleMeta {

@@ -4,7 +4,7 @@ use crate::diag::{Diagnostic, Severity};
 use crate::graph::ProblemKind;
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "invalid-graph",
     code: "NN001",
     severity: Severity::Error,
@@ -18,7 +18,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/invalid-graph.md"),
 };
 
-pub struct InvalidGraph;
+pub(crate) struct InvalidGraph;
 
 impl Rule for InvalidGraph {
     fn meta(&self) -> &'static RuleMeta {

@@ -3,7 +3,7 @@
 use crate::diag::Severity;
 use crate::rules::{Category, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "syntax-error",
     code: "NN000",
     severity: Severity::Error,
@@ -16,7 +16,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/syntax-error.md"),
 };
 
-pub struct SyntaxError;
+pub(crate) struct SyntaxError;
 
 impl Rule for SyntaxError {
     fn meta(&self) -> &'static RuleMeta {

@@ -3,7 +3,7 @@
 use crate::diag::{Diagnostic, Severity};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "unused-initializer",
     code: "NN002",
     severity: Severity::Note,
@@ -16,7 +16,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/unused-initializer.md"),
 };
 
-pub struct UnusedInitializer;
+pub(crate) struct UnusedInitializer;
 
 impl Rule for UnusedInitializer {
     fn meta(&self) -> &'static RuleMeta {

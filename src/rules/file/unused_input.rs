@@ -3,7 +3,7 @@
 use crate::diag::{Diagnostic, Severity};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "unused-input",
     code: "NN003",
     severity: Severity::Note,
@@ -16,7 +16,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/unused-input.md"),
 };
 
-pub struct UnusedInput;
+pub(crate) struct UnusedInput;
 
 impl Rule for UnusedInput {
     fn meta(&self) -> &'static RuleMeta {

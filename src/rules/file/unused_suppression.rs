@@ -6,7 +6,7 @@ use crate::diag::Suppression;
 use crate::diag::{Diagnostic, Label, LabelStyle, Severity};
 use crate::rules::{Category, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "unused-suppression",
     code: "NN006",
     severity: Severity::Note,
@@ -19,7 +19,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/unused-suppression.md"),
 };
 
-pub struct UnusedSuppression;
+pub(crate) struct UnusedSuppression;
 
 impl Rule for UnusedSuppression {
     fn meta(&self) -> &'static RuleMeta {
@@ -28,7 +28,7 @@ impl Rule for UnusedSuppression {
 }
 
 /// The finding for a comment at `file` whose rules in `unused` suppressed nothing.
-pub fn report(file: usize, s: &Suppression, unused: &BTreeSet<String>) -> Diagnostic {
+pub(crate) fn report(file: usize, s: &Suppression, unused: &BTreeSet<String>) -> Diagnostic {
     let what = match &s.rules {
         None => "suppresses nothing".to_string(),
         Some(_) => {

@@ -5,7 +5,7 @@ use crate::graph::{Graph, NodeRef, Origin};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "bce-without-sigmoid",
     code: "NN109",
     severity: Severity::Error,
@@ -18,7 +18,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/bce-without-sigmoid.md"),
 };
 
-pub struct BceWithoutSigmoid;
+pub(crate) struct BceWithoutSigmoid;
 
 impl Rule for BceWithoutSigmoid {
     fn meta(&self) -> &'static RuleMeta {

@@ -5,7 +5,7 @@ use crate::graph::{NodeRef, Origin, TensorId};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "binary-loss-on-softmax",
     code: "NN108",
     severity: Severity::Warning,
@@ -18,7 +18,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/binary-loss-on-softmax.md"),
 };
 
-pub struct BinaryLossOnSoftmax;
+pub(crate) struct BinaryLossOnSoftmax;
 
 impl Rule for BinaryLossOnSoftmax {
     fn meta(&self) -> &'static RuleMeta {

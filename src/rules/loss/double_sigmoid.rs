@@ -4,7 +4,7 @@ use crate::diag::{Diagnostic, Severity};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "double-sigmoid",
     code: "NN102",
     severity: Severity::Error,
@@ -17,7 +17,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/double-sigmoid.md"),
 };
 
-pub struct DoubleSigmoid;
+pub(crate) struct DoubleSigmoid;
 
 impl Rule for DoubleSigmoid {
     fn meta(&self) -> &'static RuleMeta {

@@ -5,7 +5,7 @@ use crate::graph::{Graph, NodeRef, Origin};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "double-softmax",
     code: "NN101",
     severity: Severity::Error,
@@ -18,7 +18,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/double-softmax.md"),
 };
 
-pub struct DoubleSoftmax;
+pub(crate) struct DoubleSoftmax;
 
 impl Rule for DoubleSoftmax {
     fn meta(&self) -> &'static RuleMeta {

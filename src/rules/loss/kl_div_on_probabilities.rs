@@ -5,7 +5,7 @@ use crate::graph::Form;
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "kl-div-on-probabilities",
     code: "NN114",
     severity: Severity::Error,
@@ -18,7 +18,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/kl-div-on-probabilities.md"),
 };
 
-pub struct KlDivOnProbabilities;
+pub(crate) struct KlDivOnProbabilities;
 
 impl Rule for KlDivOnProbabilities {
     fn meta(&self) -> &'static RuleMeta {

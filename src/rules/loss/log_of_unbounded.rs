@@ -5,7 +5,7 @@ use crate::graph::{Form, LogArgument};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "log-of-unbounded",
     code: "NN112",
     severity: Severity::Warning,
@@ -18,7 +18,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/log-of-unbounded.md"),
 };
 
-pub struct LogOfUnbounded;
+pub(crate) struct LogOfUnbounded;
 
 impl Rule for LogOfUnbounded {
     fn meta(&self) -> &'static RuleMeta {

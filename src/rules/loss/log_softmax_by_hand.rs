@@ -7,7 +7,7 @@ use crate::probe::Probe;
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "log-softmax-by-hand",
     code: "NN113",
     severity: Severity::Warning,
@@ -20,7 +20,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/log-softmax-by-hand.md"),
 };
 
-pub struct LogSoftmaxByHand;
+pub(crate) struct LogSoftmaxByHand;
 
 /// The `Log` nodes of the loss that take a softmax.
 fn logs_of_softmax<'g, 'm>(graph: &'g Graph<'m>) -> Vec<NodeRef<'g, 'm>> {

@@ -6,7 +6,7 @@ use crate::graph::{broadcast, Dim, Graph, TensorId};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "loss-broadcast",
     code: "NN111",
     severity: Severity::Error,
@@ -20,7 +20,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/loss-broadcast.md"),
 };
 
-pub struct LossBroadcast;
+pub(crate) struct LossBroadcast;
 
 impl Rule for LossBroadcast {
     fn meta(&self) -> &'static RuleMeta {

@@ -7,7 +7,7 @@ use crate::probe::Probe;
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "multi-loss-scale",
     code: "NN107",
     severity: Severity::Warning,
@@ -41,7 +41,7 @@ const LOSS_OPS: &[&str] = &[
     "ReduceL2",
 ];
 
-pub struct MultiLossScale;
+pub(crate) struct MultiLossScale;
 
 struct Term {
     weight: f64,

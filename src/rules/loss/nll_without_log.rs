@@ -5,7 +5,7 @@ use crate::graph::{Graph, Origin};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "nll-without-log",
     code: "NN103",
     severity: Severity::Error,
@@ -18,7 +18,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/nll-without-log.md"),
 };
 
-pub struct NllWithoutLog;
+pub(crate) struct NllWithoutLog;
 
 impl Rule for NllWithoutLog {
     fn meta(&self) -> &'static RuleMeta {

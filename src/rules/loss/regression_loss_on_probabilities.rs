@@ -5,7 +5,7 @@ use crate::graph::{Dim, Graph, NodeRef, Origin, TensorId};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "regression-loss-on-probabilities",
     code: "NN110",
     severity: Severity::Warning,
@@ -18,7 +18,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/regression-loss-on-probabilities.md"),
 };
 
-pub struct RegressionLossOnProbabilities;
+pub(crate) struct RegressionLossOnProbabilities;
 
 impl Rule for RegressionLossOnProbabilities {
     fn meta(&self) -> &'static RuleMeta {

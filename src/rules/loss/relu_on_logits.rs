@@ -5,7 +5,7 @@ use crate::graph::Origin;
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "relu-on-logits",
     code: "NN104",
     severity: Severity::Warning,
@@ -20,7 +20,7 @@ pub static META: RuleMeta = RuleMeta {
 
 const NON_NEGATIVE: &[&str] = &["Relu", "Softplus", "Sigmoid", "Abs"];
 
-pub struct ReluOnLogits;
+pub(crate) struct ReluOnLogits;
 
 impl Rule for ReluOnLogits {
     fn meta(&self) -> &'static RuleMeta {

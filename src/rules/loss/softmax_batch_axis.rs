@@ -4,7 +4,7 @@ use crate::diag::{Diagnostic, Severity};
 use crate::graph::Dim;
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "softmax-batch-axis",
     code: "NN106",
     severity: Severity::Warning,
@@ -17,7 +17,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/softmax-batch-axis.md"),
 };
 
-pub struct SoftmaxBatchAxis;
+pub(crate) struct SoftmaxBatchAxis;
 
 impl Rule for SoftmaxBatchAxis {
     fn meta(&self) -> &'static RuleMeta {

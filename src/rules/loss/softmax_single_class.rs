@@ -4,7 +4,7 @@ use crate::diag::{Diagnostic, Severity};
 use crate::graph::Dim;
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "softmax-single-class",
     code: "NN105",
     severity: Severity::Error,
@@ -17,7 +17,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/softmax-single-class.md"),
 };
 
-pub struct SoftmaxSingleClass;
+pub(crate) struct SoftmaxSingleClass;
 
 impl Rule for SoftmaxSingleClass {
     fn meta(&self) -> &'static RuleMeta {

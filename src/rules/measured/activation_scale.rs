@@ -42,13 +42,13 @@ fn spread(probe: &Probe, tensor: &str) -> Option<f64> {
 
 /// The spread the rule measures depth against: that entering the first weight
 /// layer with a nonzero one, and that layer.
-pub fn reference(graph: &Graph<'_>, probe: &Probe) -> Option<(f64, NodeId)> {
+pub(crate) fn reference(graph: &Graph<'_>, probe: &Probe) -> Option<(f64, NodeId)> {
     depth_points(graph, probe)
         .into_iter()
         .find_map(|(_, t, node, _)| Some((spread(probe, t).filter(|&s| s > 0.0)?, node)))
 }
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "activation-scale",
     code: "NN403",
     severity: Severity::Warning,
@@ -75,7 +75,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/activation-scale.md"),
 };
 
-pub struct ActivationScale;
+pub(crate) struct ActivationScale;
 
 impl Rule for ActivationScale {
     fn meta(&self) -> &'static RuleMeta {
@@ -141,7 +141,7 @@ impl Rule for ActivationScale {
 
 /// The first depth point whose spread is outside `low..=high` times the
 /// reference; the rest follow from it.
-pub struct Outside {
+pub(crate) struct Outside {
     pub depth: usize,
     pub node: NodeId,
     pub is_input: bool,
@@ -153,7 +153,7 @@ pub struct Outside {
 
 /// Where the measured spread first leaves `low..=high` times the reference
 /// spread, if anywhere; `None` too when nothing was measured.
-pub fn outside(graph: &Graph<'_>, probe: &Probe, low: f64, high: f64) -> Option<Outside> {
+pub(crate) fn outside(graph: &Graph<'_>, probe: &Probe, low: f64, high: f64) -> Option<Outside> {
     scan(graph, probe, low, high).flatten()
 }
 
@@ -214,7 +214,7 @@ fn downstream(graph: &Graph<'_>, start: NodeId) -> Vec<bool> {
 
 /// Whether the probe measured the spread at every weight layer and it stayed
 /// within activation-scale's default band of the first layer's.
-pub fn in_range(graph: &Graph<'_>, probe: &Probe) -> bool {
+pub(crate) fn in_range(graph: &Graph<'_>, probe: &Probe) -> bool {
     let option = |name| crate::rules::option(&META, None, name);
     matches!(
         scan(graph, probe, option("low"), option("high")),

@@ -7,7 +7,7 @@ use crate::probe::{Backward, Probe, ProbeOptions, Target};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "cannot-overfit",
     code: "NN404",
     severity: Severity::Warning,
@@ -46,7 +46,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/cannot-overfit.md"),
 };
 
-pub struct CannotOverfit;
+pub(crate) struct CannotOverfit;
 
 impl Rule for CannotOverfit {
     fn meta(&self) -> &'static RuleMeta {

@@ -7,7 +7,7 @@ use crate::probe::{heads, Probe};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "initial-loss",
     code: "NN401",
     severity: Severity::Warning,
@@ -24,7 +24,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/initial-loss.md"),
 };
 
-pub struct InitialLoss;
+pub(crate) struct InitialLoss;
 
 impl Rule for InitialLoss {
     fn meta(&self) -> &'static RuleMeta {
@@ -74,12 +74,12 @@ impl Rule for InitialLoss {
 
 /// Whether a loss is within `ratio` of the value an untrained model scores,
 /// either way.
-pub fn within(value: f64, expected: f64, ratio: f64) -> bool {
+pub(crate) fn within(value: f64, expected: f64, ratio: f64) -> bool {
     (1.0 / ratio..=ratio).contains(&(value / expected))
 }
 
 /// One data loss as the probe measured it.
-pub struct Measured {
+pub(crate) struct Measured {
     pub node: crate::graph::NodeId,
     pub value: f64,
     /// -ln(1/C), or ln 2 for a binary loss.
@@ -92,7 +92,7 @@ pub struct Measured {
 /// The data losses of the graph as the probe measured them, as the graph's
 /// loss names them ([`Graph::loss`]); with no loss in the graph, the
 /// cross-entropy of each classifier head on random labels.
-pub fn measurements(graph: &Graph<'_>, probe: &Probe) -> Vec<Measured> {
+pub(crate) fn measurements(graph: &Graph<'_>, probe: &Probe) -> Vec<Measured> {
     let mut out = Vec::new();
     let loss = graph.loss();
     // A contrastive loss's value at initialization depends on its

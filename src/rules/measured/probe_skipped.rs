@@ -6,7 +6,7 @@ use crate::graph::Graph;
 use crate::probe::{Fit, Skip};
 use crate::rules::{Category, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "probe-skipped",
     code: "NN400",
     severity: Severity::Note,
@@ -19,7 +19,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/probe-skipped.md"),
 };
 
-pub struct ProbeSkipped;
+pub(crate) struct ProbeSkipped;
 
 impl Rule for ProbeSkipped {
     fn meta(&self) -> &'static RuleMeta {
@@ -29,7 +29,7 @@ impl Rule for ProbeSkipped {
 
 /// The note for a probe that did not run: at the node that stopped it, or on
 /// the main graph.
-pub fn diagnostic(graph: &Graph<'_>, skip: &Skip) -> Diagnostic {
+pub(crate) fn diagnostic(graph: &Graph<'_>, skip: &Skip) -> Diagnostic {
     let d = Diagnostic::new(&META, format!("the probe did not run: {}", skip.reason));
     at_node(graph, skip, d, "stopped the probe", "not probed")
         .note("static rules ran as usual; only the measured checks are missing")
@@ -37,7 +37,7 @@ pub fn diagnostic(graph: &Graph<'_>, skip: &Skip) -> Diagnostic {
 }
 
 /// The note for a backward pass that did not run, after a forward pass that did.
-pub fn backward_diagnostic(graph: &Graph<'_>, skip: &Skip) -> Diagnostic {
+pub(crate) fn backward_diagnostic(graph: &Graph<'_>, skip: &Skip) -> Diagnostic {
     let d = Diagnostic::new(
         &META,
         format!("the backward pass did not run: {}", skip.reason),
@@ -48,7 +48,7 @@ pub fn backward_diagnostic(graph: &Graph<'_>, skip: &Skip) -> Diagnostic {
 }
 
 /// The note for a one-batch fit that did not run, after a backward pass that did.
-pub fn fit_diagnostic(graph: &Graph<'_>, skip: &Skip) -> Diagnostic {
+pub(crate) fn fit_diagnostic(graph: &Graph<'_>, skip: &Skip) -> Diagnostic {
     let d = Diagnostic::new(
         &META,
         format!("the one-batch fit did not run: {}", skip.reason),
@@ -62,7 +62,12 @@ pub fn fit_diagnostic(graph: &Graph<'_>, skip: &Skip) -> Diagnostic {
 /// it fitted or failed at both rates: it ran, and says neither that the
 /// model fits nor that it cannot. The steps are both attempts' (a first that
 /// stalled, then one at a lower rate).
-pub fn fit_cut_diagnostic(graph: &Graph<'_>, fit: &Fit, asked: usize, budget: f64) -> Diagnostic {
+pub(crate) fn fit_cut_diagnostic(
+    graph: &Graph<'_>,
+    fit: &Fit,
+    asked: usize,
+    budget: f64,
+) -> Diagnostic {
     Diagnostic::new(
         &META,
         format!(

@@ -5,7 +5,7 @@ use crate::probe::Probe;
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "saturated-activation",
     code: "NN402",
     severity: Severity::Warning,
@@ -43,7 +43,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/saturated-activation.md"),
 };
 
-pub struct SaturatedActivation;
+pub(crate) struct SaturatedActivation;
 
 impl Rule for SaturatedActivation {
     fn meta(&self) -> &'static RuleMeta {

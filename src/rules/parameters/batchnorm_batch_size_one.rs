@@ -5,7 +5,7 @@ use crate::graph::Dim;
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "batchnorm-batch-size-one",
     code: "NN308",
     severity: Severity::Warning,
@@ -22,7 +22,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/batchnorm-batch-size-one.md"),
 };
 
-pub struct BatchnormBatchSizeOne;
+pub(crate) struct BatchnormBatchSizeOne;
 
 impl Rule for BatchnormBatchSizeOne {
     fn meta(&self) -> &'static RuleMeta {

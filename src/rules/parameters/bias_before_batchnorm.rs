@@ -4,7 +4,7 @@ use crate::diag::{Diagnostic, Severity};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "bias-before-batchnorm",
     code: "NN307",
     severity: Severity::Note,
@@ -17,7 +17,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/bias-before-batchnorm.md"),
 };
 
-pub struct BiasBeforeBatchnorm;
+pub(crate) struct BiasBeforeBatchnorm;
 
 impl Rule for BiasBeforeBatchnorm {
     fn meta(&self) -> &'static RuleMeta {

@@ -4,7 +4,7 @@ use crate::diag::{Diagnostic, Severity};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "constant-weights",
     code: "NN305",
     severity: Severity::Warning,
@@ -17,7 +17,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/constant-weights.md"),
 };
 
-pub struct ConstantWeights;
+pub(crate) struct ConstantWeights;
 
 impl Rule for ConstantWeights {
     fn meta(&self) -> &'static RuleMeta {

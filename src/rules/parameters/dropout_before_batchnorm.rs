@@ -4,7 +4,7 @@ use crate::diag::{Diagnostic, Severity};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "dropout-before-batchnorm",
     code: "NN301",
     severity: Severity::Warning,
@@ -21,7 +21,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/dropout-before-batchnorm.md"),
 };
 
-pub struct DropoutBeforeBatchnorm;
+pub(crate) struct DropoutBeforeBatchnorm;
 
 impl Rule for DropoutBeforeBatchnorm {
     fn meta(&self) -> &'static RuleMeta {
@@ -31,7 +31,7 @@ impl Rule for DropoutBeforeBatchnorm {
     fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
         let graph = cx.graph;
         for drop in graph.nodes_of("Dropout") {
-            let ratio = crate::rules::dropout_rate::ratio(graph, &drop);
+            let ratio = super::dropout_rate::ratio(graph, &drop);
             if ratio == Some(0.0) {
                 continue; // a no-op dropout shifts nothing; `dropout-rate` says so
             }

@@ -5,7 +5,7 @@ use crate::graph::{Graph, NodeRef};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "dropout-rate",
     code: "NN302",
     severity: Severity::Warning,
@@ -26,7 +26,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/dropout-rate.md"),
 };
 
-pub struct DropoutRate;
+pub(crate) struct DropoutRate;
 
 impl Rule for DropoutRate {
     fn meta(&self) -> &'static RuleMeta {
@@ -70,7 +70,7 @@ impl Rule for DropoutRate {
 }
 
 /// The drop probability, when the model states it as a constant.
-pub fn ratio(graph: &Graph<'_>, drop: &NodeRef<'_, '_>) -> Option<f64> {
+pub(crate) fn ratio(graph: &Graph<'_>, drop: &NodeRef<'_, '_>) -> Option<f64> {
     // Opset 12 moved `ratio` from an attribute to the second input; both default to 0.5.
     if let Some(r) = drop.attr_f32("ratio") {
         return Some(r as f64);

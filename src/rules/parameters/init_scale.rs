@@ -5,7 +5,7 @@ use crate::graph::Activation;
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "init-scale",
     code: "NN306",
     severity: Severity::Warning,
@@ -29,7 +29,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/init-scale.md"),
 };
 
-pub struct InitScale;
+pub(crate) struct InitScale;
 
 impl Rule for InitScale {
     fn meta(&self) -> &'static RuleMeta {

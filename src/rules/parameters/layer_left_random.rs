@@ -5,7 +5,7 @@ use crate::graph::state::layer_states;
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "layer-left-random",
     code: "NN309",
     severity: Severity::Warning,
@@ -34,7 +34,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/layer-left-random.md"),
 };
 
-pub struct LayerLeftRandom;
+pub(crate) struct LayerLeftRandom;
 
 impl Rule for LayerLeftRandom {
     fn meta(&self) -> &'static RuleMeta {

@@ -6,7 +6,7 @@ use crate::probe::Probe;
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "missing-normalization",
     code: "NN303",
     severity: Severity::Warning,
@@ -23,7 +23,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/missing-normalization.md"),
 };
 
-pub struct MissingNormalization;
+pub(crate) struct MissingNormalization;
 
 #[derive(Clone, Copy, Default)]
 struct Chain {

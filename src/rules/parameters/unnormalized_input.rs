@@ -7,7 +7,7 @@ use crate::probe::{Fill, Probe};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
-pub static META: RuleMeta = RuleMeta {
+pub(crate) static META: RuleMeta = RuleMeta {
     name: "unnormalized-input",
     code: "NN304",
     severity: Severity::Warning,
@@ -35,7 +35,7 @@ pub static META: RuleMeta = RuleMeta {
     explanation: include_str!("../../../rules/unnormalized-input.md"),
 };
 
-pub struct UnnormalizedInput;
+pub(crate) struct UnnormalizedInput;
 
 impl Rule for UnnormalizedInput {
     fn meta(&self) -> &'static RuleMeta {

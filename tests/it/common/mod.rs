@@ -8,7 +8,7 @@ use std::sync::{LazyLock, Mutex, OnceLock};
 use nnlint::diag::report::Report;
 
 /// A one-batch fit plan for [`nnlint::probe::run`]: `cannot-overfit`'s defaults.
-pub fn fit_plan() -> nnlint::probe::FitPlan {
+pub(crate) fn fit_plan() -> nnlint::probe::FitPlan {
     let meta = nnlint::rules::find("cannot-overfit")
         .expect("the rule exists")
         .meta();
@@ -16,17 +16,17 @@ pub fn fit_plan() -> nnlint::probe::FitPlan {
 }
 
 /// Runs the nnlint binary from the repository root, without colour.
-pub fn nnlint(args: &[&str]) -> Output {
+pub(crate) fn nnlint(args: &[&str]) -> Output {
     nnlint_in(Path::new(env!("CARGO_MANIFEST_DIR")), args)
 }
 
 /// Runs the nnlint binary in `dir`, without colour.
-pub fn nnlint_in(dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn nnlint_in(dir: &Path, args: &[&str]) -> Output {
     command(dir, args).output().expect("the nnlint binary runs")
 }
 
 /// The nnlint binary with `args`, to run in `dir` without colour.
-pub fn command(dir: &Path, args: &[&str]) -> Command {
+pub(crate) fn command(dir: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_nnlint"));
     command.args(args).current_dir(dir).env("NO_COLOR", "1");
     command
@@ -34,7 +34,7 @@ pub fn command(dir: &Path, args: &[&str]) -> Command {
 
 /// Runs the nnlint binary like [`nnlint`], held to one of the cores this
 /// process may use: tract's pool and candle's threads are sized from that.
-pub fn nnlint_on_one_core(args: &[&str]) -> Output {
+pub(crate) fn nnlint_on_one_core(args: &[&str]) -> Output {
     let mut command = command(Path::new(env!("CARGO_MANIFEST_DIR")), args);
     command.env("RAYON_NUM_THREADS", "1");
     #[cfg(target_os = "linux")]
@@ -65,12 +65,12 @@ pub fn nnlint_on_one_core(args: &[&str]) -> Output {
     command.output().expect("the nnlint binary runs")
 }
 
-pub fn text(b: &[u8]) -> String {
+pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8(b.to_vec()).expect("output is UTF-8")
 }
 
 /// Defaults only: a configuration file above the checkout must not change results.
-pub fn isolated() -> nnlint::Options {
+pub(crate) fn isolated() -> nnlint::Options {
     nnlint::Options {
         config: nnlint::ConfigSource::None,
         ..Default::default()
@@ -81,7 +81,7 @@ pub fn isolated() -> nnlint::Options {
 /// whole test binary: the UI test, the rule matrix and the other checks that
 /// read the same fixture share it. A thread that asks while another lints
 /// the file waits for that result. The reports live as long as the binary.
-pub fn linted(path: &Path) -> &'static Report {
+pub(crate) fn linted(path: &Path) -> &'static Report {
     static LINTED: LazyLock<Mutex<HashMap<PathBuf, &'static OnceLock<Report>>>> =
         LazyLock::new(Default::default);
     let cell: &'static OnceLock<Report> = LINTED
@@ -98,11 +98,11 @@ pub fn linted(path: &Path) -> &'static Report {
 
 /// How to re-bless the snapshots (`.expected` outputs and the pinned html
 /// page) after an intended change; review the diff of what it writes.
-pub const BLESS: &str = "NNLINT_BLESS=1 cargo test --locked --test it -- ui:: html:: diff::";
+pub(crate) const BLESS: &str = "NNLINT_BLESS=1 cargo test --locked --test it -- ui:: html:: diff::";
 
 /// Compares `actual` with the snapshot in `expected`, or writes it there
 /// when `NNLINT_BLESS` is set. The difference, if any, as a failure message.
-pub fn snapshot(expected: &Path, actual: &str) -> Option<String> {
+pub(crate) fn snapshot(expected: &Path, actual: &str) -> Option<String> {
     if std::env::var_os("NNLINT_BLESS").is_some() {
         std::fs::write(expected, actual).expect("the snapshot is writable");
         return None;
@@ -121,7 +121,7 @@ pub fn snapshot(expected: &Path, actual: &str) -> Option<String> {
 }
 
 /// Fails with every snapshot that differs, and how to re-bless them.
-pub fn assert_snapshots(failures: &[String]) {
+pub(crate) fn assert_snapshots(failures: &[String]) {
     assert!(
         failures.is_empty(),
         "{}\n\nif the change is intended, re-bless with: {BLESS}",
@@ -130,7 +130,7 @@ pub fn assert_snapshots(failures: &[String]) {
 }
 
 /// Files under `dir` whose names end with `suffix`, recursively, sorted.
-pub fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+pub(crate) fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     fn walk(dir: &Path, suffix: &str, out: &mut Vec<PathBuf>) {
         for e in std::fs::read_dir(dir).expect("fixture folder exists") {
             let p = e.expect("readable entry").path();
@@ -155,7 +155,7 @@ pub fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
 /// linted a thousand models is itself hundreds of MiB. GNU time is a small
 /// process, and forks nnlint from there.
 #[cfg(unix)]
-pub fn nnlint_peak(args: &[&str]) -> (Output, f64) {
+pub(crate) fn nnlint_peak(args: &[&str]) -> (Output, f64) {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let report = dir.path().join("peak");
     let out = Command::new("/usr/bin/time")
@@ -180,7 +180,7 @@ pub fn nnlint_peak(args: &[&str]) -> (Output, f64) {
 
 /// A model whose one node is a `Relu` of its one initializer `w`, a float
 /// vector of `values` values: the smallest model that stores a weight.
-pub fn relu_of(w: nnlint::onnx::proto::TensorProto) -> nnlint::onnx::proto::ModelProto {
+pub(crate) fn relu_of(w: nnlint::onnx::proto::TensorProto) -> nnlint::onnx::proto::ModelProto {
     use nnlint::onnx::proto::{data_type, GraphProto, ModelProto, NodeProto, OperatorSetIdProto};
     ModelProto {
         ir_version: 10,
@@ -209,7 +209,7 @@ pub fn relu_of(w: nnlint::onnx::proto::TensorProto) -> nnlint::onnx::proto::Mode
 
 /// Writes a `.npy` file (format 1.0) of `shape` holding `descr` values
 /// (`<f4` or `<f8`), value `i` being `value(i)`.
-pub fn write_npy(path: &Path, descr: &str, shape: &[usize], value: impl Fn(usize) -> f64) {
+pub(crate) fn write_npy(path: &Path, descr: &str, shape: &[usize], value: impl Fn(usize) -> f64) {
     let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
     let mut h = format!(
         "{{'descr': '{descr}', 'fortran_order': False, 'shape': ({},), }}",
@@ -234,7 +234,7 @@ pub fn write_npy(path: &Path, descr: &str, shape: &[usize], value: impl Fn(usize
 /// Writes, into `dir`, a 3x3 convolution over 8 channels of 512x512 with a
 /// dynamic batch: 8 MiB a sample, and nine times that in the columns the
 /// convolution unfolds. Returns its path.
-pub fn large_conv(dir: &Path) -> PathBuf {
+pub(crate) fn large_conv(dir: &Path) -> PathBuf {
     let path = dir.join("conv.onnxtxt");
     std::fs::write(
         &path,

@@ -460,7 +460,7 @@ pub fn parse_suppression(line: &str, offset: usize) -> Option<Suppression> {
 
 /// Points findings at the Python lines that created their nodes, applies the
 /// `# nnlint: ignore` comments written there, and reports the unused ones.
-pub fn attach_origins(
+pub fn attach(
     model: &crate::onnx::Model,
     graphs: &[crate::graph::Graph<'_>],
     settings: &crate::options::Settings,

@@ -30,7 +30,7 @@ const LAYER_OPS: &[&str] = &[
 ];
 
 /// What the probe measured on `graph`, layer by layer.
-pub fn of(probe: &Probe, graph: &Graph<'_>, settings: &Settings) -> Measurements {
+pub(super) fn of(probe: &Probe, graph: &Graph<'_>, settings: &Settings) -> Measurements {
     let per_sample = settings.option(&saturated_activation::META, "sample-fraction");
     let gradients: FxHashMap<&str, f64> = match &probe.gradients {
         Some(Ok(g)) => g.params.iter().map(|p| (p.name.as_str(), p.norm)).collect(),
