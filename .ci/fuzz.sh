@@ -3,9 +3,14 @@
 # and fails on any crash, hang (over 10 s on one input) or allocation over
 # 1 GiB (the targets' allocator aborts on it). Uses the machine's nightly
 # toolchain, or RUSTC_BOOTSTRAP=1 on stable.
+#
+#   .ci/fuzz.sh          build the targets, then run them
+#   .ci/fuzz.sh build    build them only (.ci/run builds them in the background)
+#   .ci/fuzz.sh run      run them, built already
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-60}
+mode=${1:-all}
 
 # A debug build: cargo-fuzz only drives cargo, and compiles in half the time.
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
@@ -18,7 +23,6 @@ else
     export RUSTC_BOOTSTRAP=1
 fi
 
-python3 fuzz/seeds.py
 cd fuzz
 # opt-level 1: the instrumented optimized build of tract and candle at
 # opt-level 3 took over 20 minutes of CI's 2 cores; 1 runs the targets at
@@ -28,7 +32,11 @@ export CARGO_PROFILE_RELEASE_OPT_LEVEL=${FUZZ_OPT_LEVEL:-1}
 # candle under AddressSanitizer took a third longer (733 s against 560 s on
 # CI's 2 cores), and the allocation limit is the targets' own allocator's
 # (nnlint_fuzz::Capped), as libFuzzer's -malloc_limit_mb needs a sanitizer.
-cargo "${toolchain[@]}" fuzz build -O -s none
+if [ "$mode" != run ]; then
+    cargo "${toolchain[@]}" fuzz build -O -s none
+fi
+[ "$mode" = build ] && exit 0
+python3 seeds.py
 mkdir -p logs
 # One target's run; its summary, or its log's tail and the input that failed.
 run() {

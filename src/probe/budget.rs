@@ -474,10 +474,15 @@ fn formula(op: &str, inputs: &[Option<Arc<Tensor>>]) -> Option<u128> {
             let d = dims(0)?;
             let tiled: Vec<u128> = d
                 .iter()
-                .zip(reps)
-                .map(|(&n, r)| n.saturating_mul(count(r)))
+                .zip(&reps)
+                .map(|(&n, &r)| n.saturating_mul(count(r)))
                 .collect();
-            Some(product(&tiled))
+            // Tiling copies one block per repeat, even an empty one.
+            let repeats = reps
+                .into_iter()
+                .map(count)
+                .fold(0u128, u128::saturating_add);
+            Some(product(&tiled).max(repeats))
         }
         "Expand" => {
             // Broadcast, the shapes aligned on their last axis.
@@ -553,6 +558,25 @@ pub fn check_node(
     left: usize,
     budget: usize,
 ) -> TractResult<()> {
+    let over = |bytes: u128| OverBudget {
+        what: node_named(&node.name, &node.op.name()),
+        node: Some(node.name.clone()),
+        bytes,
+        budget,
+    };
+    // Tiling copies one block per repeat, however small the output: an empty
+    // tensor repeated 10^18 times is no memory and centuries of work. Each
+    // repeat counts as one value, so the memory budget bounds the work too.
+    if let Some(repeats) = tile_repeats(node, inputs, symbols) {
+        let width = node
+            .outputs
+            .first()
+            .map_or(4, |o| o.fact.datum_type.size_of()) as u128;
+        let bytes = repeats.saturating_mul(width);
+        if bytes > left as u128 {
+            return Err(over(bytes).into());
+        }
+    }
     if node.outputs.iter().all(|o| o.fact.shape.is_concrete()) {
         return Ok(());
     }
@@ -590,15 +614,29 @@ pub fn check_node(
         bytes = bytes.saturating_add(count.saturating_mul(o.datum_type.size_of() as u128));
     }
     if bytes > left as u128 {
-        return Err(OverBudget {
-            what: node_named(&node.name, &node.op.name()),
-            node: Some(node.name.clone()),
-            bytes,
-            budget,
-        }
-        .into());
+        return Err(over(bytes).into());
     }
     Ok(())
+}
+
+/// How many blocks a tiling node is about to copy: the sum of its
+/// multipliers, from the op or, for a dynamic tiling, from its input.
+fn tile_repeats(node: &TypedNode, inputs: &[TValue], symbols: &SymbolValues) -> Option<u128> {
+    use tract_onnx::tract_core::ops::array::{DynTile, Tile};
+    let count = |d: &TDim| u128::try_from(d.eval(symbols).to_i64().ok()?.max(0)).ok();
+    let multipliers: Vec<TDim> = if let Some(tile) = node.op_as::<Tile>() {
+        tile.multipliers.to_vec()
+    } else if node.op_as::<DynTile>().is_some() {
+        let m = inputs.get(1)?.cast_to::<TDim>().ok()?;
+        let view = m.try_as_plain_ram().ok()?;
+        view.as_slice::<TDim>().ok()?.to_vec()
+    } else {
+        return None;
+    };
+    multipliers
+        .iter()
+        .map(count)
+        .try_fold(0u128, |acc, m| Some(acc.saturating_add(m?)))
 }
 
 /// The refusal behind a tract error, if the budget refused.

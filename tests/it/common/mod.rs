@@ -154,6 +154,10 @@ pub(crate) fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
 /// the spawner's memory high-water mark, which in a test binary that has
 /// linted a thousand models is itself hundreds of MiB. GNU time is a small
 /// process, and forks nnlint from there.
+///
+/// Under `timeout`, so that a hostile model that hangs nnlint fails its
+/// test (exit code 124) instead of stalling the suite: a bound on liveness
+/// far above any healthy run, not a speed target.
 #[cfg(unix)]
 pub(crate) fn nnlint_peak(args: &[&str]) -> (Output, f64) {
     let dir = tempfile::tempdir().expect("a temporary folder");
@@ -163,6 +167,7 @@ pub(crate) fn nnlint_peak(args: &[&str]) -> (Output, f64) {
         .arg("%M")
         .arg("-o")
         .arg(&report)
+        .args(["timeout", "300"])
         .arg(env!("CARGO_BIN_EXE_nnlint"))
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
