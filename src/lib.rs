@@ -30,9 +30,9 @@ pub mod walk;
 
 pub use diag::report::{FileReport, Report};
 pub use lint::record::{fingerprint, run_record, sha256};
-pub use lint::{diff, lint_file, lint_model, lint_source};
+pub use lint::{diff, lint_file, lint_model, lint_source, unparsed};
 pub use options::{ConfigSource, Error, Options, Settings};
-pub use read::{listing, read_model, Read};
+pub use read::{listing, read_model, Read, Unparsed};
 pub use walk::{expand_paths, Expanded, Walk, MODEL_EXTENSIONS};
 
 /// The report of a run: its files, and the metadata of every rule.

@@ -2,13 +2,10 @@
 
 use std::path::Path;
 
-use crate::diag::position::Sources;
-use crate::diag::report::FileReport;
-use crate::diag::Diagnostic;
 use crate::onnx::printer::{print_model, Values};
+use crate::onnx::text::SyntaxError;
 use crate::onnx::{self, LoadError};
 use crate::options::Error;
-use crate::rules;
 
 /// A model file as nnlint reads it: the model and the text diagnostics point
 /// into. That text is the file itself for `.onnxtxt`; a binary model has none
@@ -16,8 +13,18 @@ use crate::rules;
 /// builds the graph.
 pub enum Read {
     Model(Box<(onnx::Model, Option<onnx::source::Source>)>),
-    /// A text model that does not parse, as a report with the syntax error.
-    Syntax(Box<FileReport>),
+    /// A text model that does not parse.
+    Syntax(Box<Unparsed>),
+}
+
+/// A text model that does not parse: the file, its text and where it stops
+/// following the syntax. The rules of [`Pass::Read`](crate::rules::Pass::Read)
+/// report it ([`lint::unparsed`](crate::lint::unparsed)).
+pub struct Unparsed {
+    /// The path as reports show it.
+    pub path: String,
+    pub text: String,
+    pub error: SyntaxError,
 }
 
 /// Reads a binary (`.onnx`) or text (`.onnxtxt`) model.
@@ -38,18 +45,11 @@ pub fn read_model(path: &Path) -> Result<Read, Error> {
                 onnx::Model::from_proto(path, proto)?,
                 Some(source),
             )))),
-            Err(e) => {
-                let display = path.display().to_string();
-                let mut sources = Sources::new();
-                sources.add(display.clone(), text);
-                let d =
-                    Diagnostic::new(&rules::syntax_error::META, e.message).primary(e.span, "here");
-                Ok(Read::Syntax(Box::new(FileReport {
-                    failed: true,
-                    coverage: None,
-                    ..FileReport::new(display, sources, vec![d])
-                })))
-            }
+            Err(error) => Ok(Read::Syntax(Box::new(Unparsed {
+                path: path.display().to_string(),
+                text,
+                error,
+            }))),
         };
     }
     let model = onnx::load_partial(path)?;

@@ -21,14 +21,14 @@ pub(crate) fn print(path: &std::path::Path, values: bool) -> u8 {
                 None => 0,
             }
         }
-        Ok(nnlint::Read::Syntax(report)) => {
+        Ok(nnlint::Read::Syntax(unparsed)) => {
             let options = RenderOptions {
                 color: Color::Auto.enabled(),
                 prefer: Prefer::Model,
                 quiet: true,
                 verbose: false,
             };
-            let report = nnlint::report(Default::default(), vec![*report]);
+            let report = nnlint::report(Default::default(), vec![nnlint::unparsed(*unparsed)]);
             let _ = render(Format::Human, &report, &options, &mut std::io::stderr());
             2
         }

@@ -276,3 +276,14 @@ pub struct Suppression {
     pub span: Range<usize>,
     pub text: String,
 }
+
+/// A suppression comment that suppressed less than it names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnusedSuppression {
+    /// The file of the comment, as the report's sources number it.
+    pub file: usize,
+    pub comment: Suppression,
+    /// The rules it names that matched no finding, or `*` for a comment
+    /// naming none that suppressed nothing.
+    pub rules: std::collections::BTreeSet<String>,
+}

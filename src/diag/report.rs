@@ -102,8 +102,8 @@ impl LayerDiff {
 pub struct DiffTable {
     /// The optimizer steps between the two checkpoints.
     pub steps: f64,
-    /// `update-ratio`'s band for the update per step.
-    pub band: (f64, f64),
+    /// The band of healthy updates per step, from the rule that judges them.
+    pub band: Option<(f64, f64)>,
     pub layers: Vec<LayerDiff>,
     /// Whether the two graphs paired: checkpoints of different models have
     /// no table, and no summary line after their findings.

@@ -13,14 +13,13 @@ use std::path::Path;
 use crate::diag::position::{Sources, MODEL};
 use crate::diag::report::FileReport;
 pub use crate::diag::report::LayerDiff;
-use crate::diag::{Diagnostic, Severity};
 use crate::graph::{self, Graph};
 use crate::onnx::proto::{data_type, TensorProto};
 use crate::onnx::source::Source;
 use crate::onnx::Model;
 use crate::options::{Error, Settings};
 use crate::read::{listing, read_model, Read};
-use crate::rules::{frozen_weights, graph_mismatch, non_finite, update_ratio};
+use crate::rules::{self, Checkpoints, DiffFindings, Mismatch};
 
 /// Elements compared per block.
 const BLOCK: usize = 1 << 16;
@@ -29,16 +28,47 @@ const BLOCK: usize = 1 << 16;
 pub struct DiffReport {
     pub report: FileReport,
     pub layers: Vec<LayerDiff>,
-    /// `update-ratio`'s band for the update per step, as configured.
-    pub band: (f64, f64),
+    /// The band of healthy updates per step, from the rule that judges them.
+    pub band: Option<(f64, f64)>,
     /// The checkpoints are not the same architecture (exit status 2).
     pub mismatch: bool,
 }
 
-/// `update-ratio`'s band for the update per step under `settings`.
-fn band(settings: &Settings) -> (f64, f64) {
-    let m = &update_ratio::META;
-    (settings.option(m, "low"), settings.option(m, "high"))
+/// What the rules find on the checkpoints: every rule's [`Rule::diff`](rules::Rule::diff),
+/// the findings of the selected ones, at their configured severity. A
+/// mismatch, like a syntax error, is reported whatever the selection:
+/// nothing else can be.
+fn findings(
+    settings: &Settings,
+    layers: &[LayerDiff],
+    steps: f64,
+    mismatch: Option<&Mismatch>,
+) -> DiffFindings {
+    let mut all = DiffFindings::default();
+    for rule in rules::all() {
+        let meta = rule.meta();
+        let cx = Checkpoints {
+            layers,
+            steps,
+            mismatch,
+            meta,
+            settings: settings
+                .config
+                .as_ref()
+                .and_then(|c| c.rules.get(meta.name)),
+        };
+        let mut out = DiffFindings::default();
+        rule.diff(&cx, &mut out);
+        all.band = all.band.or(out.band);
+        if mismatch.is_none() && !settings.selection.enabled(meta) {
+            continue;
+        }
+        for (_, d) in &mut out.found {
+            settings.apply_severity(meta, std::slice::from_mut(d));
+        }
+        all.found.append(&mut out.found);
+    }
+    all
 }
 
 /// Compares two checkpoints of one model.
@@ -59,11 +89,11 @@ pub fn diff_files(
                 read.push((model, source));
             }
             // A text model that does not parse: its syntax error is the report.
-            Read::Syntax(report) => {
+            Read::Syntax(unparsed) => {
                 return Ok(DiffReport {
-                    report: *report,
+                    report: super::unparsed(*unparsed),
                     layers: Vec::new(),
-                    band: band(settings),
+                    band: None,
                     mismatch: true,
                 })
             }
@@ -113,19 +143,14 @@ pub fn diff_models(
     let pairs = match pair(ga, gb) {
         Ok(p) => p,
         Err(why) => {
-            diagnostics.push(
-                Diagnostic::new(
-                    &graph_mismatch::META,
-                    "the two checkpoints are not the same architecture",
-                )
-                .primary(src_b.graph(gb.scope()), why)
-                .note(format!(
-                    "comparing {} with {}",
-                    a.path.display(),
-                    b.path.display()
-                ))
-                .help("diff two checkpoints of the same model, exported the same way"),
-            );
+            let mismatch = Mismatch {
+                why,
+                span: src_b.graph(gb.scope()),
+                before: a.path.clone(),
+                after: b.path.clone(),
+            };
+            let found = findings(settings, &[], steps, Some(&mismatch));
+            diagnostics.extend(found.found.into_iter().map(|(_, d)| d));
             return DiffReport {
                 report: FileReport {
                     failed: true,
@@ -133,7 +158,7 @@ pub fn diff_models(
                     ..FileReport::new(path, sources, diagnostics)
                 },
                 layers,
-                band: band(settings),
+                band: found.band,
                 mismatch: true,
             };
         }
@@ -142,37 +167,18 @@ pub fn diff_models(
         layers.push(compare(a, b, *ta, tb, gb));
     }
 
-    let mut found: Vec<(usize, Diagnostic)> = Vec::new();
-    if settings.selection.enabled(&frozen_weights::META) {
-        found.extend(frozen_weights::check(&layers));
-    }
-    if settings.selection.enabled(&update_ratio::META) {
-        let (low, high) = band(settings);
-        found.extend(update_ratio::check(&layers, steps, low, high));
-    }
-    if settings.selection.enabled(&non_finite::META) {
-        for (i, l) in layers.iter().enumerate() {
-            if l.non_finite_b > 0 && l.non_finite_a == 0 {
-                let d = Diagnostic::new(&non_finite::META, format!("weight `{}` became non-finite", l.name))
-                    .with_severity(Severity::Error)
-                    .note(format!(
-                        "{} of {} values are NaN or infinite after training, none before",
-                        l.non_finite_b, l.elements
-                    ))
-                    .help("training diverged between the checkpoints: lower the learning rate, clip gradients, look for log(0) or division by zero");
-                found.push((i, d));
-            }
-        }
-    }
-    for (i, mut d) in found {
-        let l = &layers[i];
+    let DiffFindings { found, band } = findings(settings, &layers, steps, None);
+    // Each weight's reader, by node name: one pass over the graph.
+    let by_name: HashMap<&str, _> = gb.nodes().map(|n| (n.name(), n)).collect();
+    for (i, d) in found {
+        let Some(l) = i.and_then(|i| layers.get(i)) else {
+            diagnostics.push(d);
+            continue;
+        };
         // The node that reads the weight: the initializer list is one line
         // of the listing, thousands of characters long on a real model.
-        let reader = l
-            .node
-            .as_ref()
-            .and_then(|node| gb.nodes().find(|n| n.name() == node));
-        d = match reader {
+        let reader = l.node.as_deref().and_then(|node| by_name.get(node));
+        diagnostics.push(match reader {
             Some(n) => d
                 .primary(n.op_span(), format!("reads `{}`", l.name))
                 .with_node(n.name()),
@@ -182,16 +188,7 @@ pub fn diff_models(
                     .unwrap_or_else(|| src_b.graph(gb.scope()));
                 d.primary(span, "in the second checkpoint")
             }
-        };
-        if let Some(sev) = settings
-            .config
-            .as_ref()
-            .and_then(|c| c.rules.get(d.rule))
-            .and_then(|r| r.severity)
-        {
-            d.severity = sev;
-        }
-        diagnostics.push(d);
+        });
     }
     super::origins::attach(b, &graphs_b, settings, &mut sources, &mut diagnostics);
     diagnostics.sort_by_key(|d| {
@@ -205,7 +202,7 @@ pub fn diff_models(
             ..FileReport::new(path, sources, diagnostics)
         },
         layers,
-        band: band(settings),
+        band,
         mismatch: false,
     }
 }

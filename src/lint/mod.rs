@@ -13,11 +13,12 @@ mod static_pass;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
+use crate::diag::position::Sources;
 use crate::diag::report::FileReport;
 use crate::onnx::LoadError;
 use crate::options::{ConfigSource, Error, Options, Settings};
-use crate::read::{listing, read_model, Read};
-use crate::{config, graph, onnx, probe};
+use crate::read::{listing, read_model, Read, Unparsed};
+use crate::{config, graph, onnx, probe, rules};
 
 pub(crate) use static_pass::demote;
 
@@ -70,7 +71,24 @@ pub fn lint_file(path: &Path, options: &Options) -> Result<FileReport, Error> {
                 .spawn(move || drop(model));
             Ok(report)
         }
-        Read::Syntax(report) => Ok(*report),
+        Read::Syntax(unparsed) => Ok(self::unparsed(*unparsed)),
+    }
+}
+
+/// The failed report of a text model that does not parse: the findings of
+/// the rules of [`Pass::Read`](rules::Pass::Read), all of them whatever the
+/// selection, as a compiler reports a syntax error.
+pub fn unparsed(unparsed: Unparsed) -> FileReport {
+    let mut diagnostics = Vec::new();
+    for rule in rules::all().filter(|r| r.meta().pass == rules::Pass::Read) {
+        rule.read(&unparsed.error, &mut diagnostics);
+    }
+    let mut sources = Sources::new();
+    sources.add(unparsed.path.clone(), unparsed.text);
+    FileReport {
+        failed: true,
+        coverage: None,
+        ..FileReport::new(unparsed.path, sources, diagnostics)
     }
 }
 

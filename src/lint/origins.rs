@@ -467,6 +467,8 @@ pub fn attach(
     sources: &mut Sources,
     diagnostics: &mut Vec<crate::diag::Diagnostic>,
 ) {
+    use crate::diag::UnusedSuppression;
+    use crate::rules;
     use std::collections::{BTreeMap, BTreeSet, HashMap};
 
     let origins: HashMap<&str, crate::graph::PyOrigin> = graphs
@@ -525,12 +527,10 @@ pub fn attach(
                 .or_insert_with(|| (s, BTreeSet::new()));
         }
     }
-    if settings
-        .selection
-        .enabled(&crate::rules::unused_suppression::META)
-    {
-        for ((file, _), (s, used)) in &comments {
-            let unused: BTreeSet<String> = match &s.rules {
+    let unused: Vec<UnusedSuppression> = comments
+        .into_iter()
+        .filter_map(|((file, _), (comment, used))| {
+            let rules: BTreeSet<String> = match &comment.rules {
                 None if used.is_empty() => BTreeSet::from(["*".to_string()]),
                 None => BTreeSet::new(),
                 Some(names) => names
@@ -539,10 +539,17 @@ pub fn attach(
                     .cloned()
                     .collect(),
             };
-            if !unused.is_empty() {
-                diagnostics.push(crate::rules::unused_suppression::report(*file, s, &unused));
-            }
-        }
+            (!rules.is_empty()).then_some(UnusedSuppression {
+                file,
+                comment,
+                rules,
+            })
+        })
+        .collect();
+    for rule in rules::all().filter(|r| {
+        r.meta().pass == rules::Pass::Suppressions && settings.selection.enabled(r.meta())
+    }) {
+        rule.suppressions(&unused, diagnostics);
     }
     if !settings.show_suppressed {
         diagnostics.retain(|d| d.suppressed_by.is_none());

@@ -28,50 +28,47 @@ pub(crate) fn run(
     if !settings.probe.enabled || measuring.is_empty() {
         return None;
     }
-    let saturation = settings.option(&rules::saturated_activation::META, "threshold") as f32;
+    let plan = rules::plan(settings.config.as_ref());
     let mut backward: Vec<probe::Backward> = measuring
         .iter()
         .flat_map(|r| r.backward(&settings.probe).iter().copied())
         .collect();
     backward.sort();
     backward.dedup();
-    // A pass that did not run is a `probe-skipped` note, when that rule is selected.
-    let skipped = |diagnostics: &mut Vec<Diagnostic>, d: Diagnostic| {
-        let meta = &rules::probe_skipped::META;
-        if settings.selection.enabled(meta) {
-            let mut d = vec![d];
-            settings.apply_severity(meta, &mut d);
-            diagnostics.extend(d);
+    // A pass that did not run, as the selected rules report it.
+    let skipped = |diagnostics: &mut Vec<Diagnostic>, skipped: probe::Skipped<'_>| {
+        for rule in rules::all().filter(|r| settings.selection.enabled(r.meta())) {
+            let mut found = Vec::new();
+            rule.skipped(main, &skipped, &mut found);
+            settings.apply_severity(rule.meta(), &mut found);
+            diagnostics.extend(found);
         }
     };
-    let fit = probe::FitPlan::of(|name| settings.option(&rules::cannot_overfit::META, name));
-    let probe = match probe::run(model, main, &settings.probe, saturation, &backward, &fit) {
+    let probe = match probe::run(model, main, &settings.probe, &plan, &backward) {
         Ok(p) => p,
         Err(skip) => {
-            skipped(diagnostics, rules::probe_skipped::diagnostic(main, &skip));
+            skipped(diagnostics, probe::Skipped::Probe(&skip));
             return None;
         }
     };
     if let Some(Err(skip)) = &probe.gradients {
-        skipped(
-            diagnostics,
-            rules::probe_skipped::backward_diagnostic(main, skip),
-        );
+        skipped(diagnostics, probe::Skipped::Backward(skip));
     }
-    match &probe.fit {
-        Some(Err(skip)) => skipped(
-            diagnostics,
-            rules::probe_skipped::fit_diagnostic(main, skip),
-        ),
-        Some(Ok(f)) => {
-            if let Some(asked) = f.cut_short() {
+    match (&probe.fit, &plan.fit) {
+        (Some(Err(skip)), _) => skipped(diagnostics, probe::Skipped::Fit(skip)),
+        (Some(Ok(fit)), Some(planned)) => {
+            if let Some(asked) = fit.cut_short() {
                 skipped(
                     diagnostics,
-                    rules::probe_skipped::fit_cut_diagnostic(main, f, asked, fit.budget),
+                    probe::Skipped::FitCut {
+                        fit,
+                        asked,
+                        budget: planned.budget,
+                    },
                 );
             }
         }
-        None => {}
+        _ => {}
     }
     for rule in measuring {
         let cx = settings.check(main, rule.meta(), facts);

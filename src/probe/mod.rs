@@ -82,6 +82,35 @@ impl Optimizer {
     }
 }
 
+/// The probe's parameters that rules own ([`Rule::tune`](crate::rules::Rule::tune)).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Plan {
+    /// The pre-activation magnitude past which a Sigmoid or Tanh value counts
+    /// as saturated; `None` counts none.
+    pub saturation: Option<f32>,
+    /// The one-batch fit, when a rule plans one (it runs when one asks for
+    /// [`Backward::Fit`]).
+    pub fit: Option<FitPlan>,
+}
+
+/// A pass of the probe that did not run, or stopped short: what the rules'
+/// [`Rule::skipped`](crate::rules::Rule::skipped) report.
+pub enum Skipped<'a> {
+    /// The forward pass, and so everything.
+    Probe(&'a Skip),
+    /// The backward pass, after a forward pass that ran.
+    Backward(&'a Skip),
+    /// The one-batch fit, after a backward pass that ran.
+    Fit(&'a Skip),
+    /// A fit its time budget of `budget` seconds cut at fewer than the
+    /// `asked` steps, before it fitted or failed.
+    FitCut {
+        fit: &'a Fit,
+        asked: usize,
+        budget: f64,
+    },
+}
+
 /// What decides the one-batch fit: its steps and learning rate by default,
 /// the loss that counts as fitted, and the time it may take when not forced
 /// (`cannot-overfit`'s options).
@@ -95,19 +124,6 @@ pub struct FitPlan {
     pub floor: f64,
     /// Estimated seconds the default fit may take.
     pub budget: f64,
-}
-
-impl FitPlan {
-    /// The plan from `cannot-overfit`'s options, by name.
-    pub fn of(option: impl Fn(&str) -> f64) -> FitPlan {
-        FitPlan {
-            steps: option("steps").max(0.0) as usize,
-            lr: option("lr"),
-            fraction: option("fraction"),
-            floor: option("floor"),
-            budget: option("budget"),
-        }
-    }
 }
 
 impl Default for ProbeOptions {
@@ -216,15 +232,14 @@ pub enum Backward {
     Fit,
 }
 
-/// Runs the probe on the main graph; the backward pass too when `backward`
-/// names what to measure.
+/// Runs the probe on the main graph with the rules' `plan`; the backward
+/// pass too when `backward` names what to measure.
 pub fn run(
     model: &Model,
     graph: &Graph<'_>,
     options: &ProbeOptions,
-    saturation: f32,
+    plan: &Plan,
     backward: &[Backward],
-    fit: &FitPlan,
 ) -> Result<Probe, Skip> {
     if !graph.problems().is_empty() {
         return Err("the graph is not valid (see `invalid-graph`)".into());
@@ -243,7 +258,7 @@ pub fn run(
         )
         .into());
     }
-    let watch = watch_plan(graph, saturation);
+    let watch = watch_plan(graph, plan.saturation);
     let run_options = run_options(options, typing_seconds);
     let run = engine::run(model, graph, &lowered, &watch, &run_options).map_err(|mut e| {
         // A pass on shapes the probe guessed may fail for the guess: say which.
@@ -272,8 +287,8 @@ pub fn run(
         }
         _ => None,
     };
-    let fit = match (&gradients, &weights) {
-        (Some(Ok(g)), Some(weights)) if backward.contains(&Backward::Fit) => {
+    let fit = match (&gradients, &weights, &plan.fit) {
+        (Some(Ok(g)), Some(weights), Some(fit)) if backward.contains(&Backward::Fit) => {
             fit_pass(model, graph, &run, options, fit, g, weights).transpose()
         }
         _ => None,
@@ -704,7 +719,7 @@ fn backward_pass(
 }
 
 /// Which tensors get per-unit counts or a head's cross-entropy.
-fn watch_plan(graph: &Graph<'_>, saturation: f32) -> FxHashMap<String, Watch> {
+fn watch_plan(graph: &Graph<'_>, saturation: Option<f32>) -> FxHashMap<String, Watch> {
     let mut watch: FxHashMap<String, Watch> = FxHashMap::default();
     for n in graph.nodes() {
         if !n.domain_is_default() {
@@ -722,7 +737,7 @@ fn watch_plan(graph: &Graph<'_>, saturation: f32) -> FxHashMap<String, Watch> {
                 if let Some(i) = n.input(0) {
                     let w = watch.entry(i.to_string()).or_default();
                     w.unit_axis = Some(unit_axis(graph, &n));
-                    w.saturation = Some(saturation);
+                    w.saturation = saturation;
                 }
             }
             _ => {}

@@ -15,18 +15,13 @@ mod parameters;
 pub mod premise;
 pub mod select;
 
-// The rules the pipeline names: their options set up the probe, their
-// notes say why a pass did not run, and reading, suppressions,
-// measurements and `diff` build their findings. Every other rule is
-// reached through the registry only.
-pub(crate) use checkpoints::{frozen_weights, graph_mismatch, update_ratio};
-pub(crate) use connections::{dead_relu, non_finite};
-pub(crate) use file::{syntax_error, unused_suppression};
-pub(crate) use measured::{
-    activation_scale, cannot_overfit, initial_loss, probe_skipped, saturated_activation,
-};
+// The rules the measurements table names, for their thresholds and the
+// loss and scale they measure by. Every other rule is reached through the
+// registry only.
+pub(crate) use connections::dead_relu;
+pub(crate) use measured::{activation_scale, initial_loss, saturated_activation};
 
-use crate::diag::report::RuleInfo;
+use crate::diag::report::{LayerDiff, RuleInfo};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::Graph;
 use crate::probe::Probe;
@@ -69,13 +64,15 @@ impl Category {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Pass {
-    /// Reading a text model.
+    /// Reading a text model ([`Rule::read`]).
     Read,
     /// Static checks of one graph, run by `nnlint MODEL` ([`Rule::check`]).
     Graph,
-    /// The `# nnlint: ignore` comments in the author's Python code.
+    /// The `# nnlint: ignore` comments in the author's Python code
+    /// ([`Rule::suppressions`]).
     Suppressions,
-    /// `nnlint diff BEFORE AFTER`, on two checkpoints of one model.
+    /// `nnlint diff BEFORE AFTER`, on two checkpoints of one model
+    /// ([`Rule::diff`]; rules of other passes may compare checkpoints too).
     Diff,
     /// Only the probe's forward pass ([`Rule::probe`]). Rules of the `Graph`
     /// pass may measure too; [`Rule::measures`] says which.
@@ -139,6 +136,76 @@ impl Check<'_, '_> {
     }
 }
 
+/// A rule's configured options, for the hooks that see no graph
+/// ([`Rule::tune`]).
+pub struct Tuning<'a> {
+    pub meta: &'static RuleMeta,
+    pub settings: Option<&'a RuleConfig>,
+}
+
+impl Tuning<'_> {
+    /// A threshold, from the configuration or the rule's default.
+    pub fn option(&self, name: &str) -> f64 {
+        option(self.meta, self.settings, name)
+    }
+}
+
+/// The probe's parameters as every rule sets them ([`Rule::tune`]), under
+/// `config`: selected or not, as the measurements table reads them too.
+pub fn plan(config: Option<&crate::config::Config>) -> crate::probe::Plan {
+    let mut plan = crate::probe::Plan::default();
+    for rule in all() {
+        let meta = rule.meta();
+        let cx = Tuning {
+            meta,
+            settings: config.and_then(|c| c.rules.get(meta.name)),
+        };
+        rule.tune(&cx, &mut plan);
+    }
+    plan
+}
+
+/// What `nnlint diff` hands each rule ([`Rule::diff`]): two checkpoints of
+/// one model compared weight by weight, or why they could not be paired.
+pub struct Checkpoints<'a> {
+    /// The weights of the second checkpoint paired with the first, in graph
+    /// order; empty when `mismatch` is set.
+    pub layers: &'a [LayerDiff],
+    /// Optimizer steps between the checkpoints (`--steps`).
+    pub steps: f64,
+    pub mismatch: Option<&'a Mismatch>,
+    pub meta: &'static RuleMeta,
+    pub settings: Option<&'a RuleConfig>,
+}
+
+impl Checkpoints<'_> {
+    /// A threshold, from the configuration or the rule's default.
+    pub fn option(&self, name: &str) -> f64 {
+        option(self.meta, self.settings, name)
+    }
+}
+
+/// Two checkpoints whose graphs differ, so that no weight can be paired.
+pub struct Mismatch {
+    /// Where they first differ.
+    pub why: String,
+    /// The second checkpoint's graph in its listing.
+    pub span: std::ops::Range<usize>,
+    pub before: std::path::PathBuf,
+    pub after: std::path::PathBuf,
+}
+
+/// What the rules of `nnlint diff` find.
+#[derive(Default)]
+pub struct DiffFindings {
+    /// Each finding with the weight of [`Checkpoints::layers`] it is about,
+    /// or `None` for one already placed.
+    pub found: Vec<(Option<usize>, Diagnostic)>,
+    /// The band of healthy relative updates per step that the table marks,
+    /// from the rule that judges them.
+    pub band: Option<(f64, f64)>,
+}
+
 impl RuleMeta {
     /// The rule as the renderers cite it.
     pub fn info(&self) -> RuleInfo {
@@ -180,6 +247,16 @@ impl Diagnostic {
 
 pub trait Rule: Sync {
     fn meta(&self) -> &'static RuleMeta;
+    /// Appends the rule's findings on a text model that does not parse
+    /// ([`Pass::Read`]).
+    fn read(&self, _error: &crate::onnx::text::SyntaxError, _out: &mut Vec<Diagnostic>) {}
+    /// Adds the rule's findings on two checkpoints of one model (`nnlint
+    /// diff`), whatever its [`Pass`].
+    fn diff(&self, _cx: &Checkpoints<'_>, _out: &mut DiffFindings) {}
+    /// Appends the rule's findings on the suppression comments that
+    /// suppressed less than they name ([`Pass::Suppressions`]).
+    fn suppressions(&self, _unused: &[crate::diag::UnusedSuppression], _out: &mut Vec<Diagnostic>) {
+    }
     /// Appends the rule's findings on one graph of a model. Rules of other
     /// passes keep this default and report from their pass (see [`Pass`]).
     fn check(&self, _cx: &Check<'_, '_>, _out: &mut Vec<Diagnostic>) {}
@@ -191,6 +268,18 @@ pub trait Rule: Sync {
     /// options; empty for none.
     fn backward(&self, _options: &crate::probe::ProbeOptions) -> &'static [crate::probe::Backward] {
         &[]
+    }
+    /// Sets the probe's parameters the rule owns (a threshold the probe
+    /// counts by, the one-batch fit's steps), selected or not.
+    fn tune(&self, _cx: &Tuning<'_>, _plan: &mut crate::probe::Plan) {}
+    /// Appends the rule's findings on a pass of the probe that did not run
+    /// on the main graph, or stopped short.
+    fn skipped(
+        &self,
+        _graph: &Graph<'_>,
+        _skipped: &crate::probe::Skipped<'_>,
+        _out: &mut Vec<Diagnostic>,
+    ) {
     }
     /// Appends the rule's findings from the probe's forward pass over the main graph.
     fn probe(&self, _cx: &Check<'_, '_>, _probe: &Probe, _out: &mut Vec<Diagnostic>) {}

@@ -68,7 +68,7 @@ fn compare_with_torch(root: &Path) -> (usize, usize) {
                 .files
                 .insert(input.to_string(), format!("{stem_s}.{input}.npy").into());
         }
-        let probe = nnlint::probe::run(&model, graph, &options, 5.0, &[], &common::fit_plan())
+        let probe = nnlint::probe::run(&model, graph, &options, &common::plan(), &[])
             .unwrap_or_else(|e| panic!("{stem_s}: the probe did not run: {e}"));
         let lowered = nnlint::probe::lower::lower_for_gradients(graph).unwrap();
         let grad = GradOptions {
@@ -228,9 +228,8 @@ fn first_step_predictions_match_torchs_step() {
                 &model,
                 &graphs[0],
                 &options.probe,
-                5.0,
+                &common::plan(),
                 &[nnlint::probe::Backward::Params],
-                &common::fit_plan(),
             )
             .unwrap();
             let grads = probe.gradients.unwrap().unwrap();

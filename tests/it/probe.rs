@@ -33,7 +33,7 @@ fn lowered_training_ops_compute_what_onnxruntime_computes() {
                 .files
                 .insert(input.to_string(), format!("{stem}.{input}.npy").into());
         }
-        let probe = nnlint::probe::run(&model, &graphs[0], &options, 5.0, &[], &common::fit_plan())
+        let probe = nnlint::probe::run(&model, &graphs[0], &options, &common::plan(), &[])
             .unwrap_or_else(|e| panic!("{stem}: the probe did not run: {e}"));
         let expected: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(r).unwrap()).unwrap();
@@ -566,7 +566,7 @@ fn a_graph_read_in_pieces_measures_what_the_whole_graph_measures() {
                 piece_nodes,
                 ..ProbeOptions::default()
             };
-            nnlint::probe::run(&loaded, &graphs[0], &options, 5.0, &[], &common::fit_plan())
+            nnlint::probe::run(&loaded, &graphs[0], &options, &common::plan(), &[])
                 .unwrap_or_else(|e| panic!("{model} in pieces of {piece_nodes}: {e}"))
         };
         let whole = probe(usize::MAX);
@@ -632,9 +632,8 @@ fn a_recurrence_along_the_batch_is_batch_mixing_by_gradient_and_by_forward_passe
                 &model,
                 &graphs[0],
                 &options,
-                5.0,
+                &common::plan(),
                 &[Backward::Mixing],
-                &common::fit_plan(),
             )
             .unwrap_or_else(|e| panic!("{path}: {e}"));
             let by_gradient = match &probe.gradients {

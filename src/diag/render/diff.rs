@@ -13,8 +13,7 @@ pub fn render_human(report: &Report, diff: &DiffTable, out: &mut dyn Write) -> i
     if report.files.iter().any(|f| !f.diagnostics.is_empty()) {
         writeln!(out)?;
     }
-    let (low, high) = diff.band;
-    write!(out, "{}", table(&diff.layers, diff.steps, low, high))
+    write!(out, "{}", table(&diff.layers, diff.steps, diff.band))
 }
 
 /// The steps, the findings as `json` writes them, and every layer's numbers.
@@ -35,7 +34,7 @@ pub fn render_json(
 
 /// The table `--format human` adds: one row per weight, in graph order, with a
 /// bar for the log of the update per step (`|` marks the healthy band).
-pub fn table(layers: &[LayerDiff], steps: f64, low: f64, high: f64) -> String {
+pub fn table(layers: &[LayerDiff], steps: f64, band: Option<(f64, f64)>) -> String {
     let name_w = layers
         .iter()
         .map(|l| l.name.chars().count())
@@ -58,7 +57,10 @@ pub fn table(layers: &[LayerDiff], steps: f64, low: f64, high: f64) -> String {
     for l in layers {
         let per_step = l.per_step(steps);
         let mut bar: Vec<char> = vec![' '; 29];
-        for c in [col(low), col(high)] {
+        for c in band
+            .into_iter()
+            .flat_map(|(low, high)| [col(low), col(high)])
+        {
             bar[c] = '|';
         }
         // The value's own mark wins over a band edge it falls on.
@@ -130,7 +132,7 @@ mod tests {
     #[test]
     fn a_value_on_a_band_edge_keeps_its_mark() {
         for v in [1e-4, 8.96e-5, 3e-2, 2.9e-2, 1e-3] {
-            let t = table(&[layer(v)], 1.0, 1e-4, 3e-2);
+            let t = table(&[layer(v)], 1.0, Some((1e-4, 3e-2)));
             let row = t.lines().nth(1).unwrap();
             assert!(row.contains('#'), "{v}: {row}");
         }

@@ -382,12 +382,20 @@ fn depth_charts(m: &Measurements, flagged: &[bool]) -> Vec<Chart> {
 fn diff_view(d: &DiffTable) -> DiffView {
     let mut rows = Vec::new();
     let (mut moving, mut frozen) = (Vec::new(), Vec::new());
+    // Without a rule to judge them, no update is out of band.
+    let (low, high) = d.band.unwrap_or((f64::NEG_INFINITY, f64::INFINITY));
+    let band = |f: &dyn Fn(f64) -> String| {
+        d.band.map_or_else(
+            || "none".to_string(),
+            |(low, high)| format!("{} to {}", f(low), f(high)),
+        )
+    };
     for (i, l) in d.layers.iter().filter(|l| l.trainable).enumerate() {
         let update = l.per_step(d.steps);
         let is_frozen = l.frozen();
-        let out_of_band = update < d.band.0 || update > d.band.1;
+        let out_of_band = update < low || update > high;
         if is_frozen {
-            frozen.push((i as f64, d.band.0 / 10.0, true));
+            frozen.push((i as f64, d.band.map_or(1e-7, |(low, _)| low / 10.0), true));
         } else if update.is_finite() && update > 0.0 {
             moving.push((i as f64, update, out_of_band));
         }
@@ -398,9 +406,9 @@ fn diff_view(d: &DiffTable) -> DiffView {
             update: short_number(update),
             mark: if is_frozen {
                 "frozen"
-            } else if update < d.band.0 {
+            } else if update < low {
                 "low"
-            } else if update > d.band.1 {
+            } else if update > high {
                 "high"
             } else {
                 ""
@@ -413,9 +421,8 @@ fn diff_view(d: &DiffTable) -> DiffView {
         x: "weight",
         y: "||B - A|| / ||A|| per step",
         caption: format!(
-            "the shaded band is update-ratio's range ({} to {} per step); red points are outside it; red squares at the bottom are frozen weights (no element changed)",
-            short_number(d.band.0),
-            short_number(d.band.1)
+            "the shaded band is update-ratio's range ({} per step); red points are outside it; red squares at the bottom are frozen weights (no element changed)",
+            band(&short_number)
         ),
         log: true,
         series: vec![
@@ -430,14 +437,14 @@ fn diff_view(d: &DiffTable) -> DiffView {
                 shape: Shape::Square,
             },
         ],
-        band: Some(d.band),
+        band: d.band,
         lines: Vec::new(),
     })
     .into_iter()
     .collect();
     DiffView {
         steps: short_number(d.steps),
-        band: format!("{} to {}", short_number(d.band.0), short_number(d.band.1)),
+        band: band(&short_number),
         charts,
         rows,
     }

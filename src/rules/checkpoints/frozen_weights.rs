@@ -2,7 +2,7 @@
 
 use crate::diag::report::LayerDiff;
 use crate::diag::{Diagnostic, Severity};
-use crate::rules::{Category, Pass, Rule, RuleMeta};
+use crate::rules::{Category, Checkpoints, DiffFindings, Pass, Rule, RuleMeta};
 
 pub(crate) static META: RuleMeta = RuleMeta {
     name: "frozen-weights",
@@ -23,6 +23,11 @@ impl Rule for FrozenWeights {
     fn meta(&self) -> &'static RuleMeta {
         &META
     }
+
+    fn diff(&self, cx: &Checkpoints<'_>, out: &mut DiffFindings) {
+        out.found
+            .extend(check(cx.layers).into_iter().map(|(i, d)| (Some(i), d)));
+    }
 }
 
 /// Findings on the weights that stayed exactly equal while at least one other
@@ -30,7 +35,7 @@ impl Rule for FrozenWeights {
 /// a single note for a frozen backbone, every frozen weight before every
 /// trained one, which is how fine-tuning a head looks. With no weight
 /// changed at all, one warning says the checkpoints are the same.
-pub(crate) fn check(layers: &[LayerDiff]) -> Vec<(usize, Diagnostic)> {
+fn check(layers: &[LayerDiff]) -> Vec<(usize, Diagnostic)> {
     let trainable: Vec<(usize, &LayerDiff)> = layers
         .iter()
         .enumerate()

@@ -6,7 +6,7 @@ use crate::diag::report::LayerDiff;
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::ParamKind;
 use crate::probe::{Backward, Optimizer, Probe, ProbeOptions};
-use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
+use crate::rules::{Category, Check, Checkpoints, DiffFindings, Pass, Rule, RuleMeta, RuleOption};
 
 pub(crate) static META: RuleMeta = RuleMeta {
     name: "update-ratio",
@@ -37,6 +37,16 @@ pub(crate) struct UpdateRatio;
 impl Rule for UpdateRatio {
     fn meta(&self) -> &'static RuleMeta {
         &META
+    }
+
+    fn diff(&self, cx: &Checkpoints<'_>, out: &mut DiffFindings) {
+        let (low, high) = (cx.option("low"), cx.option("high"));
+        out.band = Some((low, high));
+        out.found.extend(
+            check(cx.layers, cx.steps, low, high)
+                .into_iter()
+                .map(|(i, d)| (Some(i), d)),
+        );
     }
 
     fn measures(&self) -> bool {
@@ -127,12 +137,7 @@ fn side(per_step: f64, low: f64, high: f64) -> Option<(&'static str, &'static st
 /// steps` leaves `[low, high]`. Biases and normalization parameters (1-D) are
 /// left out: they start at zero or one, so their own norm makes the ratio
 /// meaningless; the table still shows them.
-pub(crate) fn check(
-    layers: &[LayerDiff],
-    steps: f64,
-    low: f64,
-    high: f64,
-) -> Vec<(usize, Diagnostic)> {
+fn check(layers: &[LayerDiff], steps: f64, low: f64, high: f64) -> Vec<(usize, Diagnostic)> {
     let fmt = |v: f64| format!("{v:.1e}");
     layers
         .iter()

@@ -4,7 +4,7 @@ use crate::diag::short_number as short;
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::{Graph, NORMALIZATION_OPS};
 use crate::probe::Probe;
-use crate::rules::{Category, Check, Pass, Rule, RuleMeta};
+use crate::rules::{Category, Check, Checkpoints, DiffFindings, Pass, Rule, RuleMeta};
 
 pub(crate) static META: RuleMeta = RuleMeta {
     name: "non-finite",
@@ -68,6 +68,22 @@ impl Rule for NonFinite {
                 d = d.with_node(n.name());
             }
             out.push(d);
+        }
+    }
+
+    /// A weight finite in the first checkpoint and not in the second.
+    fn diff(&self, cx: &Checkpoints<'_>, out: &mut DiffFindings) {
+        for (i, l) in cx.layers.iter().enumerate() {
+            if l.non_finite_b > 0 && l.non_finite_a == 0 {
+                let d = Diagnostic::new(&META, format!("weight `{}` became non-finite", l.name))
+                    .with_severity(Severity::Error)
+                    .note(format!(
+                        "{} of {} values are NaN or infinite after training, none before",
+                        l.non_finite_b, l.elements
+                    ))
+                    .help("training diverged between the checkpoints: lower the learning rate, clip gradients, look for log(0) or division by zero");
+                out.found.push((Some(i), d));
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 //! Text models that do not parse.
 
-use crate::diag::Severity;
+use crate::diag::{Diagnostic, Severity};
+use crate::onnx::text;
 use crate::rules::{Category, Pass, Rule, RuleMeta};
 
 pub(crate) static META: RuleMeta = RuleMeta {
@@ -21,5 +22,9 @@ pub(crate) struct SyntaxError;
 impl Rule for SyntaxError {
     fn meta(&self) -> &'static RuleMeta {
         &META
+    }
+
+    fn read(&self, error: &text::SyntaxError, out: &mut Vec<Diagnostic>) {
+        out.push(Diagnostic::new(&META, error.message.clone()).primary(error.span.clone(), "here"));
     }
 }

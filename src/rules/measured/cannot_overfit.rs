@@ -3,9 +3,9 @@
 use crate::diag::short_number as short;
 use crate::diag::{sparkline, Diagnostic, Series, Severity};
 use crate::graph::Graph;
-use crate::probe::{Backward, Probe, ProbeOptions, Target};
+use crate::probe::{Backward, FitPlan, Probe, ProbeOptions, Target};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
-use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
+use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption, Tuning};
 
 pub(crate) static META: RuleMeta = RuleMeta {
     name: "cannot-overfit",
@@ -51,6 +51,16 @@ pub(crate) struct CannotOverfit;
 impl Rule for CannotOverfit {
     fn meta(&self) -> &'static RuleMeta {
         &META
+    }
+
+    fn tune(&self, cx: &Tuning<'_>, plan: &mut crate::probe::Plan) {
+        plan.fit = Some(FitPlan {
+            steps: cx.option("steps").max(0.0) as usize,
+            lr: cx.option("lr"),
+            fraction: cx.option("fraction"),
+            floor: cx.option("floor"),
+            budget: cx.option("budget"),
+        });
     }
 
     fn measures(&self) -> bool {

@@ -3,7 +3,7 @@
 use crate::diag::short_number as short;
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::Graph;
-use crate::probe::{Fit, Skip};
+use crate::probe::{Fit, Skip, Skipped};
 use crate::rules::{Category, Pass, Rule, RuleMeta};
 
 pub(crate) static META: RuleMeta = RuleMeta {
@@ -25,11 +25,20 @@ impl Rule for ProbeSkipped {
     fn meta(&self) -> &'static RuleMeta {
         &META
     }
+
+    fn skipped(&self, graph: &Graph<'_>, skipped: &Skipped<'_>, out: &mut Vec<Diagnostic>) {
+        out.push(match *skipped {
+            Skipped::Probe(skip) => diagnostic(graph, skip),
+            Skipped::Backward(skip) => backward_diagnostic(graph, skip),
+            Skipped::Fit(skip) => fit_diagnostic(graph, skip),
+            Skipped::FitCut { fit, asked, budget } => fit_cut_diagnostic(graph, fit, asked, budget),
+        });
+    }
 }
 
 /// The note for a probe that did not run: at the node that stopped it, or on
 /// the main graph.
-pub(crate) fn diagnostic(graph: &Graph<'_>, skip: &Skip) -> Diagnostic {
+fn diagnostic(graph: &Graph<'_>, skip: &Skip) -> Diagnostic {
     let d = Diagnostic::new(&META, format!("the probe did not run: {}", skip.reason));
     at_node(graph, skip, d, "stopped the probe", "not probed")
         .note("static rules ran as usual; only the measured checks are missing")
@@ -37,7 +46,7 @@ pub(crate) fn diagnostic(graph: &Graph<'_>, skip: &Skip) -> Diagnostic {
 }
 
 /// The note for a backward pass that did not run, after a forward pass that did.
-pub(crate) fn backward_diagnostic(graph: &Graph<'_>, skip: &Skip) -> Diagnostic {
+fn backward_diagnostic(graph: &Graph<'_>, skip: &Skip) -> Diagnostic {
     let d = Diagnostic::new(
         &META,
         format!("the backward pass did not run: {}", skip.reason),
@@ -48,7 +57,7 @@ pub(crate) fn backward_diagnostic(graph: &Graph<'_>, skip: &Skip) -> Diagnostic 
 }
 
 /// The note for a one-batch fit that did not run, after a backward pass that did.
-pub(crate) fn fit_diagnostic(graph: &Graph<'_>, skip: &Skip) -> Diagnostic {
+fn fit_diagnostic(graph: &Graph<'_>, skip: &Skip) -> Diagnostic {
     let d = Diagnostic::new(
         &META,
         format!("the one-batch fit did not run: {}", skip.reason),
@@ -62,12 +71,7 @@ pub(crate) fn fit_diagnostic(graph: &Graph<'_>, skip: &Skip) -> Diagnostic {
 /// it fitted or failed at both rates: it ran, and says neither that the
 /// model fits nor that it cannot. The steps are both attempts' (a first that
 /// stalled, then one at a lower rate).
-pub(crate) fn fit_cut_diagnostic(
-    graph: &Graph<'_>,
-    fit: &Fit,
-    asked: usize,
-    budget: f64,
-) -> Diagnostic {
+fn fit_cut_diagnostic(graph: &Graph<'_>, fit: &Fit, asked: usize, budget: f64) -> Diagnostic {
     Diagnostic::new(
         &META,
         format!(

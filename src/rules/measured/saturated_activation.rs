@@ -3,7 +3,7 @@
 use crate::diag::{short_number as short, Diagnostic, Severity};
 use crate::probe::Probe;
 use crate::rules::premise::{requires, Half, Premise, Unmet};
-use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
+use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption, Tuning};
 
 pub(crate) static META: RuleMeta = RuleMeta {
     name: "saturated-activation",
@@ -48,6 +48,10 @@ pub(crate) struct SaturatedActivation;
 impl Rule for SaturatedActivation {
     fn meta(&self) -> &'static RuleMeta {
         &META
+    }
+
+    fn tune(&self, cx: &Tuning<'_>, plan: &mut crate::probe::Plan) {
+        plan.saturation = Some(cx.option("threshold") as f32);
     }
 
     fn measures(&self) -> bool {

@@ -7,12 +7,9 @@ use std::sync::{LazyLock, Mutex, OnceLock};
 
 use nnlint::diag::report::Report;
 
-/// A one-batch fit plan for [`nnlint::probe::run`]: `cannot-overfit`'s defaults.
-pub(crate) fn fit_plan() -> nnlint::probe::FitPlan {
-    let meta = nnlint::rules::find("cannot-overfit")
-        .expect("the rule exists")
-        .meta();
-    nnlint::probe::FitPlan::of(|name| nnlint::rules::option(meta, None, name))
+/// The probe's parameters for [`nnlint::probe::run`]: the rules' defaults.
+pub(crate) fn plan() -> nnlint::probe::Plan {
+    nnlint::rules::plan(None)
 }
 
 /// Runs the nnlint binary from the repository root, without colour.
