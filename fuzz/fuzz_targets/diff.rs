@@ -23,6 +23,6 @@ fuzz_target!(|data: &[u8]| {
     let (src_a, src_b) = (nnlint::listing(&a), nnlint::listing(&b));
     let settings = nnlint_fuzz::settings(false);
     let report = nnlint::diff::diff_models((&a, &src_a), (&b, &src_b), &settings, 5.0);
-    let _ = nnlint::diag::render::diff::table(&report.layers, 5.0, Some((1e-4, 3e-2)));
+    let _ = nnlint::diag::render::diff::table(&report.layers, 5.0, report.band);
     nnlint_fuzz::render_all(vec![report.report]);
 });
