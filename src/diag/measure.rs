@@ -81,7 +81,7 @@ pub struct FitAttempt {
 }
 
 /// The rules' thresholds, as configured for the model.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Bands {
     /// `activation-scale`: the spread the first weight layer receives, and
     /// the range around it (times `low` and `high`) the rule accepts.

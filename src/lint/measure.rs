@@ -1,13 +1,14 @@
 //! The report's measurements of one model: the probe's per-layer summaries,
-//! read with the same functions and thresholds the measuring rules use.
+//! and what every rule adds to them ([`Rule::measurements`](rules::Rule::measurements)):
+//! its thresholds, and the values it judges by its own formula.
 
 use rustc_hash::FxHashMap;
 
-use crate::diag::report::{Bands, FitAttempt, FitCurve, LayerMeasure, LossMeasure, Measurements};
+use crate::diag::report::{FitAttempt, FitCurve, LayerMeasure, Measurements};
 use crate::graph::Graph;
 use crate::options::Settings;
 use crate::probe::Probe;
-use crate::rules::{activation_scale, dead_relu, initial_loss, saturated_activation};
+use crate::rules;
 
 /// Ops besides weight layers whose output the depth profile shows:
 /// activations and normalizations.
@@ -30,8 +31,12 @@ const LAYER_OPS: &[&str] = &[
 ];
 
 /// What the probe measured on `graph`, layer by layer.
-pub(super) fn of(probe: &Probe, graph: &Graph<'_>, settings: &Settings) -> Measurements {
-    let per_sample = settings.option(&saturated_activation::META, "sample-fraction");
+pub(super) fn of(
+    probe: &Probe,
+    graph: &Graph<'_>,
+    settings: &Settings,
+    facts: &rules::Facts,
+) -> Measurements {
     let gradients: FxHashMap<&str, f64> = match &probe.gradients {
         Some(Ok(g)) => g.params.iter().map(|p| (p.name.as_str(), p.norm)).collect(),
         _ => FxHashMap::default(),
@@ -54,9 +59,6 @@ pub(super) fn of(probe: &Probe, graph: &Graph<'_>, settings: &Settings) -> Measu
             .is("Relu")
             .then(|| units(Some(tensor.as_str())).and_then(|u| fraction(u.dead())))
             .flatten();
-        let saturated_fraction = ((n.is("Sigmoid") || n.is("Tanh")) && !graph.is_gate(&n))
-            .then(|| units(n.input(0)).and_then(|u| fraction(u.saturated(per_sample))))
-            .flatten();
         let weight = layer.map(|l| l.weight_name.to_string());
         let gradient_norm = layer.and_then(|l| gradients.get(l.weight_name).copied());
         layers.push(LayerMeasure {
@@ -67,23 +69,11 @@ pub(super) fn of(probe: &Probe, graph: &Graph<'_>, settings: &Settings) -> Measu
             std: s.std(),
             non_finite: s.non_finite,
             dead_fraction,
-            saturated_fraction,
+            saturated_fraction: None,
             weight,
             gradient_norm,
         });
     }
-    let loss_ratio = settings.option(&initial_loss::META, "ratio").max(1.0);
-    let losses = initial_loss::measurements(graph, probe)
-        .into_iter()
-        .map(|m| LossMeasure {
-            node: graph.node(m.node).name().to_string(),
-            what: m.what,
-            value: m.value,
-            classes: m.classes,
-            expected: m.expected,
-            off: !initial_loss::within(m.value, m.expected, loss_ratio),
-        })
-        .collect();
     let fit = match &probe.fit {
         Some(Ok(f)) => Some(FitCurve {
             losses: f.losses.clone(),
@@ -97,18 +87,16 @@ pub(super) fn of(probe: &Probe, graph: &Graph<'_>, settings: &Settings) -> Measu
         }),
         _ => None,
     };
-    let scale = |name| settings.option(&activation_scale::META, name);
-    Measurements {
+    let mut measured = Measurements {
         batch: probe.batch(),
         layers,
-        losses,
+        losses: Vec::new(),
         fit,
-        bands: Bands {
-            reference_spread: activation_scale::reference(graph, probe).map(|(s, _)| s),
-            spread: (scale("low"), scale("high")),
-            dead_fraction: settings.option(&dead_relu::META, "measured-fraction"),
-            saturated_fraction: settings.option(&saturated_activation::META, "unit-fraction"),
-            loss_ratio,
-        },
+        bands: Default::default(),
+    };
+    for rule in rules::all() {
+        let cx = settings.check(graph, rule.meta(), facts);
+        rule.measurements(&cx, probe, &mut measured);
     }
+    measured
 }

@@ -115,7 +115,7 @@ pub(crate) fn run(
             }
         }
     }
-    Some(measure::of(&probe, main, settings))
+    Some(measure::of(&probe, main, settings, facts))
 }
 
 /// Findings by the nodes they concern (their node and the nodes they span)

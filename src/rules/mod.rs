@@ -15,12 +15,6 @@ mod parameters;
 pub mod premise;
 pub mod select;
 
-// The rules the measurements table names, for their thresholds and the
-// loss and scale they measure by. Every other rule is reached through the
-// registry only.
-pub(crate) use connections::dead_relu;
-pub(crate) use measured::{activation_scale, initial_loss, saturated_activation};
-
 use crate::diag::report::{LayerDiff, RuleInfo};
 use crate::diag::{Diagnostic, Severity};
 use crate::graph::Graph;
@@ -279,6 +273,17 @@ pub trait Rule: Sync {
         _graph: &Graph<'_>,
         _skipped: &crate::probe::Skipped<'_>,
         _out: &mut Vec<Diagnostic>,
+    ) {
+    }
+    /// Adds to the report's measurements of the main graph what the rule
+    /// judges them by: its thresholds ([`Bands`](crate::diag::report::Bands)),
+    /// and values only its own formula reads from the probe. Selected or
+    /// not: the table shows them either way.
+    fn measurements(
+        &self,
+        _cx: &Check<'_, '_>,
+        _probe: &Probe,
+        _out: &mut crate::diag::report::Measurements,
     ) {
     }
     /// Appends the rule's findings from the probe's forward pass over the main graph.

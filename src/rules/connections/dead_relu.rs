@@ -50,6 +50,15 @@ impl Rule for DeadRelu {
         &META
     }
 
+    fn measurements(
+        &self,
+        cx: &Check<'_, '_>,
+        _probe: &Probe,
+        out: &mut crate::diag::report::Measurements,
+    ) {
+        out.bands.dead_fraction = cx.option("measured-fraction");
+    }
+
     fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
         let graph = cx.graph;
         // Below -4, a unit is off for standardized inputs within 4 sigma of its weights.

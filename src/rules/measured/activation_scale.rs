@@ -82,6 +82,16 @@ impl Rule for ActivationScale {
         &META
     }
 
+    fn measurements(
+        &self,
+        cx: &Check<'_, '_>,
+        probe: &Probe,
+        out: &mut crate::diag::report::Measurements,
+    ) {
+        out.bands.reference_spread = reference(cx.graph, probe).map(|(s, _)| s);
+        out.bands.spread = (cx.option("low"), cx.option("high"));
+    }
+
     fn measures(&self) -> bool {
         true
     }

@@ -31,6 +31,27 @@ impl Rule for InitialLoss {
         &META
     }
 
+    fn measurements(
+        &self,
+        cx: &Check<'_, '_>,
+        probe: &Probe,
+        out: &mut crate::diag::report::Measurements,
+    ) {
+        let ratio = cx.option("ratio").max(1.0);
+        out.bands.loss_ratio = ratio;
+        out.losses = measurements(cx.graph, probe)
+            .into_iter()
+            .map(|m| crate::diag::report::LossMeasure {
+                node: cx.graph.node(m.node).name().to_string(),
+                what: m.what,
+                value: m.value,
+                classes: m.classes,
+                expected: m.expected,
+                off: !within(m.value, m.expected, ratio),
+            })
+            .collect();
+    }
+
     fn measures(&self) -> bool {
         true
     }

@@ -50,6 +50,31 @@ impl Rule for SaturatedActivation {
         &META
     }
 
+    /// Each sigmoid's or tanh's fraction of saturated units (a gate's are
+    /// meant to saturate), and the fraction that fires.
+    fn measurements(
+        &self,
+        cx: &Check<'_, '_>,
+        probe: &Probe,
+        out: &mut crate::diag::report::Measurements,
+    ) {
+        let per_sample = cx.option("sample-fraction");
+        out.bands.saturated_fraction = cx.option("unit-fraction");
+        let graph = cx.graph;
+        for layer in &mut out.layers {
+            let Some((n, 0)) = graph.producer(&layer.tensor) else {
+                continue;
+            };
+            if !(n.is("Sigmoid") || n.is("Tanh")) || graph.is_gate(&n) {
+                continue;
+            }
+            let units = n.input(0).and_then(|t| probe.summary(t)?.units.as_ref());
+            layer.saturated_fraction = units
+                .map(|u| u.saturated(per_sample))
+                .and_then(|(part, all)| (all > 0).then(|| part as f64 / all as f64));
+        }
+    }
+
     fn tune(&self, cx: &Tuning<'_>, plan: &mut crate::probe::Plan) {
         plan.saturation = Some(cx.option("threshold") as f32);
     }

@@ -46,7 +46,7 @@ impl Rule for MissingNormalization {
     /// one-batch fit ran and stalled, which the finding then explains.
     fn refuted(&self, cx: &Check<'_, '_>, probe: &Probe, _finding: &Diagnostic) -> bool {
         let fit_stalled = matches!(&probe.fit, Some(Ok(fit)) if fit.stuck());
-        !fit_stalled && crate::rules::activation_scale::in_range(cx.graph, probe)
+        !fit_stalled && crate::rules::measured::activation_scale::in_range(cx.graph, probe)
     }
 
     fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
