@@ -103,7 +103,7 @@ impl<'m> Graph<'m> {
             }
             biases.extend(l.bias_id);
         }
-        let mut jobs: Vec<(TensorId, Stored<'m>, Job)> = Vec::new();
+        let mut jobs: Vec<(usize, TensorId, Stored<'m>, Job)> = Vec::new();
         let mut ids: Vec<TensorId> = self
             .initializer_ids
             .iter()
@@ -127,14 +127,16 @@ impl<'m> Graph<'m> {
                         keep_values: count <= KEEP_SMALL
                             || (count <= KEEP_VALUES && biases.contains(&id)),
                     };
-                    jobs.push((id, s, job));
+                    jobs.push((count, id, s, job));
                 }
             }
         }
         // Largest first, dealt round-robin: the workers finish at about the same time.
-        jobs.sort_by_key(|(id, s, _)| (std::cmp::Reverse(s.len().unwrap_or(0)), *id));
+        // Keyed by the count found above: reading each tensor's dims again
+        // on every comparison is most of the sort's time on a large graph.
+        jobs.sort_unstable_by_key(|&(count, id, ..)| (std::cmp::Reverse(count), id));
         let graph = self;
-        let parts = crate::parallel::deal(&jobs, |(_, s, job)| graph.summarize(s, *job));
+        let parts = crate::parallel::deal(&jobs, |(_, _, s, job)| graph.summarize(s, *job));
         let mut table = StatsTable {
             index: vec![None; self.tensors.len()],
             parts: Vec::with_capacity(parts.len()),
@@ -142,7 +144,7 @@ impl<'m> Graph<'m> {
         for (p, part) in parts.into_iter().enumerate() {
             for (i, &(job, ref st)) in part.iter().enumerate() {
                 if st.is_some() {
-                    table.index[jobs[job].0] = Some((p as u32, i as u32));
+                    table.index[jobs[job].1] = Some((p as u32, i as u32));
                 }
             }
             table.parts.push(part);
@@ -475,7 +477,7 @@ fn spectral_ratio(raw: Floats<'_>, rows: usize, cols: usize) -> Option<f64> {
         g
     });
     let mut top = 0.0;
-    for _ in 0..SPECTRAL_ITERATIONS {
+    for iteration in 1..=SPECTRAL_ITERATIONS {
         let length = v
             .iter()
             .flatten()
@@ -487,19 +489,32 @@ fn spectral_ratio(raw: Floats<'_>, rows: usize, cols: usize) -> Option<f64> {
         }
         let scale = (1.0 / length) as f32;
         v.iter_mut().flatten().for_each(|x| *x *= scale);
-        next.iter_mut().for_each(|x| *x = [0.0; LANES]);
         let top_sq = match &gram {
             Some(g) => {
-                for (k, gk) in g.chunks_exact(w).enumerate() {
-                    axpy(&mut next, v[k / LANES][k % LANES], gk);
+                // `G v` a lane row at a time, each summed in a register in
+                // the order of `k`: the rows' sums run side by side.
+                for (t, out) in next.iter_mut().enumerate() {
+                    let mut sum = [0f32; LANES];
+                    for (k, gk) in g.chunks_exact(w).enumerate() {
+                        let (a, x) = (v[k / LANES][k % LANES], gk[t]);
+                        for l in 0..LANES {
+                            sum[l] += a * x[l];
+                        }
+                    }
+                    *out = sum;
                 }
-                // |A v|^2 = v . G v
-                v.iter()
-                    .zip(&next)
-                    .map(|(x, y)| dot_lanes(x, y))
-                    .sum::<f64>()
+                // |A v|^2 = v . G v, read only after the last iteration.
+                if iteration < SPECTRAL_ITERATIONS {
+                    0.0
+                } else {
+                    v.iter()
+                        .zip(&next)
+                        .map(|(x, y)| dot_lanes(x, y))
+                        .sum::<f64>()
+                }
             }
             None => {
+                next.iter_mut().for_each(|x| *x = [0.0; LANES]);
                 // One pass over the rows: `u = A v`, and `A^T u` gathered as it goes.
                 let mut top_sq = 0.0;
                 for row in a.chunks_exact(w) {
