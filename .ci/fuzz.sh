@@ -5,7 +5,7 @@
 # toolchain, or RUSTC_BOOTSTRAP=1 on stable.
 #
 #   .ci/fuzz.sh          build the targets, then run them
-#   .ci/fuzz.sh build    build them only (.ci/run builds them in the background)
+#   .ci/fuzz.sh build    build them only
 #   .ci/fuzz.sh run      run them, built already
 set -euo pipefail
 cd "$(dirname "$0")/.."

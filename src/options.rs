@@ -142,10 +142,4 @@ impl Settings {
             found.iter_mut().for_each(|d| d.severity = severity);
         }
     }
-
-    /// A rule's threshold, from the configuration or the rule's default.
-    pub fn option(&self, meta: &rules::RuleMeta, name: &str) -> f64 {
-        let configured = self.config.as_ref().and_then(|c| c.rules.get(meta.name));
-        rules::option(meta, configured, name)
-    }
 }

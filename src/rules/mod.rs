@@ -125,8 +125,8 @@ pub struct Check<'a, 'm> {
 
 impl Check<'_, '_> {
     /// A threshold, from the configuration or the rule's default.
-    pub fn option(&self, name: &str) -> f64 {
-        option(self.meta, self.settings, name)
+    pub fn option(&self, option: &RuleOption) -> f64 {
+        self::option(self.meta, self.settings, option)
     }
 }
 
@@ -139,8 +139,8 @@ pub struct Tuning<'a> {
 
 impl Tuning<'_> {
     /// A threshold, from the configuration or the rule's default.
-    pub fn option(&self, name: &str) -> f64 {
-        option(self.meta, self.settings, name)
+    pub fn option(&self, option: &RuleOption) -> f64 {
+        self::option(self.meta, self.settings, option)
     }
 }
 
@@ -174,8 +174,8 @@ pub struct Checkpoints<'a> {
 
 impl Checkpoints<'_> {
     /// A threshold, from the configuration or the rule's default.
-    pub fn option(&self, name: &str) -> f64 {
-        option(self.meta, self.settings, name)
+    pub fn option(&self, option: &RuleOption) -> f64 {
+        self::option(self.meta, self.settings, option)
     }
 }
 
@@ -219,17 +219,19 @@ pub fn infos() -> Vec<RuleInfo> {
     all().map(|r| r.meta().info()).collect()
 }
 
-/// A rule's threshold `name`: the configured value, or the rule's default.
-pub fn option(meta: &RuleMeta, settings: Option<&RuleConfig>, name: &str) -> f64 {
+/// A rule's threshold: the configured value, or the option's default.
+/// Options are constants the rule declares in its metadata and reads by
+/// name of constant, so a misspelt one does not compile.
+pub fn option(meta: &RuleMeta, settings: Option<&RuleConfig>, option: &RuleOption) -> f64 {
+    debug_assert!(
+        meta.options.iter().any(|o| o.name == option.name),
+        "{} reads `{}`, which its metadata does not declare",
+        meta.name,
+        option.name
+    );
     settings
-        .and_then(|s| s.options.get(name).copied())
-        .or_else(|| {
-            meta.options
-                .iter()
-                .find(|o| o.name == name)
-                .map(|o| o.default)
-        })
-        .unwrap_or(f64::NAN)
+        .and_then(|s| s.options.get(option.name).copied())
+        .unwrap_or(option.default)
 }
 
 impl Diagnostic {

@@ -8,6 +8,18 @@ use crate::graph::ParamKind;
 use crate::probe::{Backward, Optimizer, Probe, ProbeOptions};
 use crate::rules::{Category, Check, Checkpoints, DiffFindings, Pass, Rule, RuleMeta, RuleOption};
 
+const LOW: RuleOption = RuleOption {
+    name: "low",
+    default: 1e-4,
+    summary: "relative updates per step below this fire",
+};
+
+const HIGH: RuleOption = RuleOption {
+    name: "high",
+    default: 3e-2,
+    summary: "relative updates per step above this fire",
+};
+
 pub(crate) static META: RuleMeta = RuleMeta {
     name: "update-ratio",
     code: "NN502",
@@ -17,18 +29,7 @@ pub(crate) static META: RuleMeta = RuleMeta {
     premises: &[],
     absorbs: &[],
     summary: "a layer's relative update per step is far below or above about 1e-3 (between checkpoints, or predicted with `--lr`)",
-    options: &[
-        RuleOption {
-            name: "low",
-            default: 1e-4,
-            summary: "relative updates per step below this fire",
-        },
-        RuleOption {
-            name: "high",
-            default: 3e-2,
-            summary: "relative updates per step above this fire",
-        },
-    ],
+    options: &[LOW, HIGH],
     explanation: include_str!("../../../rules/update-ratio.md"),
 };
 
@@ -40,7 +41,7 @@ impl Rule for UpdateRatio {
     }
 
     fn diff(&self, cx: &Checkpoints<'_>, out: &mut DiffFindings) {
-        let (low, high) = (cx.option("low"), cx.option("high"));
+        let (low, high) = (cx.option(&LOW), cx.option(&HIGH));
         out.band = Some((low, high));
         out.found.extend(
             check(cx.layers, cx.steps, low, high)
@@ -69,7 +70,7 @@ impl Rule for UpdateRatio {
         let (Some(step), Some(Ok(grads))) = (probe.first_step, &probe.gradients) else {
             return;
         };
-        let (low, high) = (cx.option("low"), cx.option("high"));
+        let (low, high) = (cx.option(&LOW), cx.option(&HIGH));
         let fmt = |v: f64| format!("{v:.1e}");
         for p in &grads.params {
             if p.kind != ParamKind::Weight || !p.reached || p.weight_norm <= 0.0 {

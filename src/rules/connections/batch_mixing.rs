@@ -6,6 +6,12 @@ use crate::diag::{Diagnostic, Severity};
 use crate::probe::{Backward, Measured, Probe, ProbeOptions};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
+const MIN_RATIO: RuleOption = RuleOption {
+    name: "min-ratio",
+    default: 1e-6,
+    summary: "the largest gradient of the first and last samples' outputs at another sample's input, relative to the largest at their own (or, measured by forward passes, another sample's move relative to the moved sample's), that fires",
+};
+
 pub(crate) static META: RuleMeta = RuleMeta {
     name: "batch-mixing",
     code: "NN207",
@@ -15,11 +21,7 @@ pub(crate) static META: RuleMeta = RuleMeta {
     premises: &[],
     absorbs: &[],
     summary: "one sample's output depends on the inputs of other samples in the batch",
-    options: &[RuleOption {
-        name: "min-ratio",
-        default: 1e-6,
-        summary: "the largest gradient of the first and last samples' outputs at another sample's input, relative to the largest at their own (or, measured by forward passes, another sample's move relative to the moved sample's), that fires",
-    }],
+    options: &[MIN_RATIO],
     explanation: include_str!("../../../rules/batch-mixing.md"),
 };
 
@@ -47,7 +49,7 @@ impl Rule for BatchMixing {
             (_, Some(Ok(Some(m)))) => (m, probe.batch()),
             _ => return,
         };
-        if m.ratio() < cx.option("min-ratio") {
+        if m.ratio() < cx.option(&MIN_RATIO) {
             return;
         }
         let graph = cx.graph;

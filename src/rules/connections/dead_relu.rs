@@ -6,6 +6,30 @@ use crate::probe::Probe;
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
+const BIAS_RATIO: RuleOption = RuleOption {
+    name: "bias-ratio",
+    default: -4.0,
+    summary: "a unit is dead when b / ||w|| is below this",
+};
+
+const MIN_FRACTION: RuleOption = RuleOption {
+    name: "min-fraction",
+    default: 0.1,
+    summary: "the fraction of dead units that fires",
+};
+
+const MIN_SAMPLES: RuleOption = RuleOption {
+    name: "min-samples",
+    default: 16.0,
+    summary: "the probe values per unit below which a unit's silence says too little",
+};
+
+const MEASURED_FRACTION: RuleOption = RuleOption {
+    name: "measured-fraction",
+    default: 0.5,
+    summary: "the fraction of units that never activate at the probe that fires",
+};
+
 pub(crate) static META: RuleMeta = RuleMeta {
     name: "dead-relu",
     code: "NN202",
@@ -18,28 +42,7 @@ pub(crate) static META: RuleMeta = RuleMeta {
     ],
     absorbs: &["zero-gradient", "cannot-overfit"],
     summary: "relu units whose bias is so negative they never activate",
-    options: &[
-        RuleOption {
-            name: "bias-ratio",
-            default: -4.0,
-            summary: "a unit is dead when b / ||w|| is below this",
-        },
-        RuleOption {
-            name: "min-fraction",
-            default: 0.1,
-            summary: "the fraction of dead units that fires",
-        },
-        RuleOption {
-            name: "min-samples",
-            default: 16.0,
-            summary: "the probe values per unit below which a unit's silence says too little",
-        },
-        RuleOption {
-            name: "measured-fraction",
-            default: 0.5,
-            summary: "the fraction of units that never activate at the probe that fires",
-        },
-    ],
+    options: &[BIAS_RATIO, MIN_FRACTION, MIN_SAMPLES, MEASURED_FRACTION],
     explanation: include_str!("../../../rules/dead-relu.md"),
 };
 
@@ -56,14 +59,14 @@ impl Rule for DeadRelu {
         _probe: &Probe,
         out: &mut crate::diag::report::Measurements,
     ) {
-        out.bands.dead_fraction = cx.option("measured-fraction");
+        out.bands.dead_fraction = cx.option(&MEASURED_FRACTION);
     }
 
     fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
         let graph = cx.graph;
         // Below -4, a unit is off for standardized inputs within 4 sigma of its weights.
-        let bias_ratio = cx.option("bias-ratio");
-        let min_fraction = cx.option("min-fraction");
+        let bias_ratio = cx.option(&BIAS_RATIO);
+        let min_fraction = cx.option(&MIN_FRACTION);
         for relu in graph.nodes_of("Relu") {
             let Some(input) = relu.input_id(0) else {
                 continue;
@@ -122,10 +125,10 @@ impl Rule for DeadRelu {
 impl DeadRelu {
     /// The measured half: units that were never positive over the probe batch.
     fn measured(&self, cx: &Check<'_, '_>, probe: &Probe, out: &mut Vec<Diagnostic>) {
-        let threshold = cx.option("measured-fraction");
+        let threshold = cx.option(&MEASURED_FRACTION);
         // A healthy unit is off for a given value half the time: over n values it
         // looks dead with probability 2^-n, so a small batch proves nothing.
-        let min_samples = cx.option("min-samples");
+        let min_samples = cx.option(&MIN_SAMPLES);
         for relu in cx.graph.nodes_of("Relu") {
             let Some(units) = relu
                 .output(0)

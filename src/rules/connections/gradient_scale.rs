@@ -7,6 +7,24 @@ use crate::probe::{Backward, Probe, ProbeOptions};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
+const VANISH: RuleOption = RuleOption {
+    name: "vanish",
+    default: 1e-5,
+    summary: "a layer's ||g||/||w|| below this times the last layer's fires",
+};
+
+const EXPLODE: RuleOption = RuleOption {
+    name: "explode",
+    default: 3e3,
+    summary: "a layer's ||g||/||w|| above this times the last layer's fires",
+};
+
+const MIN_LAYERS: RuleOption = RuleOption {
+    name: "min-layers",
+    default: 4.0,
+    summary: "weight layers the network needs before depth is judged",
+};
+
 pub(crate) static META: RuleMeta = RuleMeta {
     name: "gradient-scale",
     code: "NN205",
@@ -16,23 +34,7 @@ pub(crate) static META: RuleMeta = RuleMeta {
     premises: &[requires(Premise::Untrained, Half::Measured, Unmet::Skip)],
     absorbs: &["cannot-overfit"],
     summary: "gradients vanish or explode along the depth of the network at initialization",
-    options: &[
-        RuleOption {
-            name: "vanish",
-            default: 1e-5,
-            summary: "a layer's ||g||/||w|| below this times the last layer's fires",
-        },
-        RuleOption {
-            name: "explode",
-            default: 3e3,
-            summary: "a layer's ||g||/||w|| above this times the last layer's fires",
-        },
-        RuleOption {
-            name: "min-layers",
-            default: 4.0,
-            summary: "weight layers the network needs before depth is judged",
-        },
-    ],
+    options: &[VANISH, EXPLODE, MIN_LAYERS],
     explanation: include_str!("../../../rules/gradient-scale.md"),
 };
 
@@ -56,7 +58,7 @@ impl Rule for GradientScale {
             return;
         };
         let graph = cx.graph;
-        let (vanish, explode) = (cx.option("vanish"), cx.option("explode"));
+        let (vanish, explode) = (cx.option(&VANISH), cx.option(&EXPLODE));
         // Weight layers the loss reaches, in graph order. Embeddings are
         // left out: only the rows of the batch's tokens get a gradient.
         // Layers whose gradient passes a residual merge on its way from the
@@ -74,7 +76,7 @@ impl Rule for GradientScale {
                     .is_none_or(|n| !graph.before_residual_merge(n.id()))
             })
             .collect();
-        if (layers.len() as f64) < cx.option("min-layers") {
+        if (layers.len() as f64) < cx.option(&MIN_LAYERS) {
             return;
         }
         let Some(last) = layers.last().filter(|l| l.norm > 0.0) else {

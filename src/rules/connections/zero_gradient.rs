@@ -8,6 +8,12 @@ use crate::probe::{Backward, Probe, ProbeOptions};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
+const MIN_SAMPLES: RuleOption = RuleOption {
+    name: "min-samples",
+    default: 16.0,
+    summary: "probe samples below which a measured zero gradient says too little (units off for a few samples)",
+};
+
 pub(crate) static META: RuleMeta = RuleMeta {
     name: "zero-gradient",
     code: "NN206",
@@ -17,11 +23,7 @@ pub(crate) static META: RuleMeta = RuleMeta {
     premises: &[requires(Premise::Untrained, Half::Both, Unmet::Skip)],
     absorbs: &["cannot-overfit"],
     summary: "trainable tensors that get no gradient from the loss, so they never train",
-    options: &[RuleOption {
-        name: "min-samples",
-        default: 16.0,
-        summary: "probe samples below which a measured zero gradient says too little (units off for a few samples)",
-    }],
+    options: &[MIN_SAMPLES],
     explanation: include_str!("../../../rules/zero-gradient.md"),
 };
 
@@ -85,7 +87,7 @@ impl Rule for ZeroGradient {
         };
         // A ReLU is off for a given input half the time: over a few samples
         // a zero gradient behind it proves nothing (as in `dead-relu`).
-        if (grads.batch as f64) < cx.option("min-samples") {
+        if (grads.batch as f64) < cx.option(&MIN_SAMPLES) {
             return;
         }
         let graph = cx.graph;

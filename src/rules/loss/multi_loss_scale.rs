@@ -7,6 +7,18 @@ use crate::probe::Probe;
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
+const RATIO: RuleOption = RuleOption {
+    name: "ratio",
+    default: 100.0,
+    summary: "largest over smallest constant weight that fires",
+};
+
+const MEASURED_RATIO: RuleOption = RuleOption {
+    name: "measured-ratio",
+    default: 10.0,
+    summary: "largest over smallest term value at the probe that fires",
+};
+
 pub(crate) static META: RuleMeta = RuleMeta {
     name: "multi-loss-scale",
     code: "NN107",
@@ -16,18 +28,7 @@ pub(crate) static META: RuleMeta = RuleMeta {
     premises: &[requires(Premise::LossInGraph, Half::Both, Unmet::Blind)],
     absorbs: &["cannot-overfit"],
     summary: "the terms of a summed loss are weighted 100x or more apart",
-    options: &[
-        RuleOption {
-            name: "ratio",
-            default: 100.0,
-            summary: "largest over smallest constant weight that fires",
-        },
-        RuleOption {
-            name: "measured-ratio",
-            default: 10.0,
-            summary: "largest over smallest term value at the probe that fires",
-        },
-    ],
+    options: &[RATIO, MEASURED_RATIO],
     explanation: include_str!("../../../rules/multi-loss-scale.md"),
 };
 
@@ -58,7 +59,7 @@ impl Rule for MultiLossScale {
 
     fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
         let graph = cx.graph;
-        let threshold = cx.option("ratio");
+        let threshold = cx.option(&RATIO);
         for (output, sum) in summed_outputs(graph) {
             let mut terms = Vec::new();
             if !collect(graph, output, &mut terms, 0) || terms.len() < 2 {
@@ -105,7 +106,7 @@ impl MultiLossScale {
     /// constant-folded penalties included.
     fn measured(&self, cx: &Check<'_, '_>, probe: &Probe, out: &mut Vec<Diagnostic>) {
         let graph = cx.graph;
-        let threshold = cx.option("measured-ratio");
+        let threshold = cx.option(&MEASURED_RATIO);
         for (output, sum) in summed_outputs(graph) {
             let mut terms = Vec::new();
             if !values(graph, probe, output, &mut terms) || terms.len() < 2 {

@@ -48,6 +48,18 @@ pub(crate) fn reference(graph: &Graph<'_>, probe: &Probe) -> Option<(f64, NodeId
         .find_map(|(_, t, node, _)| Some((spread(probe, t).filter(|&s| s > 0.0)?, node)))
 }
 
+const LOW: RuleOption = RuleOption {
+    name: "low",
+    default: 0.01,
+    summary: "a layer's input spread below this times the first layer's fires",
+};
+
+const HIGH: RuleOption = RuleOption {
+    name: "high",
+    default: 100.0,
+    summary: "a layer's input spread above this times the first layer's fires",
+};
+
 pub(crate) static META: RuleMeta = RuleMeta {
     name: "activation-scale",
     code: "NN403",
@@ -60,18 +72,7 @@ pub(crate) static META: RuleMeta = RuleMeta {
     premises: &[requires(Premise::Untrained, Half::Measured, Unmet::Skip)],
     absorbs: &["cannot-overfit"],
     summary: "activations vanish or explode along the depth of the network at the probe",
-    options: &[
-        RuleOption {
-            name: "low",
-            default: 0.01,
-            summary: "a layer's input spread below this times the first layer's fires",
-        },
-        RuleOption {
-            name: "high",
-            default: 100.0,
-            summary: "a layer's input spread above this times the first layer's fires",
-        },
-    ],
+    options: &[LOW, HIGH],
     explanation: include_str!("../../../rules/activation-scale.md"),
 };
 
@@ -89,7 +90,7 @@ impl Rule for ActivationScale {
         out: &mut crate::diag::report::Measurements,
     ) {
         out.bands.reference_spread = reference(cx.graph, probe).map(|(s, _)| s);
-        out.bands.spread = (cx.option("low"), cx.option("high"));
+        out.bands.spread = (cx.option(&LOW), cx.option(&HIGH));
     }
 
     fn measures(&self) -> bool {
@@ -98,7 +99,7 @@ impl Rule for ActivationScale {
 
     fn probe(&self, cx: &Check<'_, '_>, probe: &Probe, out: &mut Vec<Diagnostic>) {
         let graph = cx.graph;
-        let (low, high) = (cx.option("low"), cx.option("high"));
+        let (low, high) = (cx.option(&LOW), cx.option(&HIGH));
         let Some(Outside {
             depth,
             node,
@@ -225,9 +226,5 @@ fn downstream(graph: &Graph<'_>, start: NodeId) -> Vec<bool> {
 /// Whether the probe measured the spread at every weight layer and it stayed
 /// within activation-scale's default band of the first layer's.
 pub(crate) fn in_range(graph: &Graph<'_>, probe: &Probe) -> bool {
-    let option = |name| crate::rules::option(&META, None, name);
-    matches!(
-        scan(graph, probe, option("low"), option("high")),
-        Some(None)
-    )
+    matches!(scan(graph, probe, LOW.default, HIGH.default), Some(None))
 }

@@ -7,6 +7,36 @@ use crate::probe::{Backward, FitPlan, Probe, ProbeOptions, Target};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption, Tuning};
 
+const STEPS: RuleOption = RuleOption {
+    name: "steps",
+    default: 200.0,
+    summary: "Adam steps of the fit (`--overfit-steps` overrides, and ignores the budget)",
+};
+
+const LR: RuleOption = RuleOption {
+    name: "lr",
+    default: 1e-2,
+    summary: "Adam's learning rate",
+};
+
+const FRACTION: RuleOption = RuleOption {
+    name: "fraction",
+    default: 0.1,
+    summary: "fitted when the loss falls below this fraction of its start ...",
+};
+
+const FLOOR: RuleOption = RuleOption {
+    name: "floor",
+    default: 0.01,
+    summary: "... or below this times ln C, for C classes",
+};
+
+const BUDGET: RuleOption = RuleOption {
+    name: "budget",
+    default: 10.0,
+    summary: "seconds the fit may take, estimated from the graph's multiply-accumulates",
+};
+
 pub(crate) static META: RuleMeta = RuleMeta {
     name: "cannot-overfit",
     code: "NN404",
@@ -16,33 +46,7 @@ pub(crate) static META: RuleMeta = RuleMeta {
     premises: &[requires(Premise::Untrained, Half::Measured, Unmet::Skip)],
     absorbs: &[],
     summary: "an untrained model cannot fit one small batch of synthesized samples",
-    options: &[
-        RuleOption {
-            name: "steps",
-            default: 200.0,
-            summary: "Adam steps of the fit (`--overfit-steps` overrides, and ignores the budget)",
-        },
-        RuleOption {
-            name: "lr",
-            default: 1e-2,
-            summary: "Adam's learning rate",
-        },
-        RuleOption {
-            name: "fraction",
-            default: 0.1,
-            summary: "fitted when the loss falls below this fraction of its start ...",
-        },
-        RuleOption {
-            name: "floor",
-            default: 0.01,
-            summary: "... or below this times ln C, for C classes",
-        },
-        RuleOption {
-            name: "budget",
-            default: 10.0,
-            summary: "seconds the fit may take, estimated from the graph's multiply-accumulates",
-        },
-    ],
+    options: &[STEPS, LR, FRACTION, FLOOR, BUDGET],
     explanation: include_str!("../../../rules/cannot-overfit.md"),
 };
 
@@ -55,11 +59,11 @@ impl Rule for CannotOverfit {
 
     fn tune(&self, cx: &Tuning<'_>, plan: &mut crate::probe::Plan) {
         plan.fit = Some(FitPlan {
-            steps: cx.option("steps").max(0.0) as usize,
-            lr: cx.option("lr"),
-            fraction: cx.option("fraction"),
-            floor: cx.option("floor"),
-            budget: cx.option("budget"),
+            steps: cx.option(&STEPS).max(0.0) as usize,
+            lr: cx.option(&LR),
+            fraction: cx.option(&FRACTION),
+            floor: cx.option(&FLOOR),
+            budget: cx.option(&BUDGET),
         });
     }
 
@@ -164,10 +168,10 @@ impl Rule for CannotOverfit {
         }
         let mut goal = format!(
             "{}% of the starting loss",
-            short(cx.option("fraction") * 100.0)
+            short(cx.option(&FRACTION) * 100.0)
         );
         if fit.floor > 0.0 {
-            goal += &format!(", or {} ({} × ln C)", short(fit.floor), cx.option("floor"));
+            goal += &format!(", or {} ({} × ln C)", short(fit.floor), cx.option(&FLOOR));
         }
         out.push(
             d.note(format!(

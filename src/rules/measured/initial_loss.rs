@@ -7,6 +7,12 @@ use crate::probe::{heads, Probe};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
+const RATIO: RuleOption = RuleOption {
+    name: "ratio",
+    default: 1.5,
+    summary: "fires when measured / expected is above this or below its inverse",
+};
+
 pub(crate) static META: RuleMeta = RuleMeta {
     name: "initial-loss",
     code: "NN401",
@@ -16,11 +22,7 @@ pub(crate) static META: RuleMeta = RuleMeta {
     premises: &[requires(Premise::Untrained, Half::Measured, Unmet::Skip)],
     absorbs: &[],
     summary: "the loss of an untrained model is far from -ln(1/C) at the probe",
-    options: &[RuleOption {
-        name: "ratio",
-        default: 1.5,
-        summary: "fires when measured / expected is above this or below its inverse",
-    }],
+    options: &[RATIO],
     explanation: include_str!("../../../rules/initial-loss.md"),
 };
 
@@ -37,7 +39,7 @@ impl Rule for InitialLoss {
         probe: &Probe,
         out: &mut crate::diag::report::Measurements,
     ) {
-        let ratio = cx.option("ratio").max(1.0);
+        let ratio = cx.option(&RATIO).max(1.0);
         out.bands.loss_ratio = ratio;
         out.losses = measurements(cx.graph, probe)
             .into_iter()
@@ -59,7 +61,7 @@ impl Rule for InitialLoss {
     fn probe(&self, cx: &Check<'_, '_>, probe: &Probe, out: &mut Vec<Diagnostic>) {
         let graph = cx.graph;
         let state = &cx.facts.state;
-        let max_ratio = cx.option("ratio").max(1.0);
+        let max_ratio = cx.option(&RATIO).max(1.0);
         for m in measurements(graph, probe) {
             let ratio = m.value / m.expected;
             if !ratio.is_finite() || within(m.value, m.expected, max_ratio) {

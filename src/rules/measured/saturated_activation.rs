@@ -5,6 +5,30 @@ use crate::probe::Probe;
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption, Tuning};
 
+const THRESHOLD: RuleOption = RuleOption {
+    name: "threshold",
+    default: 5.0,
+    summary: "a pre-activation with |x| above this is in the flat tail",
+};
+
+const SAMPLE_FRACTION: RuleOption = RuleOption {
+    name: "sample-fraction",
+    default: 0.5,
+    summary: "a unit is saturated when more than this fraction of its values are",
+};
+
+const UNIT_FRACTION: RuleOption = RuleOption {
+    name: "unit-fraction",
+    default: 0.5,
+    summary: "the fraction of saturated units that fires",
+};
+
+const MIN_SAMPLES: RuleOption = RuleOption {
+    name: "min-samples",
+    default: 16.0,
+    summary: "the probe values per unit below which saturation says too little",
+};
+
 pub(crate) static META: RuleMeta = RuleMeta {
     name: "saturated-activation",
     code: "NN402",
@@ -18,28 +42,7 @@ pub(crate) static META: RuleMeta = RuleMeta {
     )],
     absorbs: &["cannot-overfit"],
     summary: "most units of a sigmoid or tanh sit in its flat tails at the probe",
-    options: &[
-        RuleOption {
-            name: "threshold",
-            default: 5.0,
-            summary: "a pre-activation with |x| above this is in the flat tail",
-        },
-        RuleOption {
-            name: "sample-fraction",
-            default: 0.5,
-            summary: "a unit is saturated when more than this fraction of its values are",
-        },
-        RuleOption {
-            name: "unit-fraction",
-            default: 0.5,
-            summary: "the fraction of saturated units that fires",
-        },
-        RuleOption {
-            name: "min-samples",
-            default: 16.0,
-            summary: "the probe values per unit below which saturation says too little",
-        },
-    ],
+    options: &[THRESHOLD, SAMPLE_FRACTION, UNIT_FRACTION, MIN_SAMPLES],
     explanation: include_str!("../../../rules/saturated-activation.md"),
 };
 
@@ -58,8 +61,8 @@ impl Rule for SaturatedActivation {
         probe: &Probe,
         out: &mut crate::diag::report::Measurements,
     ) {
-        let per_sample = cx.option("sample-fraction");
-        out.bands.saturated_fraction = cx.option("unit-fraction");
+        let per_sample = cx.option(&SAMPLE_FRACTION);
+        out.bands.saturated_fraction = cx.option(&UNIT_FRACTION);
         let graph = cx.graph;
         for layer in &mut out.layers {
             let Some((n, 0)) = graph.producer(&layer.tensor) else {
@@ -76,7 +79,7 @@ impl Rule for SaturatedActivation {
     }
 
     fn tune(&self, cx: &Tuning<'_>, plan: &mut crate::probe::Plan) {
-        plan.saturation = Some(cx.option("threshold") as f32);
+        plan.saturation = Some(cx.option(&THRESHOLD) as f32);
     }
 
     fn measures(&self) -> bool {
@@ -85,10 +88,10 @@ impl Rule for SaturatedActivation {
 
     fn probe(&self, cx: &Check<'_, '_>, probe: &Probe, out: &mut Vec<Diagnostic>) {
         let graph = cx.graph;
-        let threshold = cx.option("threshold");
-        let per_sample = cx.option("sample-fraction");
-        let per_unit = cx.option("unit-fraction");
-        let min_samples = cx.option("min-samples");
+        let threshold = cx.option(&THRESHOLD);
+        let per_sample = cx.option(&SAMPLE_FRACTION);
+        let per_unit = cx.option(&UNIT_FRACTION);
+        let min_samples = cx.option(&MIN_SAMPLES);
         for n in graph.nodes().filter(|n| n.is("Sigmoid") || n.is("Tanh")) {
             // A gate (SiLU, GLU, an LSTM's) closes by saturating.
             if graph.is_gate(&n) {

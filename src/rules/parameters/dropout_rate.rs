@@ -5,6 +5,12 @@ use crate::graph::{Graph, NodeRef};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
+const HIGH: RuleOption = RuleOption {
+    name: "high",
+    default: 0.5,
+    summary: "ratios above this warn",
+};
+
 pub(crate) static META: RuleMeta = RuleMeta {
     name: "dropout-rate",
     code: "NN302",
@@ -18,11 +24,7 @@ pub(crate) static META: RuleMeta = RuleMeta {
     )],
     absorbs: &[],
     summary: "dropout ratio above 0.5 (warning), of 1 or more (error), or 0 (note)",
-    options: &[RuleOption {
-        name: "high",
-        default: 0.5,
-        summary: "ratios above this warn",
-    }],
+    options: &[HIGH],
     explanation: include_str!("../../../rules/dropout-rate.md"),
 };
 
@@ -35,7 +37,7 @@ impl Rule for DropoutRate {
 
     fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
         let graph = cx.graph;
-        let high = cx.option("high");
+        let high = cx.option(&HIGH);
         for drop in graph.nodes_of("Dropout") {
             let Some(ratio) = ratio(graph, &drop) else {
                 continue;

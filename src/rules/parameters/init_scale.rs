@@ -5,6 +5,18 @@ use crate::graph::Activation;
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
+const FACTOR: RuleOption = RuleOption {
+    name: "factor",
+    default: 10.0,
+    summary: "how far the std may stray from the expected scale, either way",
+};
+
+const MIN_ELEMENTS: RuleOption = RuleOption {
+    name: "min-elements",
+    default: 64.0,
+    summary: "weights with fewer elements are skipped",
+};
+
 pub(crate) static META: RuleMeta = RuleMeta {
     name: "init-scale",
     code: "NN306",
@@ -14,18 +26,7 @@ pub(crate) static META: RuleMeta = RuleMeta {
     premises: &[requires(Premise::Untrained, Half::Static, Unmet::Skip)],
     absorbs: &["cannot-overfit"],
     summary: "a weight's standard deviation is 10x or more off the scale its fan-in and activation call for",
-    options: &[
-        RuleOption {
-            name: "factor",
-            default: 10.0,
-            summary: "how far the std may stray from the expected scale, either way",
-        },
-        RuleOption {
-            name: "min-elements",
-            default: 64.0,
-            summary: "weights with fewer elements are skipped",
-        },
-    ],
+    options: &[FACTOR, MIN_ELEMENTS],
     explanation: include_str!("../../../rules/init-scale.md"),
 };
 
@@ -38,9 +39,9 @@ impl Rule for InitScale {
 
     fn check(&self, cx: &Check<'_, '_>, out: &mut Vec<Diagnostic>) {
         let graph = cx.graph;
-        let factor = cx.option("factor");
+        let factor = cx.option(&FACTOR);
         // Fewer elements give too noisy a standard deviation to judge.
-        let min_elements = cx.option("min-elements");
+        let min_elements = cx.option(&MIN_ELEMENTS);
         for layer in graph.weight_layers() {
             let Some(fan_in) = layer.fan_in.filter(|&f| f > 0) else {
                 continue;

@@ -5,6 +5,24 @@ use crate::graph::state::layer_states;
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
+const TRAINED_SHARE: RuleOption = RuleOption {
+    name: "trained-share",
+    default: 0.75,
+    summary: "the share of the other judged layers that must show training",
+};
+
+const MIN_ELEMENTS: RuleOption = RuleOption {
+        name: "min-elements",
+        default: 2048.0,
+        summary: "weights with fewer elements are not judged random: their statistics are too noisy to single one out",
+};
+
+const MIN_TRAINED: RuleOption = RuleOption {
+    name: "min-trained",
+    default: 3.0,
+    summary: "layers that must show training before one random layer stands out",
+};
+
 pub(crate) static META: RuleMeta = RuleMeta {
     name: "layer-left-random",
     code: "NN309",
@@ -14,23 +32,7 @@ pub(crate) static META: RuleMeta = RuleMeta {
     premises: &[requires(Premise::Trained, Half::Static, Unmet::Skip)],
     absorbs: &[],
     summary: "a layer of a trained model still looks like one random draw, as a checkpoint that missed its keys leaves it",
-    options: &[
-        RuleOption {
-            name: "trained-share",
-            default: 0.75,
-            summary: "the share of the other judged layers that must show training",
-        },
-        RuleOption {
-            name: "min-elements",
-            default: 2048.0,
-            summary: "weights with fewer elements are not judged random: their statistics are too noisy to single one out",
-        },
-        RuleOption {
-            name: "min-trained",
-            default: 3.0,
-            summary: "layers that must show training before one random layer stands out",
-        },
-    ],
+    options: &[TRAINED_SHARE, MIN_ELEMENTS, MIN_TRAINED],
     explanation: include_str!("../../../rules/layer-left-random.md"),
 };
 
@@ -52,13 +54,13 @@ impl Rule for LayerLeftRandom {
             // lack of evidence, and each as one i.i.d. draw gives it; a head
             // is what a fine-tune replaces.
             .filter(|l| l.evidence.spectral.is_some() && l.evidence.rows_independent())
-            .filter(|l| l.evidence.elements as f64 >= cx.option("min-elements"))
+            .filter(|l| l.evidence.elements as f64 >= cx.option(&MIN_ELEMENTS))
             .filter(|l| !graph.is_head(l.node))
             .collect();
         let judged = trained.len() + random.len();
         if random.is_empty()
-            || (trained.len() as f64) < cx.option("min-trained")
-            || (trained.len() as f64) < cx.option("trained-share") * judged as f64
+            || (trained.len() as f64) < cx.option(&MIN_TRAINED)
+            || (trained.len() as f64) < cx.option(&TRAINED_SHARE) * judged as f64
         {
             return;
         }

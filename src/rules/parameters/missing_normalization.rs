@@ -6,6 +6,12 @@ use crate::probe::Probe;
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
+const DEPTH: RuleOption = RuleOption {
+    name: "depth",
+    default: 10.0,
+    summary: "chains of at least this many weight layers fire",
+};
+
 pub(crate) static META: RuleMeta = RuleMeta {
     name: "missing-normalization",
     code: "NN303",
@@ -15,11 +21,7 @@ pub(crate) static META: RuleMeta = RuleMeta {
     premises: &[requires(Premise::InDesign, Half::Static, Unmet::Skip)],
     absorbs: &["cannot-overfit"],
     summary: "a chain of 10 or more weight layers has no normalization and no residual connection",
-    options: &[RuleOption {
-        name: "depth",
-        default: 10.0,
-        summary: "chains of at least this many weight layers fire",
-    }],
+    options: &[DEPTH],
     explanation: include_str!("../../../rules/missing-normalization.md"),
 };
 
@@ -105,7 +107,7 @@ impl Rule for MissingNormalization {
         else {
             return;
         };
-        if (depth as f64) < cx.option("depth") {
+        if (depth as f64) < cx.option(&DEPTH) {
             return;
         }
         let end = graph.node(last);

@@ -7,6 +7,18 @@ use crate::probe::{Fill, Probe};
 use crate::rules::premise::{requires, Half, Premise, Unmet};
 use crate::rules::{Category, Check, Pass, Rule, RuleMeta, RuleOption};
 
+const MAX_MEAN: RuleOption = RuleOption {
+    name: "max-mean",
+    default: 10.0,
+    summary: "with --input data, a mean of larger magnitude fires",
+};
+
+const MAX_STD: RuleOption = RuleOption {
+    name: "max-std",
+    default: 10.0,
+    summary: "with --input data, a larger standard deviation fires",
+};
+
 pub(crate) static META: RuleMeta = RuleMeta {
     name: "unnormalized-input",
     code: "NN304",
@@ -20,18 +32,7 @@ pub(crate) static META: RuleMeta = RuleMeta {
     absorbs: &[],
     summary:
         "an integer input is cast to float and reaches a weight layer without scaling or centring",
-    options: &[
-        RuleOption {
-            name: "max-mean",
-            default: 10.0,
-            summary: "with --input data, a mean of larger magnitude fires",
-        },
-        RuleOption {
-            name: "max-std",
-            default: 10.0,
-            summary: "with --input data, a larger standard deviation fires",
-        },
-    ],
+    options: &[MAX_MEAN, MAX_STD],
     explanation: include_str!("../../../rules/unnormalized-input.md"),
 };
 
@@ -101,7 +102,7 @@ impl UnnormalizedInput {
     /// from standardized reaches a weight layer as they are.
     fn measured(&self, cx: &Check<'_, '_>, probe: &Probe, out: &mut Vec<Diagnostic>) {
         let graph = cx.graph;
-        let (max_mean, max_std) = (cx.option("max-mean"), cx.option("max-std"));
+        let (max_mean, max_std) = (cx.option(&MAX_MEAN), cx.option(&MAX_STD));
         for input in &probe.run.inputs {
             let Fill::File(path) = &input.fill else {
                 continue;
