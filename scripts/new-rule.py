@@ -144,8 +144,8 @@ def main():
     for path, template in files.items():
         path.write_text(template.format(**values))
         print(f"new-rule: wrote {path.relative_to(ROOT)}")
-    print(f"new-rule: {args.name} is {code}; bless its fixture with "
-          "NNLINT_BLESS=1 cargo test --locked --test it -- ui::")
+    print(f"new-rule: {args.name} is {code}; bless its fixture and its row in docs/rules.md with "
+          "NNLINT_BLESS=1 cargo test --locked --test it -- ui:: rules::the_user_guide")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,33 @@ fn every_rule_has_a_complete_page() {
     }
 }
 
+/// The table of docs/rules.md is the registry's, in its order: a rule
+/// added, renamed or re-summarized shows there after a re-bless.
+#[test]
+fn the_user_guide_lists_every_rule() {
+    const BEGIN: &str = "never edit it by hand. -->\n\n";
+    const END: &str = "<!-- end of the generated table -->";
+    let path = std::path::Path::new("docs/rules.md");
+    let page = std::fs::read_to_string(path).expect("docs/rules.md is readable");
+    let (Some(begin), Some(end)) = (page.find(BEGIN), page.find(END)) else {
+        panic!("docs/rules.md lacks the generated table's markers");
+    };
+    let mut table = String::from("| code | rule | default | what |\n|---|---|---|---|\n");
+    for r in nnlint::rules::all() {
+        let m = r.meta();
+        table += &format!(
+            "| {} | `{}` | {} | {} |\n",
+            m.code,
+            m.name,
+            m.severity,
+            m.summary.replace('|', "\\|")
+        );
+    }
+    let now = format!("{}{table}\n{}", &page[..begin + BEGIN.len()], &page[end..]);
+    let failure = common::snapshot(path, &now);
+    common::assert_snapshots(failure.as_slice());
+}
+
 #[test]
 fn every_page_belongs_to_a_rule() {
     let names: HashSet<&str> = nnlint::rules::all().map(|r| r.meta().name).collect();

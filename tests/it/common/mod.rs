@@ -93,9 +93,11 @@ pub(crate) fn linted(path: &Path) -> &'static Report {
     })
 }
 
-/// How to re-bless the snapshots (`.expected` outputs and the pinned html
-/// page) after an intended change; review the diff of what it writes.
-pub(crate) const BLESS: &str = "NNLINT_BLESS=1 cargo test --locked --test it -- ui:: html:: diff::";
+/// How to re-bless the snapshots (`.expected` outputs, the pinned html
+/// page and the rules' table in docs/rules.md) after an intended change;
+/// review the diff of what it writes.
+pub(crate) const BLESS: &str =
+    "NNLINT_BLESS=1 cargo test --locked --test it -- ui:: html:: diff:: rules::the_user_guide";
 
 /// Compares `actual` with the snapshot in `expected`, or writes it there
 /// when `NNLINT_BLESS` is set. The difference, if any, as a failure message.
