@@ -431,24 +431,20 @@ fn spectral_ratio(raw: Floats<'_>, rows: usize, cols: usize) -> Option<f64> {
         raw.slice(i * cols, i * cols + n).read(row);
     }
     let len = block.len() as f64;
-    let mean = block.iter().map(|&x| x as f64).sum::<f64>() / len;
-    let var = block
-        .iter()
-        .map(|&x| (x as f64 - mean).powi(2))
-        .sum::<f64>()
-        / len;
+    let mean = lane_sum(&block, |x| x) / len;
+    let var = lane_sum(&block, |x| (x - mean).powi(2)) / len;
     if !var.is_finite() || var <= 0.0 {
         return None;
     }
     // Standardized, the block's values are near 1 whatever their scale, so
     // the iterations run in float32, in rows of eight lanes padded with
     // zeros: the loops vectorize, with rounding far below the edge's margin.
-    let std = var.sqrt();
+    let inverse_std = 1.0 / var.sqrt();
     let w = n.div_ceil(LANES);
     let mut a = vec![[0f32; LANES]; m * w];
     for (lanes, row) in a.chunks_exact_mut(w).zip(block.chunks_exact(n)) {
-        for (j, &x) in row.iter().enumerate() {
-            lanes[j / LANES][j % LANES] = ((x as f64 - mean) / std) as f32;
+        for (y, &x) in lanes.as_flattened_mut().iter_mut().zip(row) {
+            *y = ((x as f64 - mean) * inverse_std) as f32;
         }
     }
     // The fixed start vector, made once: a cosine per column of every
@@ -478,30 +474,56 @@ fn spectral_ratio(raw: Floats<'_>, rows: usize, cols: usize) -> Option<f64> {
     });
     let mut top = 0.0;
     for iteration in 1..=SPECTRAL_ITERATIONS {
-        let length = v
-            .iter()
-            .flatten()
-            .map(|&x| (x as f64).powi(2))
-            .sum::<f64>()
-            .sqrt();
-        if length <= 0.0 || !length.is_finite() {
-            return None;
+        // Scaled back to unit length every few iterations, and before the
+        // last, which reads the top value: in between `v` grows by at most
+        // `|A|_F^2 = m n` (at most 2^15) per iteration, far from float32's
+        // range, and the direction, all that the iterations carry, does
+        // not depend on the scale.
+        if iteration % NORMALIZE_EVERY == 1 || iteration == SPECTRAL_ITERATIONS {
+            let length = v.iter().map(|x| dot_lanes(x, x)).sum::<f64>().sqrt();
+            if length <= 0.0 || !length.is_finite() {
+                return None;
+            }
+            let scale = (1.0 / length) as f32;
+            v.iter_mut().flatten().for_each(|x| *x *= scale);
         }
-        let scale = (1.0 / length) as f32;
-        v.iter_mut().flatten().for_each(|x| *x *= scale);
         let top_sq = match &gram {
             Some(g) => {
-                // `G v` a lane row at a time, each summed in a register in
-                // the order of `k`: the rows' sums run side by side.
+                // `G v` a lane row at a time, summed in registers: four
+                // partial sums over `k` (by `k` mod 4), so that each add
+                // waits for the one four rows back, then added in pairs.
+                let vk = |k: usize| v[k / LANES][k % LANES];
+                let quads = g.chunks_exact(4 * w);
+                let rest = quads.remainder();
                 for (t, out) in next.iter_mut().enumerate() {
-                    let mut sum = [0f32; LANES];
-                    for (k, gk) in g.chunks_exact(w).enumerate() {
-                        let (a, x) = (v[k / LANES][k % LANES], gk[t]);
+                    let [mut s0, mut s1, mut s2, mut s3] = [[0f32; LANES]; 4];
+                    for (q, rows) in quads.clone().enumerate() {
+                        let k = 4 * q;
+                        let (a0, a1, a2, a3) = (vk(k), vk(k + 1), vk(k + 2), vk(k + 3));
+                        let (x0, x1, x2, x3) =
+                            (rows[t], rows[w + t], rows[2 * w + t], rows[3 * w + t]);
+                        for l in 0..LANES {
+                            s0[l] += a0 * x0[l];
+                            s1[l] += a1 * x1[l];
+                            s2[l] += a2 * x2[l];
+                            s3[l] += a3 * x3[l];
+                        }
+                    }
+                    let k0 = n - rest.len() / w;
+                    for (r, gk) in rest.chunks_exact(w).enumerate() {
+                        let (a, x) = (vk(k0 + r), gk[t]);
+                        let sum = match r {
+                            0 => &mut s0,
+                            1 => &mut s1,
+                            _ => &mut s2,
+                        };
                         for l in 0..LANES {
                             sum[l] += a * x[l];
                         }
                     }
-                    *out = sum;
+                    for l in 0..LANES {
+                        out[l] = (s0[l] + s1[l]) + (s2[l] + s3[l]);
+                    }
                 }
                 // |A v|^2 = v . G v, read only after the last iteration.
                 if iteration < SPECTRAL_ITERATIONS {
@@ -538,6 +560,10 @@ fn spectral_ratio(raw: Floats<'_>, rows: usize, cols: usize) -> Option<f64> {
     top.is_finite().then_some(top / edge)
 }
 
+/// How often [`spectral_ratio`] scales its vector back to unit length:
+/// four iterations grow it by at most `(2^15)^4 = 2^60`.
+const NORMALIZE_EVERY: usize = 4;
+
 /// The width of [`spectral_ratio`]'s rows of lanes.
 const LANES: usize = 8;
 
@@ -555,6 +581,24 @@ fn axpy(y: &mut [[f32; LANES]], a: f32, x: &[[f32; LANES]]) {
 /// The dot product of two rows of lanes, summed in float64 in lane order.
 fn dot_lanes(x: &[f32; LANES], y: &[f32; LANES]) -> f64 {
     x.iter().zip(y).map(|(&a, &b)| a as f64 * b as f64).sum()
+}
+
+/// The sum of `f` over `values` in float64, in four interleaved partial
+/// sums (by index mod 4) added in pairs at the end: a fixed order, so the
+/// same on every machine, without one long chain of dependent adds.
+fn lane_sum(values: &[f32], f: impl Fn(f64) -> f64) -> f64 {
+    let mut sums = [0f64; 4];
+    let chunks = values.chunks_exact(4);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (s, &x) in sums.iter_mut().zip(c) {
+            *s += f(x as f64);
+        }
+    }
+    for (s, &x) in sums.iter_mut().zip(rest) {
+        *s += f(x as f64);
+    }
+    (sums[0] + sums[1]) + (sums[2] + sums[3])
 }
 
 /// A row's sums of the first four powers and its largest magnitude, in
