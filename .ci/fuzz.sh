@@ -1,39 +1,32 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for FUZZ_SECONDS (default 60) on its seed corpus,
 # and fails on any crash, hang (over 10 s on one input) or allocation over
-# 1 GiB (the targets' allocator aborts on it). Uses the machine's nightly
-# toolchain, or RUSTC_BOOTSTRAP=1 on stable.
+# 1 GiB (the targets' allocator aborts on it).
 #
 #   .ci/fuzz.sh          build the targets, then run them
 #   .ci/fuzz.sh build    build them only
 #   .ci/fuzz.sh run      run them, built already
+#
+# The targets are built by plain cargo on the stable toolchain, in the
+# dev profile and the target directory `cargo test` uses, with
+# .ci/fuzz-rustc adding libFuzzer's coverage instrumentation to nnlint and
+# the fuzz crate only: tract, candle and every other dependency are the
+# ones `cargo test` built, so after it this build compiles two crates
+# (cargo-fuzz instruments every crate, which rebuilt all of them: about
+# 9 of CI's minutes). No sanitizer: Rust checks memory safety itself, and
+# the allocation limit is the targets' own allocator's (nnlint_fuzz::Capped).
+# `cargo fuzz run <target>` (README of fuzz/, CONTRIBUTING.md) works as before.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+repo=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${FUZZ_SECONDS:-60}
 mode=${1:-all}
 
-# A debug build: cargo-fuzz only drives cargo, and compiles in half the time.
-if ! command -v cargo-fuzz >/dev/null 2>&1; then
-    cargo install cargo-fuzz --debug --locked --version 0.13.2
-fi
-toolchain=()
-if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
-    toolchain=(+nightly)
-else
-    export RUSTC_BOOTSTRAP=1
-fi
-
-cd fuzz
-# opt-level 1: the instrumented optimized build of tract and candle at
-# opt-level 3 took over 20 minutes of CI's 2 cores; 1 runs the targets at
-# most a few times slower, well inside each input's 10 s.
-export CARGO_PROFILE_RELEASE_OPT_LEVEL=${FUZZ_OPT_LEVEL:-1}
-# No sanitizer: Rust checks memory safety itself, the build of tract and
-# candle under AddressSanitizer took a third longer (733 s against 560 s on
-# CI's 2 cores), and the allocation limit is the targets' own allocator's
-# (nnlint_fuzz::Capped), as libFuzzer's -malloc_limit_mb needs a sanitizer.
+cd "$repo/fuzz"
+export CARGO_TARGET_DIR="$repo/target"
+bin="$CARGO_TARGET_DIR/debug"
+targets=(model_bytes text_model probe diff)
 if [ "$mode" != run ]; then
-    cargo "${toolchain[@]}" fuzz build -O -s none
+    RUSTC_WRAPPER="$repo/.ci/fuzz-rustc" cargo build --locked --bins
 fi
 [ "$mode" = build ] && exit 0
 python3 seeds.py
@@ -41,7 +34,8 @@ mkdir -p logs
 # One target's run; its summary, or its log's tail and the input that failed.
 run() {
     local target=$1 log="logs/$1.log"
-    if ! cargo "${toolchain[@]}" fuzz run -O -s none "$target" "corpus/$target" -- \
+    mkdir -p "artifacts/$target"
+    if ! "$bin/$target" "corpus/$target" -artifact_prefix="artifacts/$target/" \
         -max_total_time="$seconds" -dict=onnx.dict -timeout=10 \
         -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
         tail -n 60 "$log"

@@ -14,11 +14,12 @@
   rule fires.
 
 Then write the rule and its page, make the fixture show the bug, and bless
-its expected output (CONTRIBUTING.md, "Tests"):
+its expected output and its row in docs/rules.md (CONTRIBUTING.md, "Tests"):
 
-    NNLINT_BLESS=1 cargo test --locked --test it -- ui::
+    NNLINT_BLESS=1 cargo test --locked --test it -- ui:: rules::the_user_guide
 
-and review the new `fixtures/text/NAME.expected`. The rule matrix fails
+and review the new `fixtures/text/NAME.expected`, and the expectations of
+other fixtures where the new rule fires too (`git diff fixtures/`). The rule matrix fails
 until some fixture fires the rule, and the page test until the page is whole.
 """
 
