@@ -12,6 +12,11 @@ if ! cargo deny --version 2>/dev/null | grep -q " $version\$"; then
     # A debug build: it checks a lock file, and compiles in half the time.
     cargo install cargo-deny --debug --locked --version "$version"
 fi
+# `--offline` keeps cargo-deny off the advisory database's git remote; the
+# crates themselves come from the registry first, every platform's, since
+# `cargo metadata` resolves the windows-only ones too (a fresh machine has
+# none of them cached, and the offline check then fails to start).
+cargo fetch --locked --quiet
 cargo deny --offline check --hide-inclusion-graph bans licenses sources
 if cargo deny fetch db >/dev/null 2>&1; then
     cargo deny --offline check --hide-inclusion-graph advisories
