@@ -15,7 +15,7 @@
 # (cargo-fuzz instruments every crate, which rebuilt all of them: about
 # 9 of CI's minutes). No sanitizer: Rust checks memory safety itself, and
 # the allocation limit is the targets' own allocator's (nnlint_fuzz::Capped).
-# `cargo fuzz run <target>` (README of fuzz/, CONTRIBUTING.md) works as before.
+# `cargo fuzz run <target>` by hand (CONTRIBUTING.md) works as before.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${FUZZ_SECONDS:-60}
@@ -24,7 +24,6 @@ mode=${1:-all}
 cd "$repo/fuzz"
 export CARGO_TARGET_DIR="$repo/target"
 bin="$CARGO_TARGET_DIR/debug"
-targets=(model_bytes text_model probe diff)
 if [ "$mode" != run ]; then
     RUSTC_WRAPPER="$repo/.ci/fuzz-rustc" cargo build --locked --bins
 fi
