@@ -477,10 +477,11 @@ fn formula(op: &str, inputs: &[Option<Arc<Tensor>>]) -> Option<u128> {
                 .zip(&reps)
                 .map(|(&n, &r)| n.saturating_mul(count(r)))
                 .collect();
-            // Tiling copies one block per repeat, even an empty one.
+            // Tiling copies one block per repeat, even an empty one, and
+            // tract reads a negative repeat as a huge one.
             let repeats = reps
                 .into_iter()
-                .map(count)
+                .map(tract_repeats)
                 .fold(0u128, u128::saturating_add);
             Some(product(&tiled).max(repeats))
         }
@@ -623,7 +624,7 @@ pub fn check_node(
 /// multipliers, from the op or, for a dynamic tiling, from its input.
 fn tile_repeats(node: &TypedNode, inputs: &[TValue], symbols: &SymbolValues) -> Option<u128> {
     use tract_onnx::tract_core::ops::array::{DynTile, Tile};
-    let count = |d: &TDim| u128::try_from(d.eval(symbols).to_i64().ok()?.max(0)).ok();
+    let count = |d: &TDim| Some(tract_repeats(d.eval(symbols).to_i64().ok()?));
     let multipliers: Vec<TDim> = if let Some(tile) = node.op_as::<Tile>() {
         tile.multipliers.to_vec()
     } else if node.op_as::<DynTile>().is_some() {
@@ -637,6 +638,12 @@ fn tile_repeats(node: &TypedNode, inputs: &[TValue], symbols: &SymbolValues) -> 
         .iter()
         .map(count)
         .try_fold(0u128, |acc, m| Some(acc.saturating_add(m?)))
+}
+
+/// The blocks tract copies for a tiling multiplier: it reads the multiplier
+/// as a `usize`, so a negative one (invalid ONNX) wraps to about 1.8e19.
+fn tract_repeats(multiplier: i64) -> u128 {
+    multiplier as u64 as u128
 }
 
 /// The refusal behind a tract error, if the budget refused.
