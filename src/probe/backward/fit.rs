@@ -8,8 +8,8 @@
 //! outputs' magnitude has nothing to fit.
 
 use candle_core::{DType, Tensor};
-use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 
+use super::adam::Adam;
 use super::ops::c;
 use super::{synthesized, Pass, Target};
 use crate::graph::{Dim, Graph};
@@ -263,17 +263,7 @@ fn attempt(
     progress: &Progress,
 ) -> Result<bool, Skip> {
     let vars = pass.params.iter().map(|p| p.var.clone()).collect();
-    let mut adam = AdamW::new(
-        vars,
-        ParamsAdamW {
-            lr: options.lr,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        },
-    )
-    .map_err(|e| Skip::from(c(e)))?;
+    let mut adam = Adam::new(vars, options.lr);
     for step in 0..=steps {
         let env = pass.forward(values, false, &[])?;
         let (loss, target) = pass.loss(&env)?;
@@ -330,7 +320,7 @@ fn plateau(losses: &[f64]) -> bool {
     lowest(losses) > before * (1.0 - MIN_GAIN)
 }
 
-fn step_once(adam: &mut AdamW, loss: &Tensor) -> Result<(), Skip> {
+fn step_once(adam: &mut Adam, loss: &Tensor) -> Result<(), Skip> {
     let grads = loss
         .backward()
         .map_err(|e| Skip::from(format!("the backward pass failed: {}", c(e))))?;

@@ -16,6 +16,7 @@
 //!   and the node where it starts, found by a forward pass with one other
 //!   sample changed.
 
+mod adam;
 mod conv;
 mod einsum;
 pub mod fit;
