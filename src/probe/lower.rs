@@ -96,6 +96,7 @@ fn lower_with(graph: &Graph<'_>, gradients: bool) -> Result<Lowered, String> {
             "ConstantOfShape" if !n.proto.attribute.iter().any(|a| a.name == "value") => {
                 b.zeros_of_shape(&n)
             }
+            "CumSum" if int64_input(graph, &n) => b.integer_cumsum(&n),
             "Conv" | "Gemm" | "MatMul" if graph.normalizes(&n) => b.folded_norm(graph, &n)?,
             "ConvInteger" | "MatMulInteger" if !gradients => b.integer_product(graph, &n),
             _ => b.keep(&n),
@@ -465,6 +466,24 @@ impl Builder {
         self.out.nodes.push(node);
     }
 
+    /// `CumSum` of int64 values in float64, then cast back: tract 0.23 reads
+    /// every `Cast` to int64 as its symbolic dimension type, which its
+    /// `CumSum` cannot sum ("TDim is not a number"). RoBERTa's position ids
+    /// are such a sum (`cumsum(input_ids != pad) * mask`). Exact for sums
+    /// under 2^53.
+    fn integer_cumsum(&mut self, n: &NodeRef<'_, '_>) {
+        let (Some(x), Some(axis), Some(out)) = (n.input(0), n.input(1), n.output(0)) else {
+            return self.keep(n);
+        };
+        let wide = self.op("Cast", &[x], vec![int("to", 11)]);
+        let mut sum = n.proto.clone();
+        let summed = self.fresh("cumsum");
+        sum.input = vec![wide, axis.to_string()];
+        sum.output = vec![summed.clone()];
+        self.out.nodes.push(sum);
+        self.push("Cast", &[&summed], out, vec![int("to", 7)]);
+    }
+
     fn dropout(&mut self, n: &NodeRef<'_, '_>) {
         let (Some(x), Some(out)) = (n.input(0), n.output(0)) else {
             return self.keep(n);
@@ -581,6 +600,18 @@ impl Builder {
         self.out.folded_norms += 1;
         Ok(())
     }
+}
+
+/// Whether a node's first input holds int64 values: declared so, or cast to it.
+fn int64_input(graph: &Graph<'_>, n: &NodeRef<'_, '_>) -> bool {
+    const INT64: i32 = 7;
+    let Some(x) = n.input(0) else {
+        return false;
+    };
+    graph.elem_type(x) == Some(INT64)
+        || graph
+            .producer(x)
+            .is_some_and(|(p, _)| p.is("Cast") && p.attr_i64("to") == Some(i64::from(INT64)))
 }
 
 fn rank_of(graph: &Graph<'_>, tensor: &str) -> Option<usize> {
