@@ -1003,7 +1003,9 @@ impl Cost {
 pub fn secs(x: f64) -> String {
     if x < 0.1 {
         format!("{} s", crate::diag::short_number(x.max(0.0)))
-    } else if x < 10.0 {
+    } else if x < 100.0 {
+        // One decimal up to 100 s, so that an estimate just over a budget
+        // of 10 s does not read as the budget itself.
         format!("{:.1} s", x.max(0.0))
     } else {
         format!("{x:.0} s")
