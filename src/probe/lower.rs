@@ -22,7 +22,7 @@
 
 use super::normalize::{Norm, OP_TYPE};
 use crate::graph::{Dim, Graph, NodeRef};
-use crate::onnx::proto::{AttributeProto, AttributeType, NodeProto, TensorProto};
+use crate::onnx::proto::{data_type as dt, AttributeProto, AttributeType, NodeProto, TensorProto};
 
 /// Names nnlint gives the tensors it adds start with this.
 pub const PREFIX: &str = "nnlint::";
@@ -149,7 +149,7 @@ impl Builder {
             } else {
                 vec![values.len() as i64]
             },
-            data_type: 7,
+            data_type: dt::INT64,
             int64_data: values.to_vec(),
             ..Default::default()
         });
@@ -160,7 +160,7 @@ impl Builder {
         let name = self.fresh("const");
         self.out.initializers.push(TensorProto {
             name: name.clone(),
-            data_type: 1,
+            data_type: dt::FLOAT,
             float_data: vec![value],
             ..Default::default()
         });
@@ -243,7 +243,7 @@ impl Builder {
                 let zero = self.const_i64(&[0], true);
                 let index = self.op("Where", &[&hit, &zero, target], vec![]);
                 let keep = self.op("Not", &[&hit], vec![]);
-                let keep = self.op("Cast", &[&keep], vec![int("to", 1)]);
+                let keep = self.op("Cast", &[&keep], vec![cast_to(dt::FLOAT)]);
                 (index, Some(keep))
             }
             None => (target.to_string(), None),
@@ -457,7 +457,7 @@ impl Builder {
             r#type: AttributeType::Tensor as i32,
             t: Some(Box::new(TensorProto {
                 dims: vec![1],
-                data_type: 1,
+                data_type: dt::FLOAT,
                 float_data: vec![0.0],
                 ..Default::default()
             })),
@@ -475,13 +475,13 @@ impl Builder {
         let (Some(x), Some(axis), Some(out)) = (n.input(0), n.input(1), n.output(0)) else {
             return self.keep(n);
         };
-        let wide = self.op("Cast", &[x], vec![int("to", 11)]);
+        let wide = self.op("Cast", &[x], vec![cast_to(dt::DOUBLE)]);
         let mut sum = n.proto.clone();
         let summed = self.fresh("cumsum");
         sum.input = vec![wide, axis.to_string()];
         sum.output = vec![summed.clone()];
         self.out.nodes.push(sum);
-        self.push("Cast", &[&summed], out, vec![int("to", 7)]);
+        self.push("Cast", &[&summed], out, vec![cast_to(dt::INT64)]);
     }
 
     fn dropout(&mut self, n: &NodeRef<'_, '_>) {
@@ -543,11 +543,11 @@ impl Builder {
             }
         }
         let float = |b: &mut Self, x: &str, zp: Option<&str>, axes: Option<Vec<i64>>| {
-            let xf = b.op("Cast", &[x], vec![int("to", 1)]);
+            let xf = b.op("Cast", &[x], vec![cast_to(dt::FLOAT)]);
             match zp.filter(|z| !z.is_empty()) {
                 None => xf,
                 Some(zp) => {
-                    let mut zf = b.op("Cast", &[zp], vec![int("to", 1)]);
+                    let mut zf = b.op("Cast", &[zp], vec![cast_to(dt::FLOAT)]);
                     if let Some(axes) = axes {
                         zf = b.squeeze_op("Unsqueeze", &zf, &axes);
                     }
@@ -563,7 +563,7 @@ impl Builder {
         } else {
             self.op("MatMul", &[&af, &bf], vec![])
         };
-        self.push("Cast", &[&product], out, vec![int("to", 6)]);
+        self.push("Cast", &[&product], out, vec![cast_to(dt::INT32)]);
     }
 
     /// A Conv or Gemm with a BatchNorm folded in: the layer, then batch
@@ -604,14 +604,13 @@ impl Builder {
 
 /// Whether a node's first input holds int64 values: declared so, or cast to it.
 fn int64_input(graph: &Graph<'_>, n: &NodeRef<'_, '_>) -> bool {
-    const INT64: i32 = 7;
     let Some(x) = n.input(0) else {
         return false;
     };
-    graph.elem_type(x) == Some(INT64)
+    graph.elem_type(x) == Some(dt::INT64)
         || graph
             .producer(x)
-            .is_some_and(|(p, _)| p.is("Cast") && p.attr_i64("to") == Some(i64::from(INT64)))
+            .is_some_and(|(p, _)| p.is("Cast") && p.attr_i64("to") == Some(i64::from(dt::INT64)))
 }
 
 fn rank_of(graph: &Graph<'_>, tensor: &str) -> Option<usize> {
@@ -630,6 +629,11 @@ fn rank_of(graph: &Graph<'_>, tensor: &str) -> Option<usize> {
         }
         _ => None,
     }
+}
+
+/// `Cast`'s `to` attribute.
+fn cast_to(data_type: i32) -> AttributeProto {
+    int("to", i64::from(data_type))
 }
 
 fn int(name: &str, i: i64) -> AttributeProto {

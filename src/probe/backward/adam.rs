@@ -14,9 +14,9 @@ use std::cell::RefCell;
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, InplaceOp2, Layout, Result, Var};
 
-pub(super) const BETA1: f64 = 0.9;
-pub(super) const BETA2: f64 = 0.999;
-pub(super) const EPS: f64 = 1e-8;
+const BETA1: f64 = 0.9;
+const BETA2: f64 = 0.999;
+const EPS: f64 = 1e-8;
 
 /// Adam over float32 variables, with β = ([`BETA1`], [`BETA2`]) and ε = [`EPS`].
 pub(super) struct Adam {
@@ -78,8 +78,8 @@ impl Adam {
 
 /// One weight's update, given its moments and this step's scalars.
 struct Update<'a> {
-    m: RefCell<&'a mut Vec<f32>>,
-    v: RefCell<&'a mut Vec<f32>>,
+    m: RefCell<&'a mut [f32]>,
+    v: RefCell<&'a mut [f32]>,
     step_size: f32,
     bias2_sqrt: f32,
 }

@@ -141,23 +141,15 @@ impl CustomOp2 for Conv2d {
         };
         let dy = dy.contiguous()?.reshape((g.n, groups, mg, l))?;
         // dW = Σ_n dy[n] · cols[n]ᵀ, per group: a product per sample that
-        // reads the columns transposed in place, summed as it goes. (One
-        // batched product and then a sum over the batch axis copies the
-        // columns transposed and reduces along a strided axis: 14% and 9% of
-        // a ResNet-50 step.)
-        let mut dk: Option<Tensor> = None;
-        for sample in 0..g.n {
-            let part = dy
-                .get(sample)?
-                .matmul(&cols.get(sample)?.transpose(1, 2)?)?;
-            dk = Some(match dk {
-                Some(sum) => (sum + part)?,
-                None => part,
-            });
+        // reads the columns transposed in place, summed as it goes. (A
+        // batched product summed over the batch axis copies the columns
+        // transposed and reduces along a strided axis: that sum alone was
+        // 14% of a profiled ResNet-50 fit.)
+        let product = |s: usize| dy.get(s)?.matmul(&cols.get(s)?.transpose(1, 2)?);
+        let mut dk = product(0)?;
+        for sample in 1..g.n {
+            dk = (dk + product(sample)?)?;
         }
-        let Some(dk) = dk else {
-            candle_core::bail!("conv2d needs at least one sample");
-        };
         let dk = dk.reshape(k.dims())?;
         // dcols = Wᵀ · dy, per group, then folded back onto the input.
         let kt = k.reshape((groups, mg, ck))?.transpose(1, 2)?.contiguous()?;
