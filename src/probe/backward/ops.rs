@@ -1581,6 +1581,11 @@ pub fn eval(n: &NodeProto, inputs: &[Option<Tensor>], cx: &Cx) -> R<Vec<Tensor>>
                 .into_iter()
                 .map(|d| d.max(0) as usize)
                 .collect();
+            let count = shape
+                .iter()
+                .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+                .unwrap_or(usize::MAX);
+            within_bound("ConstantOfShape", count)?;
             let (value, dtype) = match attr(n, "value").and_then(|a| a.t.as_deref()) {
                 Some(t) => {
                     let v = if !t.float_data.is_empty() {
@@ -1606,6 +1611,7 @@ pub fn eval(n: &NodeProto, inputs: &[Option<Tensor>], cx: &Cx) -> R<Vec<Tensor>>
                 return Err("Range with delta 0".into());
             }
             let count = ((l - s) / d).ceil().max(0.0) as usize;
+            within_bound("Range", count)?;
             let v: Vec<f64> = (0..count).map(|i| s + i as f64 * d).collect();
             let t = Tensor::from_vec(v, count, &Device::Cpu).map_err(c)?;
             one(t
@@ -1879,6 +1885,23 @@ fn resize_op(n: &NodeProto, x: &Tensor, inputs: &[Option<Tensor>], cx: &Cx) -> R
 }
 
 /// The first element of a raw-data tensor, for `ConstantOfShape`'s value.
+/// The most values a tensor whose size the data chooses (`ConstantOfShape`,
+/// `Range`) may have in the backward pass: a gibibyte of float32 values,
+/// over what any pass under the default `--probe-memory` holds. The forward
+/// probe's guard does not see a size tract folds into a constant, and the
+/// fuzz target found a `ConstantOfShape` of `Shape(x) * 4398046511184`
+/// that asked for 70 TB here.
+const MAX_VALUES: usize = 1 << 28;
+
+fn within_bound(op: &str, count: usize) -> Result<(), String> {
+    if count > MAX_VALUES {
+        return Err(format!(
+            "`{op}` asks for {count} values, over the {MAX_VALUES} the gradient engine allocates at once"
+        ));
+    }
+    Ok(())
+}
+
 fn decode_first(t: &TensorProto) -> R<f64> {
     let raw = t.raw_data.as_deref().unwrap_or(&[]);
     let width = dt::byte_width(t.data_type).unwrap_or(0);
