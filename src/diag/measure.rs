@@ -9,6 +9,9 @@ use serde::Serialize;
 pub struct Measurements {
     /// Samples in the probe's batch.
     pub batch: usize,
+    /// Samples the backward pass ran on, when it ran: the batch's first,
+    /// fewer than the batch when the budget could not hold it all.
+    pub gradient_samples: Option<usize>,
     /// The layers the pass computed, in the order it computed them.
     pub layers: Vec<LayerMeasure>,
     /// The data losses, or the classifier heads' cross-entropy on random labels.

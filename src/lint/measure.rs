@@ -89,6 +89,11 @@ pub(super) fn of(
     };
     let mut measured = Measurements {
         batch: probe.batch(),
+        gradient_samples: probe
+            .gradients
+            .as_ref()
+            .and_then(|g| g.as_ref().ok())
+            .map(|g| g.batch),
         layers,
         losses: Vec::new(),
         fit,

@@ -11,7 +11,7 @@ use candle_core::{DType, Tensor};
 
 use super::adam::Adam;
 use super::ops::c;
-use super::{synthesized, Pass, Target};
+use super::{narrowed, synthesized, Pass, Target};
 use crate::graph::{Dim, Graph};
 use crate::onnx::Model;
 use crate::probe::engine::{Progress, Skip};
@@ -200,9 +200,7 @@ pub fn run(
     let mut values = synthesized(batch, seed, DType::F32)?;
     let mut samples = crate::probe::inputs::batch_size(batch);
     if samples > MAX_SAMPLES && batch_is_free(graph, batch, samples) {
-        for (_, t) in &mut values {
-            *t = t.narrow(0, 0, MAX_SAMPLES).map_err(|e| Skip::from(c(e)))?;
-        }
+        values = narrowed(values, samples, MAX_SAMPLES)?;
         samples = MAX_SAMPLES;
     }
     let progress = Progress::new(

@@ -22,6 +22,7 @@ mod einsum;
 pub mod fit;
 pub mod ops;
 mod per_sample;
+mod rebatch;
 mod recurrent;
 mod resize;
 mod scatter;
@@ -50,6 +51,9 @@ pub struct GradOptions {
     pub float: DType,
     /// Keep every gradient's values (tests compare them to torch's).
     pub keep_values: bool,
+    /// The samples to run on, fewer than the batch's when the budget cannot
+    /// hold them all: the first of the batch (see [`Pass::rebatch`]).
+    pub samples: Option<usize>,
 }
 
 impl Default for GradOptions {
@@ -59,6 +63,7 @@ impl Default for GradOptions {
             mixing: true,
             float: DType::F32,
             keep_values: false,
+            samples: None,
         }
     }
 }
@@ -72,11 +77,15 @@ pub struct Gradients {
     /// Every trainable tensor, in the order the graph first reads it.
     pub params: Vec<ParamGrad>,
     pub mixing: Option<Mixing>,
+    /// The samples it ran on ...
     pub batch: usize,
+    /// ... when they are fewer than the forward pass's batch, which this is.
+    pub cut_from: Option<usize>,
     /// The pass's estimated seconds, which the fit's time budget is what
     /// is left of.
     pub seconds: f64,
-    /// The pass's estimated bytes, which the fit adds its own to.
+    /// The pass's estimated bytes on the whole batch (see [`Gradients::cut_from`]),
+    /// which the fit adds its own to.
     pub bytes: usize,
 }
 
@@ -144,11 +153,21 @@ pub fn run(
     seed: u64,
     options: &GradOptions,
 ) -> Result<Gradients, Skip> {
-    let pass = Pass::new(model, graph, lowered, options.float)?;
-    let values = synthesized(batch, seed, options.float)?;
-    let batch_size = inputs::batch_size(batch);
+    let mut pass = Pass::new(model, graph, lowered, options.float)?;
+    let mut values = synthesized(batch, seed, options.float)?;
+    let mut batch_size = inputs::batch_size(batch);
+    let mut cut_from = None;
+    if let Some(k) = options.samples.filter(|&k| k >= 1 && k < batch_size) {
+        values = narrowed(values, batch_size, k)?;
+        if !fit::batch_is_free(graph, batch, batch_size) {
+            pass.rebatch(batch_size, k)?;
+        }
+        cut_from = Some(batch_size);
+        batch_size = k;
+    }
     let mut out = Gradients {
         batch: batch_size,
+        cut_from,
         ..Default::default()
     };
     let mut proven_per_sample = false;
@@ -212,6 +231,26 @@ fn synthesized(batch: &[Input], seed: u64, float: DType) -> Result<Vec<(String, 
         .map(|i| {
             let t = inputs::make(i, seed).map_err(Skip::from)?;
             Ok((i.name.clone(), from_tract(&t, float)?))
+        })
+        .collect()
+}
+
+/// The first `to` samples of every input whose leading axis holds the
+/// batch's `from`; other inputs whole.
+fn narrowed(
+    values: Vec<(String, Tensor)>,
+    from: usize,
+    to: usize,
+) -> Result<Vec<(String, Tensor)>, Skip> {
+    values
+        .into_iter()
+        .map(|(name, t)| {
+            let t = if t.rank() >= 1 && t.dims()[0] == from {
+                t.narrow(0, 0, to).map_err(|e| Skip::from(c(e)))?
+            } else {
+                t
+            };
+            Ok((name, t))
         })
         .collect()
 }

@@ -31,6 +31,7 @@ fn options(params: bool) -> GradOptions {
         mixing: false,
         float: DType::F64,
         keep_values: true,
+        samples: None,
     }
 }
 
@@ -444,5 +445,69 @@ fn conv_transpose_computes_its_definition() {
     let got: Vec<f64> = y.flatten_all().unwrap().to_vec1().unwrap();
     for (k, (a, b)) in got.iter().zip(&want).enumerate() {
         assert!((a - b).abs() < 1e-9, "element {k}: {a} vs {b}");
+    }
+}
+
+/// A graph exported for a static batch spells it in its shapes, and may
+/// hold constants folded for it (a class token expanded to every sample):
+/// the pass cut to the batch's first two samples must compute what the same
+/// graph exported for two computes, on the same two samples.
+#[test]
+fn a_static_batch_cut_to_its_first_samples_has_the_gradients_of_a_batch_of_that_size() {
+    let text = |b: usize| {
+        format!(
+            r#"<ir_version: 10, opset_import: ["" : 20]>
+g (double[{b},4,6] x, int64[{b}] y) => (double loss)
+<double[6,5] w1 = {{{}}}, double[3,25] w2 = {{{}}}, double[3] b2 = {{{}}},
+ double[{b},1,6] token = {{{}}},
+ int64[2] rows = {{{}, 6}}, int64[2] flat = {{{b}, 25}}, int64[2] ones = {{{b}, 3}}>
+{{
+    h0 = Concat <axis: int = 1> (x, token)
+    h1 = Reshape (h0, rows)
+    h2 = MatMul (h1, w1)
+    h3 = Tanh (h2)
+    h4 = Reshape (h3, flat)
+    h5 = Gemm <transB: int = 1> (h4, w2, b2)
+    m = ConstantOfShape <value: tensor = double[1] {{0.5}}> (ones)
+    h6 = Mul (h5, m)
+    loss = SoftmaxCrossEntropyLoss (h6, y)
+}}"#,
+            values(30, 1),
+            values(75, 2),
+            values(3, 3),
+            values(b * 6, 4),
+            b * 5,
+        )
+    };
+    let grads = |b: usize, samples: Option<usize>| {
+        let (proto, _) = crate::onnx::text::parse_model(&text(b)).unwrap();
+        let model = Model::from_proto(std::path::Path::new("fd.onnx"), proto).unwrap();
+        let source = print_model(&model.proto, Values::Elide);
+        let graphs = crate::graph::build(&model, &source);
+        let lowered = lower_for_gradients(&graphs[0]).unwrap();
+        let batch = classified(&[b, 4, 6], "h6");
+        let options = GradOptions {
+            samples,
+            ..options(true)
+        };
+        run(&model, &graphs[0], &lowered, &batch, 3, &options).unwrap()
+    };
+    let cut = grads(8, Some(2));
+    let two = grads(2, None);
+    assert_eq!((cut.batch, cut.cut_from), (2, Some(8)));
+    assert_eq!(two.cut_from, None);
+    assert!(
+        (cut.loss - two.loss).abs() <= 1e-12,
+        "{} against {}",
+        cut.loss,
+        two.loss
+    );
+    assert_eq!(cut.params.len(), 4);
+    for (a, b) in cut.params.iter().zip(&two.params) {
+        let (a, b) = (a.values.as_ref().unwrap(), b.values.as_ref().unwrap());
+        assert!(
+            a.iter().zip(b).all(|(a, b)| (a - b).abs() <= 1e-12),
+            "{a:?} against {b:?}"
+        );
     }
 }
