@@ -265,6 +265,34 @@ pub fn guarded<T>(engine: &str, f: impl FnOnce() -> Result<T, Skip>) -> Result<T
     })
 }
 
+/// Stack bytes per node of the graph the gradient engine differentiates:
+/// candle orders a graph's tensors for the backward pass by a recursive
+/// walk, and frees a chain of them recursively, one frame per node on the
+/// way. A 100 000-node Gemm/Relu chain overflowed the main thread's 8 MiB.
+const GRADIENT_STACK_PER_NODE: usize = 4 << 10;
+const GRADIENT_STACK_BASE: usize = 16 << 20;
+
+/// [`guarded`], for the gradient engine on a graph of `nodes` nodes: on a
+/// thread whose stack its recursion fits in (reserved, and only touched as
+/// deep as the graph goes).
+pub fn guarded_deep<T: Send>(
+    nodes: usize,
+    f: impl FnOnce() -> Result<T, Skip> + Send,
+) -> Result<T, Skip> {
+    let stack = nodes
+        .saturating_mul(GRADIENT_STACK_PER_NODE)
+        .saturating_add(GRADIENT_STACK_BASE);
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("gradients".into())
+            .stack_size(stack)
+            .spawn_scoped(s, || guarded("the gradient engine", f))
+            .map_err(|e| Skip::from(format!("the gradient engine could not start: {e}")))?
+            .join()
+            .unwrap_or_else(|_| Err("the gradient engine failed".into()))
+    })
+}
+
 thread_local! {
     static PROBING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }

@@ -445,7 +445,7 @@ fn fit_pass(
         floor,
         progress: options.progress,
     };
-    engine::guarded("the gradient engine", || {
+    engine::guarded_deep(lowered.nodes.len(), || {
         backward::fit::run(model, graph, &lowered, &run.inputs, options.seed, &fit)
     })
 }
@@ -798,7 +798,7 @@ fn backward_pass(
         .into());
     }
     grad.samples = (samples < batch).then_some(samples);
-    engine::guarded("the gradient engine", || {
+    engine::guarded_deep(lowered.nodes.len(), || {
         backward::run(model, graph, &lowered, &run.inputs, options.seed, &grad)
     })
     .map_err(|mut e| {

@@ -511,3 +511,33 @@ g (double[{b},4,6] x, int64[{b}] y) => (double loss)
         );
     }
 }
+
+/// candle orders the tensors for the backward pass by a recursive walk: a
+/// graph 40 000 nodes deep overflows a test thread's 2 MiB stack unless the
+/// engine runs on a stack sized for the graph.
+#[test]
+fn a_graph_tens_of_thousands_of_nodes_deep_runs_on_a_stack_sized_for_it() {
+    const DEPTH: usize = 40_000;
+    let mut text = String::from(
+        "<ir_version: 10, opset_import: [\"\" : 20]>\ng (double[2,4] x) => (double y)\n\
+         <double[4,4] w = {1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1}>\n{\n    h0 = Identity (x)\n",
+    );
+    for i in 0..DEPTH {
+        text.push_str(&format!("    h{} = MatMul (h{i}, w)\n", i + 1));
+    }
+    text.push_str(&format!(
+        "    y = ReduceSum <keepdims: int = 0> (h{DEPTH})\n}}\n"
+    ));
+    let (proto, _) = crate::onnx::text::parse_model(&text).unwrap();
+    let model = Model::from_proto(std::path::Path::new("deep.onnx"), proto).unwrap();
+    let source = print_model(&model.proto, Values::Elide);
+    let graphs = crate::graph::build(&model, &source);
+    let lowered = lower_for_gradients(&graphs[0]).unwrap();
+    let batch = [input("x", 11, &[2, 4], Fill::Normal)];
+    let grads = crate::probe::engine::guarded_deep(lowered.nodes.len(), || {
+        run(&model, &graphs[0], &lowered, &batch, 3, &options(true))
+    })
+    .unwrap();
+    assert_eq!(grads.params.len(), 1);
+    assert!(grads.params[0].norm > 0.0);
+}
