@@ -52,7 +52,7 @@ pub struct GradOptions {
     /// Keep every gradient's values (tests compare them to torch's).
     pub keep_values: bool,
     /// The samples to run on, fewer than the batch's when the budget cannot
-    /// hold them all: the first of the batch (see [`Pass::rebatch`]).
+    /// hold them all: the first of the batch (see `backward/rebatch.rs`).
     pub samples: Option<usize>,
 }
 
