@@ -91,7 +91,11 @@ impl Pass<'_, '_> {
     /// The constants that lead with a batch of `from` by the graph's say
     /// (see [`Pass::rebatch`]), in name order.
     fn folded_for_batch(&self, from: usize) -> Vec<String> {
-        let rank = |t: &str| self.constants.get(t).map(|t| t.rank() as i64);
+        let computed = |t: &str| !self.constants.contains_key(t);
+        let rank = |t: &str| match self.constants.get(t) {
+            Some(t) => Some(t.rank()),
+            None => self.graph.shape(t).map(|s| s.len()),
+        };
         let trained: FxHashSet<&str> = self.params.iter().map(|p| p.name.as_str()).collect();
         let mut folded: Vec<&str> = Vec::new();
         for n in &self.lowered.nodes {
@@ -107,8 +111,9 @@ impl Pass<'_, '_> {
                         || n.input
                             .iter()
                             .find_map(|i| rank(i))
-                            .is_some_and(|r| axis + r > 0);
-                    if later {
+                            .is_some_and(|r| axis + r as i64 > 0);
+                    // Joined to a computed tensor, whose batch it must have.
+                    if later && n.input.iter().any(|i| computed(i)) {
                         folded.extend(n.input.iter().map(String::as_str));
                     }
                 }
@@ -123,19 +128,13 @@ impl Pass<'_, '_> {
                 // rank, so that their leading axes align.
                 "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Max" | "Min" | "Where" | "Equal"
                 | "Less" | "Greater" | "And" | "Or" => {
-                    let ranks: Vec<Option<usize>> = n
-                        .input
-                        .iter()
-                        .map(|i| match self.constants.get(i) {
-                            Some(t) => Some(t.rank()),
-                            None => self.graph.shape(i).map(|s| s.len()),
-                        })
-                        .collect();
+                    let ranks: Vec<Option<usize>> = n.input.iter().map(|i| rank(i)).collect();
                     for (k, i) in n.input.iter().enumerate() {
                         let r = ranks[k];
-                        let aligned = ranks.iter().enumerate().any(|(j, o)| {
-                            j != k && !self.constants.contains_key(&n.input[j]) && *o == r
-                        });
+                        let aligned = ranks
+                            .iter()
+                            .enumerate()
+                            .any(|(j, o)| j != k && computed(&n.input[j]) && *o == r);
                         if r.is_some() && aligned && !trained.contains(i.as_str()) {
                             folded.push(i);
                         }
