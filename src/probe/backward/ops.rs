@@ -1561,6 +1561,12 @@ pub fn eval(n: &NodeProto, inputs: &[Option<Tensor>], cx: &Cx) -> R<Vec<Tensor>>
                 .into_iter()
                 .map(|d| d.max(0) as usize)
                 .collect();
+            // candle builds one reference per repeat, even of an empty tensor.
+            let repeats = reps
+                .iter()
+                .try_fold(1usize, |acc, &r| acc.checked_mul(r))
+                .unwrap_or(usize::MAX);
+            within_bound("Tile", repeats.max(x.elem_count().saturating_mul(repeats)))?;
             one(x.repeat(reps))
         }
         "Shape" => {
