@@ -186,13 +186,14 @@ pub fn run(
         for p in &pass.params {
             let w = p.var.as_tensor();
             let g = grads.get(w);
+            let (norm, adam_norm) = g.map(norms).transpose()?.unwrap_or((0.0, 0.0));
             out.params.push(ParamGrad {
                 name: p.name.clone(),
                 kind: p.kind,
                 node: p.node.clone(),
-                norm: g.map(|g| norms(g).map(|n| n.0)).transpose()?.unwrap_or(0.0),
+                norm,
                 weight_norm: norms(w)?.0,
-                adam_norm: g.map(|g| norms(g).map(|n| n.1)).transpose()?.unwrap_or(0.0),
+                adam_norm,
                 reached: g.is_some(),
                 values: match (options.keep_values, g) {
                     (true, Some(g)) => Some(

@@ -1562,10 +1562,7 @@ pub fn eval(n: &NodeProto, inputs: &[Option<Tensor>], cx: &Cx) -> R<Vec<Tensor>>
                 .map(|d| d.max(0) as usize)
                 .collect();
             // candle builds one reference per repeat, even of an empty tensor.
-            let repeats = reps
-                .iter()
-                .try_fold(1usize, |acc, &r| acc.checked_mul(r))
-                .unwrap_or(usize::MAX);
+            let repeats = volume(&reps);
             within_bound("Tile", repeats.max(x.elem_count().saturating_mul(repeats)))?;
             one(x.repeat(reps))
         }
@@ -1587,11 +1584,7 @@ pub fn eval(n: &NodeProto, inputs: &[Option<Tensor>], cx: &Cx) -> R<Vec<Tensor>>
                 .into_iter()
                 .map(|d| d.max(0) as usize)
                 .collect();
-            let count = shape
-                .iter()
-                .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-                .unwrap_or(usize::MAX);
-            within_bound("ConstantOfShape", count)?;
+            within_bound("ConstantOfShape", volume(&shape))?;
             let (value, dtype) = match attr(n, "value").and_then(|a| a.t.as_deref()) {
                 Some(t) => {
                     let v = if !t.float_data.is_empty() {
@@ -1890,9 +1883,8 @@ fn resize_op(n: &NodeProto, x: &Tensor, inputs: &[Option<Tensor>], cx: &Cx) -> R
     resize(x, &sizes, &scales, mode, transform)
 }
 
-/// The first element of a raw-data tensor, for `ConstantOfShape`'s value.
 /// The most values a tensor whose size the data chooses (`ConstantOfShape`,
-/// `Range`) may have in the backward pass: a gibibyte of float32 values,
+/// `Range`, `Tile`) may have in the backward pass: a gibibyte of float32 values,
 /// over what any pass under the default `--probe-memory` holds. The forward
 /// probe's guard does not see a size tract folds into a constant, and the
 /// fuzz target found a `ConstantOfShape` of `Shape(x) * 4398046511184`
@@ -1908,6 +1900,15 @@ fn within_bound(op: &str, count: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// The values of a tensor of `dims`, saturating: an absurd size must read
+/// as too large, never wrap to small.
+fn volume(dims: &[usize]) -> usize {
+    dims.iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .unwrap_or(usize::MAX)
+}
+
+/// The first element of a raw-data tensor, for `ConstantOfShape`'s value.
 fn decode_first(t: &TensorProto) -> R<f64> {
     let raw = t.raw_data.as_deref().unwrap_or(&[]);
     let width = dt::byte_width(t.data_type).unwrap_or(0);
