@@ -115,6 +115,18 @@ impl Model {
 
     /// All elements as f32.
     pub fn values_f32(&self, t: &TensorProto) -> Result<Vec<f32>, ValueError> {
+        // Stored float32 bytes, as many as declared: one allocation of the
+        // right size, where growing by pushes held up to twice the tensor.
+        if t.data_type == dt::FLOAT {
+            if let Some(raw) = self.raw_bytes(t).map_err(ValueError)? {
+                if raw.len() == element_count(t)?.saturating_mul(4) {
+                    return Ok(raw
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect());
+                }
+            }
+        }
         let mut out = Vec::with_capacity(element_count(t)?.min(1 << 20));
         self.for_each_value(t, |v| out.push(v as f32))?;
         Ok(out)

@@ -10,6 +10,7 @@ pub mod budget;
 pub mod engine;
 pub mod inputs;
 pub mod lower;
+pub mod memory;
 pub mod mixing;
 pub mod normalize;
 pub mod observe;
@@ -272,6 +273,8 @@ pub fn run(
     // What the backward pass and the fit hold for the weights, read once,
     // and only when they run.
     let weights = (options.gradients && !backward.is_empty()).then(|| WeightSizes::of(graph));
+    let weight_bytes = weights.as_ref().map_or(0, WeightSizes::bytes);
+    memory::give_back(weight_bytes);
     let gradients = weights.as_ref().map(|weights| {
         let grad = backward::GradOptions {
             params: backward.contains(&Backward::Params) || backward.contains(&Backward::Fit),
@@ -287,6 +290,7 @@ pub fn run(
         }
         _ => None,
     };
+    memory::give_back(weight_bytes);
     let fit = match (&gradients, &weights, &plan.fit) {
         (Some(Ok(g)), Some(weights), Some(fit)) if backward.contains(&Backward::Fit) => {
             fit_pass(model, graph, &run, options, fit, g, weights).transpose()
@@ -606,18 +610,23 @@ const MIN_GRADIENT_SAMPLES: usize = 2;
 /// it, and each gets a gradient. Measured: 3.97 GB peak on ResNet-50 at
 /// batch 8, whose forward values take 812 MB (`/usr/bin/time -f %M`).
 const BACKWARD_MEMORY_FACTOR: usize = 5;
-/// ... and per byte of weights: the weights, their gradients, and a copy.
-const BACKWARD_WEIGHT_FACTOR: usize = 3;
+/// ... and per byte of weights: the weights and their gradients. The
+/// engine's variables are made from the values read, with no second copy,
+/// and the file's pages are given back once read (`backward::read_var`).
+const BACKWARD_WEIGHT_FACTOR: usize = 2;
 /// ... and per byte of the largest weight, for the temporaries of its size
-/// that candle's ops allocate at once (a product's transposed copy, its
-/// gradient's, the sums into the gradient store), and the seconds per
-/// value they take (fresh pages, cleared by the kernel). Fitted to two
-/// models (`/usr/bin/time -f %M`, `--overfit-steps 0` against `--no-grad`):
-/// VGG-11, whose 25088 x 4096 layer holds 103 of its 133 M weights, adds
-/// 2.94 GB and 10 s to its forward pass's 1.35 GB and 1 s; GPT-2 small
-/// (a tied 50257 x 768 embedding) adds 1.33 GB and 2.3 s to 0.74 GB.
+/// that candle allocates at once (its gradient, and the zero tensor candle
+/// sums the first gradient into), and the seconds per value they take
+/// (fresh pages, cleared by the kernel). Measured with `/usr/bin/time -f
+/// %M`, `--overfit-steps 0` against `--no-grad`, both budgets lifted:
+/// VGG-11, whose 25088 x 4096 layer holds 103 of its 133 M weights, peaks
+/// at 1.69 GB against 1.31 GB and takes 1.6 s more (the backward pass
+/// reaches 1.65 GB resident, of which 0.53 GB are the weights and 0.53 GB
+/// their gradients); GPT-2 small (a tied 50257 x 768 embedding, a batch
+/// of 2) peaks at 2.70 GB against 0.89 GB and takes 2.7 s more, most of
+/// it its values'.
 const BACKWARD_LARGEST_FACTOR: usize = 2;
-const BACKWARD_SECONDS_PER_LARGEST: f64 = 5e-8;
+const BACKWARD_SECONDS_PER_LARGEST: f64 = 2e-8;
 /// The convolutions' rate in the backward pass's estimate, twice the fit's:
 /// the fit multiplies an underestimate by its 200 steps and keeps every
 /// estimate over 1.3 times the measured step, where the backward pass runs
@@ -677,6 +686,11 @@ impl WeightSizes {
             largest = largest.max(n);
         }
         WeightSizes { total, largest }
+    }
+
+    /// Bytes of the weights themselves, in float32.
+    fn bytes(&self) -> usize {
+        self.total.saturating_mul(std::mem::size_of::<f32>())
     }
 
     /// Bytes the backward pass holds for the weights.

@@ -134,32 +134,44 @@ impl CustomOp2 for Conv2d {
         let (m, cg) = (k.dims()[0], k.dims()[1]);
         let (mg, ck) = (m / groups, cg * g.kh * g.kw);
         let l = g.oh * g.ow;
-        let cols = if Conv2d::pointwise(&g) {
-            x.contiguous()?.reshape((g.n, groups, ck, l))?
-        } else {
-            im2col(x, &g)?.reshape((g.n, groups, ck, l))?
-        };
         let dy = dy.contiguous()?.reshape((g.n, groups, mg, l))?;
+        // Each gradient only where the backward pass reads it: not the
+        // kernel's when the weights are held fixed, nor the input's below
+        // the first layer.
+        //
         // dW = Σ_n dy[n] · cols[n]ᵀ, per group: a product per sample that
         // reads the columns transposed in place, summed as it goes. (A
         // batched product summed over the batch axis copies the columns
         // transposed and reduces along a strided axis: that sum alone was
         // 14% of a profiled ResNet-50 fit.)
-        let product = |s: usize| dy.get(s)?.matmul(&cols.get(s)?.transpose(1, 2)?);
-        let mut dk = product(0)?;
-        for sample in 1..g.n {
-            dk = (dk + product(sample)?)?;
-        }
-        let dk = dk.reshape(k.dims())?;
-        // dcols = Wᵀ · dy, per group, then folded back onto the input.
-        let kt = k.reshape((groups, mg, ck))?.transpose(1, 2)?.contiguous()?;
-        let dcols = kt.broadcast_matmul(&dy)?;
-        let dx = if Conv2d::pointwise(&g) {
-            dcols.reshape(x.dims())?
+        let dk = if k.track_op() {
+            let cols = if Conv2d::pointwise(&g) {
+                x.contiguous()?.reshape((g.n, groups, ck, l))?
+            } else {
+                im2col(x, &g)?.reshape((g.n, groups, ck, l))?
+            };
+            let product = |s: usize| dy.get(s)?.matmul(&cols.get(s)?.transpose(1, 2)?);
+            let mut dk = product(0)?;
+            for sample in 1..g.n {
+                dk = (dk + product(sample)?)?;
+            }
+            Some(dk.reshape(k.dims())?)
         } else {
-            col2im(&dcols.reshape((g.n, g.c * g.kh * g.kw, l))?, &g)?
+            None
         };
-        Ok((Some(dx), Some(dk)))
+        let dx = if x.track_op() {
+            // dcols = Wᵀ · dy, per group, then folded back onto the input.
+            let kt = k.reshape((groups, mg, ck))?.transpose(1, 2)?.contiguous()?;
+            let dcols = kt.broadcast_matmul(&dy)?;
+            Some(if Conv2d::pointwise(&g) {
+                dcols.reshape(x.dims())?
+            } else {
+                col2im(&dcols.reshape((g.n, g.c * g.kh * g.kw, l))?, &g)?
+            })
+        } else {
+            None
+        };
+        Ok((dx, dk))
     }
 }
 

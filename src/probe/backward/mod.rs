@@ -22,6 +22,7 @@ mod einsum;
 pub mod fit;
 pub mod ops;
 mod per_sample;
+mod product;
 mod rebatch;
 mod recurrent;
 mod resize;
@@ -275,6 +276,13 @@ fn narrowed(
         .collect()
 }
 
+/// Whether a forward pass's weights are differentiated for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Weights {
+    Trained,
+    Fixed,
+}
+
 struct Param {
     name: String,
     kind: ParamKind,
@@ -336,9 +344,8 @@ impl<'a, 'm> Pass<'a, 'm> {
             {
                 continue;
             }
-            let tensor = read(model, t, float, "initializer", &t.name)?;
             if let Some(p) = by_name.get(t.name.as_str()) {
-                let var = Var::from_tensor(&tensor).map_err(|e| Skip::from(c(e)))?;
+                let var = read_var(model, t, float, "initializer", &t.name)?;
                 constants.insert(t.name.clone(), var.as_tensor().clone());
                 param_index.insert(p.name, params.len());
                 params.push(Param {
@@ -348,6 +355,7 @@ impl<'a, 'm> Pass<'a, 'm> {
                     var,
                 });
             } else {
+                let tensor = read(model, t, float, "initializer", &t.name)?;
                 constants.insert(t.name.clone(), tensor);
             }
         }
@@ -374,8 +382,7 @@ impl<'a, 'm> Pass<'a, 'm> {
             let Some(t) = graph.constant(p.name) else {
                 continue;
             };
-            let var = Var::from_tensor(&read(model, t, float, "constant", p.name)?)
-                .map_err(|e| Skip::from(c(e)))?;
+            let var = read_var(model, t, float, "constant", p.name)?;
             constant_params.insert(p.name.to_string(), params.len());
             param_index.insert(p.name, params.len());
             params.push(Param {
@@ -427,8 +434,32 @@ impl<'a, 'm> Pass<'a, 'm> {
             inputs,
             vars,
             Cx::new(self.opset, self.float, detach_statistics),
+            Weights::Trained,
         )
         .map(|(env, _)| env)
+    }
+
+    /// [`Pass::forward`] with the weights held fixed: a backward pass from
+    /// its values differentiates for `vars` only, and builds no weight's
+    /// gradient (VGG-11's largest is 412 MB, three times over while it is
+    /// summed into candle's store).
+    fn forward_fixed(
+        &self,
+        inputs: &[(String, Tensor)],
+        vars: &[(String, Tensor)],
+    ) -> Result<FxHashMap<String, Tensor>, Skip> {
+        let cx = Cx::new(self.opset, self.float, true);
+        self.forward_with(inputs, vars, cx, Weights::Fixed)
+            .map(|(env, _)| env)
+    }
+
+    /// The value a forward pass with `weights` reads for trainable tensor `i`.
+    fn param(&self, i: usize, weights: Weights) -> Tensor {
+        let t = self.params[i].var.as_tensor();
+        match weights {
+            Weights::Trained => t.clone(),
+            Weights::Fixed => t.detach(),
+        }
     }
 
     /// [`Pass::forward`] in `cx`, which is returned with the batch statistics it recorded.
@@ -437,8 +468,14 @@ impl<'a, 'm> Pass<'a, 'm> {
         inputs: &[(String, Tensor)],
         vars: &[(String, Tensor)],
         cx: Cx,
+        weights: Weights,
     ) -> Result<(FxHashMap<String, Tensor>, Cx), Skip> {
         let mut env: FxHashMap<String, Tensor> = self.constants.clone();
+        if weights == Weights::Fixed {
+            for (i, p) in self.params.iter().enumerate() {
+                env.insert(p.name.clone(), self.param(i, weights));
+            }
+        }
         for (name, t) in inputs {
             env.insert(name.clone(), t.clone());
         }
@@ -452,7 +489,7 @@ impl<'a, 'm> Pass<'a, 'm> {
                     .contains_key(n.output.first().map_or("", String::as_str))
             {
                 if let Some(&i) = n.output.first().and_then(|o| self.constant_params.get(o)) {
-                    env.insert(n.output[0].clone(), self.params[i].var.as_tensor().clone());
+                    env.insert(n.output[0].clone(), self.param(i, weights));
                 }
                 continue;
             }
@@ -481,7 +518,7 @@ impl<'a, 'm> Pass<'a, 'm> {
                     continue;
                 }
                 let value = match self.constant_params.get(name) {
-                    Some(&i) => self.params[i].var.as_tensor().clone(),
+                    Some(&i) => self.param(i, weights),
                     None => value,
                 };
                 env.insert(name.clone(), value);
@@ -601,7 +638,7 @@ impl<'a, 'm> Pass<'a, 'm> {
             .iter()
             .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
             .collect();
-        let env = self.forward(values, true, &as_tensors)?;
+        let env = self.forward_fixed(values, &as_tensors)?;
         if self.per_sample(&env, values, batch) {
             return Ok(None);
         }
@@ -724,8 +761,8 @@ impl<'a, 'm> Pass<'a, 'm> {
         m: &Mixing,
     ) -> Result<(Option<String>, usize), Skip> {
         let err = |e: candle_core::Error| Skip::from(c(e));
-        let (base, recorded) =
-            self.forward_with(values, &[], Cx::new(self.opset, self.float, true))?;
+        let cx = Cx::new(self.opset, self.float, true);
+        let (base, recorded) = self.forward_with(values, &[], cx, Weights::Fixed)?;
         let mut changed: Vec<(String, Tensor)> = values.to_vec();
         let j = m.from;
         for (name, t) in &mut changed {
@@ -749,7 +786,7 @@ impl<'a, 'm> Pass<'a, 'm> {
         let mut replay = Cx::new(self.opset, self.float, true);
         replay.statistics = recorded.statistics;
         replay.replay = true;
-        let (other, _) = self.forward_with(&changed, &[], replay)?;
+        let (other, _) = self.forward_with(&changed, &[], replay, Weights::Fixed)?;
         let per_sample = |name: &str| {
             base.get(name)
                 .is_some_and(|t| t.rank() >= 1 && t.dims()[0] == batch && t.dtype().is_float())
@@ -908,14 +945,62 @@ fn read(
     what: &str,
     name: &str,
 ) -> Result<Tensor, Skip> {
-    let err = |e: crate::onnx::values::ValueError| Skip::from(format!("{what} `{name}`: {}", e.0));
-    if dt::is_float(t.data_type) && float == DType::F32 {
-        let v = model.values_f32(t).map_err(err)?;
-        let dims: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
-        return Tensor::from_vec(v, dims, &Device::Cpu).map_err(|e| Skip::from(c(e)));
+    let tensor = match read_f32(model, t, float, what, name)? {
+        Some((v, dims)) => Tensor::from_vec(v, dims, &Device::Cpu).map_err(|e| Skip::from(c(e)))?,
+        None => ops::from_values(
+            t,
+            model.values_f64(t).map_err(value_error(what, name))?,
+            float,
+        )?,
+    };
+    model.release(t);
+    Ok(tensor)
+}
+
+/// [`read`] for a trainable tensor: a variable made from the values read,
+/// rather than a copy of them (VGG-11's 133 M weights were two copies at once).
+fn read_var(
+    model: &Model,
+    t: &crate::onnx::proto::TensorProto,
+    float: DType,
+    what: &str,
+    name: &str,
+) -> Result<Var, Skip> {
+    let var = match read_f32(model, t, float, what, name)? {
+        Some((v, dims)) => Var::from_vec(v, dims, &Device::Cpu),
+        None => Var::from_tensor(&read(model, t, float, what, name)?),
+    };
+    model.release(t);
+    var.map_err(|e| Skip::from(c(e)))
+}
+
+/// A tensor's float32 values and its dimensions.
+type Values32 = (Vec<f32>, Vec<usize>);
+
+/// A float tensor's values as f32 with its dimensions, when the engine
+/// computes in f32; `None` otherwise. The engine then holds its own copy:
+/// the caller gives back the file's pages that reading them made resident.
+fn read_f32(
+    model: &Model,
+    t: &crate::onnx::proto::TensorProto,
+    float: DType,
+    what: &str,
+    name: &str,
+) -> Result<Option<Values32>, Skip> {
+    if !(dt::is_float(t.data_type) && float == DType::F32) {
+        return Ok(None);
     }
-    let values = model.values_f64(t).map_err(err)?;
-    Ok(ops::from_values(t, values, float)?)
+    let v = model.values_f32(t).map_err(value_error(what, name))?;
+    let dims = t.dims.iter().map(|&d| d.max(0) as usize).collect();
+    Ok(Some((v, dims)))
+}
+
+/// The note for a stored tensor whose values cannot be read.
+fn value_error<'a>(
+    what: &'a str,
+    name: &'a str,
+) -> impl Fn(crate::onnx::values::ValueError) -> Skip + 'a {
+    move |e| Skip::from(format!("{what} `{name}`: {}", e.0))
 }
 
 /// A tract tensor (the forward probe's input) as an engine tensor.

@@ -9,6 +9,7 @@
 
 use candle_core::{DType, Device, Tensor};
 
+use super::product::Product;
 use crate::onnx::proto::{data_type as dt, AttributeProto, NodeProto, TensorProto};
 
 pub type R<T> = Result<T, String>;
@@ -688,8 +689,12 @@ fn matmul(a: &Tensor, b: &Tensor) -> R<Tensor> {
     };
     let a = a.contiguous().map_err(c)?;
     let b = b.contiguous().map_err(c)?;
-    let mut y = if a.rank() == 2 && b.rank() == 2 {
-        a.matmul(&b)
+    let same_stacks = a.rank() == b.rank() && a.dims()[..a.rank() - 2] == b.dims()[..b.rank() - 2];
+    let mut y = if same_stacks {
+        Product {
+            b_transposed: false,
+        }
+        .apply(&a, &b)
     } else {
         a.broadcast_matmul(&b)
     }
@@ -1400,14 +1405,13 @@ pub fn eval(n: &NodeProto, inputs: &[Option<Tensor>], cx: &Cx) -> R<Vec<Tensor>>
         "MatMul" => Ok(vec![matmul(arg(0)?, arg(1)?)?]),
         "Gemm" => {
             let mut a = arg(0)?.clone();
-            let mut b = arg(1)?.clone();
             if attr_i(n, "transA") == Some(1) {
                 a = a.t().map_err(c)?;
             }
-            if attr_i(n, "transB") == Some(1) {
-                b = b.t().map_err(c)?;
-            }
-            let mut y = a.matmul(&b).map_err(c)?;
+            let product = Product {
+                b_transposed: attr_i(n, "transB") == Some(1),
+            };
+            let mut y = product.apply(&a, arg(1)?).map_err(c)?;
             let alpha = attr_f(n, "alpha").unwrap_or(1.0) as f64;
             if alpha != 1.0 {
                 y = y.affine(alpha, 0.0).map_err(c)?;
