@@ -105,19 +105,23 @@ mod tests {
     use super::*;
     use candle_core::{Device, Var};
 
+    /// A 2 x 3 matrix, and a 3 x 2 one (stored 2 x 3 when read transposed).
+    fn operands(b_transposed: bool) -> (Var, Var) {
+        let a = vec![1.0f64, -2.0, 0.5, 3.0, 1.5, -1.0];
+        let b = vec![0.2f64, -0.4, 1.0, 0.3, -0.7, 0.9];
+        let b_shape = if b_transposed { (2, 3) } else { (3, 2) };
+        (
+            Var::from_vec(a, (2, 3), &Device::Cpu).unwrap(),
+            Var::from_vec(b, b_shape, &Device::Cpu).unwrap(),
+        )
+    }
+
     fn grads(
         b_transposed: bool,
         track_a: bool,
         track_b: bool,
     ) -> (Tensor, Option<Tensor>, Option<Tensor>) {
-        let a = Var::from_vec(
-            vec![1.0f64, -2.0, 0.5, 3.0, 1.5, -1.0],
-            (2, 3),
-            &Device::Cpu,
-        )
-        .unwrap();
-        let b: Vec<f64> = vec![0.2, -0.4, 1.0, 0.3, -0.7, 0.9];
-        let b = Var::from_vec(b, if b_transposed { (2, 3) } else { (3, 2) }, &Device::Cpu).unwrap();
+        let (a, b) = operands(b_transposed);
         let (ta, tb) = (a.as_tensor(), b.as_tensor());
         let (ta, tb) = (
             if track_a { ta.clone() } else { ta.detach() },
@@ -138,15 +142,7 @@ mod tests {
     fn a_product_has_candles_values_and_gradients_for_the_operands_that_are_tracked() {
         for b_transposed in [false, true] {
             // The same product through candle's own matmul.
-            let a = Var::from_vec(
-                vec![1.0f64, -2.0, 0.5, 3.0, 1.5, -1.0],
-                (2, 3),
-                &Device::Cpu,
-            )
-            .unwrap();
-            let b: Vec<f64> = vec![0.2, -0.4, 1.0, 0.3, -0.7, 0.9];
-            let b =
-                Var::from_vec(b, if b_transposed { (2, 3) } else { (3, 2) }, &Device::Cpu).unwrap();
+            let (a, b) = operands(b_transposed);
             let rhs = if b_transposed {
                 b.as_tensor().t().unwrap()
             } else {
