@@ -967,10 +967,13 @@ fn read_var(
     name: &str,
 ) -> Result<Var, Skip> {
     let var = match read_f32(model, t, float, what, name)? {
-        Some((v, dims)) => Var::from_vec(v, dims, &Device::Cpu),
+        Some((v, dims)) => {
+            model.release(t);
+            Var::from_vec(v, dims, &Device::Cpu)
+        }
+        // `read` gives the pages back.
         None => Var::from_tensor(&read(model, t, float, what, name)?),
     };
-    model.release(t);
     var.map_err(|e| Skip::from(c(e)))
 }
 

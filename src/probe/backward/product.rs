@@ -25,15 +25,6 @@ impl Product {
     pub(super) fn apply(self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         a.contiguous()?.apply_op2(&b.contiguous()?, self)
     }
-
-    /// `b` as the product reads it.
-    fn rhs(self, b: &Tensor) -> Result<Tensor> {
-        if self.b_transposed {
-            b.t()
-        } else {
-            Ok(b.clone())
-        }
-    }
 }
 
 impl CustomOp2 for Product {
@@ -80,9 +71,14 @@ impl CustomOp2 for Product {
         let last = a.rank() - 1;
         let t = |x: &Tensor| x.transpose(last - 1, last);
         let dy = &dy.contiguous()?;
-        // da = dy · bᵀ, where b is what the product read.
+        // da = dy · bᵀ, where b is what the product read: the stored b
+        // itself when it was read transposed.
         let da = if a.track_op() {
-            Some(dy.matmul(&t(&self.rhs(b)?)?)?)
+            Some(if self.b_transposed {
+                dy.matmul(b)?
+            } else {
+                dy.matmul(&t(b)?)?
+            })
         } else {
             None
         };
