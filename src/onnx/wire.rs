@@ -3,7 +3,7 @@
 //! A model's nodes and initializers are independent messages, one after
 //! another in the graph's bytes. Walking the protobuf wire format finds where
 //! each starts and ends without decoding it; the two lists are then decoded in
-//! slices, one per core, and put back together in file order. The result is
+//! slices, one per core, each written into its place in file order. The result is
 //! the same `ModelProto` a plain prost decode gives: every other field is
 //! merged in file order exactly as prost would, and any irregularity (a
 //! second `graph` field, a malformed length) falls back to the plain decode,
