@@ -174,8 +174,7 @@ fn decode_lists(
     handle: &(dyn Fn() -> Bytes + Sync),
     workers: usize,
 ) -> Option<(Vec<NodeProto>, Vec<TensorProto>)> {
-    let mut node_list = Vec::with_capacity(nodes.len());
-    let mut initializer_list = Vec::with_capacity(initializers.len());
+    let (mut node_list, mut initializer_list) = (Vec::new(), Vec::new());
     let shares = Share::split(nodes, &mut node_list, workers).zip(Share::split(
         initializers,
         &mut initializer_list,
@@ -203,9 +202,10 @@ fn decode_lists(
         std::mem::forget(n);
         std::mem::forget(i);
     }
-    // SAFETY: the shares cover every slot below each list's length, each
-    // share wrote all of its slots (`complete`), and the shares were
-    // forgotten, so the messages they wrote are owned by the lists alone.
+    // SAFETY: the lists were empty, the shares cover every slot below each
+    // list's new length, each share wrote all of its slots (`complete`),
+    // and the shares were forgotten, so the messages they wrote are owned
+    // by the lists alone.
     unsafe {
         node_list.set_len(nodes.len());
         initializer_list.set_len(initializers.len());
@@ -223,14 +223,15 @@ struct Share<'a, M> {
 }
 
 impl<'a, M: Part> Share<'a, M> {
-    /// `parts` in `workers` shares of the spare room of `list`, which has
-    /// room for them all; shares past the end of a short list are empty.
+    /// `parts` in `workers` shares of room made at the end of `list`;
+    /// shares past the end of a short list are empty.
     fn split(
         parts: &'a [Range<usize>],
         list: &'a mut Vec<M>,
         workers: usize,
     ) -> impl Iterator<Item = Share<'a, M>> {
         let per = parts.len().div_ceil(workers).max(1);
+        list.reserve_exact(parts.len());
         let mut chunks = parts
             .chunks(per)
             .zip(list.spare_capacity_mut()[..parts.len()].chunks_mut(per));
