@@ -1,36 +1,88 @@
 //! Work dealt over every core: the rules, the weight summaries, the parts of
-//! a large tensor.
+//! a large tensor, and the walks over a large graph's nodes.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ops::Range;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// `f` of every item, with the items dealt round-robin to one worker per core
-/// (no more workers than items). Each worker's results come back in a vector
-/// of its own, as `(item index, result)`; a worker that panicked gives back
-/// nothing, on one core as on several.
+/// `f` of every item, on one worker per core (no more workers than items).
+/// Each worker takes the next few items not yet taken until none are left,
+/// so a worker that drew cheap items takes more of them; put the costly items
+/// first. Each worker's results come back in a vector of its own, as `(item
+/// index, result)`; a worker that panicked gives back nothing, on one core as
+/// on several.
 pub(crate) fn deal<T: Sync, R: Send>(
     items: &[T],
     f: impl Fn(&T) -> R + Sync,
 ) -> Vec<Vec<(usize, R)>> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, items.len().max(1));
-    let f = &f;
-    let work = move |w: usize| {
-        (w..items.len())
-            .step_by(workers)
-            .map(|i| (i, f(&items[i])))
-            .collect::<Vec<_>>()
+    let workers = workers(items.len());
+    // Small enough to even out the workers' last items, large enough that
+    // taking them costs little next to running them.
+    let batch = (items.len() / (workers * 64)).clamp(1, 256);
+    let next = AtomicUsize::new(0);
+    let (f, next) = (&f, &next);
+    let work = move || {
+        // Room for every item: the pages a worker leaves unwritten cost
+        // nothing, and growing a vector of large results copies them.
+        let mut done = Vec::with_capacity(items.len());
+        loop {
+            let start = next.fetch_add(batch, Ordering::Relaxed);
+            if start >= items.len() {
+                return done;
+            }
+            let end = (start + batch).min(items.len());
+            done.extend((start..end).map(|i| (i, f(&items[i]))));
+        }
     };
     if workers == 1 {
-        return vec![catch_unwind(AssertUnwindSafe(|| work(0))).unwrap_or_default()];
+        return vec![catch_unwind(AssertUnwindSafe(work)).unwrap_or_default()];
     }
     std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers).map(|w| scope.spawn(move || work(w))).collect();
+        let handles: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
         handles
             .into_iter()
             .map(|h| h.join().unwrap_or_default())
             .collect()
     })
+}
+
+/// `f` of each of `0..len` cut into one run of indices per core, the runs'
+/// results joined in index order. Below `serial` items it runs on this
+/// thread. A panic in `f` goes on from here, as in a loop.
+pub(crate) fn ranges<R: Send>(
+    len: usize,
+    serial: usize,
+    f: impl Fn(Range<usize>) -> Vec<R> + Sync,
+) -> Vec<R> {
+    let workers = if len < serial { 1 } else { workers(len) };
+    if workers == 1 {
+        return f(0..len);
+    }
+    let step = len.div_ceil(workers);
+    let f = &f;
+    let runs: Vec<Vec<R>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| scope.spawn(move || f(w * step..((w + 1) * step).min(len))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| resume_unwind(p)))
+            .collect()
+    });
+    // Sized once: growing a vector of large items page by page costs more
+    // than the work on a graph of many small tensors.
+    let mut out = Vec::with_capacity(runs.iter().map(Vec::len).sum());
+    for mut run in runs {
+        out.append(&mut run);
+    }
+    out
+}
+
+/// One worker per core, and no more than `items`.
+fn workers(items: usize) -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, items.max(1))
 }
 
 /// [`deal`], with the results in item order.
@@ -59,5 +111,9 @@ mod tests {
         seen.sort_unstable();
         assert_eq!(seen, (0..1000).collect::<Vec<_>>());
         assert!(map(&[] as &[u32], |x| *x).is_empty());
+        for len in [0, 1, 7, 1000] {
+            let doubled = ranges(len, 0, |r| r.map(|x| x * 2).collect());
+            assert_eq!(doubled, (0..len).map(|x| x * 2).collect::<Vec<_>>());
+        }
     }
 }

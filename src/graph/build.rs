@@ -46,6 +46,9 @@ pub enum ProblemKind {
 /// The input slot recorded for a name a node's subgraph reads from this graph.
 pub const IMPLICIT_SLOT: usize = usize::MAX;
 
+/// A name looked up before the graph's outer and undefined names are known.
+const NOT_FOUND: TensorId = NO_TENSOR - 1;
+
 /// Every graph of the model: the main graph first, then nested and function bodies.
 pub fn build<'m>(model: &'m Model, source: &'m Source) -> Vec<Graph<'m>> {
     build_with(model, Listing::Ready(source))
@@ -322,6 +325,25 @@ fn build_body<'m>(
         (tensors.len() - 1, known)
     };
 
+    // Every name the nodes read, looked up on every core: `NO_TENSOR` for an
+    // omitted input, `NOT_FOUND` for a name the graph does not define (an
+    // outer or undefined name), resolved below in file order as it comes.
+    let found: Vec<TensorId> = {
+        let by_name = &by_name;
+        let nodes = &body.nodes;
+        crate::parallel::ranges(nodes.len(), super::PARALLEL_NODES, |run| {
+            let mut ids =
+                Vec::with_capacity(nodes[run.clone()].iter().map(|n| n.input.len()).sum());
+            for n in &nodes[run] {
+                ids.extend(n.input.iter().map(|name| match name.as_str() {
+                    "" => NO_TENSOR,
+                    name => by_name.get(name).copied().unwrap_or(NOT_FOUND),
+                }));
+            }
+            ids
+        })
+    };
+    let mut found = found.into_iter();
     let mut reads: Vec<(TensorId, NodeId, usize)> = Vec::with_capacity(edges);
     let mut known_ops = KnownOps {
         default_imported: opsets.contains(""),
@@ -338,20 +360,37 @@ fn build_body<'m>(
         }
         let mut implicit: Vec<&'m str> = implicit.into_iter().collect();
         implicit.sort_unstable();
-        let explicit = n
-            .input
-            .iter()
-            .enumerate()
-            .map(|(slot, name)| (slot, name.as_str()));
-        let implicit = implicit.into_iter().map(|name| (IMPLICIT_SLOT, name));
-        for (slot, name) in explicit.chain(implicit) {
-            if name.is_empty() {
-                if slot != IMPLICIT_SLOT {
-                    io.inputs.push(NO_TENSOR);
+        // A name is read again only where the lookup above did not find it.
+        let explicit = (0..n.input.len()).map(|slot| {
+            let known = found.next().unwrap_or(NOT_FOUND);
+            (
+                slot,
+                known,
+                (known == NOT_FOUND).then(|| n.input[slot].as_str()),
+            )
+        });
+        let implicit = implicit.into_iter().map(|name| {
+            let known = if name.is_empty() {
+                NO_TENSOR
+            } else {
+                NOT_FOUND
+            };
+            (IMPLICIT_SLOT, known, Some(name))
+        });
+        for (slot, known, name) in explicit.chain(implicit) {
+            let (t, defined, name) = match (known, name) {
+                (NO_TENSOR, _) => {
+                    if slot != IMPLICIT_SLOT {
+                        io.inputs.push(NO_TENSOR);
+                    }
+                    continue;
                 }
-                continue;
-            }
-            let (t, defined) = source_of(name, &mut g, &mut tensors, &mut by_name);
+                (NOT_FOUND, Some(name)) => {
+                    let (t, defined) = source_of(name, &mut g, &mut tensors, &mut by_name);
+                    (t, defined, name)
+                }
+                (t, _) => (t, true, ""),
+            };
             if slot != IMPLICIT_SLOT {
                 io.inputs.push(t);
             }

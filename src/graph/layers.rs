@@ -95,12 +95,13 @@ impl<'m> Graph<'m> {
     pub fn weight_layer(&self, id: NodeId) -> Option<&WeightLayer<'m>> {
         self.layers
             .get_or_init(|| {
-                (0..self.node_count())
-                    .map(|id| self.find_weight_layer(id))
-                    .collect()
+                crate::parallel::ranges(self.node_count(), super::PARALLEL_NODES, |ids| {
+                    ids.map(|id| self.find_weight_layer(id).map(Box::new))
+                        .collect()
+                })
             })
             .get(id)?
-            .as_ref()
+            .as_deref()
     }
 
     fn find_weight_layer(&self, id: NodeId) -> Option<WeightLayer<'m>> {

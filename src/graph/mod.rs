@@ -75,6 +75,10 @@ pub type TensorId = usize;
 /// The tensor id of an omitted optional input or output.
 pub(crate) const NO_TENSOR: TensorId = TensorId::MAX;
 
+/// Graphs of fewer nodes are walked on one thread where a walk could be
+/// shared between cores: starting the threads would cost more than it saves.
+pub(crate) const PARALLEL_NODES: usize = 4096;
+
 /// Which tensors each node reads and writes, and who reads each tensor,
 /// resolved once while building so that queries do not look names up.
 #[derive(Clone, Debug, Default)]
@@ -199,7 +203,9 @@ pub struct Graph<'m> {
     pub(crate) initializer_ids: Vec<Option<TensorId>>,
     pub(crate) topo: Option<Vec<NodeId>>,
     pub(crate) stats: std::sync::OnceLock<stats::StatsTable>,
-    pub(crate) layers: std::sync::OnceLock<Vec<Option<WeightLayer<'m>>>>,
+    /// Per node, the node as a weight layer: boxed, so that walking the
+    /// nodes to find the layers reads 8 bytes per node, not the whole layer.
+    pub(crate) layers: std::sync::OnceLock<Vec<Option<Box<WeightLayer<'m>>>>>,
     pub(crate) residual: std::sync::OnceLock<residual::Residual>,
     /// Node ids by name, built on the first [`Graph::find_node`].
     pub(crate) node_names: std::sync::OnceLock<HashMap<&'m str, NodeId>>,

@@ -427,18 +427,22 @@ impl LayerState {
 /// The state of every weight layer of a graph that has enough float values
 /// to judge, in node order.
 pub fn layer_states(g: &Graph<'_>) -> Vec<LayerState> {
-    g.weight_layers()
-        .filter_map(|l| {
-            let s = g.stats_of(l.weight_id)?;
-            let fan_in = l.fan_in.filter(|&f| f > 0)? as f64;
-            Some(LayerState {
-                node: l.node,
-                weight: l.weight_id,
-                evidence: weight_evidence(s, l.units)?,
-                fresh_bias: fresh_bias(g, l, fan_in)?,
-            })
+    let state = |l: &WeightLayer<'_>| {
+        let s = g.stats_of(l.weight_id)?;
+        let fan_in = l.fan_in.filter(|&f| f > 0)? as f64;
+        Some(LayerState {
+            node: l.node,
+            weight: l.weight_id,
+            evidence: weight_evidence(s, l.units)?,
+            fresh_bias: fresh_bias(g, l, fan_in)?,
         })
-        .collect()
+    };
+    crate::parallel::ranges(g.node_count(), super::PARALLEL_NODES, |nodes| {
+        nodes
+            .filter_map(|id| g.weight_layer(id))
+            .filter_map(state)
+            .collect()
+    })
 }
 
 /// The weights of the recurrent ops (`LSTM`, `GRU`, `RNN`): the input

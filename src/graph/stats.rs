@@ -18,6 +18,9 @@ const RELEASE_EVERY: usize = 8 << 20;
 /// Tensors at least this large are summarized on every core at once.
 const PARALLEL_MIN: usize = 32 << 20;
 
+/// Graphs of fewer stored tensors list their summaries' work on one thread.
+const PARALLEL_TENSORS: usize = 4096;
+
 /// Biases up to this many elements, and any tensor up to [`KEEP_SMALL`] elements,
 /// keep their values in the summary.
 pub(super) const KEEP_VALUES: usize = 4096;
@@ -117,25 +120,31 @@ impl<'m> Graph<'m> {
             .collect();
         ids.sort_unstable();
         ids.dedup();
-        let mut jobs: Vec<(usize, TensorId, Stored<'m>, Job)> = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(s) = self.stored_of(id) {
-                if data_type::is_float(s.elem_type()) {
-                    let count = s.len().unwrap_or(usize::MAX);
-                    let job = Job {
-                        layout: layouts.get(&id).copied().flatten(),
-                        keep_values: count <= KEEP_SMALL
-                            || (count <= KEEP_VALUES && biases.contains(&id)),
-                    };
-                    jobs.push((count, id, s, job));
-                }
-            }
-        }
-        // Largest first, dealt round-robin: the workers finish at about the same time.
-        // Keyed by the count found above: reading each tensor's dims again
-        // on every comparison is most of the sort's time on a large graph.
-        jobs.sort_unstable_by_key(|&(count, id, ..)| (std::cmp::Reverse(count), id));
         let graph = self;
+        let job = |id: TensorId| {
+            let s = graph.stored_of(id)?;
+            if !data_type::is_float(s.elem_type()) {
+                return None;
+            }
+            let count = s.len().unwrap_or(usize::MAX);
+            let job = Job {
+                layout: layouts.get(&id).copied().flatten(),
+                keep_values: count <= KEEP_SMALL || (count <= KEEP_VALUES && biases.contains(&id)),
+            };
+            Some((count, id, s, job))
+        };
+        let mut jobs: Vec<(usize, TensorId, Stored<'m>, Job)> =
+            crate::parallel::ranges(ids.len(), PARALLEL_TENSORS, |run| {
+                // Sized for every tensor of the run: growing it copies them all.
+                let mut jobs = Vec::with_capacity(run.len());
+                jobs.extend(run.filter_map(|k| job(ids[k])));
+                jobs
+            });
+        // Largest first: the workers finish at about the same time. Keyed by
+        // the count found above: reading each tensor's dims again on every
+        // comparison is most of the sort's time on a large graph. Which
+        // worker summarizes a tensor does not change its summary.
+        jobs.sort_unstable_by_key(|&(count, ..)| std::cmp::Reverse(count));
         let parts = crate::parallel::deal(&jobs, |(_, _, s, job)| graph.summarize(s, *job));
         let mut table = StatsTable {
             index: vec![None; self.tensors.len()],
