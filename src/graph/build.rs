@@ -5,7 +5,9 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use petgraph::algo::{kosaraju_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
 
-use super::{Dim, Edge, Graph, Listing, NodeId, NodeTensors, Tensor, TensorId, Vertex, NO_TENSOR};
+use super::{
+    Dim, Edge, Graph, Listing, NodeId, NodeTensors, Op, Ops, Tensor, TensorId, Vertex, NO_TENSOR,
+};
 use crate::onnx::proto::{
     tensor_shape_proto::dimension::Value as DimValue, type_proto::Value as Ty, GraphProto,
     NodeProto, OperatorSetIdProto, TensorProto, ValueInfoProto,
@@ -347,10 +349,26 @@ fn build_body<'m>(
     let mut reads: Vec<(TensorId, NodeId, usize)> = Vec::with_capacity(edges);
     let mut known_ops = KnownOps {
         default_imported: opsets.contains(""),
-        seen: HashMap::default(),
+        seen: Vec::new(),
     };
     let mut has_subgraphs = false;
+    let mut ops = Ops {
+        of_node: Vec::with_capacity(body.nodes.len()),
+        names: Vec::new(),
+    };
+    let mut op_index: HashMap<(&'m str, bool), u32> = HashMap::default();
     for (i, n) in body.nodes.iter().enumerate() {
+        let default = matches!(n.domain.as_str(), "" | "ai.onnx");
+        let op = *op_index
+            .entry((n.op_type.as_str(), default))
+            .or_insert_with(|| {
+                ops.names.push(Op {
+                    op_type: &n.op_type,
+                    default,
+                });
+                ops.names.len() as u32 - 1
+            });
+        ops.of_node.push(op);
         let mut implicit = HashSet::default();
         for a in &n.attribute {
             for sub in a.subgraphs() {
@@ -416,7 +434,7 @@ fn build_body<'m>(
             );
         }
         io.input_start.push(io.inputs.len() as u32);
-        if let Some(p) = node_problem(n, i, opsets, version, &mut known_ops) {
+        if let Some(p) = node_problem(n, (i, op), opsets, version, &mut known_ops) {
             problems.push(p);
         }
     }
@@ -493,6 +511,7 @@ fn build_body<'m>(
         scope: scope.clone(),
         title: title.clone(),
         nodes: body.nodes,
+        ops,
         initializers: body.initializers,
         inputs: body.inputs,
         outputs: body.outputs,
@@ -546,19 +565,19 @@ fn build_body<'m>(
 }
 
 /// What [`node_problem`] learned so far about a graph's op types.
-struct KnownOps<'m> {
+struct KnownOps {
     default_imported: bool,
-    /// Default-domain op types, and whether the imported opset has them.
-    seen: HashMap<&'m str, bool>,
+    /// By op index ([`Ops`]), whether the imported opset has the op.
+    seen: Vec<Option<bool>>,
 }
 
 /// A node whose domain is not imported, or whose op the imported opset lacks.
-fn node_problem<'m>(
-    n: &'m NodeProto,
-    i: NodeId,
+fn node_problem(
+    n: &NodeProto,
+    (i, op): (NodeId, u32),
     opsets: &HashSet<String>,
     version: Option<i64>,
-    known: &mut KnownOps<'m>,
+    known: &mut KnownOps,
 ) -> Option<Problem> {
     let default = matches!(n.domain.as_str(), "" | "ai.onnx");
     let imported = if default {
@@ -575,10 +594,11 @@ fn node_problem<'m>(
         });
     }
     let mut is_known = |v| {
-        *known
-            .seen
-            .entry(n.op_type.as_str())
-            .or_insert_with(|| is_known_op(&n.op_type, v))
+        let op = op as usize;
+        if known.seen.len() <= op {
+            known.seen.resize(op + 1, None);
+        }
+        *known.seen[op].get_or_insert_with(|| is_known_op(&n.op_type, v))
     };
     match version {
         Some(v) if default && !is_known(v) => Some(Problem {

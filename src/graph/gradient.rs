@@ -48,22 +48,24 @@ impl<'m> Graph<'m> {
     /// The trainable tensors, each once, in the order the graph first reads them.
     pub fn trainable(&self) -> Vec<Trainable<'m>> {
         let mut out: Vec<Trainable<'m>> = Vec::new();
-        let mut seen = rustc_hash::FxHashSet::default();
+        // By tensor id: a set of ids hashed would cost more than the walk.
+        let mut seen = vec![false; self.tensors.len()];
+        let float = |id: TensorId| {
+            self.constant_of(id)
+                .is_some_and(|t| dt::is_float(t.data_type))
+        };
         for n in self.nodes() {
             if !n.domain_is_default() {
                 continue;
             }
             let mut add = |slot: usize, kind: ParamKind| {
-                let Some(name) = n.input(slot).filter(|s| !s.is_empty()) else {
+                let Some(id) = n.input_id(slot) else {
                     return;
                 };
-                let Some(id) = n.input_id(slot) else { return };
-                let float = self
-                    .constant_of(id)
-                    .is_some_and(|t| dt::is_float(t.data_type));
-                if float && seen.insert(id) {
+                if !seen[id] && float(id) {
+                    seen[id] = true;
                     out.push(Trainable {
-                        name,
+                        name: self.tensor_name(id),
                         tensor: id,
                         node: n.id(),
                         kind,
@@ -71,11 +73,11 @@ impl<'m> Graph<'m> {
                 }
             };
             if let Some(layer) = self.weight_layer(n.id()) {
-                let slot = |t: &str| n.inputs().iter().position(|i| i == t);
-                if let Some(w) = slot(layer.weight_name) {
+                let slot = |t: TensorId| n.input_ids().position(|i| i == Some(t));
+                if let Some(w) = slot(layer.weight_id) {
                     add(w, ParamKind::Weight);
                 }
-                if let Some(b) = layer.bias_name.and_then(slot) {
+                if let Some(b) = layer.bias_id.and_then(slot) {
                     add(b, ParamKind::Bias);
                 }
                 continue;
@@ -103,7 +105,7 @@ impl<'m> Graph<'m> {
                 }
                 // A product written as an equation: its stored operands are weights.
                 "Einsum" => {
-                    for slot in 0..n.inputs().len() {
+                    for slot in 0..n.input_ids().len() {
                         add(slot, ParamKind::Weight);
                     }
                 }
@@ -117,9 +119,9 @@ impl<'m> Graph<'m> {
             if !n.domain_is_default() {
                 continue;
             }
-            for (slot, name) in n.inputs().iter().enumerate() {
-                let Some(id) = n.input_id(slot) else { continue };
-                if seen.contains(&id)
+            for (slot, id) in n.input_ids().enumerate() {
+                let Some(id) = id else { continue };
+                if seen[id]
                     || !self.constant_of(id).is_some_and(|t| {
                         dt::is_float(t.data_type) && t.dims.iter().product::<i64>() > 1
                     })
@@ -129,11 +131,11 @@ impl<'m> Graph<'m> {
                 let Some(kind) = self.read_as_parameter(&n, slot) else {
                     continue;
                 };
-                seen.insert(id);
+                seen[id] = true;
                 more.push((
                     n.id(),
                     Trainable {
-                        name: name.as_str(),
+                        name: self.tensor_name(id),
                         tensor: id,
                         node: n.id(),
                         kind,

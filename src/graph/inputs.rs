@@ -12,16 +12,18 @@ pub struct InputNames {
 }
 
 impl InputNames {
-    pub fn of(graph: &crate::onnx::proto::GraphProto) -> InputNames {
+    /// The names of the main graph `graph`'s inputs.
+    pub fn of(graph: &super::Graph<'_>) -> InputNames {
         use crate::onnx::proto::tensor_shape_proto::dimension::Value as D;
         use crate::onnx::proto::type_proto::Value as T;
-        let stored: std::collections::HashSet<&str> =
-            graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        let fed: rustc_hash::FxHashSet<&str> = graph.fed_inputs().collect();
         let mut names = InputNames::default();
         for i in graph
+            .model
+            .graph()
             .input
             .iter()
-            .filter(|i| !stored.contains(i.name.as_str()))
+            .filter(|i| fed.contains(i.name.as_str()))
         {
             names.inputs.push(i.name.clone());
             let Some(T::TensorType(t)) = i.r#type.as_ref().and_then(|t| t.value.as_ref()) else {

@@ -79,6 +79,22 @@ pub(crate) const NO_TENSOR: TensorId = TensorId::MAX;
 /// shared between cores: starting the threads would cost more than it saves.
 pub(crate) const PARALLEL_NODES: usize = 4096;
 
+/// Each node's op, as an index into the graph's distinct ops: asking what a
+/// node is reads four bytes per node and a short table, not the node.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Ops<'m> {
+    pub(crate) of_node: Vec<u32>,
+    pub(crate) names: Vec<Op<'m>>,
+}
+
+/// One of a graph's distinct ops.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Op<'m> {
+    pub(crate) op_type: &'m str,
+    /// Whether its domain is the default one (`""` or `ai.onnx`).
+    pub(crate) default: bool,
+}
+
 /// Which tensors each node reads and writes, and who reads each tensor,
 /// resolved once while building so that queries do not look names up.
 #[derive(Clone, Debug, Default)]
@@ -189,6 +205,7 @@ pub struct Graph<'m> {
     /// What this graph is, for messages: `main graph`, `then_branch of If node ...`.
     pub(crate) title: String,
     pub(crate) nodes: Vec<&'m crate::onnx::proto::NodeProto>,
+    pub(crate) ops: Ops<'m>,
     pub(crate) initializers: Vec<&'m TensorProto>,
     pub(crate) inputs: Vec<&'m str>,
     pub(crate) outputs: Vec<&'m str>,
@@ -664,12 +681,12 @@ impl<'m> Graph<'m> {
     /// The inputs a caller feeds, in order: before IR 4, initializers were
     /// listed among the inputs too.
     pub fn fed_inputs(&self) -> impl Iterator<Item = &'m str> + '_ {
-        let stored: rustc_hash::FxHashSet<&str> =
-            self.initializers.iter().map(|t| t.name.as_str()).collect();
-        self.inputs
-            .iter()
-            .copied()
-            .filter(move |n| !stored.contains(n))
+        // The build already made an initializer listed as an input a constant.
+        self.inputs.iter().copied().filter(move |n| {
+            !self
+                .tensor(n)
+                .is_some_and(|t| matches!(self.g[t.producer], Vertex::Initializer(_)))
+        })
     }
 
     /// The graph's output names, in order.

@@ -62,8 +62,14 @@ impl<'g, 'm> NodeRef<'g, 'm> {
         self.proto.name.as_deref().unwrap_or("")
     }
 
+    /// The node's op, from the graph's table of ops.
+    fn op(&self) -> super::Op<'m> {
+        let ops = &self.graph.ops;
+        ops.names[ops.of_node[self.id] as usize]
+    }
+
     pub fn op_type(&self) -> &'m str {
-        &self.proto.op_type
+        self.op().op_type
     }
 
     pub fn domain(&self) -> &'m str {
@@ -71,12 +77,13 @@ impl<'g, 'm> NodeRef<'g, 'm> {
     }
 
     pub fn domain_is_default(&self) -> bool {
-        matches!(self.proto.domain.as_str(), "" | "ai.onnx")
+        self.op().default
     }
 
     /// Whether this is the default-domain op `op`.
     pub fn is(&self, op: &str) -> bool {
-        self.proto.op_type == op && self.domain_is_default()
+        let own = self.op();
+        own.default && own.op_type == op
     }
 
     /// Input `i`, `None` when absent or left empty (an omitted optional input).
@@ -100,6 +107,12 @@ impl<'g, 'm> NodeRef<'g, 'm> {
     pub fn input_id(&self, i: usize) -> Option<super::TensorId> {
         let t = *self.graph.io.inputs(self.id).get(i)?;
         (t != super::NO_TENSOR).then_some(t)
+    }
+
+    /// The tensor of each input slot, `None` where it is absent or left empty.
+    pub fn input_ids(&self) -> impl ExactSizeIterator<Item = Option<super::TensorId>> + 'g {
+        let ids = self.graph.io.inputs(self.id);
+        ids.iter().map(|&t| (t != super::NO_TENSOR).then_some(t))
     }
 
     /// The tensor written by output `i`, `None` when absent, left empty or

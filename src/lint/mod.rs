@@ -18,7 +18,7 @@ use crate::diag::report::FileReport;
 use crate::onnx::LoadError;
 use crate::options::{ConfigSource, Error, Options, Settings};
 use crate::read::{listing, read_model, Read, Unparsed};
-use crate::{config, graph, onnx, probe, rules};
+use crate::{config, graph, onnx, rules};
 
 pub(crate) use static_pass::demote;
 
@@ -49,7 +49,6 @@ pub fn lint_file(path: &Path, options: &Options) -> Result<FileReport, Error> {
                     reason,
                 }));
             }
-            report.inputs = Some(probe::inputs::InputNames::of(model.graph()));
             if settings.fingerprint {
                 record::fingerprint(&model, &mut report);
             }
@@ -132,13 +131,17 @@ fn lint_listing(
         Some(main) if valid => probe_pass::run(model, main, settings, &facts, &mut diagnostics),
         _ => None,
     };
-    finish::report(
-        model,
-        &graphs,
-        source,
-        settings,
-        diagnostics,
-        coverage,
-        measurements,
-    )
+    let inputs = graphs.first().map(graph::InputNames::of);
+    FileReport {
+        inputs,
+        ..finish::report(
+            model,
+            &graphs,
+            source,
+            settings,
+            diagnostics,
+            coverage,
+            measurements,
+        )
+    }
 }
