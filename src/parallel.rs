@@ -47,22 +47,22 @@ pub(crate) fn deal<T: Sync, R: Send>(
 }
 
 /// `f` of each of `0..len` cut into one run of indices per core, the runs'
-/// results joined in index order. Below `serial` items it runs on this
+/// results joined in index order. Each run has at least `min_run` indices,
+/// so short walks take fewer cores, and one under twice that runs on this
 /// thread. A panic in `f` goes on from here, as in a loop.
 pub(crate) fn ranges<R: Send>(
     len: usize,
-    serial: usize,
+    min_run: usize,
     f: impl Fn(Range<usize>) -> Vec<R> + Sync,
 ) -> Vec<R> {
-    let workers = if len < serial { 1 } else { workers(len) };
+    let workers = workers(len / min_run.max(1));
     if workers == 1 {
         return f(0..len);
     }
-    let step = len.div_ceil(workers);
     let f = &f;
     let runs: Vec<Vec<R>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|w| scope.spawn(move || f(w * step..((w + 1) * step).min(len))))
+        let handles: Vec<_> = runs(len, workers)
+            .map(|run| scope.spawn(move || f(run)))
             .collect();
         handles
             .into_iter()
@@ -76,6 +76,13 @@ pub(crate) fn ranges<R: Send>(
         out.append(&mut run);
     }
     out
+}
+
+/// `0..len` cut into `workers` runs of about equal length, in order; on many
+/// cores and few items the last runs are empty, never past `len`.
+fn runs(len: usize, workers: usize) -> impl Iterator<Item = Range<usize>> {
+    let step = len.div_ceil(workers.max(1));
+    (0..workers).map(move |w| (w * step).min(len)..((w + 1) * step).min(len))
 }
 
 /// One worker per core, and no more than `items`.
@@ -112,8 +119,24 @@ mod tests {
         assert_eq!(seen, (0..1000).collect::<Vec<_>>());
         assert!(map(&[] as &[u32], |x| *x).is_empty());
         for len in [0, 1, 7, 1000] {
-            let doubled = ranges(len, 0, |r| r.map(|x| x * 2).collect());
+            let doubled = ranges(len, 1, |r| r.map(|x| x * 2).collect());
             assert_eq!(doubled, (0..len).map(|x| x * 2).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn runs_cover_every_index_once_whatever_the_cores() {
+        for (len, workers) in [(0, 1), (5, 2), (5, 4), (4096, 128), (4097, 3), (10, 64)] {
+            let runs: Vec<_> = runs(len, workers).collect();
+            assert_eq!(runs.len(), workers);
+            // In order, back to back, within `0..len`: slicing with them cannot panic.
+            let mut next = 0;
+            for r in &runs {
+                assert_eq!(r.start, next, "{len} items on {workers} workers: {runs:?}");
+                assert!(r.start <= r.end && r.end <= len);
+                next = r.end;
+            }
+            assert_eq!(next, len);
         }
     }
 }
