@@ -46,16 +46,17 @@ pub(crate) fn deal<T: Sync, R: Send>(
     })
 }
 
+/// The fewest indices a core takes of a walk [`ranges`] shares: each index
+/// is a node or a stored tensor, a fraction of a microsecond of work, and for
+/// fewer, starting the core's thread would cost more than it saves.
+const MIN_RUN: usize = 2048;
+
 /// `f` of each of `0..len` cut into one run of indices per core, the runs'
-/// results joined in index order. Each run has at least `min_run` indices,
-/// so short walks take fewer cores, and one under twice that runs on this
-/// thread. A panic in `f` goes on from here, as in a loop.
-pub(crate) fn ranges<R: Send>(
-    len: usize,
-    min_run: usize,
-    f: impl Fn(Range<usize>) -> Vec<R> + Sync,
-) -> Vec<R> {
-    let workers = workers(len / min_run.max(1));
+/// results joined in index order. Each run has at least [`MIN_RUN`]
+/// indices, so short walks take fewer cores, and one under twice that runs
+/// on this thread. A panic in `f` goes on from here, as in a loop.
+pub(crate) fn ranges<R: Send>(len: usize, f: impl Fn(Range<usize>) -> Vec<R> + Sync) -> Vec<R> {
+    let workers = workers(len / MIN_RUN);
     if workers == 1 {
         return f(0..len);
     }
@@ -118,8 +119,8 @@ mod tests {
         seen.sort_unstable();
         assert_eq!(seen, (0..1000).collect::<Vec<_>>());
         assert!(map(&[] as &[u32], |x| *x).is_empty());
-        for len in [0, 1, 7, 1000] {
-            let doubled = ranges(len, 1, |r| r.map(|x| x * 2).collect());
+        for len in [0, 1, 7, 2 * MIN_RUN + 1, 10 * MIN_RUN] {
+            let doubled = ranges(len, |r| r.map(|x| x * 2).collect());
             assert_eq!(doubled, (0..len).map(|x| x * 2).collect::<Vec<_>>());
         }
     }

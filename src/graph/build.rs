@@ -333,7 +333,7 @@ fn build_body<'m>(
     let found: Vec<TensorId> = {
         let by_name = &by_name;
         let nodes = &body.nodes;
-        crate::parallel::ranges(nodes.len(), super::NODES_PER_CORE, |run| {
+        crate::parallel::ranges(nodes.len(), |run| {
             let mut ids =
                 Vec::with_capacity(nodes[run.clone()].iter().map(|n| n.input.len()).sum());
             for n in &nodes[run] {

@@ -95,7 +95,7 @@ impl<'m> Graph<'m> {
     pub fn weight_layer(&self, id: NodeId) -> Option<&WeightLayer<'m>> {
         self.layers
             .get_or_init(|| {
-                crate::parallel::ranges(self.node_count(), super::NODES_PER_CORE, |ids| {
+                crate::parallel::ranges(self.node_count(), |ids| {
                     ids.map(|id| self.find_weight_layer(id).map(Box::new))
                         .collect()
                 })

@@ -75,11 +75,6 @@ pub type TensorId = usize;
 /// The tensor id of an omitted optional input or output.
 pub(crate) const NO_TENSOR: TensorId = TensorId::MAX;
 
-/// The fewest nodes a core takes of a walk shared between cores: for fewer,
-/// starting its thread would cost more than it saves. A graph of fewer than
-/// twice as many is walked on one thread.
-pub(crate) const NODES_PER_CORE: usize = 2048;
-
 /// Each node's op, as an index into the graph's distinct ops: asking what a
 /// node is reads four bytes per node and a short table, not the node.
 #[derive(Clone, Debug, Default)]

@@ -437,7 +437,7 @@ pub fn layer_states(g: &Graph<'_>) -> Vec<LayerState> {
             fresh_bias: fresh_bias(g, l, fan_in)?,
         })
     };
-    crate::parallel::ranges(g.node_count(), super::NODES_PER_CORE, |nodes| {
+    crate::parallel::ranges(g.node_count(), |nodes| {
         nodes
             .filter_map(|id| g.weight_layer(id))
             .filter_map(state)

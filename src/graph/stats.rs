@@ -18,10 +18,6 @@ const RELEASE_EVERY: usize = 8 << 20;
 /// Tensors at least this large are summarized on every core at once.
 const PARALLEL_MIN: usize = 32 << 20;
 
-/// The fewest stored tensors a core lists summaries' work for; a graph of
-/// fewer than twice as many lists it on one thread.
-const TENSORS_PER_CORE: usize = 2048;
-
 /// Biases up to this many elements, and any tensor up to [`KEEP_SMALL`] elements,
 /// keep their values in the summary.
 pub(super) const KEEP_VALUES: usize = 4096;
@@ -135,7 +131,7 @@ impl<'m> Graph<'m> {
             Some((count, id, s, job))
         };
         let mut jobs: Vec<(usize, TensorId, Stored<'m>, Job)> =
-            crate::parallel::ranges(ids.len(), TENSORS_PER_CORE, |run| {
+            crate::parallel::ranges(ids.len(), |run| {
                 // Sized for every tensor of the run: growing it copies them all.
                 let mut jobs = Vec::with_capacity(run.len());
                 jobs.extend(run.filter_map(|k| job(ids[k])));
